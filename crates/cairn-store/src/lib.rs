@@ -1,0 +1,101 @@
+//! The storage seam: one [`Store`] trait that every backend implements, the
+//! records it stores, and (feature `testing`) the conformance suite every
+//! backend must pass.
+//!
+//! Invariants every backend keeps:
+//! - [`Store::commit`] is one database transaction: it allocates the next
+//!   revision (gapless, in commit order, across every process sharing the
+//!   database), checks every compare-and-set, writes every mutation *and one
+//!   audit record per mutation*, or writes nothing at all.
+//! - Versions are immutable: a write adds a version, a delete adds a tombstone.
+
+mod types;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use types::*;
+
+use async_trait::async_trait;
+use cairn_model::{Revision, Scope};
+
+/// Everything that can go wrong in a store, in terms the service can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A compare-and-set failed. Nothing was written.
+    #[error("version conflict on {key} at {scope}: expected version {expected}, current version {actual}")]
+    Conflict {
+        scope: Scope,
+        key: String,
+        expected: i64,
+        actual: i64,
+    },
+    /// The thing to change does not exist (delete of an absent entry, unknown token …).
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// The thing to create exists already (app, environment).
+    #[error("{what} already exists")]
+    AlreadyExists { what: String },
+    /// A revision that was compacted away was asked for.
+    #[error("revision {requested} is compacted (oldest retained: {oldest})")]
+    Compacted { requested: Revision, oldest: Revision },
+    /// The database could not be reached; try again later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else from the backend.
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The one storage interface. Backends: `cairn-store-sqlite`, `cairn-store-postgres`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name for logs and `/readyz` (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// Cheap liveness check of the database (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Commit a change set atomically as one new revision (see the crate docs).
+    /// An empty `mutations` list is refused with `Backend`.
+    async fn commit(&self, commit: Commit) -> StoreResult<Committed>;
+
+    /// The latest committed revision and catalog revision.
+    async fn head(&self) -> StoreResult<Head>;
+
+    /// Everything needed to build the in-memory state: apps, environments,
+    /// active schemas, every live (non-deleted) entry at its current version.
+    async fn load(&self) -> StoreResult<Snapshot>;
+
+    /// Every entry version committed after `after`, in revision order
+    /// (tombstones included), plus the head it was read at. Lets a replica
+    /// catch up without reloading.
+    async fn entry_changes_since(&self, after: Revision) -> StoreResult<(Head, Vec<EntryVersion>)>;
+
+    /// Catalog (apps, environments, active schemas) as of now.
+    async fn load_catalog(&self) -> StoreResult<Catalog>;
+
+    /// All versions of one entry, oldest first. Empty if it never existed.
+    async fn entry_history(&self, scope: &Scope, key: &str) -> StoreResult<Vec<EntryVersion>>;
+
+    /// One version of one entry.
+    async fn entry_version(&self, scope: &Scope, key: &str, version: i64) -> StoreResult<Option<EntryVersion>>;
+
+    /// The latest version (tombstones included) of every entry in `scopes` as
+    /// of revision `at`. `Compacted` if `at` is older than retained history.
+    async fn entries_at(&self, scopes: &[Scope], at: Revision) -> StoreResult<Vec<EntryVersion>>;
+
+    /// Every version of every schema, oldest first.
+    async fn schema_history(&self) -> StoreResult<Vec<SchemaRecord>>;
+
+    /// Audit records matching `filter`, oldest first (`seq` order).
+    async fn audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
+
+    /// The token whose SHA-256 hash is `hash` (hex), revoked or not.
+    async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>>;
+
+    /// Every token, without secrets (only hashes are ever stored).
+    async fn tokens(&self) -> StoreResult<Vec<TokenRecord>>;
+}

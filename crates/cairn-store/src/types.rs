@@ -1,0 +1,284 @@
+use cairn_model::{EntryKind, MergeMode, Revision, Scope};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where the store is: the latest committed revision, and the latest revision
+/// that changed the catalog (apps, environments, schemas, tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Head {
+    pub revision: Revision,
+    pub catalog_revision: Revision,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct App {
+    pub name: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub revision: Revision,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub name: String,
+    pub description: String,
+    /// Changes need approval (used by change requests).
+    pub protected: bool,
+    pub required_approvals: i32,
+    pub auto_approve: bool,
+    pub created_at: DateTime<Utc>,
+    /// Revision of the last change to this environment's settings.
+    pub revision: Revision,
+}
+
+/// One immutable version of one entry. `value == None` is a tombstone (delete).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryVersion {
+    pub scope: Scope,
+    pub key: String,
+    pub version: i64,
+    pub kind: EntryKind,
+    pub merge: MergeMode,
+    pub value: Option<Value>,
+    /// `sha256:…` of the canonical value; empty for a tombstone.
+    pub checksum: String,
+    pub revision: Revision,
+    pub actor: String,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl EntryVersion {
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+}
+
+/// A JSON Schema registered against a key pattern, globally (`app == None`) or for one app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchemaRecord {
+    pub app: Option<String>,
+    pub pattern: String,
+    pub version: i64,
+    pub schema: Value,
+    pub revision: Revision,
+    pub actor: String,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Apps, environments and the active (latest) version of every schema.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub apps: Vec<App>,
+    pub envs: Vec<Environment>,
+    pub schemas: Vec<SchemaRecord>,
+}
+
+/// What [`crate::Store::load`] returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub head: Head,
+    pub catalog: Catalog,
+    /// Current version of every entry that is not deleted.
+    pub entries: Vec<EntryVersion>,
+}
+
+/// A role granted to a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+    Sdk,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+            Role::Sdk => "sdk",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            "sdk" => Some(Role::Sdk),
+            _ => None,
+        }
+    }
+}
+
+/// A bearer token. Only the SHA-256 of the secret is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Public id (`tok_…`), safe to show.
+    pub id: String,
+    pub name: String,
+    /// Hex SHA-256 of the secret token string.
+    #[serde(skip_serializing)]
+    pub hash: String,
+    pub role: Role,
+    /// App pattern the role is granted on (`*` for all).
+    pub app: String,
+    /// Environment pattern the role is granted on (`*` for all).
+    pub env: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Who made a change, from where, and why. Copied into every audit record of the commit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditContext {
+    /// Principal, e.g. `token:tok_ab12 (admin)`.
+    pub actor: String,
+    pub message: String,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// Server replica that handled the request.
+    pub replica: Option<String>,
+}
+
+/// One change inside a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    /// Write a new version of an entry; `value: None` writes a tombstone
+    /// (delete), which fails with `NotFound` if the entry is absent or deleted.
+    /// `expected_version`: `Some(0)` = must not exist (or be deleted),
+    /// `Some(n)` = current version must be `n`, else `Conflict`.
+    PutEntry {
+        scope: Scope,
+        key: String,
+        kind: EntryKind,
+        merge: MergeMode,
+        value: Option<Value>,
+        checksum: String,
+        expected_version: Option<i64>,
+    },
+    /// `AlreadyExists` if present.
+    CreateApp { name: String, description: String },
+    /// `AlreadyExists` if present.
+    CreateEnv {
+        name: String,
+        description: String,
+        protected: bool,
+        required_approvals: i32,
+        auto_approve: bool,
+    },
+    /// `NotFound` if absent.
+    UpdateEnv {
+        name: String,
+        description: Option<String>,
+        protected: Option<bool>,
+        required_approvals: Option<i32>,
+        auto_approve: Option<bool>,
+    },
+    /// Registers the next version of the schema at (app, pattern).
+    PutSchema {
+        app: Option<String>,
+        pattern: String,
+        schema: Value,
+    },
+    /// Stores a token (its hash). With `bootstrap`, fails with `AlreadyExists`
+    /// unless no token exists at all (first start, safe across replicas).
+    CreateToken { token: TokenRecord, bootstrap: bool },
+    /// `NotFound` if no such token id.
+    RevokeToken { id: String },
+}
+
+impl Mutation {
+    /// The audit action this mutation is recorded as.
+    pub fn default_action(&self) -> &'static str {
+        match self {
+            Mutation::PutEntry { value: None, .. } => "entry.delete",
+            Mutation::PutEntry { .. } => "entry.set",
+            Mutation::CreateApp { .. } => "app.create",
+            Mutation::CreateEnv { .. } => "env.create",
+            Mutation::UpdateEnv { .. } => "env.update",
+            Mutation::PutSchema { .. } => "schema.register",
+            Mutation::CreateToken { .. } => "token.create",
+            Mutation::RevokeToken { .. } => "token.revoke",
+        }
+    }
+
+    /// Does this mutation change the catalog (anything but entries)?
+    pub fn is_catalog(&self) -> bool {
+        !matches!(self, Mutation::PutEntry { .. })
+    }
+}
+
+/// A change set: mutations committed atomically as one revision, with one
+/// audit record each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    pub context: AuditContext,
+    /// `(action override, mutation)`: `None` uses [`Mutation::default_action`]
+    /// (e.g. `Some("entry.rollback")`).
+    pub mutations: Vec<(Option<String>, Mutation)>,
+}
+
+/// What one mutation became.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    /// For entries and schemas: the version before (0 = none) and the version written.
+    pub from_version: Option<i64>,
+    pub to_version: Option<i64>,
+}
+
+/// The result of a successful commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Committed {
+    pub revision: Revision,
+    pub at: DateTime<Utc>,
+    /// One per mutation, in order.
+    pub applied: Vec<Applied>,
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Position in the log: 1, 2, 3 … gapless.
+    pub seq: i64,
+    pub revision: Option<Revision>,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    /// `""`/`None` app is global; `None` env is every environment.
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub key: Option<String>,
+    pub from_version: Option<i64>,
+    pub to_version: Option<i64>,
+    pub message: String,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub replica: Option<String>,
+    /// Extra structured facts (never secret plaintext).
+    pub detail: Value,
+}
+
+/// Filters for [`crate::Store::audit`]; every field narrows, `None` = any.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    pub key: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Exact app (`Some("")` = global only).
+    pub app: Option<String>,
+    /// Exact env (`Some("")` = all-environments scope only).
+    pub env: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only records with `seq > after_seq`.
+    pub after_seq: Option<i64>,
+    /// At most this many (the oldest matching first); `None` = all.
+    pub limit: Option<i64>,
+}
