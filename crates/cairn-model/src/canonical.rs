@@ -58,10 +58,15 @@ mod tests {
 
     #[test]
     fn member_order_does_not_change_the_text() {
-        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"d":[1,{"y":2,"x":1}],"c":null}}"#).unwrap();
-        let b: Value = serde_json::from_str(r#"{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}"#).unwrap();
+        let a: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"d":[1,{"y":2,"x":1}],"c":null}}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}"#).unwrap();
         assert_eq!(canonical_json(&a), canonical_json(&b));
-        assert_eq!(canonical_json(&a), r#"{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}"#);
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}"#
+        );
         assert_eq!(checksum(&a), checksum(&b));
     }
 
@@ -74,6 +79,9 @@ mod tests {
 
     #[test]
     fn strings_are_escaped() {
-        assert_eq!(canonical_json(&json!({"a\"b": "x\ny"})), r#"{"a\"b":"x\ny"}"#);
+        assert_eq!(
+            canonical_json(&json!({"a\"b": "x\ny"})),
+            r#"{"a\"b":"x\ny"}"#
+        );
     }
 }

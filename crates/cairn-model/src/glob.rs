@@ -10,13 +10,17 @@ pub fn validate_glob(pattern: &str) -> Result<(), ModelError> {
     for seg in pattern.split('/') {
         let ok = !seg.is_empty()
             && (seg == "**"
-                || seg
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-' | b'*' | b'?')));
+                || seg.bytes().all(|b| {
+                    b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || matches!(b, b'_' | b'.' | b'-' | b'*' | b'?')
+                }));
         if !ok || (seg != "**" && seg.contains("**")) {
             return Err(ModelError::invalid(
                 "pattern",
-                format!("bad segment {seg:?}: use key characters, '*', '?' or a whole '**' segment"),
+                format!(
+                    "bad segment {seg:?}: use key characters, '*', '?' or a whole '**' segment"
+                ),
             ));
         }
     }
@@ -35,7 +39,9 @@ fn match_segments(pat: &[&str], segs: &[&str]) -> bool {
         None => segs.is_empty(),
         Some((&"**", rest)) => (0..=segs.len()).any(|i| match_segments(rest, &segs[i..])),
         Some((p, rest)) => match segs.split_first() {
-            Some((s, srest)) => match_segment(p.as_bytes(), s.as_bytes()) && match_segments(rest, srest),
+            Some((s, srest)) => {
+                match_segment(p.as_bytes(), s.as_bytes()) && match_segments(rest, srest)
+            }
             None => false,
         },
     }

@@ -39,7 +39,9 @@ fn validate_name(field: &str, name: &str) -> Result<(), ModelError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_BYTES
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -56,7 +58,10 @@ fn validate_name(field: &str, name: &str) -> Result<(), ModelError> {
 pub fn validate_app(name: &str) -> Result<(), ModelError> {
     validate_name("app", name)?;
     if name == GLOBAL_APP {
-        return Err(ModelError::invalid("app", "'global' is reserved for the global scope"));
+        return Err(ModelError::invalid(
+            "app",
+            "'global' is reserved for the global scope",
+        ));
     }
     Ok(())
 }
@@ -168,7 +173,19 @@ mod tests {
         for ok in ["a", "database/pool", "a.b/c_d-e/0", &"x".repeat(256)] {
             assert!(validate_key(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/a", "a/", "a//b", "A", "a b", "a/../b", "a/./b", "é", "a\\b", &"x".repeat(257)] {
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "A",
+            "a b",
+            "a/../b",
+            "a/./b",
+            "é",
+            "a\\b",
+            &"x".repeat(257),
+        ] {
             let err = validate_key(bad).unwrap_err();
             let ModelError::Invalid { field, .. } = err;
             assert_eq!(field, "key", "{bad}");
@@ -189,15 +206,24 @@ mod tests {
 
     #[test]
     fn scope_parse_and_affects() {
-        assert_eq!(Scope::parse(Some("global"), Some("all")).unwrap(), Scope::global());
-        assert_eq!(Scope::parse(None, Some("prod")).unwrap(), Scope::new(None, Some("prod")));
+        assert_eq!(
+            Scope::parse(Some("global"), Some("all")).unwrap(),
+            Scope::global()
+        );
+        assert_eq!(
+            Scope::parse(None, Some("prod")).unwrap(),
+            Scope::new(None, Some("prod"))
+        );
         assert!(Scope::parse(Some("Bad"), None).is_err());
         assert!(Scope::global().affects("billing", "prod"));
         assert!(Scope::new(None, Some("prod")).affects("billing", "prod"));
         assert!(!Scope::new(None, Some("dev")).affects("billing", "prod"));
         assert!(Scope::new(Some("billing"), None).affects("billing", "prod"));
         assert!(!Scope::new(Some("payments"), None).affects("billing", "prod"));
-        assert_eq!(Scope::from_stored("", "prod"), Scope::new(None, Some("prod")));
+        assert_eq!(
+            Scope::from_stored("", "prod"),
+            Scope::new(None, Some("prod"))
+        );
         assert_eq!(Scope::new(Some("a"), None).to_string(), "a/all");
     }
 }

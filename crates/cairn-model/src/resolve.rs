@@ -134,29 +134,47 @@ mod tests {
     use serde_json::json;
 
     fn layer(pairs: &[(&str, Value, MergeMode)]) -> Layer<(Value, MergeMode)> {
-        pairs.iter().map(|(k, v, m)| (k.to_string(), (v.clone(), *m))).collect()
+        pairs
+            .iter()
+            .map(|(k, v, m)| (k.to_string(), (v.clone(), *m)))
+            .collect()
     }
 
     fn view(m: &(Value, MergeMode)) -> Option<LayerValue<'_>> {
-        Some(LayerValue { value: &m.0, merge: m.1 })
+        Some(LayerValue {
+            value: &m.0,
+            merge: m.1,
+        })
     }
 
     #[test]
     fn four_levels_merge_most_specific_wins() {
         use MergeMode::Merge as M;
-        let g = layer(&[("db", json!({"max": 10, "idle": 2, "host": "g"}), M), ("only_global", json!(1), M)]);
+        let g = layer(&[
+            ("db", json!({"max": 10, "idle": 2, "host": "g"}), M),
+            ("only_global", json!(1), M),
+        ]);
         let ge = layer(&[("db", json!({"host": "prod-db"}), M)]);
         let a = layer(&[("db", json!({"max": 20}), M)]);
         let ae = layer(&[("db", json!({"idle": null, "tls": {"on": true}}), M)]);
         let out = resolve_layers(&[&g, &ge, &a, &ae], view);
-        assert_eq!(out["db"], json!({"max": 20, "host": "prod-db", "tls": {"on": true}}));
+        assert_eq!(
+            out["db"],
+            json!({"max": 20, "host": "prod-db", "tls": {"on": true}})
+        );
         assert_eq!(out["only_global"], json!(1));
     }
 
     #[test]
     fn null_removes_a_key_and_replace_replaces() {
-        let g = layer(&[("a", json!({"x": 1, "y": 2}), MergeMode::Merge), ("b", json!(5), MergeMode::Merge)]);
-        let app = layer(&[("a", json!({"z": 3}), MergeMode::Replace), ("b", Value::Null, MergeMode::Merge)]);
+        let g = layer(&[
+            ("a", json!({"x": 1, "y": 2}), MergeMode::Merge),
+            ("b", json!(5), MergeMode::Merge),
+        ]);
+        let app = layer(&[
+            ("a", json!({"z": 3}), MergeMode::Replace),
+            ("b", Value::Null, MergeMode::Merge),
+        ]);
         let out = resolve_layers(&[&g, &app], view);
         assert_eq!(out["a"], json!({"z": 3}));
         assert!(!out.contains_key("b"));
@@ -195,7 +213,11 @@ mod tests {
     }
 
     fn arb_layer() -> impl Strategy<Value = Layer<(Value, MergeMode)>> {
-        prop::collection::btree_map("[k-n]", arb_json().prop_map(|v| (v, MergeMode::Merge)), 0..4)
+        prop::collection::btree_map(
+            "[k-n]",
+            arb_json().prop_map(|v| (v, MergeMode::Merge)),
+            0..4,
+        )
     }
 
     proptest! {

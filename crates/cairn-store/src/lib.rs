@@ -38,7 +38,10 @@ pub enum StoreError {
     AlreadyExists { what: String },
     /// A revision that was compacted away was asked for.
     #[error("revision {requested} is compacted (oldest retained: {oldest})")]
-    Compacted { requested: Revision, oldest: Revision },
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
     /// The database could not be reached; try again later.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -81,7 +84,12 @@ pub trait Store: Send + Sync + 'static {
     async fn entry_history(&self, scope: &Scope, key: &str) -> StoreResult<Vec<EntryVersion>>;
 
     /// One version of one entry.
-    async fn entry_version(&self, scope: &Scope, key: &str, version: i64) -> StoreResult<Option<EntryVersion>>;
+    async fn entry_version(
+        &self,
+        scope: &Scope,
+        key: &str,
+        version: i64,
+    ) -> StoreResult<Option<EntryVersion>>;
 
     /// The latest version (tombstones included) of every entry in `scopes` as
     /// of revision `at`. `Compacted` if `at` is older than retained history.
