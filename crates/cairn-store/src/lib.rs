@@ -77,6 +77,12 @@ pub trait Store: Send + Sync + 'static {
     /// catch up without reloading.
     async fn entry_changes_since(&self, after: Revision) -> StoreResult<(Head, Vec<EntryVersion>)>;
 
+    /// For every scope that ever held an entry: the latest revision of any of
+    /// its entry versions, tombstones included (so a resolved view's revision
+    /// survives a restart even when its last change was a delete). Scopes are
+    /// returned as stored (`Scope::from_stored`).
+    async fn scope_revisions(&self) -> StoreResult<Vec<(Scope, Revision)>>;
+
     /// Catalog (apps, environments, active schemas) as of now.
     async fn load_catalog(&self) -> StoreResult<Catalog>;
 
