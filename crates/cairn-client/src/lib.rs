@@ -1,1 +1,199 @@
+//! A thin, typed-enough client for Cairn's HTTP API. The CLI uses it; the
+//! SDK (watch, local evaluation, cache) will build on it.
 
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A problem-details body from the server.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub status: u16,
+    #[serde(default)]
+    pub detail: String,
+    #[serde(default)]
+    pub code: String,
+    pub field: Option<String>,
+    #[serde(default)]
+    pub errors: Vec<Value>,
+    pub current_version: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error status.
+    #[error("{}", .problem.detail)]
+    Api { status: u16, problem: Problem },
+    /// The server could not be reached or the answer could not be read.
+    #[error("cannot reach the server: {0}")]
+    Transport(String),
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            ClientError::Transport(_) => None,
+        }
+    }
+}
+
+/// A response with its ETag (for conditional reads).
+#[derive(Debug, Clone)]
+pub struct Conditional<T> {
+    /// `None` on 304 Not Modified.
+    pub body: Option<T>,
+    pub etag: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// `addr` like `http://127.0.0.1:8700`.
+    pub fn new(addr: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("cairn-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Client {
+            base: addr.trim_end_matches('/').to_owned(),
+            token,
+            http,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut rb = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        rb
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Transport(format!("unreadable response: {e}")))
+    }
+
+    /// GET with query parameters (pairs with `None` values are left out).
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, Option<String>)],
+    ) -> Result<T, ClientError> {
+        self.send(self.request(Method::GET, path).query(&present(query)))
+            .await
+    }
+
+    /// GET honouring an ETag: `None` body on 304.
+    pub async fn get_conditional<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, Option<String>)],
+        etag: Option<&str>,
+    ) -> Result<Conditional<T>, ClientError> {
+        let mut rb = self.request(Method::GET, path).query(&present(query));
+        if let Some(e) = etag {
+            rb = rb.header(reqwest::header::IF_NONE_MATCH, e);
+        }
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status();
+        let etag = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if status == StatusCode::NOT_MODIFIED {
+            return Ok(Conditional { body: None, etag });
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        let body = serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Transport(format!("unreadable response: {e}")))?;
+        Ok(Conditional {
+            body: Some(body),
+            etag,
+        })
+    }
+
+    /// A request with a JSON body.
+    pub async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, Option<String>)],
+        body: Option<&Value>,
+    ) -> Result<T, ClientError> {
+        let mut rb = self.request(method, path).query(&present(query));
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        self.send(rb).await
+    }
+}
+
+fn present<'a>(query: &'a [(&'a str, Option<String>)]) -> Vec<(&'a str, &'a str)> {
+    query
+        .iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)))
+        .collect()
+}
+
+fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
+    let problem = serde_json::from_slice::<Problem>(bytes).unwrap_or_else(|_| Problem {
+        status: status.as_u16(),
+        detail: format!(
+            "{} {}",
+            status.as_u16(),
+            String::from_utf8_lossy(bytes)
+                .chars()
+                .take(500)
+                .collect::<String>()
+        ),
+        ..Problem::default()
+    });
+    ClientError::Api {
+        status: status.as_u16(),
+        problem,
+    }
+}
+
+pub use reqwest::Method as HttpMethod;

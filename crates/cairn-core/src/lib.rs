@@ -1,1 +1,19 @@
+//! Cairn's use cases over a [`cairn_store::Store`].
+//!
+//! Look for [`Service`]: it owns the one write path (validate → check policy →
+//! commit change + audit in one transaction → catch up memory → publish) and
+//! serves every read from [`state::State`], the in-memory copy of the current
+//! configuration with pre-serialized [`ResolvedView`]s.
 
+pub mod auth;
+mod error;
+pub mod schema;
+mod service;
+pub mod state;
+
+pub use auth::{Origin, Principal};
+pub use error::{Error, ErrorCode, Result, Violation};
+pub use service::{
+    ChangeItem, CreatedToken, EnvSettings, Options, SchemaRegistered, Service, DEFAULT_ENVS,
+};
+pub use state::ResolvedView;

@@ -4,7 +4,7 @@ use similar::TextDiff;
 
 /// The difference between two values: an RFC 6902 patch that turns `from`
 /// into `to`, and a readable unified diff of their pretty-printed forms.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ValueDiff {
     pub patch: json_patch::Patch,
     pub text: String,

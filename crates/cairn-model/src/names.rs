@@ -76,7 +76,19 @@ pub fn validate_env(name: &str) -> Result<(), ModelError> {
 }
 
 /// Where a value is set: (global or an app) × (all environments or one).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    Default,
+    utoipa::ToSchema,
+)]
 pub struct Scope {
     /// `None` is the global scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,1 +1,110 @@
+//! Cairn's HTTP API. The only crate that knows HTTP: routes, extractors,
+//! problem details ([`problem`]), and the OpenAPI document.
+//!
+//! Handlers are thin: parse, call [`cairn_core::Service`], shape the answer.
 
+mod extract;
+pub mod problem;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+use cairn_core::Service;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+pub use problem::Problem;
+pub use routes::entries::{ChangeEntryBody, ChangeSetBody, SetEntryBody, WriteResult};
+pub use routes::system::Readiness;
+
+/// Largest request body: a full change set of maximal values, plus slack.
+pub fn body_limit(max_value_bytes: usize) -> usize {
+    max_value_bytes * 2 + 1024 * 1024
+}
+
+/// The whole API as one router.
+pub fn router(svc: Arc<Service>) -> Router {
+    use routes::{catalog as c, entries as e, system as s};
+    let limit = body_limit(svc.options().max_value_bytes);
+    Router::new()
+        .route("/healthz", get(s::healthz))
+        .route("/readyz", get(s::readyz))
+        .route("/openapi.json", get(s::openapi))
+        .route("/v1/apps", get(c::list_apps).post(c::create_app))
+        .route("/v1/apps/{app}", get(c::get_app))
+        .route("/v1/apps/{app}/envs/{env}/config", get(e::resolved))
+        .route("/v1/envs", get(c::list_envs).post(c::create_env))
+        .route("/v1/envs/{env}", get(c::get_env).patch(c::update_env))
+        .route("/v1/entries", get(e::list_entries))
+        .route(
+            "/v1/entries/{*key}",
+            put(e::set_entry).get(e::get_entry).delete(e::delete_entry),
+        )
+        .route("/v1/changes", post(e::change_set))
+        .route("/v1/history/{*key}", get(e::history))
+        .route("/v1/diff/{*key}", get(e::diff))
+        .route("/v1/rollback/{*key}", post(e::rollback))
+        .route("/v1/schemas", get(c::list_schemas).post(c::register_schema))
+        .route("/v1/schemas/history", get(c::schema_history))
+        .route("/v1/schemas/validate", post(c::validate))
+        .route("/v1/audit", get(c::audit))
+        .route("/v1/tokens", get(c::list_tokens).post(c::create_token))
+        .route("/v1/tokens/{id}", axum::routing::delete(c::revoke_token))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(svc)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Cairn", description = "Configuration, feature flags and secrets: versioned, validated, audited."),
+    paths(
+        routes::system::healthz, routes::system::readyz, routes::system::openapi,
+        routes::catalog::list_apps, routes::catalog::get_app, routes::catalog::create_app,
+        routes::catalog::list_envs, routes::catalog::get_env, routes::catalog::create_env, routes::catalog::update_env,
+        routes::entries::list_entries, routes::entries::get_entry, routes::entries::set_entry, routes::entries::delete_entry,
+        routes::entries::change_set, routes::entries::history, routes::entries::diff, routes::entries::rollback,
+        routes::entries::resolved,
+        routes::catalog::list_schemas, routes::catalog::schema_history, routes::catalog::register_schema, routes::catalog::validate,
+        routes::catalog::audit,
+        routes::catalog::list_tokens, routes::catalog::create_token, routes::catalog::revoke_token,
+    ),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document, pretty-printed (what `/openapi.json` serves and
+/// `docs/openapi.json` holds).
+pub fn openapi_json() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.to_pretty_json().unwrap_or_default()
+}
+
+/// Serve the router on a bound listener until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

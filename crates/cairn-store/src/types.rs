@@ -5,13 +5,13 @@ use serde_json::Value;
 
 /// Where the store is: the latest committed revision, and the latest revision
 /// that changed the catalog (apps, environments, schemas, tokens).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Head {
     pub revision: Revision,
     pub catalog_revision: Revision,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct App {
     pub name: String,
     pub description: String,
@@ -19,7 +19,7 @@ pub struct App {
     pub revision: Revision,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Environment {
     pub name: String,
     pub description: String,
@@ -33,7 +33,7 @@ pub struct Environment {
 }
 
 /// One immutable version of one entry. `value == None` is a tombstone (delete).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EntryVersion {
     pub scope: Scope,
     pub key: String,
@@ -56,7 +56,7 @@ impl EntryVersion {
 }
 
 /// A JSON Schema registered against a key pattern, globally (`app == None`) or for one app.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SchemaRecord {
     pub app: Option<String>,
     pub pattern: String,
@@ -86,7 +86,7 @@ pub struct Snapshot {
 }
 
 /// A role granted to a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -117,7 +117,7 @@ impl Role {
 }
 
 /// A bearer token. Only the SHA-256 of the secret is stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenRecord {
     /// Public id (`tok_…`), safe to show.
     pub id: String,
@@ -226,7 +226,7 @@ pub struct Commit {
 }
 
 /// What one mutation became.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Applied {
     /// For entries and schemas: the version before (0 = none) and the version written.
     pub from_version: Option<i64>,
@@ -234,7 +234,7 @@ pub struct Applied {
 }
 
 /// The result of a successful commit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Committed {
     pub revision: Revision,
     pub at: DateTime<Utc>,
@@ -243,7 +243,7 @@ pub struct Committed {
 }
 
 /// One audit record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Position in the log: 1, 2, 3 … gapless.
     pub seq: i64,

@@ -1,0 +1,959 @@
+//! The service: one write path into the store, and reads from memory.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use cairn_model::{
+    canonical_json, diff_values, glob_match, validate_app, validate_env, validate_glob,
+    validate_key, EntryKind, MergeMode, Revision, Scope, ValueDiff, DEFAULT_MAX_VALUE_BYTES,
+    MAX_CHANGESET_ENTRIES,
+};
+use cairn_store::{
+    App, AuditContext, AuditFilter, AuditRecord, Commit, Committed, EntryVersion, Environment,
+    Mutation, Role, SchemaRecord, Store, StoreError, TokenRecord,
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::auth::{self, Origin, Principal};
+use crate::schema::CompiledSchema;
+use crate::state::{ResolvedView, ScopeEntries, State};
+use crate::{Error, Result, Violation};
+
+/// Environments a fresh server has.
+pub const DEFAULT_ENVS: [&str; 3] = ["dev", "staging", "prod"];
+
+/// Service settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Largest value, in bytes of canonical JSON.
+    pub max_value_bytes: usize,
+    /// Name of this replica, recorded in audit records.
+    pub replica: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            replica: "cairn".into(),
+        }
+    }
+}
+
+/// One entry change inside a change set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeItem {
+    pub scope: Scope,
+    pub key: String,
+    pub kind: EntryKind,
+    pub merge: MergeMode,
+    /// `None` deletes.
+    pub value: Option<Value>,
+    /// Compare-and-set: `Some(0)` = must not exist.
+    pub expected_version: Option<i64>,
+}
+
+/// Settings of a new or changed environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvSettings {
+    pub description: Option<String>,
+    pub protected: Option<bool>,
+    pub required_approvals: Option<i32>,
+    pub auto_approve: Option<bool>,
+}
+
+/// The outcome of registering a schema.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SchemaRegistered {
+    pub revision: Revision,
+    pub version: i64,
+    /// Stored values the schema rejects (only non-empty when forced).
+    pub drift: Vec<Violation>,
+}
+
+/// A token just created: the secret is shown once.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    pub token: String,
+    pub id: String,
+    pub revision: Revision,
+}
+
+/// The one service object a server (or test) holds.
+pub struct Service {
+    store: Arc<dyn Store>,
+    state: RwLock<State>,
+    sync_lock: tokio::sync::Mutex<()>,
+    opts: Options,
+    head_tx: watch::Sender<Revision>,
+}
+
+impl Service {
+    /// Load the state from the store, create the default environments on a
+    /// fresh store and, if no token exists, the first admin token (its secret
+    /// is returned once).
+    pub async fn open(
+        store: Arc<dyn Store>,
+        opts: Options,
+    ) -> Result<(Arc<Service>, Option<String>)> {
+        let snapshot = store.load().await?;
+        let tokens = store.tokens().await?;
+        let scope_revs = store.scope_revisions().await?;
+        let mut state = State::default();
+        state.head = snapshot.head;
+        state.set_catalog(snapshot.catalog, tokens);
+        for (scope, rev) in scope_revs {
+            state.set_scope_revision(scope, rev);
+        }
+        state.apply_entries(snapshot.entries);
+        let (head_tx, _) = watch::channel(state.head.revision);
+        let svc = Arc::new(Service {
+            store,
+            state: RwLock::new(state),
+            sync_lock: tokio::sync::Mutex::new(()),
+            opts,
+            head_tx,
+        });
+        svc.ensure_default_envs().await?;
+        let token = svc.ensure_admin_token().await?;
+        Ok((svc, token))
+    }
+
+    async fn ensure_default_envs(&self) -> Result<()> {
+        if self.read().head.revision != 0 {
+            return Ok(());
+        }
+        let mutations = DEFAULT_ENVS
+            .iter()
+            .map(|name| {
+                let m = Mutation::CreateEnv {
+                    name: (*name).to_owned(),
+                    description: String::new(),
+                    protected: false,
+                    required_approvals: 0,
+                    auto_approve: true,
+                };
+                (None, m)
+            })
+            .collect();
+        match self
+            .commit(
+                &Principal::system(),
+                &Origin::default(),
+                "default environments",
+                mutations,
+            )
+            .await
+        {
+            // Another replica created them first.
+            Ok(_) | Err(Error::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn ensure_admin_token(&self) -> Result<Option<String>> {
+        if !self.read().tokens.is_empty() {
+            return Ok(None);
+        }
+        let t = auth::generate_token();
+        let record = TokenRecord {
+            id: t.id,
+            name: "bootstrap-admin".into(),
+            hash: t.hash,
+            role: Role::Admin,
+            app: "*".into(),
+            env: "*".into(),
+            created_at: Utc::now(),
+            expires_at: None,
+            revoked_at: None,
+        };
+        let m = Mutation::CreateToken {
+            token: record,
+            bootstrap: true,
+        };
+        match self
+            .commit(
+                &Principal::system(),
+                &Origin::default(),
+                "first admin token",
+                vec![(None, m)],
+            )
+            .await
+        {
+            Ok(_) => Ok(Some(t.secret)),
+            Err(Error::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The revision this replica's memory reflects.
+    pub fn revision(&self) -> Revision {
+        self.read().head.revision
+    }
+
+    /// Subscribe to the applied revision (changes after every sync that moved it).
+    pub fn subscribe(&self) -> watch::Receiver<Revision> {
+        self.head_tx.subscribe()
+    }
+
+    /// Catch up with the store: apply every entry version committed since the
+    /// last applied revision, reload the catalog if it moved.
+    pub async fn sync(&self) -> Result<()> {
+        let _guard = self.sync_lock.lock().await;
+        let applied = self.read().head;
+        let (head, versions) = self.store.entry_changes_since(applied.revision).await?;
+        if head.revision <= applied.revision {
+            return Ok(());
+        }
+        let catalog = if head.catalog_revision > applied.catalog_revision {
+            Some((self.store.load_catalog().await?, self.store.tokens().await?))
+        } else {
+            None
+        };
+        {
+            let mut st = self.write_state();
+            if let Some((catalog, tokens)) = catalog {
+                st.set_catalog(catalog, tokens);
+            }
+            st.apply_entries(versions);
+            st.head = head;
+        }
+        self.head_tx.send_replace(head.revision);
+        Ok(())
+    }
+
+    /// Keep this replica current with changes other replicas commit.
+    pub fn spawn_sync_loop(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let svc = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(svc) = svc.upgrade() else { return };
+                if let Err(e) = svc.sync().await {
+                    tracing::warn!(error = %e, "sync with the store failed; serving from memory");
+                }
+            }
+        })
+    }
+
+    /// Is the database reachable?
+    pub async fn ready(&self) -> Result<()> {
+        Ok(self.store.ping().await?)
+    }
+
+    // ------------------------------------------------------------------
+    // The write path
+    // ------------------------------------------------------------------
+
+    /// The one place that commits: every mutation goes to the store with its
+    /// audit context in one transaction, then this replica catches up.
+    async fn commit(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        message: &str,
+        mutations: Vec<(Option<String>, Mutation)>,
+    ) -> Result<Committed> {
+        let commit = Commit {
+            context: AuditContext {
+                actor: who.actor(),
+                message: message.to_owned(),
+                client_ip: origin.client_ip.clone(),
+                user_agent: origin.user_agent.clone(),
+                replica: Some(self.opts.replica.clone()),
+            },
+            mutations,
+        };
+        let committed = self.store.commit(commit).await?;
+        // The commit is durable; if catching up fails the sync loop retries.
+        if let Err(e) = self.sync().await {
+            tracing::warn!(error = %e, revision = committed.revision, "committed but could not refresh memory");
+        }
+        Ok(committed)
+    }
+
+    /// Validate and commit a change set of entries as one revision.
+    pub async fn write_entries(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        message: &str,
+        items: Vec<ChangeItem>,
+        action: Option<&str>,
+    ) -> Result<Committed> {
+        require_writer(who)?;
+        validate_message(message)?;
+        if items.is_empty() {
+            return Err(Error::invalid(
+                "entries",
+                "a change set needs at least one entry",
+            ));
+        }
+        if items.len() > MAX_CHANGESET_ENTRIES {
+            return Err(Error::TooLarge {
+                field: "entries".into(),
+                message: format!(
+                    "{} entries; at most {MAX_CHANGESET_ENTRIES} per change set",
+                    items.len()
+                ),
+            });
+        }
+        let many = items.len() > 1;
+        let mut seen = HashSet::new();
+        let mut mutations = Vec::with_capacity(items.len());
+        {
+            let st = self.read();
+            for (i, item) in items.into_iter().enumerate() {
+                let field = |f: &str| {
+                    if many {
+                        format!("entries[{i}].{f}")
+                    } else {
+                        f.to_owned()
+                    }
+                };
+                validate_key(&item.key).map_err(|e| rename_field(e.into(), field("key")))?;
+                st.check_scope(&item.scope)?;
+                if !seen.insert((item.scope.clone(), item.key.clone())) {
+                    return Err(Error::invalid(
+                        field("key"),
+                        format!("{} appears twice in one change set", item.key),
+                    ));
+                }
+                let checksum = match &item.value {
+                    Some(value) => {
+                        let canon = canonical_json(value);
+                        if canon.len() > self.opts.max_value_bytes {
+                            return Err(Error::TooLarge {
+                                field: field("value"),
+                                message: format!(
+                                    "{} bytes; at most {} bytes",
+                                    canon.len(),
+                                    self.opts.max_value_bytes
+                                ),
+                            });
+                        }
+                        let violations = schema_violations(
+                            &st.schemas,
+                            &item.scope,
+                            &item.key,
+                            item.kind,
+                            value,
+                        );
+                        if !violations.is_empty() {
+                            return Err(Error::SchemaViolation {
+                                key: item.key.clone(),
+                                violations,
+                            });
+                        }
+                        cairn_model::checksum_bytes(canon.as_bytes())
+                    }
+                    None => String::new(),
+                };
+                mutations.push((
+                    action.map(str::to_owned),
+                    Mutation::PutEntry {
+                        scope: item.scope,
+                        key: item.key,
+                        kind: item.kind,
+                        merge: item.merge,
+                        value: item.value,
+                        checksum,
+                        expected_version: item.expected_version,
+                    },
+                ));
+            }
+        }
+        self.commit(who, origin, message, mutations).await
+    }
+
+    /// Write a new version equal to version `version` of (scope, key).
+    pub async fn rollback(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        scope: &Scope,
+        key: &str,
+        version: i64,
+        message: &str,
+        expected_version: Option<i64>,
+    ) -> Result<Committed> {
+        if message.trim().is_empty() {
+            return Err(Error::invalid(
+                "message",
+                "a rollback needs a message saying why",
+            ));
+        }
+        let target = self.entry_version(scope, key, version).await?;
+        let Some(value) = target.value else {
+            return Err(Error::invalid(
+                "version",
+                format!("version {version} of {key} is a delete"),
+            ));
+        };
+        let item = ChangeItem {
+            scope: scope.clone(),
+            key: key.to_owned(),
+            kind: target.kind,
+            merge: target.merge,
+            value: Some(value),
+            expected_version,
+        };
+        self.write_entries(who, origin, message, vec![item], Some("entry.rollback"))
+            .await
+    }
+
+    pub async fn create_app(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        name: &str,
+        description: &str,
+    ) -> Result<Committed> {
+        require_admin(who)?;
+        validate_app(name)?;
+        let m = Mutation::CreateApp {
+            name: name.to_owned(),
+            description: description.to_owned(),
+        };
+        self.commit(who, origin, &format!("create app {name}"), vec![(None, m)])
+            .await
+    }
+
+    pub async fn create_env(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        name: &str,
+        s: EnvSettings,
+    ) -> Result<Committed> {
+        require_admin(who)?;
+        validate_env(name)?;
+        validate_env_settings(&s)?;
+        let m = Mutation::CreateEnv {
+            name: name.to_owned(),
+            description: s.description.unwrap_or_default(),
+            protected: s.protected.unwrap_or(false),
+            required_approvals: s
+                .required_approvals
+                .unwrap_or(if s.protected == Some(true) { 1 } else { 0 }),
+            auto_approve: s.auto_approve.unwrap_or(s.protected != Some(true)),
+        };
+        self.commit(
+            who,
+            origin,
+            &format!("create environment {name}"),
+            vec![(None, m)],
+        )
+        .await
+    }
+
+    pub async fn update_env(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        name: &str,
+        s: EnvSettings,
+    ) -> Result<Committed> {
+        require_admin(who)?;
+        validate_env(name)?;
+        validate_env_settings(&s)?;
+        if s == EnvSettings::default() {
+            return Err(Error::invalid("settings", "nothing to change"));
+        }
+        let m = Mutation::UpdateEnv {
+            name: name.to_owned(),
+            description: s.description,
+            protected: s.protected,
+            required_approvals: s.required_approvals,
+            auto_approve: s.auto_approve,
+        };
+        self.commit(
+            who,
+            origin,
+            &format!("update environment {name}"),
+            vec![(None, m)],
+        )
+        .await
+    }
+
+    /// Register the next version of the schema at (app, pattern). Stored
+    /// values it would reject are reported; unless `force`, that refuses.
+    pub async fn register_schema(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        app: Option<&str>,
+        pattern: &str,
+        schema: Value,
+        force: bool,
+        message: &str,
+    ) -> Result<SchemaRegistered> {
+        require_admin(who)?;
+        validate_glob(pattern)?;
+        let app = match app {
+            None | Some("") | Some(cairn_model::GLOBAL_APP) => None,
+            Some(a) => Some(a.to_owned()),
+        };
+        let (compiled, drift) = {
+            let st = self.read();
+            if let Some(a) = &app {
+                st.check_scope(&Scope::new(Some(a), None))?;
+            }
+            let version = st
+                .schemas
+                .iter()
+                .find(|s| s.record.app == app && s.record.pattern == pattern)
+                .map_or(1, |s| s.record.version + 1);
+            let compiled = CompiledSchema::compile(SchemaRecord {
+                app: app.clone(),
+                pattern: pattern.to_owned(),
+                version,
+                schema: schema.clone(),
+                revision: 0,
+                actor: who.actor(),
+                message: message.to_owned(),
+                created_at: Utc::now(),
+            })?;
+            let mut drift = Vec::new();
+            for (scope, entries) in &st.scopes {
+                for (key, e) in &entries.entries {
+                    if let (true, Some(v)) = (compiled.applies_to(scope, key, e.kind), &e.value) {
+                        drift.extend(compiled.violations(v, Some(&format!("{scope}:{key}"))));
+                    }
+                }
+            }
+            (compiled, drift)
+        };
+        if !drift.is_empty() && !force {
+            return Err(Error::SchemaDrift { violations: drift });
+        }
+        let msg = if message.is_empty() {
+            format!("register schema {pattern}")
+        } else {
+            message.to_owned()
+        };
+        let action = force
+            .then(|| "schema.register.forced".to_owned())
+            .filter(|_| !drift.is_empty());
+        let m = Mutation::PutSchema {
+            app,
+            pattern: pattern.to_owned(),
+            schema,
+        };
+        let committed = self.commit(who, origin, &msg, vec![(action, m)]).await?;
+        let version = committed
+            .applied
+            .first()
+            .and_then(|a| a.to_version)
+            .unwrap_or(compiled.record.version);
+        Ok(SchemaRegistered {
+            revision: committed.revision,
+            version,
+            drift,
+        })
+    }
+
+    /// Create a token; its secret is returned once and never stored.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_token(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        name: &str,
+        role: Role,
+        app: &str,
+        env: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<CreatedToken> {
+        require_admin(who)?;
+        if name.trim().is_empty() || name.len() > 128 {
+            return Err(Error::invalid("name", "must be 1-128 characters"));
+        }
+        let t = auth::generate_token();
+        let record = TokenRecord {
+            id: t.id.clone(),
+            name: name.to_owned(),
+            hash: t.hash,
+            role,
+            app: app.to_owned(),
+            env: env.to_owned(),
+            created_at: Utc::now(),
+            expires_at,
+            revoked_at: None,
+        };
+        let m = Mutation::CreateToken {
+            token: record,
+            bootstrap: false,
+        };
+        let c = self
+            .commit(
+                who,
+                origin,
+                &format!("create token {name}"),
+                vec![(None, m)],
+            )
+            .await?;
+        Ok(CreatedToken {
+            token: t.secret,
+            id: t.id,
+            revision: c.revision,
+        })
+    }
+
+    pub async fn revoke_token(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        id: &str,
+    ) -> Result<Committed> {
+        require_admin(who)?;
+        let m = Mutation::RevokeToken { id: id.to_owned() };
+        self.commit(who, origin, &format!("revoke token {id}"), vec![(None, m)])
+            .await
+    }
+
+    // ------------------------------------------------------------------
+    // Reads
+    // ------------------------------------------------------------------
+
+    /// Who holds this bearer token? In memory, constant-time hash comparison.
+    pub fn authenticate(&self, secret: &str) -> Result<Principal> {
+        let id =
+            auth::token_id(secret).ok_or_else(|| Error::Unauthorized("malformed token".into()))?;
+        let st = self.read();
+        let record = st
+            .tokens
+            .get(&id)
+            .ok_or_else(|| Error::Unauthorized("invalid token".into()))?;
+        auth::verify(record, secret, Utc::now())
+    }
+
+    pub fn tokens(&self) -> Vec<TokenRecord> {
+        let mut t: Vec<TokenRecord> = self.read().tokens.values().cloned().collect();
+        t.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        t
+    }
+
+    pub fn apps(&self) -> Vec<App> {
+        self.read().apps.values().cloned().collect()
+    }
+
+    pub fn app(&self, name: &str) -> Result<App> {
+        self.read()
+            .apps
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("app '{name}'")))
+    }
+
+    pub fn envs(&self) -> Vec<Environment> {
+        self.read().envs.values().cloned().collect()
+    }
+
+    pub fn env(&self, name: &str) -> Result<Environment> {
+        self.read()
+            .envs
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("environment '{name}'")))
+    }
+
+    /// Active schemas.
+    pub fn schemas(&self) -> Vec<SchemaRecord> {
+        self.read()
+            .schemas
+            .iter()
+            .map(|s| s.record.clone())
+            .collect()
+    }
+
+    /// Every version of every schema.
+    pub async fn schema_history(&self) -> Result<Vec<SchemaRecord>> {
+        Ok(self.store.schema_history().await?)
+    }
+
+    /// Check a value against the schemas that govern (scope, key), without writing.
+    pub fn validate_value(
+        &self,
+        scope: &Scope,
+        key: &str,
+        value: &Value,
+    ) -> Result<Vec<Violation>> {
+        validate_key(key)?;
+        let st = self.read();
+        st.check_scope(scope)?;
+        Ok(schema_violations(
+            &st.schemas,
+            scope,
+            key,
+            EntryKind::Config,
+            value,
+        ))
+    }
+
+    /// The current resolved view of (app, env).
+    pub fn resolve(&self, app: &str, env: &str) -> Result<Arc<ResolvedView>> {
+        self.read().view(app, env)
+    }
+
+    /// The resolved view of (app, env) as of `revision`, read from the store.
+    pub async fn resolve_at(
+        &self,
+        app: &str,
+        env: &str,
+        revision: Revision,
+    ) -> Result<ResolvedView> {
+        self.read().check_view(app, env)?;
+        let scopes = Scope::layers(app, env);
+        let versions = self.entries_at(&scopes, revision).await?;
+        let mut layers: [ScopeEntries; 4] = Default::default();
+        for v in versions {
+            if let Some(i) = scopes.iter().position(|s| *s == v.scope) {
+                layers[i].apply(v);
+            }
+        }
+        let [a, b, c, d] = &layers;
+        Ok(ResolvedView::build(
+            app,
+            env,
+            [Some(a), Some(b), Some(c), Some(d)],
+        ))
+    }
+
+    async fn entries_at(&self, scopes: &[Scope], revision: Revision) -> Result<Vec<EntryVersion>> {
+        if revision < 0 {
+            return Err(Error::invalid("revision", "must be 0 or more"));
+        }
+        match self.store.entries_at(scopes, revision).await {
+            Err(StoreError::NotFound { .. }) => Err(Error::not_found(format!(
+                "revision {revision} (the latest is {})",
+                self.revision()
+            ))),
+            other => Ok(other?),
+        }
+    }
+
+    /// The live entry at (scope, key).
+    pub fn get(&self, scope: &Scope, key: &str) -> Result<Arc<EntryVersion>> {
+        validate_key(key)?;
+        let st = self.read();
+        st.check_scope(scope)?;
+        st.entry(scope, key)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("entry {key} at {scope}")))
+    }
+
+    /// The entry at (scope, key) as of `revision` (a delete reads as not found).
+    pub async fn get_at(
+        &self,
+        scope: &Scope,
+        key: &str,
+        revision: Revision,
+    ) -> Result<EntryVersion> {
+        validate_key(key)?;
+        self.entries_at(std::slice::from_ref(scope), revision)
+            .await?
+            .into_iter()
+            .find(|v| v.key == key && !v.is_tombstone())
+            .ok_or_else(|| {
+                Error::not_found(format!("entry {key} at {scope} as of revision {revision}"))
+            })
+    }
+
+    /// One version of one entry (deletes included, as tombstones).
+    pub async fn entry_version(
+        &self,
+        scope: &Scope,
+        key: &str,
+        version: i64,
+    ) -> Result<EntryVersion> {
+        validate_key(key)?;
+        self.store
+            .entry_version(scope, key, version)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("version {version} of {key} at {scope}")))
+    }
+
+    /// Live entries at exactly `scope`, optionally filtered by key glob and kind.
+    pub fn list(
+        &self,
+        scope: &Scope,
+        filter: Option<&str>,
+        kind: Option<EntryKind>,
+    ) -> Result<Vec<Arc<EntryVersion>>> {
+        if let Some(f) = filter {
+            validate_glob(f).map_err(|e| rename_field(e.into(), "filter".into()))?;
+        }
+        let st = self.read();
+        st.check_scope(scope)?;
+        Ok(st
+            .scopes
+            .get(scope)
+            .map(|s| {
+                s.entries
+                    .values()
+                    .filter(|e| filter.is_none_or(|f| glob_match(f, &e.key)))
+                    .filter(|e| kind.is_none_or(|k| e.kind == k))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Live entries at exactly `scope` as of `revision`.
+    pub async fn list_at(
+        &self,
+        scope: &Scope,
+        revision: Revision,
+        filter: Option<&str>,
+        kind: Option<EntryKind>,
+    ) -> Result<Vec<EntryVersion>> {
+        if let Some(f) = filter {
+            validate_glob(f).map_err(|e| rename_field(e.into(), "filter".into()))?;
+        }
+        self.read().check_scope(scope)?;
+        let mut out: Vec<EntryVersion> = self
+            .entries_at(std::slice::from_ref(scope), revision)
+            .await?
+            .into_iter()
+            .filter(|e| !e.is_tombstone())
+            .filter(|e| filter.is_none_or(|f| glob_match(f, &e.key)))
+            .filter(|e| kind.is_none_or(|k| e.kind == k))
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Every version of (scope, key), oldest first.
+    pub async fn history(&self, scope: &Scope, key: &str) -> Result<Vec<EntryVersion>> {
+        validate_key(key)?;
+        let h = self.store.entry_history(scope, key).await?;
+        if h.is_empty() {
+            return Err(Error::not_found(format!("entry {key} at {scope}")));
+        }
+        Ok(h)
+    }
+
+    /// Diff two versions of (scope, key); a delete compares as `null`.
+    pub async fn diff(&self, scope: &Scope, key: &str, from: i64, to: i64) -> Result<ValueDiff> {
+        let a = self.entry_version(scope, key, from).await?;
+        let b = self.entry_version(scope, key, to).await?;
+        let null = Value::Null;
+        Ok(diff_values(
+            a.value.as_ref().unwrap_or(&null),
+            b.value.as_ref().unwrap_or(&null),
+            &format!("{key}@v{from}"),
+            &format!("{key}@v{to}"),
+        ))
+    }
+
+    pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        Ok(self.store.audit(filter).await?)
+    }
+
+    /// Checksums of the current views (for tests and diagnostics).
+    pub fn view_checksums(&self) -> BTreeMap<(String, String), String> {
+        let st = self.read();
+        let mut out = BTreeMap::new();
+        for app in st.apps.keys() {
+            for env in st.envs.keys() {
+                if let Ok(v) = st.view(app, env) {
+                    out.insert((app.clone(), env.clone()), v.checksum.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+fn schema_violations(
+    schemas: &[Arc<CompiledSchema>],
+    scope: &Scope,
+    key: &str,
+    kind: EntryKind,
+    value: &Value,
+) -> Vec<Violation> {
+    schemas
+        .iter()
+        .filter(|s| s.applies_to(scope, key, kind))
+        .flat_map(|s| s.violations(value, None))
+        .collect()
+}
+
+fn rename_field(e: Error, field: String) -> Error {
+    match e {
+        Error::Invalid { message, .. } => Error::Invalid { field, message },
+        other => other,
+    }
+}
+
+fn validate_message(message: &str) -> Result<()> {
+    if message.len() > 4096 {
+        return Err(Error::TooLarge {
+            field: "message".into(),
+            message: "at most 4096 bytes".into(),
+        });
+    }
+    Ok(())
+}
+
+fn validate_env_settings(s: &EnvSettings) -> Result<()> {
+    if let Some(n) = s.required_approvals {
+        if !(0..=10).contains(&n) {
+            return Err(Error::invalid(
+                "required_approvals",
+                "must be between 0 and 10",
+            ));
+        }
+    }
+    if s.description.as_ref().is_some_and(|d| d.len() > 1024) {
+        return Err(Error::TooLarge {
+            field: "description".into(),
+            message: "at most 1024 bytes".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Until the full access matrix lands: viewers and SDK tokens may not write.
+fn require_writer(who: &Principal) -> Result<()> {
+    match who.role {
+        Role::Admin | Role::Operator => Ok(()),
+        _ => Err(Error::Forbidden(format!(
+            "role {} may not write",
+            who.role.as_str()
+        ))),
+    }
+}
+
+fn require_admin(who: &Principal) -> Result<()> {
+    match who.role {
+        Role::Admin => Ok(()),
+        _ => Err(Error::Forbidden(format!(
+            "role {} may not do this",
+            who.role.as_str()
+        ))),
+    }
+}

@@ -1,0 +1,209 @@
+//! The in-memory state every replica keeps: the catalog, the current version
+//! of every entry by scope, and each resolved (app, env) view pre-serialized
+//! with its checksum and ETag. Reads are served from here, never from the
+//! database.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use cairn_model::{checksum, resolve_layers, EntryKind, LayerValue, Revision, Scope};
+use cairn_store::{App, Catalog, EntryVersion, Environment, Head, TokenRecord};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::schema::CompiledSchema;
+use crate::{Error, Result};
+
+/// What an application reads: every config key of (app, env), merged across
+/// the four scopes, with the revision it reflects and a checksum.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ResolvedView {
+    pub app: String,
+    pub env: String,
+    /// The latest revision that changed any entry of the view's four scopes.
+    pub revision: Revision,
+    /// `sha256:` of the canonical JSON of `values`.
+    pub checksum: String,
+    #[schema(value_type = Object)]
+    pub values: BTreeMap<String, Value>,
+    /// Strong ETag of `body`.
+    #[serde(skip)]
+    pub etag: String,
+    /// The JSON body, serialized once.
+    #[serde(skip)]
+    pub body: Bytes,
+}
+
+impl ResolvedView {
+    /// Build a view from the four layers (least specific first).
+    pub fn build(app: &str, env: &str, layers: [Option<&ScopeEntries>; 4]) -> Self {
+        let empty = BTreeMap::new();
+        let maps: Vec<&BTreeMap<String, Arc<EntryVersion>>> = layers
+            .iter()
+            .map(|l| l.map_or(&empty, |s| &s.entries))
+            .collect();
+        let values = resolve_layers(&maps, |e: &Arc<EntryVersion>| match (&e.value, e.kind) {
+            (Some(value), EntryKind::Config) => Some(LayerValue {
+                value,
+                merge: e.merge,
+            }),
+            _ => None,
+        });
+        let revision = layers
+            .iter()
+            .flatten()
+            .map(|s| s.last_revision)
+            .max()
+            .unwrap_or(0);
+        let checksum = checksum(&Value::Object(values.clone().into_iter().collect()));
+        let etag = format!(
+            "\"{}-{}\"",
+            revision,
+            &checksum["sha256:".len().."sha256:".len() + 16]
+        );
+        let mut view = ResolvedView {
+            app: app.to_owned(),
+            env: env.to_owned(),
+            revision,
+            checksum,
+            values,
+            etag,
+            body: Bytes::new(),
+        };
+        // Serializing a map of JSON values cannot fail.
+        view.body = Bytes::from(serde_json::to_vec(&view).unwrap_or_default());
+        view
+    }
+}
+
+/// The live entries of one scope.
+#[derive(Debug, Default, Clone)]
+pub struct ScopeEntries {
+    pub entries: BTreeMap<String, Arc<EntryVersion>>,
+    /// Latest revision of any version written at this scope, deletes included.
+    pub last_revision: Revision,
+}
+
+impl ScopeEntries {
+    /// Apply a version (a tombstone removes the key).
+    pub fn apply(&mut self, v: EntryVersion) {
+        self.last_revision = self.last_revision.max(v.revision);
+        if v.is_tombstone() {
+            self.entries.remove(&v.key);
+        } else {
+            self.entries.insert(v.key.clone(), Arc::new(v));
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct State {
+    pub head: Head,
+    pub apps: BTreeMap<String, App>,
+    pub envs: BTreeMap<String, Environment>,
+    pub schemas: Vec<Arc<CompiledSchema>>,
+    /// By token id.
+    pub tokens: HashMap<String, TokenRecord>,
+    pub scopes: HashMap<Scope, ScopeEntries>,
+    views: Mutex<HashMap<(String, String), Arc<ResolvedView>>>,
+}
+
+impl State {
+    pub fn set_catalog(&mut self, catalog: Catalog, tokens: Vec<TokenRecord>) {
+        self.apps = catalog
+            .apps
+            .into_iter()
+            .map(|a| (a.name.clone(), a))
+            .collect();
+        self.envs = catalog
+            .envs
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect();
+        self.schemas = catalog
+            .schemas
+            .into_iter()
+            .filter_map(|rec| match CompiledSchema::compile(rec) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    // Schemas are validated before they are stored; one that no
+                    // longer compiles (library change) is skipped loudly.
+                    tracing::error!(error = %e, "stored schema does not compile; skipped");
+                    None
+                }
+            })
+            .collect();
+        self.tokens = tokens.into_iter().map(|t| (t.id.clone(), t)).collect();
+    }
+
+    /// Apply entry versions in revision order.
+    pub fn apply_entries(&mut self, versions: Vec<EntryVersion>) {
+        if versions.is_empty() {
+            return;
+        }
+        let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        for v in versions {
+            views.retain(|(app, env), _| !v.scope.affects(app, env));
+            self.scopes.entry(v.scope.clone()).or_default().apply(v);
+        }
+    }
+
+    pub fn set_scope_revision(&mut self, scope: Scope, revision: Revision) {
+        let s = self.scopes.entry(scope).or_default();
+        s.last_revision = s.last_revision.max(revision);
+    }
+
+    /// Does (app, env) name an existing view?
+    pub fn check_view(&self, app: &str, env: &str) -> Result<()> {
+        if !self.apps.contains_key(app) {
+            return Err(Error::not_found(format!("app '{app}'")));
+        }
+        if !self.envs.contains_key(env) {
+            return Err(Error::not_found(format!("environment '{env}'")));
+        }
+        Ok(())
+    }
+
+    /// Check that a scope names an existing app and environment.
+    pub fn check_scope(&self, scope: &Scope) -> Result<()> {
+        if let Some(app) = &scope.app {
+            if !self.apps.contains_key(app) {
+                return Err(Error::not_found(format!("app '{app}'")));
+            }
+        }
+        if let Some(env) = &scope.env {
+            if !self.envs.contains_key(env) {
+                return Err(Error::not_found(format!("environment '{env}'")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The current resolved view of (app, env), built on first use and kept
+    /// until a change touches one of its scopes.
+    pub fn view(&self, app: &str, env: &str) -> Result<Arc<ResolvedView>> {
+        self.check_view(app, env)?;
+        let key = (app.to_owned(), env.to_owned());
+        if let Some(v) = self
+            .views
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(v.clone());
+        }
+        let layers = Scope::layers(app, env).map(|s| self.scopes.get(&s));
+        let view = Arc::new(ResolvedView::build(app, env, layers));
+        self.views
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, view.clone());
+        Ok(view)
+    }
+
+    /// The live entry at (scope, key).
+    pub fn entry(&self, scope: &Scope, key: &str) -> Option<&Arc<EntryVersion>> {
+        self.scopes.get(scope).and_then(|s| s.entries.get(key))
+    }
+}

@@ -1,0 +1,334 @@
+//! Apps, environments, schemas, tokens and the audit log.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use cairn_core::{CreatedToken, EnvSettings, Error, SchemaRegistered, Service, Violation};
+use cairn_model::{Revision, Scope};
+use cairn_store::{App, AuditFilter, AuditRecord, Environment, Role, SchemaRecord, TokenRecord};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{Caller, Json, P, Q};
+use crate::problem::{ApiResult, Problem};
+
+/// The revision a catalog change committed as.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Revised {
+    pub revision: Revision,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAppBody {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvBody {
+    /// Required when creating; ignored when updating (the path names it).
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub protected: Option<bool>,
+    pub required_approvals: Option<i32>,
+    pub auto_approve: Option<bool>,
+}
+
+impl EnvBody {
+    fn settings(self) -> EnvSettings {
+        EnvSettings {
+            description: self.description,
+            protected: self.protected,
+            required_approvals: self.required_approvals,
+            auto_approve: self.auto_approve,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterSchemaBody {
+    /// Global when absent.
+    pub app: Option<String>,
+    /// Key glob, e.g. `database/*` or `**`.
+    pub pattern: String,
+    /// A JSON Schema (draft 2020-12 or draft 7, by `$schema`).
+    #[schema(value_type = Object)]
+    pub schema: Value,
+    /// Activate even if stored values violate it.
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateBody {
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub key: String,
+    pub value: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidateResult {
+    pub valid: bool,
+    pub violations: Vec<Violation>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenBody {
+    pub name: String,
+    pub role: Role,
+    /// App pattern (default `*`).
+    pub app: Option<String>,
+    /// Environment pattern (default `*`).
+    pub env: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub key: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// `global` for the global scope.
+    pub app: Option<String>,
+    /// `all` for the every-environment scope.
+    pub env: Option<String>,
+    /// RFC 3339.
+    pub since: Option<DateTime<Utc>>,
+    /// RFC 3339.
+    pub until: Option<DateTime<Utc>>,
+    /// Only records after this sequence number.
+    pub after: Option<i64>,
+    /// At most this many (default 1000, at most 10000).
+    pub limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/v1/apps", tag = "catalog", responses((status = 200, body = [App])), security(("bearer" = [])))]
+pub async fn list_apps(State(svc): State<Arc<Service>>, _c: Caller) -> Json<Vec<App>> {
+    Json(svc.apps())
+}
+
+#[utoipa::path(get, path = "/v1/apps/{app}", params(("app" = String, Path)), tag = "catalog",
+    responses((status = 200, body = App), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn get_app(
+    State(svc): State<Arc<Service>>,
+    _c: Caller,
+    P(app): P<String>,
+) -> ApiResult<Json<App>> {
+    Ok(Json(svc.app(&app)?))
+}
+
+#[utoipa::path(post, path = "/v1/apps", request_body = CreateAppBody, tag = "catalog",
+    responses((status = 201, body = Revised), (status = 400, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn create_app(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    Json(b): Json<CreateAppBody>,
+) -> ApiResult<(StatusCode, Json<Revised>)> {
+    let committed = svc
+        .create_app(&c.who, &c.origin, &b.name, &b.description)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Revised {
+            revision: committed.revision,
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/envs", tag = "catalog", responses((status = 200, body = [Environment])), security(("bearer" = [])))]
+pub async fn list_envs(State(svc): State<Arc<Service>>, _c: Caller) -> Json<Vec<Environment>> {
+    Json(svc.envs())
+}
+
+#[utoipa::path(get, path = "/v1/envs/{env}", params(("env" = String, Path)), tag = "catalog",
+    responses((status = 200, body = Environment), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn get_env(
+    State(svc): State<Arc<Service>>,
+    _c: Caller,
+    P(env): P<String>,
+) -> ApiResult<Json<Environment>> {
+    Ok(Json(svc.env(&env)?))
+}
+
+#[utoipa::path(post, path = "/v1/envs", request_body = EnvBody, tag = "catalog",
+    responses((status = 201, body = Revised), (status = 400, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn create_env(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    Json(mut b): Json<EnvBody>,
+) -> ApiResult<(StatusCode, Json<Revised>)> {
+    let name = b
+        .name
+        .take()
+        .ok_or_else(|| Error::invalid("name", "missing"))?;
+    let committed = svc
+        .create_env(&c.who, &c.origin, &name, b.settings())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Revised {
+            revision: committed.revision,
+        }),
+    ))
+}
+
+#[utoipa::path(patch, path = "/v1/envs/{env}", params(("env" = String, Path)), request_body = EnvBody, tag = "catalog",
+    responses((status = 200, body = Revised), (status = 400, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn update_env(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    P(env): P<String>,
+    Json(b): Json<EnvBody>,
+) -> ApiResult<Json<Revised>> {
+    if b.name.as_ref().is_some_and(|n| *n != env) {
+        return Err(Error::invalid("name", "environments cannot be renamed").into());
+    }
+    let committed = svc
+        .update_env(&c.who, &c.origin, &env, b.settings())
+        .await?;
+    Ok(Json(Revised {
+        revision: committed.revision,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/schemas", tag = "schemas", responses((status = 200, body = [SchemaRecord])), security(("bearer" = [])))]
+pub async fn list_schemas(State(svc): State<Arc<Service>>, _c: Caller) -> Json<Vec<SchemaRecord>> {
+    Json(svc.schemas())
+}
+
+#[utoipa::path(get, path = "/v1/schemas/history", tag = "schemas", responses((status = 200, body = [SchemaRecord])), security(("bearer" = [])))]
+pub async fn schema_history(
+    State(svc): State<Arc<Service>>,
+    _c: Caller,
+) -> ApiResult<Json<Vec<SchemaRecord>>> {
+    Ok(Json(svc.schema_history().await?))
+}
+
+/// Register the next version of a schema. Refused (409 `schema_drift`) when
+/// stored values would violate it, unless `force`.
+#[utoipa::path(post, path = "/v1/schemas", request_body = RegisterSchemaBody, tag = "schemas",
+    responses((status = 201, body = SchemaRegistered), (status = 400, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn register_schema(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    Json(b): Json<RegisterSchemaBody>,
+) -> ApiResult<(StatusCode, Json<SchemaRegistered>)> {
+    let r = svc
+        .register_schema(
+            &c.who,
+            &c.origin,
+            b.app.as_deref(),
+            &b.pattern,
+            b.schema,
+            b.force,
+            &b.message,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(r)))
+}
+
+/// Check a value against the schemas that govern a key, writing nothing.
+#[utoipa::path(post, path = "/v1/schemas/validate", request_body = ValidateBody, tag = "schemas",
+    responses((status = 200, body = ValidateResult), (status = 400, body = Problem)), security(("bearer" = [])))]
+pub async fn validate(
+    State(svc): State<Arc<Service>>,
+    _c: Caller,
+    Json(b): Json<ValidateBody>,
+) -> ApiResult<Json<ValidateResult>> {
+    let scope = Scope::parse(b.app.as_deref(), b.env.as_deref()).map_err(Error::from)?;
+    let violations = svc.validate_value(&scope, &b.key, &b.value)?;
+    Ok(Json(ValidateResult {
+        valid: violations.is_empty(),
+        violations,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/audit", params(AuditQuery), tag = "audit",
+    responses((status = 200, body = [AuditRecord]), (status = 400, body = Problem)), security(("bearer" = [])))]
+pub async fn audit(
+    State(svc): State<Arc<Service>>,
+    _c: Caller,
+    Q(q): Q<AuditQuery>,
+) -> ApiResult<Json<Vec<AuditRecord>>> {
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(Error::invalid("limit", "must be between 1 and 10000").into());
+    }
+    let filter = AuditFilter {
+        key: q.key,
+        actor: q.actor,
+        action: q.action,
+        app: q.app.map(|a| {
+            if a == cairn_model::GLOBAL_APP {
+                String::new()
+            } else {
+                a
+            }
+        }),
+        env: q.env.map(|e| if e == "all" { String::new() } else { e }),
+        since: q.since,
+        until: q.until,
+        after_seq: q.after,
+        limit: Some(limit),
+    };
+    Ok(Json(svc.audit(&filter).await?))
+}
+
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens", responses((status = 200, body = [TokenRecord])), security(("bearer" = [])))]
+pub async fn list_tokens(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+) -> ApiResult<Json<Vec<TokenRecord>>> {
+    if c.who.role != Role::Admin {
+        return Err(Error::Forbidden("only admins list tokens".into()).into());
+    }
+    Ok(Json(svc.tokens()))
+}
+
+/// Create a token; the secret is in the response and nowhere else.
+#[utoipa::path(post, path = "/v1/tokens", request_body = CreateTokenBody, tag = "tokens",
+    responses((status = 201, body = CreatedToken), (status = 400, body = Problem), (status = 403, body = Problem)), security(("bearer" = [])))]
+pub async fn create_token(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    Json(b): Json<CreateTokenBody>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    let t = svc
+        .create_token(
+            &c.who,
+            &c.origin,
+            &b.name,
+            b.role,
+            b.app.as_deref().unwrap_or("*"),
+            b.env.as_deref().unwrap_or("*"),
+            b.expires_at,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(t)))
+}
+
+#[utoipa::path(delete, path = "/v1/tokens/{id}", params(("id" = String, Path)), tag = "tokens",
+    responses((status = 200, body = Revised), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn revoke_token(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    P(id): P<String>,
+) -> ApiResult<Json<Revised>> {
+    let committed = svc.revoke_token(&c.who, &c.origin, &id).await?;
+    Ok(Json(Revised {
+        revision: committed.revision,
+    }))
+}

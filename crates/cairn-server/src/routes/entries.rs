@@ -1,0 +1,413 @@
+//! Entries: read, write, delete, change sets, history, diff, rollback, and
+//! the resolved view of (app, env).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cairn_core::{ChangeItem, Error, ResolvedView, Service};
+use cairn_model::{EntryKind, MergeMode, Revision, Scope, ValueDiff};
+use cairn_store::{Committed, EntryVersion};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{Caller, Json, P, Q};
+use crate::problem::{ApiResult, Problem};
+
+/// The scope of an entry: no `app` (or `global`) is global, no `env` (or `all`) is every environment.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeQuery {
+    pub app: Option<String>,
+    pub env: Option<String>,
+}
+
+impl ScopeQuery {
+    fn scope(&self) -> Result<Scope, Error> {
+        Ok(Scope::parse(self.app.as_deref(), self.env.as_deref())?)
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub app: Option<String>,
+    pub env: Option<String>,
+    /// Key glob: `*` within a segment, `**` across segments.
+    pub filter: Option<String>,
+    pub kind: Option<EntryKind>,
+    /// List as of this revision.
+    pub revision: Option<Revision>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GetQuery {
+    pub app: Option<String>,
+    pub env: Option<String>,
+    /// A specific version of the entry.
+    pub version: Option<i64>,
+    /// The entry as of this revision.
+    pub revision: Option<Revision>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    pub app: Option<String>,
+    pub env: Option<String>,
+    /// Why (required).
+    pub message: Option<String>,
+    pub expected_version: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetEntryBody {
+    /// Any JSON value.
+    pub value: Value,
+    #[serde(default)]
+    pub kind: EntryKind,
+    #[serde(default)]
+    pub merge: MergeMode,
+    #[serde(default)]
+    pub message: String,
+    /// Compare-and-set: the current version must be this (0 = must not exist).
+    pub expected_version: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeEntryBody {
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub key: String,
+    /// The new value; absent with `delete: true`.
+    pub value: Option<Value>,
+    #[serde(default)]
+    pub delete: bool,
+    #[serde(default)]
+    pub kind: EntryKind,
+    #[serde(default)]
+    pub merge: MergeMode,
+    pub expected_version: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeSetBody {
+    #[serde(default)]
+    pub message: String,
+    /// At most 64 entries, committed atomically as one revision.
+    pub entries: Vec<ChangeEntryBody>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    /// The version whose value becomes current again (as a new version).
+    pub version: i64,
+    /// Why (required).
+    pub message: String,
+    pub expected_version: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub from: i64,
+    pub to: i64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveQuery {
+    /// Resolve as of this revision (read from the database).
+    pub revision: Option<Revision>,
+}
+
+/// What a write did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WriteResult {
+    pub revision: Revision,
+    pub changes: Vec<WrittenEntry>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WrittenEntry {
+    pub scope: Scope,
+    pub key: String,
+    pub version: i64,
+    /// 0 when the entry did not exist.
+    pub previous_version: i64,
+}
+
+fn write_result(committed: Committed, targets: Vec<(Scope, String)>) -> WriteResult {
+    let changes = targets
+        .into_iter()
+        .zip(committed.applied)
+        .map(|((scope, key), a)| WrittenEntry {
+            scope,
+            key,
+            version: a.to_version.unwrap_or(0),
+            previous_version: a.from_version.unwrap_or(0),
+        })
+        .collect();
+    WriteResult {
+        revision: committed.revision,
+        changes,
+    }
+}
+
+/// List entries at exactly one scope.
+#[utoipa::path(get, path = "/v1/entries", params(ListQuery), tag = "entries",
+    responses((status = 200, body = [EntryVersion]), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn list_entries(
+    State(svc): State<Arc<Service>>,
+    _c: Caller,
+    Q(q): Q<ListQuery>,
+) -> ApiResult<Json<Vec<EntryVersion>>> {
+    let scope = Scope::parse(q.app.as_deref(), q.env.as_deref()).map_err(Error::from)?;
+    let out = match q.revision {
+        Some(rev) => {
+            svc.list_at(&scope, rev, q.filter.as_deref(), q.kind)
+                .await?
+        }
+        None => svc
+            .list(&scope, q.filter.as_deref(), q.kind)?
+            .into_iter()
+            .map(|e| (*e).clone())
+            .collect(),
+    };
+    Ok(Json(out))
+}
+
+/// Read an entry: current, a version, or as of a revision.
+#[utoipa::path(get, path = "/v1/entries/{key}", params(("key" = String, Path, description = "e.g. database/pool"), GetQuery), tag = "entries",
+    responses((status = 200, body = EntryVersion), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn get_entry(
+    State(svc): State<Arc<Service>>,
+    _c: Caller,
+    P(key): P<String>,
+    Q(q): Q<GetQuery>,
+) -> ApiResult<Json<EntryVersion>> {
+    let scope = ScopeQuery {
+        app: q.app,
+        env: q.env,
+    }
+    .scope()?;
+    let e = match (q.version, q.revision) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid("version", "give version or revision, not both").into())
+        }
+        (Some(v), None) => svc.entry_version(&scope, &key, v).await?,
+        (None, Some(r)) => svc.get_at(&scope, &key, r).await?,
+        (None, None) => (*svc.get(&scope, &key)?).clone(),
+    };
+    Ok(Json(e))
+}
+
+/// Write a new version of an entry.
+#[utoipa::path(put, path = "/v1/entries/{key}", params(("key" = String, Path), ScopeQuery), request_body = SetEntryBody, tag = "entries",
+    responses((status = 200, body = WriteResult), (status = 400, body = Problem), (status = 409, body = Problem),
+        (status = 413, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+pub async fn set_entry(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    P(key): P<String>,
+    Q(q): Q<ScopeQuery>,
+    Json(body): Json<SetEntryBody>,
+) -> ApiResult<Json<WriteResult>> {
+    let scope = q.scope()?;
+    let item = ChangeItem {
+        scope: scope.clone(),
+        key: key.clone(),
+        kind: body.kind,
+        merge: body.merge,
+        value: Some(body.value),
+        expected_version: body.expected_version,
+    };
+    let committed = svc
+        .write_entries(&c.who, &c.origin, &body.message, vec![item], None)
+        .await?;
+    Ok(Json(write_result(committed, vec![(scope, key)])))
+}
+
+/// Delete an entry (writes a tombstone version).
+#[utoipa::path(delete, path = "/v1/entries/{key}", params(("key" = String, Path), DeleteQuery), tag = "entries",
+    responses((status = 200, body = WriteResult), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn delete_entry(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    P(key): P<String>,
+    Q(q): Q<DeleteQuery>,
+) -> ApiResult<Json<WriteResult>> {
+    let scope = ScopeQuery {
+        app: q.app,
+        env: q.env,
+    }
+    .scope()?;
+    let message = q.message.unwrap_or_default();
+    if message.trim().is_empty() {
+        return Err(Error::invalid("message", "a delete needs a message saying why").into());
+    }
+    let current = svc.get(&scope, &key)?;
+    let item = ChangeItem {
+        scope: scope.clone(),
+        key: key.clone(),
+        kind: current.kind,
+        merge: current.merge,
+        value: None,
+        expected_version: q.expected_version,
+    };
+    let committed = svc
+        .write_entries(&c.who, &c.origin, &message, vec![item], None)
+        .await?;
+    Ok(Json(write_result(committed, vec![(scope, key)])))
+}
+
+/// Commit several entry changes atomically as one revision.
+#[utoipa::path(post, path = "/v1/changes", request_body = ChangeSetBody, tag = "entries",
+    responses((status = 200, body = WriteResult), (status = 400, body = Problem), (status = 409, body = Problem),
+        (status = 413, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+pub async fn change_set(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    Json(body): Json<ChangeSetBody>,
+) -> ApiResult<Json<WriteResult>> {
+    let mut items = Vec::with_capacity(body.entries.len());
+    let mut targets = Vec::with_capacity(body.entries.len());
+    for (i, e) in body.entries.into_iter().enumerate() {
+        let scope = Scope::parse(e.app.as_deref(), e.env.as_deref()).map_err(Error::from)?;
+        let value = match (e.delete, e.value) {
+            (true, None) => None,
+            (false, Some(v)) => Some(v),
+            (true, Some(_)) => {
+                return Err(Error::invalid(
+                    format!("entries[{i}].value"),
+                    "a delete carries no value",
+                )
+                .into())
+            }
+            (false, None) => {
+                return Err(Error::invalid(format!("entries[{i}].value"), "missing value").into())
+            }
+        };
+        targets.push((scope.clone(), e.key.clone()));
+        items.push(ChangeItem {
+            scope,
+            key: e.key,
+            kind: e.kind,
+            merge: e.merge,
+            value,
+            expected_version: e.expected_version,
+        });
+    }
+    let committed = svc
+        .write_entries(&c.who, &c.origin, &body.message, items, None)
+        .await?;
+    Ok(Json(write_result(committed, targets)))
+}
+
+/// Every version of an entry, oldest first.
+#[utoipa::path(get, path = "/v1/history/{key}", params(("key" = String, Path), ScopeQuery), tag = "entries",
+    responses((status = 200, body = [EntryVersion]), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn history(
+    State(svc): State<Arc<Service>>,
+    _c: Caller,
+    P(key): P<String>,
+    Q(q): Q<ScopeQuery>,
+) -> ApiResult<Json<Vec<EntryVersion>>> {
+    Ok(Json(svc.history(&q.scope()?, &key).await?))
+}
+
+/// Diff two versions: an RFC 6902 patch and a unified text diff.
+#[utoipa::path(get, path = "/v1/diff/{key}", params(("key" = String, Path), DiffQuery), tag = "entries",
+    responses((status = 200, body = ValueDiff), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn diff(
+    State(svc): State<Arc<Service>>,
+    _c: Caller,
+    P(key): P<String>,
+    Q(q): Q<DiffQuery>,
+) -> ApiResult<Json<ValueDiff>> {
+    let scope = ScopeQuery {
+        app: q.app,
+        env: q.env,
+    }
+    .scope()?;
+    Ok(Json(svc.diff(&scope, &key, q.from, q.to).await?))
+}
+
+/// Write a new version equal to an older one.
+#[utoipa::path(post, path = "/v1/rollback/{key}", params(("key" = String, Path), ScopeQuery), request_body = RollbackBody, tag = "entries",
+    responses((status = 200, body = WriteResult), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn rollback(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    P(key): P<String>,
+    Q(q): Q<ScopeQuery>,
+    Json(body): Json<RollbackBody>,
+) -> ApiResult<Json<WriteResult>> {
+    let scope = q.scope()?;
+    let committed = svc
+        .rollback(
+            &c.who,
+            &c.origin,
+            &scope,
+            &key,
+            body.version,
+            &body.message,
+            body.expected_version,
+        )
+        .await?;
+    Ok(Json(write_result(committed, vec![(scope, key)])))
+}
+
+/// The resolved configuration of (app, env). Honours `If-None-Match` (304).
+#[utoipa::path(get, path = "/v1/apps/{app}/envs/{env}/config", params(("app" = String, Path), ("env" = String, Path), ResolveQuery), tag = "entries",
+    responses((status = 200, body = ResolvedView, headers(("ETag" = String))), (status = 304), (status = 404, body = Problem), (status = 410, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn resolved(
+    State(svc): State<Arc<Service>>,
+    _c: Caller,
+    P((app, env)): P<(String, String)>,
+    Q(q): Q<ResolveQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let view = match q.revision {
+        Some(rev) => Arc::new(svc.resolve_at(&app, &env, rev).await?),
+        None => svc.resolve(&app, &env)?,
+    };
+    Ok(view_response(&view, &headers))
+}
+
+fn view_response(view: &ResolvedView, headers: &HeaderMap) -> Response {
+    let etag = HeaderValue::from_str(&view.etag).unwrap_or(HeaderValue::from_static("\"\""));
+    let matches = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == view.etag);
+    if matches {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag),
+        ],
+        view.body.clone(),
+    )
+        .into_response()
+}

@@ -1,0 +1,859 @@
+//! The command set (DESIGN.md §13) and its exit codes:
+//! 0 ok, 1 error, 2 usage, 3 not found, 4 conflict or rejected, 5 permission denied.
+
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Result};
+use cairn_client::{Client, ClientError, HttpMethod as Method};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::input::{read_file, read_value};
+use crate::output::{self, table, Format};
+use crate::serve::ServeArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Configuration, feature flags and secrets, versioned and audited."
+)]
+pub struct Cli {
+    /// Server address.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_ADDR",
+        default_value = "http://127.0.0.1:8700"
+    )]
+    pub addr: String,
+    /// Bearer token.
+    #[arg(long, global = true, env = "CAIRN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value = "text")]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Scope flags shared by entry commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScopeArgs {
+    /// App (absent or `global`: the global scope).
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Environment (absent or `all`: every environment).
+    #[arg(long)]
+    pub env: Option<String>,
+}
+
+impl ScopeArgs {
+    fn query(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![("app", self.app.clone()), ("env", self.env.clone())]
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Read an entry (current, a version, or as of a revision).
+    Get {
+        key: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[arg(long)]
+        version: Option<i64>,
+        #[arg(long)]
+        revision: Option<i64>,
+    },
+    /// Write a new version of an entry from --value, a JSON/YAML FILE, or - (stdin).
+    Set {
+        key: String,
+        file: Option<String>,
+        #[arg(long)]
+        value: Option<String>,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[arg(short = 'm', long = "message", default_value = "")]
+        message: String,
+        /// Compare-and-set: fail unless the current version is N (0: must not exist).
+        #[arg(long = "expect-version")]
+        expect_version: Option<i64>,
+        /// config, flag or segment.
+        #[arg(long, default_value = "config")]
+        kind: String,
+        /// Replace the less specific scopes' value instead of merging into it.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Delete an entry (a tombstone version; history stays).
+    Delete {
+        key: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[arg(short = 'm', long = "message")]
+        message: String,
+        #[arg(long = "expect-version")]
+        expect_version: Option<i64>,
+    },
+    /// List entries at one scope.
+    List {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Key glob (`*` within a segment, `**` across).
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        revision: Option<i64>,
+    },
+    /// Print the resolved configuration of (app, env).
+    Resolve {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        env: String,
+        #[arg(long)]
+        revision: Option<i64>,
+    },
+    /// Version history of an entry.
+    Versions {
+        key: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Difference between two versions of an entry.
+    Diff {
+        key: String,
+        from: i64,
+        to: i64,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Write a new version equal to an older one.
+    Rollback {
+        key: String,
+        version: i64,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[arg(short = 'm', long = "message")]
+        message: String,
+        #[arg(long = "expect-version")]
+        expect_version: Option<i64>,
+    },
+    /// Apps.
+    #[command(subcommand)]
+    App(AppCmd),
+    /// Environments.
+    #[command(subcommand)]
+    Env(EnvCmd),
+    /// JSON Schemas.
+    #[command(subcommand)]
+    Schema(SchemaCmd),
+    /// Audit records of changes.
+    Audit {
+        key: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        env: Option<String>,
+        /// RFC 3339 time or an age like 30d, 12h, 15m.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        limit: Option<i64>,
+    },
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCmd {
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    List,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnvFlags {
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Changes need approval.
+    #[arg(long)]
+    pub protected: Option<bool>,
+    #[arg(long)]
+    pub required_approvals: Option<i32>,
+    #[arg(long)]
+    pub auto_approve: Option<bool>,
+}
+
+impl EnvFlags {
+    fn body(&self, name: Option<&str>) -> Value {
+        let mut b = json!({});
+        if let Some(n) = name {
+            b["name"] = json!(n);
+        }
+        if let Some(v) = &self.description {
+            b["description"] = json!(v);
+        }
+        if let Some(v) = self.protected {
+            b["protected"] = json!(v);
+        }
+        if let Some(v) = self.required_approvals {
+            b["required_approvals"] = json!(v);
+        }
+        if let Some(v) = self.auto_approve {
+            b["auto_approve"] = json!(v);
+        }
+        b
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCmd {
+    Create {
+        name: String,
+        #[command(flatten)]
+        flags: EnvFlags,
+    },
+    List,
+    /// Change an environment's settings.
+    Set {
+        name: String,
+        #[command(flatten)]
+        flags: EnvFlags,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCmd {
+    /// Register (the next version of) a schema for keys matching PATTERN.
+    Register {
+        pattern: String,
+        file: String,
+        #[arg(long)]
+        app: Option<String>,
+        /// Activate even if stored values violate it.
+        #[arg(long)]
+        force: bool,
+        #[arg(short = 'm', long = "message", default_value = "")]
+        message: String,
+    },
+    /// Active schemas.
+    List {
+        /// Every version, not only the active ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Check a file against the schemas governing KEY, writing nothing.
+    Validate {
+        key: String,
+        file: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token; it is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// viewer, operator, admin or sdk.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        env: Option<String>,
+        /// Lifetime like 30d, 12h.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    List,
+    Revoke {
+        id: String,
+    },
+}
+
+/// Run a parsed command line; never panics on user error.
+pub async fn run(cli: Cli) -> ExitCode {
+    let Cli {
+        addr,
+        token,
+        output,
+        command,
+    } = cli;
+    if let Command::Serve(args) = command {
+        init_tracing();
+        return match crate::serve::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                output::error_line(&format!("{e:#}"));
+                ExitCode::from(1)
+            }
+        };
+    }
+    let result = match Client::new(&addr, token) {
+        Ok(client) => Ctx { client, output }.dispatch(command).await,
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e, output),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Print an error and choose the exit code.
+fn report(e: &anyhow::Error, format: Format) -> ExitCode {
+    let Some(ClientError::Api { status, problem }) = e.downcast_ref::<ClientError>() else {
+        output::error_line(&format!("{e:#}"));
+        return ExitCode::from(1);
+    };
+    if format == Format::Json {
+        eprintln!(
+            "{}",
+            serde_json::to_string_pretty(problem).unwrap_or_default()
+        );
+    } else {
+        output::error_line(&problem.detail);
+        if let Some(f) = &problem.field {
+            eprintln!("  field: {f}");
+        }
+        for v in &problem.errors {
+            let entry = v
+                .get("entry")
+                .and_then(Value::as_str)
+                .map(|e| format!("{e} "))
+                .unwrap_or_default();
+            eprintln!(
+                "  {entry}{}: {} ({})",
+                v.get("pointer")
+                    .and_then(Value::as_str)
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or("/"),
+                v.get("message").and_then(Value::as_str).unwrap_or(""),
+                v.get("schema").and_then(Value::as_str).unwrap_or("")
+            );
+        }
+    }
+    ExitCode::from(match status {
+        404 => 3,
+        409 | 412 | 422 => 4,
+        401 | 403 => 5,
+        _ => 1,
+    })
+}
+
+/// Parse `30d`/`12h`/`15m`/`45s`/`2w` into a duration.
+pub fn parse_age(s: &str) -> Result<chrono::Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| anyhow!("bad duration {s:?}: use e.g. 30d, 12h, 15m"))?;
+    Ok(match unit {
+        "s" => chrono::Duration::seconds(n),
+        "m" => chrono::Duration::minutes(n),
+        "h" | "" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        "w" => chrono::Duration::weeks(n),
+        _ => bail!("bad duration {s:?}: use e.g. 30d, 12h, 15m"),
+    })
+}
+
+/// RFC 3339 or an age before now.
+fn parse_time(s: &str) -> Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    Ok(Utc::now() - parse_age(s)?)
+}
+
+struct Ctx {
+    client: Client,
+    output: Format,
+}
+
+impl Ctx {
+    fn print(&self, v: &Value, text: impl FnOnce(&Value)) {
+        match self.output {
+            Format::Json => output::json(v),
+            Format::Text => text(v),
+        }
+    }
+
+    async fn get(&self, path: &str, q: &[(&str, Option<String>)]) -> Result<Value> {
+        Ok(self.client.get(path, q).await?)
+    }
+
+    async fn send(
+        &self,
+        m: Method,
+        path: &str,
+        q: &[(&str, Option<String>)],
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        Ok(self.client.send_json(m, path, q, body).await?)
+    }
+
+    async fn dispatch(&self, command: Command) -> Result<()> {
+        match command {
+            Command::Serve(_) => unreachable!("handled before"),
+            Command::Get {
+                key,
+                scope,
+                version,
+                revision,
+            } => {
+                let mut q = scope.query();
+                q.push(("version", version.map(|v| v.to_string())));
+                q.push(("revision", revision.map(|v| v.to_string())));
+                let e = self.get(&format!("/v1/entries/{key}"), &q).await?;
+                self.print(&e, |e| output::json(&e["value"]));
+            }
+            Command::Set {
+                key,
+                file,
+                value,
+                scope,
+                message,
+                expect_version,
+                kind,
+                replace,
+            } => {
+                let value = read_value(value.as_deref(), file.as_deref())?;
+                let mut body = json!({"value": value, "message": message, "kind": kind});
+                if replace {
+                    body["merge"] = json!("replace");
+                }
+                if let Some(v) = expect_version {
+                    body["expected_version"] = json!(v);
+                }
+                let r = self
+                    .send(
+                        Method::PUT,
+                        &format!("/v1/entries/{key}"),
+                        &scope.query(),
+                        Some(&body),
+                    )
+                    .await?;
+                self.print(&r, |r| {
+                    println!(
+                        "{key}: version {} (revision {})",
+                        r["changes"][0]["version"], r["revision"]
+                    )
+                });
+            }
+            Command::Delete {
+                key,
+                scope,
+                message,
+                expect_version,
+            } => {
+                let mut q = scope.query();
+                q.push(("message", Some(message)));
+                q.push(("expected_version", expect_version.map(|v| v.to_string())));
+                let r = self
+                    .send(Method::DELETE, &format!("/v1/entries/{key}"), &q, None)
+                    .await?;
+                self.print(&r, |r| {
+                    println!(
+                        "{key}: deleted as version {} (revision {})",
+                        r["changes"][0]["version"], r["revision"]
+                    )
+                });
+            }
+            Command::List {
+                scope,
+                filter,
+                kind,
+                revision,
+            } => {
+                let mut q = scope.query();
+                q.push(("filter", filter));
+                q.push(("kind", kind));
+                q.push(("revision", revision.map(|v| v.to_string())));
+                let r = self.get("/v1/entries", &q).await?;
+                self.print(&r, |r| {
+                    table(
+                        r,
+                        &[
+                            ("KEY", "key"),
+                            ("KIND", "kind"),
+                            ("VERSION", "version"),
+                            ("REVISION", "revision"),
+                            ("UPDATED", "created_at"),
+                            ("BY", "actor"),
+                        ],
+                    )
+                });
+            }
+            Command::Resolve { app, env, revision } => {
+                let r = self
+                    .get(
+                        &format!("/v1/apps/{app}/envs/{env}/config"),
+                        &[("revision", revision.map(|v| v.to_string()))],
+                    )
+                    .await?;
+                self.print(&r, |r| {
+                    println!(
+                        "# {app}/{env} at revision {} checksum {}",
+                        r["revision"],
+                        cell_str(&r["checksum"])
+                    );
+                    output::json(&r["values"]);
+                });
+            }
+            Command::Versions { key, scope } => {
+                let r = self
+                    .get(&format!("/v1/history/{key}"), &scope.query())
+                    .await?;
+                self.print(&r, |r| {
+                    table(
+                        r,
+                        &[
+                            ("VERSION", "version"),
+                            ("REVISION", "revision"),
+                            ("TIME", "created_at"),
+                            ("ACTOR", "actor"),
+                            ("CHECKSUM", "checksum"),
+                            ("MESSAGE", "message"),
+                        ],
+                    )
+                });
+            }
+            Command::Diff {
+                key,
+                from,
+                to,
+                scope,
+            } => {
+                let mut q = scope.query();
+                q.push(("from", Some(from.to_string())));
+                q.push(("to", Some(to.to_string())));
+                let r = self.get(&format!("/v1/diff/{key}"), &q).await?;
+                self.print(&r, |r| {
+                    println!("JSON Patch (RFC 6902): {}", r["patch"]);
+                    print!("{}", r["text"].as_str().unwrap_or(""));
+                });
+            }
+            Command::Rollback {
+                key,
+                version,
+                scope,
+                message,
+                expect_version,
+            } => {
+                let mut body = json!({"version": version, "message": message});
+                if let Some(v) = expect_version {
+                    body["expected_version"] = json!(v);
+                }
+                let r = self
+                    .send(
+                        Method::POST,
+                        &format!("/v1/rollback/{key}"),
+                        &scope.query(),
+                        Some(&body),
+                    )
+                    .await?;
+                self.print(&r, |r| {
+                    println!(
+                        "{key}: rolled back to the value of version {version} as version {} (revision {})",
+                        r["changes"][0]["version"], r["revision"]
+                    )
+                });
+            }
+            Command::App(AppCmd::Create { name, description }) => {
+                let r = self
+                    .send(
+                        Method::POST,
+                        "/v1/apps",
+                        &[],
+                        Some(&json!({"name": name, "description": description})),
+                    )
+                    .await?;
+                self.print(&r, |r| {
+                    println!("app {name} created (revision {})", r["revision"])
+                });
+            }
+            Command::App(AppCmd::List) => {
+                let r = self.get("/v1/apps", &[]).await?;
+                self.print(&r, |r| {
+                    table(
+                        r,
+                        &[
+                            ("NAME", "name"),
+                            ("CREATED", "created_at"),
+                            ("DESCRIPTION", "description"),
+                        ],
+                    )
+                });
+            }
+            Command::Env(EnvCmd::Create { name, flags }) => {
+                let r = self
+                    .send(
+                        Method::POST,
+                        "/v1/envs",
+                        &[],
+                        Some(&flags.body(Some(&name))),
+                    )
+                    .await?;
+                self.print(&r, |r| {
+                    println!("environment {name} created (revision {})", r["revision"])
+                });
+            }
+            Command::Env(EnvCmd::Set { name, flags }) => {
+                let r = self
+                    .send(
+                        Method::PATCH,
+                        &format!("/v1/envs/{name}"),
+                        &[],
+                        Some(&flags.body(None)),
+                    )
+                    .await?;
+                self.print(&r, |r| {
+                    println!("environment {name} updated (revision {})", r["revision"])
+                });
+            }
+            Command::Env(EnvCmd::List) => {
+                let r = self.get("/v1/envs", &[]).await?;
+                self.print(&r, |r| {
+                    table(
+                        r,
+                        &[
+                            ("NAME", "name"),
+                            ("PROTECTED", "protected"),
+                            ("APPROVALS", "required_approvals"),
+                            ("AUTO_APPROVE", "auto_approve"),
+                            ("DESCRIPTION", "description"),
+                        ],
+                    )
+                });
+            }
+            Command::Schema(SchemaCmd::Register {
+                pattern,
+                file,
+                app,
+                force,
+                message,
+            }) => {
+                let schema = read_file(std::path::Path::new(&file))?;
+                let body = json!({"app": app, "pattern": pattern, "schema": schema, "force": force, "message": message});
+                let r = self
+                    .send(Method::POST, "/v1/schemas", &[], Some(&body))
+                    .await?;
+                self.print(&r, |r| {
+                    println!(
+                        "schema {pattern} version {} active (revision {})",
+                        r["version"], r["revision"]
+                    );
+                    for v in r["drift"].as_array().into_iter().flatten() {
+                        println!(
+                            "  forced past: {} {}: {}",
+                            cell_str(&v["entry"]),
+                            cell_str(&v["pointer"]),
+                            cell_str(&v["message"])
+                        );
+                    }
+                });
+            }
+            Command::Schema(SchemaCmd::List { all }) => {
+                let path = if all {
+                    "/v1/schemas/history"
+                } else {
+                    "/v1/schemas"
+                };
+                let r = self.get(path, &[]).await?;
+                self.print(&r, |r| {
+                    table(
+                        r,
+                        &[
+                            ("APP", "app"),
+                            ("PATTERN", "pattern"),
+                            ("VERSION", "version"),
+                            ("REVISION", "revision"),
+                            ("BY", "actor"),
+                        ],
+                    )
+                });
+            }
+            Command::Schema(SchemaCmd::Validate { key, file, scope }) => {
+                let value = read_file(std::path::Path::new(&file))?;
+                let body = json!({"app": scope.app, "env": scope.env, "key": key, "value": value});
+                let r = self
+                    .send(Method::POST, "/v1/schemas/validate", &[], Some(&body))
+                    .await?;
+                let valid = r["valid"].as_bool().unwrap_or(false);
+                self.print(&r, |r| {
+                    if valid {
+                        println!("{file}: valid for {key}");
+                    } else {
+                        println!("{file}: INVALID for {key}");
+                        for v in r["violations"].as_array().into_iter().flatten() {
+                            println!(
+                                "  {}: {} ({})",
+                                cell_str(&v["pointer"]),
+                                cell_str(&v["message"]),
+                                cell_str(&v["schema"])
+                            );
+                        }
+                    }
+                });
+                if !valid {
+                    return Err(ClientError::Api {
+                        status: 422,
+                        problem: cairn_client::Problem {
+                            detail: format!("{file} violates the schemas for {key}"),
+                            ..Default::default()
+                        },
+                    }
+                    .into());
+                }
+            }
+            Command::Audit {
+                key,
+                actor,
+                action,
+                app,
+                env,
+                since,
+                until,
+                limit,
+            } => {
+                let since = since.as_deref().map(parse_time).transpose()?;
+                let until = until.as_deref().map(parse_time).transpose()?;
+                let q = [
+                    ("key", key),
+                    ("actor", actor),
+                    ("action", action),
+                    ("app", app),
+                    ("env", env),
+                    ("since", since.map(|t| t.to_rfc3339())),
+                    ("until", until.map(|t| t.to_rfc3339())),
+                    ("limit", limit.map(|l| l.to_string())),
+                ];
+                let r = self.get("/v1/audit", &q).await?;
+                self.print(&r, |r| {
+                    table(
+                        r,
+                        &[
+                            ("SEQ", "seq"),
+                            ("TIME", "at"),
+                            ("ACTOR", "actor"),
+                            ("ACTION", "action"),
+                            ("APP", "app"),
+                            ("ENV", "env"),
+                            ("KEY", "key"),
+                            ("FROM", "from_version"),
+                            ("TO", "to_version"),
+                            ("IP", "client_ip"),
+                            ("MESSAGE", "message"),
+                        ],
+                    )
+                });
+            }
+            Command::Token(TokenCmd::Create {
+                name,
+                role,
+                app,
+                env,
+                ttl,
+            }) => {
+                let expires_at = ttl
+                    .as_deref()
+                    .map(parse_age)
+                    .transpose()?
+                    .map(|d| (Utc::now() + d).to_rfc3339());
+                let body = json!({"name": name, "role": role, "app": app, "env": env, "expires_at": expires_at});
+                let r = self
+                    .send(Method::POST, "/v1/tokens", &[], Some(&body))
+                    .await?;
+                self.print(&r, |r| {
+                    println!(
+                        "token {} created; it is shown only this once:\n\n    {}\n",
+                        cell_str(&r["id"]),
+                        cell_str(&r["token"])
+                    )
+                });
+            }
+            Command::Token(TokenCmd::List) => {
+                let r = self.get("/v1/tokens", &[]).await?;
+                self.print(&r, |r| {
+                    table(
+                        r,
+                        &[
+                            ("ID", "id"),
+                            ("NAME", "name"),
+                            ("ROLE", "role"),
+                            ("APP", "app"),
+                            ("ENV", "env"),
+                            ("EXPIRES", "expires_at"),
+                            ("REVOKED", "revoked_at"),
+                        ],
+                    )
+                });
+            }
+            Command::Token(TokenCmd::Revoke { id }) => {
+                let r = self
+                    .send(Method::DELETE, &format!("/v1/tokens/{id}"), &[], None)
+                    .await?;
+                self.print(&r, |r| {
+                    println!("token {id} revoked (revision {})", r["revision"])
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn cell_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages() {
+        assert_eq!(parse_age("30d").unwrap(), chrono::Duration::days(30));
+        assert_eq!(parse_age("15m").unwrap(), chrono::Duration::minutes(15));
+        assert!(parse_age("x").is_err());
+        assert!(parse_age("3y").is_err());
+        assert!(parse_time("2026-01-01T00:00:00Z").is_ok());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

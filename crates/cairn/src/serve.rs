@@ -1,0 +1,257 @@
+//! `cairn serve`: options (TOML file → environment → flags), storage choice,
+//! first-start bootstrap, and the HTTP listener.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cairn_core::{Options, Service};
+use cairn_store::Store;
+use serde::Deserialize;
+
+/// Options of `cairn serve`. Every option can also come from the TOML file
+/// given with `--config` (same names, `-` as `_`) or from `CAIRN_*` variables;
+/// flags win over the environment, which wins over the file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Development mode: also writes the first admin token to DATA_DIR/admin.token (0600).
+    #[arg(long, env = "CAIRN_DEV")]
+    pub dev: bool,
+    /// Directory of the embedded SQLite database (default ./cairn-data).
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://…); replaces the embedded database.
+    #[arg(long, env = "CAIRN_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Address to listen on (default 127.0.0.1:8700).
+    #[arg(long, env = "CAIRN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// TOML file with defaults for these options.
+    #[arg(long, env = "CAIRN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Largest value in bytes (default 524288).
+    #[arg(long, env = "CAIRN_MAX_VALUE_BYTES")]
+    pub max_value_bytes: Option<usize>,
+    /// Name of this replica in audit records (default: host name or "cairn").
+    #[arg(long, env = "CAIRN_REPLICA")]
+    pub replica: Option<String>,
+    /// How often a PostgreSQL replica catches up with others' writes, in ms (default 500).
+    #[arg(long, env = "CAIRN_SYNC_INTERVAL_MS")]
+    pub sync_interval_ms: Option<u64>,
+}
+
+/// The TOML file layer.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    dev: Option<bool>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    listen: Option<SocketAddr>,
+    max_value_bytes: Option<usize>,
+    replica: Option<String>,
+    sync_interval_ms: Option<u64>,
+}
+
+/// Settings after layering.
+#[derive(Clone)]
+pub struct Settings {
+    pub dev: bool,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub listen: SocketAddr,
+    pub max_value_bytes: usize,
+    pub replica: String,
+    pub sync_interval: Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("dev", &self.dev)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|u| redact_url(u)),
+            )
+            .field("listen", &self.listen)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("replica", &self.replica)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl ServeArgs {
+    pub fn settings(&self) -> Result<Settings> {
+        let file: FileConfig = match &self.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let max_value_bytes = self
+            .max_value_bytes
+            .or(file.max_value_bytes)
+            .unwrap_or(512 * 1024);
+        if !(1024..=64 * 1024 * 1024).contains(&max_value_bytes) {
+            bail!("max-value-bytes must be between 1024 and 67108864");
+        }
+        Ok(Settings {
+            dev: self.dev || file.dev.unwrap_or(false),
+            data_dir: self
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("cairn-data")),
+            database_url: self.database_url.clone().or(file.database_url),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8700))),
+            max_value_bytes,
+            replica: self
+                .replica
+                .clone()
+                .or(file.replica)
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| "cairn".into()),
+            sync_interval: Duration::from_millis(
+                self.sync_interval_ms
+                    .or(file.sync_interval_ms)
+                    .unwrap_or(500),
+            ),
+        })
+    }
+}
+
+async fn open_store(s: &Settings) -> Result<Arc<dyn Store>> {
+    match &s.database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = cairn_store_postgres::PostgresStore::connect(url)
+                .await
+                .with_context(|| format!("connecting to {}", redact_url(url)))?;
+            Ok(Arc::new(store))
+        }
+        Some(url) => bail!(
+            "unsupported database URL {} (expected postgres://…)",
+            redact_url(url)
+        ),
+        None => {
+            std::fs::create_dir_all(&s.data_dir)
+                .with_context(|| format!("creating {}", s.data_dir.display()))?;
+            let path = s.data_dir.join("cairn.db");
+            let store = cairn_store_sqlite::SqliteStore::open(&path)
+                .await
+                .with_context(|| format!("opening {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+fn write_token_file(dir: &Path, token: &str) -> Result<PathBuf> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("admin.token");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(token.as_bytes())?;
+    f.write_all(b"\n")?;
+    Ok(path)
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let settings = args.settings()?;
+    tracing::info!(?settings, "starting cairn");
+    let store = open_store(&settings).await?;
+    let backend = store.backend();
+    let (svc, token) = Service::open(
+        store,
+        Options {
+            max_value_bytes: settings.max_value_bytes,
+            replica: settings.replica.clone(),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("loading state: {e}"))?;
+    if let Some(token) = token {
+        println!(
+            "First start: an admin token was created. It is shown only this once:\n\n    {token}\n"
+        );
+        if settings.dev {
+            std::fs::create_dir_all(&settings.data_dir)?;
+            let path = write_token_file(&settings.data_dir, &token)?;
+            println!("(--dev: also written to {})", path.display());
+        }
+    }
+    if backend == "postgres" {
+        svc.spawn_sync_loop(settings.sync_interval);
+    }
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    println!("cairn listening on http://{addr} ({backend})");
+    tracing::info!(%addr, backend, "listening");
+    let app = cairn_server::router(svc);
+    cairn_server::serve(listener, app, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+    }
+}
