@@ -1,1 +1,376 @@
+//! SQLite backend of the Cairn [`Store`]: the embedded default.
+//!
+//! One file in WAL mode with `synchronous=FULL` and foreign keys on. Commits
+//! go through exactly one writer connection (`BEGIN IMMEDIATE`); reads use a
+//! small separate pool of read-only connections, so they never wait for a
+//! writer. One process owns the file.
 
+mod commit;
+mod migrate;
+mod rows;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cairn_model::{Revision, Scope};
+use cairn_store::{
+    AuditFilter, AuditRecord, Catalog, Commit, Committed, EntryVersion, Head, SchemaRecord,
+    Snapshot, Store, StoreError, StoreResult, TokenRecord,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+
+use rows::{err, ts, AUDIT_COLS, ENTRY_COLS, SCHEMA_COLS, TOKEN_COLS};
+
+/// How long a connection waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read-only connections; reads are short.
+const READERS: u32 = 4;
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and applies
+    /// pending migrations.
+    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(
+                base.clone()
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal),
+            )
+            .await
+            .map_err(err("open database"))?;
+        migrate::run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(base.read_only(true))
+            .await
+            .map_err(err("open database for reading"))?;
+        Ok(SqliteStore { writer, reader })
+    }
+
+    /// Migration versions applied to this database, ascending.
+    pub async fn applied_migrations(&self) -> StoreResult<Vec<i64>> {
+        migrate::applied_versions(&self.reader).await
+    }
+
+    /// Closes both pools, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+async fn read_head(conn: &mut SqliteConnection) -> StoreResult<(Head, Revision)> {
+    let (revision, catalog_revision, compacted): (i64, i64, i64) =
+        sqlx::query_as("SELECT head, catalog_revision, compacted_revision FROM meta WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(err("read head"))?;
+    Ok((
+        Head {
+            revision,
+            catalog_revision,
+        },
+        compacted,
+    ))
+}
+
+async fn read_catalog(conn: &mut SqliteConnection) -> StoreResult<Catalog> {
+    let apps =
+        sqlx::query("SELECT name, description, created_at, revision FROM apps ORDER BY name")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(err("read apps"))?
+            .iter()
+            .map(rows::app)
+            .collect::<StoreResult<_>>()?;
+    let envs = sqlx::query(
+        "SELECT name, description, protected, required_approvals, auto_approve, created_at, \
+         revision FROM environments ORDER BY name",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(err("read environments"))?
+    .iter()
+    .map(rows::environment)
+    .collect::<StoreResult<_>>()?;
+    let schemas = sqlx::query(&format!(
+        "SELECT {SCHEMA_COLS} FROM schemas s WHERE s.version = \
+         (SELECT MAX(s2.version) FROM schemas s2 WHERE s2.app = s.app AND s2.pattern = s.pattern) \
+         ORDER BY s.app, s.pattern"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(err("read schemas"))?
+    .iter()
+    .map(rows::schema)
+    .collect::<StoreResult<_>>()?;
+    Ok(Catalog {
+        apps,
+        envs,
+        schemas,
+    })
+}
+
+fn entries(rows: Vec<sqlx::sqlite::SqliteRow>) -> StoreResult<Vec<EntryVersion>> {
+    rows.iter().map(rows::entry).collect()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(err("ping"))?;
+        Ok(())
+    }
+
+    async fn commit(&self, commit: Commit) -> StoreResult<Committed> {
+        commit::commit(&self.writer, commit).await
+    }
+
+    async fn head(&self) -> StoreResult<Head> {
+        let mut conn = self.reader.acquire().await.map_err(err("acquire"))?;
+        Ok(read_head(&mut conn).await?.0)
+    }
+
+    async fn load(&self) -> StoreResult<Snapshot> {
+        let mut tx = self.reader.begin().await.map_err(err("begin read"))?;
+        let (head, _) = read_head(&mut tx).await?;
+        let catalog = read_catalog(&mut tx).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLS} FROM entries e JOIN entry_versions ev \
+             ON ev.app = e.app AND ev.env = e.env AND ev.key = e.key AND ev.version = e.version \
+             WHERE NOT e.deleted ORDER BY ev.app, ev.env, ev.key"
+        ))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err("read entries"))?;
+        tx.commit().await.map_err(err("end read"))?;
+        Ok(Snapshot {
+            head,
+            catalog,
+            entries: entries(rows)?,
+        })
+    }
+
+    async fn entry_changes_since(&self, after: Revision) -> StoreResult<(Head, Vec<EntryVersion>)> {
+        let mut tx = self.reader.begin().await.map_err(err("begin read"))?;
+        let (head, compacted) = read_head(&mut tx).await?;
+        if after < compacted {
+            return Err(StoreError::Compacted {
+                requested: after,
+                oldest: compacted,
+            });
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLS} FROM entry_versions ev \
+             WHERE ev.revision > $1 AND ev.revision <= $2 ORDER BY ev.revision, ev.position"
+        ))
+        .bind(after)
+        .bind(head.revision)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err("read entry changes"))?;
+        tx.commit().await.map_err(err("end read"))?;
+        Ok((head, entries(rows)?))
+    }
+
+    async fn scope_revisions(&self) -> StoreResult<Vec<(Scope, Revision)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT app, env, MAX(revision) FROM entry_versions GROUP BY app, env ORDER BY app, env",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err("read scope revisions"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(app, env, revision)| (Scope::from_stored(&app, &env), revision))
+            .collect())
+    }
+
+    async fn load_catalog(&self) -> StoreResult<Catalog> {
+        let mut tx = self.reader.begin().await.map_err(err("begin read"))?;
+        let catalog = read_catalog(&mut tx).await?;
+        tx.commit().await.map_err(err("end read"))?;
+        Ok(catalog)
+    }
+
+    async fn entry_history(&self, scope: &Scope, key: &str) -> StoreResult<Vec<EntryVersion>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLS} FROM entry_versions ev \
+             WHERE ev.app = $1 AND ev.env = $2 AND ev.key = $3 ORDER BY ev.version"
+        ))
+        .bind(scope.app_str())
+        .bind(scope.env_str())
+        .bind(key)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err("read entry history"))?;
+        entries(rows)
+    }
+
+    async fn entry_version(
+        &self,
+        scope: &Scope,
+        key: &str,
+        version: i64,
+    ) -> StoreResult<Option<EntryVersion>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ENTRY_COLS} FROM entry_versions ev \
+             WHERE ev.app = $1 AND ev.env = $2 AND ev.key = $3 AND ev.version = $4"
+        ))
+        .bind(scope.app_str())
+        .bind(scope.env_str())
+        .bind(key)
+        .bind(version)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(err("read entry version"))?;
+        row.as_ref().map(rows::entry).transpose()
+    }
+
+    async fn entries_at(&self, scopes: &[Scope], at: Revision) -> StoreResult<Vec<EntryVersion>> {
+        let mut tx = self.reader.begin().await.map_err(err("begin read"))?;
+        let (head, compacted) = read_head(&mut tx).await?;
+        if at > head.revision || at < 0 {
+            return Err(StoreError::NotFound {
+                what: format!("revision {at}"),
+            });
+        }
+        if at < compacted {
+            return Err(StoreError::Compacted {
+                requested: at,
+                oldest: compacted,
+            });
+        }
+        let mut out = Vec::new();
+        for scope in scopes {
+            let rows = sqlx::query(&format!(
+                "SELECT {ENTRY_COLS} FROM entry_versions ev \
+                 WHERE ev.app = $1 AND ev.env = $2 AND ev.revision <= $3 AND ev.version = \
+                 (SELECT MAX(v.version) FROM entry_versions v \
+                  WHERE v.app = ev.app AND v.env = ev.env AND v.key = ev.key AND v.revision <= $3) \
+                 ORDER BY ev.key"
+            ))
+            .bind(scope.app_str())
+            .bind(scope.env_str())
+            .bind(at)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err("read entries at revision"))?;
+            out.extend(entries(rows)?);
+        }
+        tx.commit().await.map_err(err("end read"))?;
+        Ok(out)
+    }
+
+    async fn schema_history(&self) -> StoreResult<Vec<SchemaRecord>> {
+        sqlx::query(&format!(
+            "SELECT {SCHEMA_COLS} FROM schemas s ORDER BY s.revision, s.app, s.pattern, s.version"
+        ))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err("read schema history"))?
+        .iter()
+        .map(rows::schema)
+        .collect()
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
+        let mut q =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {AUDIT_COLS} FROM audit WHERE 1 = 1"));
+        for (column, value) in [
+            ("key", &filter.key),
+            ("actor", &filter.actor),
+            ("action", &filter.action),
+            ("app", &filter.app),
+            ("env", &filter.env),
+        ] {
+            if let Some(v) = value {
+                q.push(format!(" AND {column} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(since) = &filter.since {
+            q.push(" AND at >= ").push_bind(ts(since));
+        }
+        if let Some(until) = &filter.until {
+            q.push(" AND at < ").push_bind(ts(until));
+        }
+        if let Some(after) = filter.after_seq {
+            q.push(" AND seq > ").push_bind(after);
+        }
+        q.push(" ORDER BY seq");
+        if let Some(limit) = filter.limit {
+            q.push(" LIMIT ").push_bind(limit.max(0));
+        }
+        q.build()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(err("read audit"))?
+            .iter()
+            .map(rows::audit)
+            .collect()
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {
+        let row = sqlx::query(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = $1"))
+            .bind(hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(err("read token"))?;
+        row.as_ref().map(rows::token).transpose()
+    }
+
+    async fn tokens(&self) -> StoreResult<Vec<TokenRecord>> {
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err("read tokens"))?
+        .iter()
+        .map(rows::token)
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn opening_twice_applies_migrations_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cairn.db");
+        let first = SqliteStore::open(&path).await.unwrap();
+        let all: Vec<i64> = migrate::MIGRATIONS.iter().map(|m| m.0).collect();
+        assert_eq!(first.applied_migrations().await.unwrap(), all);
+        first.close().await;
+        let second = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(second.applied_migrations().await.unwrap(), all);
+        assert_eq!(second.head().await.unwrap(), Head::default());
+    }
+}

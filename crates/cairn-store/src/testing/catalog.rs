@@ -1,0 +1,348 @@
+//! Catalog: apps, environments, schemas, tokens.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{commit, commit_with, ctx, put, token};
+use crate::{Applied, AuditFilter, Head, Mutation, Role, Store, StoreError};
+
+fn create_env(name: &str, protected: bool, approvals: i32) -> Mutation {
+    Mutation::CreateEnv {
+        name: name.into(),
+        description: format!("{name} env"),
+        protected,
+        required_approvals: approvals,
+        auto_approve: false,
+    }
+}
+
+pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
+    let c1 = commit(
+        &*s,
+        vec![Mutation::CreateApp {
+            name: "billing".into(),
+            description: "Billing service".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c1.applied,
+        vec![Applied {
+            from_version: None,
+            to_version: None
+        }]
+    );
+    assert_eq!(
+        s.head().await.unwrap(),
+        Head {
+            revision: 1,
+            catalog_revision: 1
+        }
+    );
+    let catalog = s.load_catalog().await.unwrap();
+    assert_eq!(catalog.apps.len(), 1);
+    let app = &catalog.apps[0];
+    assert_eq!(
+        (
+            app.name.as_str(),
+            app.description.as_str(),
+            app.revision,
+            app.created_at
+        ),
+        ("billing", "Billing service", 1, c1.at)
+    );
+    let dup = commit(
+        &*s,
+        vec![Mutation::CreateApp {
+            name: "billing".into(),
+            description: "again".into(),
+        }],
+    )
+    .await;
+    assert!(
+        matches!(dup, Err(StoreError::AlreadyExists { .. })),
+        "{dup:?}"
+    );
+
+    let c2 = commit(&*s, vec![create_env("prod", true, 2)])
+        .await
+        .unwrap();
+    assert_eq!(c2.revision, 2);
+    let dup = commit(&*s, vec![create_env("prod", false, 0)]).await;
+    assert!(
+        matches!(dup, Err(StoreError::AlreadyExists { .. })),
+        "{dup:?}"
+    );
+    let env = s.load_catalog().await.unwrap().envs[0].clone();
+    assert_eq!(env.name, "prod");
+    assert_eq!(env.description, "prod env");
+    assert!(env.protected);
+    assert_eq!(env.required_approvals, 2);
+    assert!(!env.auto_approve);
+    assert_eq!(env.created_at, c2.at);
+    assert_eq!(env.revision, 2);
+
+    let c3 = commit(
+        &*s,
+        vec![Mutation::UpdateEnv {
+            name: "prod".into(),
+            description: None,
+            protected: None,
+            required_approvals: Some(1),
+            auto_approve: Some(true),
+        }],
+    )
+    .await
+    .unwrap();
+    let updated = s.load_catalog().await.unwrap().envs[0].clone();
+    assert_eq!(updated.required_approvals, 1);
+    assert!(updated.auto_approve);
+    assert!(updated.protected, "unset fields keep their value");
+    assert_eq!(updated.description, "prod env");
+    assert_eq!(updated.created_at, c2.at, "created_at never changes");
+    assert_eq!(updated.revision, c3.revision);
+    let missing = commit(
+        &*s,
+        vec![Mutation::UpdateEnv {
+            name: "staging".into(),
+            description: Some("x".into()),
+            protected: None,
+            required_approvals: None,
+            auto_approve: None,
+        }],
+    )
+    .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+
+    // Entries do not move the catalog revision.
+    let c4 = commit(&*s, vec![put(&crate::Scope::global(), "k", json!(1))])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.head().await.unwrap(),
+        Head {
+            revision: c4.revision,
+            catalog_revision: c3.revision
+        }
+    );
+    commit(
+        &*s,
+        vec![
+            create_env("dev", false, 0),
+            Mutation::CreateApp {
+                name: "auth".into(),
+                description: String::new(),
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    let catalog = s.load_catalog().await.unwrap();
+    let apps: Vec<&str> = catalog.apps.iter().map(|a| a.name.as_str()).collect();
+    let envs: Vec<&str> = catalog.envs.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(apps, vec!["auth", "billing"], "apps sorted by name");
+    assert_eq!(envs, vec!["dev", "prod"], "environments sorted by name");
+    assert_eq!(s.head().await.unwrap().catalog_revision, 5);
+}
+
+pub(super) async fn schemas_are_versioned(s: Arc<dyn Store>) {
+    let schema = |n: i64| json!({"type": "object", "properties": {"n": {"const": n}}});
+    let put_schema = |app: Option<&str>, pattern: &str, n: i64| Mutation::PutSchema {
+        app: app.map(str::to_owned),
+        pattern: pattern.into(),
+        schema: schema(n),
+    };
+    let c1 = commit_with(&*s, ctx("alice", "v1"), vec![put_schema(None, "db/*", 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        c1.applied,
+        vec![Applied {
+            from_version: Some(0),
+            to_version: Some(1)
+        }]
+    );
+    let c2 = commit(&*s, vec![put_schema(None, "db/*", 2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        c2.applied,
+        vec![Applied {
+            from_version: Some(1),
+            to_version: Some(2)
+        }]
+    );
+    let c3 = commit(
+        &*s,
+        vec![
+            put_schema(Some("billing"), "db/*", 3),
+            put_schema(None, "flags/**", 4),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c3.applied[0],
+        Applied {
+            from_version: Some(0),
+            to_version: Some(1)
+        },
+        "an app's schema is versioned apart from the global one"
+    );
+    assert_eq!(s.head().await.unwrap().catalog_revision, 3);
+
+    let active: Vec<_> = s
+        .load_catalog()
+        .await
+        .unwrap()
+        .schemas
+        .into_iter()
+        .map(|r| (r.app, r.pattern, r.version, r.schema, r.revision))
+        .collect();
+    let mut want = vec![
+        (None, "db/*".to_owned(), 2, schema(2), 2),
+        (None, "flags/**".to_owned(), 1, schema(4), 3),
+        (
+            Some("billing".to_owned()),
+            "db/*".to_owned(),
+            1,
+            schema(3),
+            3,
+        ),
+    ];
+    let mut got = active.clone();
+    got.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    want.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    assert_eq!(
+        got, want,
+        "active schemas are the latest per (app, pattern)"
+    );
+
+    let history = s.schema_history().await.unwrap();
+    assert_eq!(history.len(), 4);
+    assert_eq!(history[0].version, 1);
+    assert_eq!(history[0].schema, schema(1));
+    assert_eq!(history[0].actor, "alice");
+    assert_eq!(history[0].message, "v1");
+    assert_eq!(history[0].created_at, c1.at);
+    assert_eq!(history[0].app, None);
+    assert_eq!(history[1].version, 2);
+    let revisions: Vec<i64> = history.iter().map(|r| r.revision).collect();
+    assert_eq!(revisions, vec![1, 2, 3, 3], "oldest first");
+}
+
+pub(super) async fn tokens(s: Arc<dyn Store>) {
+    let mut t1 = token("tok_1", &"a".repeat(64));
+    t1.role = Role::Admin;
+    t1.expires_at = Some(t1.created_at + chrono::Duration::days(30));
+    let c1 = commit(
+        &*s,
+        vec![Mutation::CreateToken {
+            token: t1.clone(),
+            bootstrap: true,
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.head().await.unwrap().catalog_revision, c1.revision);
+    assert_eq!(s.token_by_hash(&t1.hash).await.unwrap(), Some(t1.clone()));
+
+    let mut t2 = token("tok_2", &"b".repeat(64));
+    t2.role = Role::Sdk;
+    t2.app = "billing".into();
+    t2.env = "prod".into();
+    let again = commit(
+        &*s,
+        vec![Mutation::CreateToken {
+            token: t2.clone(),
+            bootstrap: true,
+        }],
+    )
+    .await;
+    assert!(
+        matches!(again, Err(StoreError::AlreadyExists { .. })),
+        "bootstrap only once: {again:?}"
+    );
+    assert_eq!(s.tokens().await.unwrap().len(), 1);
+    commit(
+        &*s,
+        vec![Mutation::CreateToken {
+            token: t2.clone(),
+            bootstrap: false,
+        }],
+    )
+    .await
+    .unwrap();
+    for clash in [token("tok_2", &"c".repeat(64)), token("tok_3", &t1.hash)] {
+        let r = commit(
+            &*s,
+            vec![Mutation::CreateToken {
+                token: clash,
+                bootstrap: false,
+            }],
+        )
+        .await;
+        assert!(
+            matches!(r, Err(StoreError::AlreadyExists { .. })),
+            "duplicate id or hash: {r:?}"
+        );
+    }
+    let mut all = s.tokens().await.unwrap();
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(all, vec![t1.clone(), t2.clone()]);
+
+    let revoked = commit(&*s, vec![Mutation::RevokeToken { id: "tok_2".into() }])
+        .await
+        .unwrap();
+    let got = s.token_by_hash(&t2.hash).await.unwrap().unwrap();
+    assert_eq!(got.revoked_at, Some(revoked.at));
+    assert_eq!(got.role, Role::Sdk);
+    assert_eq!((got.app.as_str(), got.env.as_str()), ("billing", "prod"));
+    // Revoking again succeeds and keeps the first revocation time.
+    commit(&*s, vec![Mutation::RevokeToken { id: "tok_2".into() }])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.token_by_hash(&t2.hash).await.unwrap().unwrap().revoked_at,
+        Some(revoked.at)
+    );
+    let missing = commit(&*s, vec![Mutation::RevokeToken { id: "tok_9".into() }]).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    assert!(s.token_by_hash(&"d".repeat(64)).await.unwrap().is_none());
+    assert_eq!(
+        s.token_by_hash(&t1.hash).await.unwrap().unwrap().revoked_at,
+        None
+    );
+
+    // The audit log names tokens but never carries their hash.
+    let audit = s.audit(&AuditFilter::default()).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec![
+            "token.create",
+            "token.create",
+            "token.revoke",
+            "token.revoke"
+        ]
+    );
+    assert_eq!(
+        audit[1].detail,
+        json!({"id": "tok_2", "name": "tok_2 name", "role": "sdk", "app": "billing", "env": "prod"})
+    );
+    for r in &audit {
+        let text = serde_json::to_string(r).unwrap();
+        assert!(
+            !text.contains(&t1.hash) && !text.contains(&t2.hash),
+            "{text}"
+        );
+    }
+}
