@@ -1,0 +1,588 @@
+//! Evaluation of compiled expressions against a context.
+//!
+//! Errors of flagd's custom operations (a `sem_ver` operand that is not a version, a
+//! `starts_with` operand that is not a string, `fractional` without a bucketing value …) are
+//! [`OpError`]s: they abort the whole rule, which then counts as having returned `null`, so the
+//! flag falls back to its default variant rather than taking the `false` branch of an `if`
+//! (flagd issue #1874 and flagd-testbed's `@operator-errors` scenarios).
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+use serde_json::Value;
+
+use crate::compile::{ArithOp, ArrayOp, CmpOp, Const, Expr, SemVerArg, SemVerExpr, SemVerOpArg};
+use crate::context::EvalContext;
+use crate::fractional::{self, Fractional};
+use crate::murmur3::Murmur3;
+use crate::semver::{self, SemVerOp, Version};
+use crate::value::{js_compare, loose_eq, strict_eq, Val};
+
+/// A custom operation could not be applied; the rule yields `null`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OpError(pub &'static str);
+
+type R<'a> = Result<Val<'a>, OpError>;
+
+/// What every evaluation of one flag shares.
+pub(crate) struct Env<'a> {
+    pub ctx: &'a EvalContext,
+    pub flag_key: &'a str,
+    pub now: i64,
+}
+
+/// The data `var` reads: the context, or the element inside `map`/`filter`/`reduce`/….
+enum Scope<'a, 's> {
+    Root,
+    Item(&'s Val<'a>),
+    Reduce {
+        current: &'s Val<'a>,
+        accumulator: &'s Val<'a>,
+    },
+}
+
+fn navigate_json<'a>(mut v: &'a Value, path: &[impl AsRef<str>]) -> Option<&'a Value> {
+    for seg in path {
+        let seg = seg.as_ref();
+        v = match v {
+            Value::Object(m) => m.get(seg)?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+fn navigate<'a>(start: &Val<'a>, path: &[impl AsRef<str>]) -> Option<Val<'a>> {
+    let Some((first, rest)) = path.split_first() else {
+        return Some(start.clone());
+    };
+    match start {
+        Val::Json(v) => navigate_json(v, path).map(Val::from_json),
+        Val::Arr(items) => {
+            let item = items.get(first.as_ref().parse::<usize>().ok()?)?;
+            navigate(item, rest)
+        }
+        _ => None,
+    }
+}
+
+fn lookup<'a>(env: &Env<'a>, scope: &Scope<'a, '_>, path: &[impl AsRef<str>]) -> Option<Val<'a>> {
+    match scope {
+        Scope::Root => navigate_json(env.ctx.as_value(), path).map(Val::from_json),
+        Scope::Item(item) => navigate(item, path),
+        Scope::Reduce {
+            current,
+            accumulator,
+        } => {
+            let (first, rest) = path.split_first()?;
+            match first.as_ref() {
+                "current" => navigate(current, rest),
+                "accumulator" => navigate(accumulator, rest),
+                _ => None,
+            }
+        }
+    }
+}
+
+fn lookup_str<'a>(env: &Env<'a>, scope: &Scope<'a, '_>, path: &str) -> Option<Val<'a>> {
+    if matches!(scope, Scope::Root) {
+        match path {
+            "$flagd.flagKey" => return Some(Val::Str(Cow::Borrowed(env.flag_key))),
+            "$flagd.timestamp" => return Some(Val::Num(env.now as f64)),
+            _ if path == "$flagd" || path.starts_with("$flagd.") => return None,
+            _ => {}
+        }
+    }
+    if path.is_empty() {
+        return lookup(env, scope, &[] as &[&str]);
+    }
+    let segs: Vec<&str> = path.split('.').collect();
+    lookup(env, scope, &segs)
+}
+
+fn const_val(c: &Const) -> Val<'_> {
+    match c {
+        Const::Null => Val::Null,
+        Const::Bool(b) => Val::Bool(*b),
+        Const::Num(n) => Val::Num(*n),
+        Const::Str(s) => Val::Str(Cow::Borrowed(s)),
+        Const::Json(v) => Val::from_json(v),
+    }
+}
+
+/// Evaluates a compiled rule at the top level.
+pub(crate) fn eval_root<'a>(e: &'a Expr, env: &Env<'a>) -> R<'a> {
+    eval(e, env, &Scope::Root)
+}
+
+fn eval<'a>(e: &'a Expr, env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
+    Ok(match e {
+        Expr::Const(c) => const_val(c),
+        Expr::Array(items) => Val::Arr(
+            items
+                .iter()
+                .map(|i| eval(i, env, scope))
+                .collect::<Result<_, _>>()?,
+        ),
+        Expr::Var { path, default } => match lookup(env, scope, path) {
+            Some(v) => v,
+            None => match default {
+                Some(d) => eval(d, env, scope)?,
+                None => Val::Null,
+            },
+        },
+        Expr::VarDyn { path, default } => {
+            let p = eval(path, env, scope)?;
+            let found = if p.is_null() {
+                lookup(env, scope, &[] as &[&str])
+            } else {
+                lookup_str(env, scope, &p.to_js_string())
+            };
+            match found {
+                Some(v) => v,
+                None => match default {
+                    Some(d) => eval(d, env, scope)?,
+                    None => Val::Null,
+                },
+            }
+        }
+        Expr::FlagKey => match scope {
+            Scope::Root => Val::Str(Cow::Borrowed(env.flag_key)),
+            _ => lookup(env, scope, &["$flagd", "flagKey"]).unwrap_or(Val::Null),
+        },
+        Expr::Timestamp => match scope {
+            Scope::Root => Val::Num(env.now as f64),
+            _ => lookup(env, scope, &["$flagd", "timestamp"]).unwrap_or(Val::Null),
+        },
+        Expr::Missing(args) => Val::Arr(missing(args, env, scope)?),
+        Expr::MissingSome(args) => {
+            let need = eval(&args[0], env, scope)?.to_number();
+            let keys = eval(&args[1], env, scope)?;
+            let keys = keys.array_items().unwrap_or_default();
+            let absent = missing_keys(&keys, env, scope);
+            if (keys.len() - absent.len()) as f64 >= need {
+                Val::Arr(Vec::new())
+            } else {
+                Val::Arr(absent)
+            }
+        }
+        Expr::If(args) => {
+            let mut i = 0;
+            while i + 1 < args.len() {
+                if eval(&args[i], env, scope)?.truthy() {
+                    return eval(&args[i + 1], env, scope);
+                }
+                i += 2;
+            }
+            match args.get(i) {
+                Some(last) => eval(last, env, scope)?,
+                None => Val::Null,
+            }
+        }
+        Expr::Or(args) => {
+            let mut last = Val::Null;
+            for a in args.iter() {
+                last = eval(a, env, scope)?;
+                if last.truthy() {
+                    break;
+                }
+            }
+            last
+        }
+        Expr::And(args) => {
+            let mut last = Val::Null;
+            for a in args.iter() {
+                last = eval(a, env, scope)?;
+                if !last.truthy() {
+                    break;
+                }
+            }
+            last
+        }
+        Expr::Not(a) => Val::Bool(!eval(a, env, scope)?.truthy()),
+        Expr::Truthy(a) => Val::Bool(eval(a, env, scope)?.truthy()),
+        Expr::Eq(ab) => Val::Bool(loose_eq(
+            &eval(&ab[0], env, scope)?,
+            &eval(&ab[1], env, scope)?,
+        )),
+        Expr::Ne(ab) => Val::Bool(!loose_eq(
+            &eval(&ab[0], env, scope)?,
+            &eval(&ab[1], env, scope)?,
+        )),
+        Expr::StrictEq(ab) => Val::Bool(strict_eq(
+            &eval(&ab[0], env, scope)?,
+            &eval(&ab[1], env, scope)?,
+        )),
+        Expr::StrictNe(ab) => Val::Bool(!strict_eq(
+            &eval(&ab[0], env, scope)?,
+            &eval(&ab[1], env, scope)?,
+        )),
+        Expr::Cmp(op, args) => Val::Bool(compare(*op, args, env, scope)?),
+        Expr::Arith(op, args) => arith(*op, args, env, scope)?,
+        Expr::Cat(args) => {
+            if let [only] = &args[..] {
+                Val::Str(eval(only, env, scope)?.to_js_string())
+            } else {
+                let mut s = String::new();
+                for a in args.iter() {
+                    s.push_str(&eval(a, env, scope)?.to_js_string());
+                }
+                Val::Str(Cow::Owned(s))
+            }
+        }
+        Expr::Substr(args) => substr(args, env, scope)?,
+        Expr::In(ab) => {
+            let needle = eval(&ab[0], env, scope)?;
+            let hay = eval(&ab[1], env, scope)?;
+            Val::Bool(match &hay {
+                Val::Str(h) => h.contains(needle.to_js_string().as_ref()),
+                other => other
+                    .array_items()
+                    .is_some_and(|items| items.iter().any(|i| strict_eq(i, &needle))),
+            })
+        }
+        Expr::InStrs(needle, set) => {
+            let needle = eval(needle, env, scope)?;
+            Val::Bool(match needle.as_str() {
+                Some(n) => set.iter().any(|s| s.as_ref() == n),
+                None => false,
+            })
+        }
+        Expr::Merge(args) => {
+            let mut out = Vec::new();
+            for a in args.iter() {
+                let v = eval(a, env, scope)?;
+                match v.array_items() {
+                    Some(items) => out.extend(items),
+                    None => out.push(v),
+                }
+            }
+            Val::Arr(out)
+        }
+        Expr::ArrayOp(op, ab) => array_op(*op, ab, env, scope)?,
+        Expr::Reduce(abc) => {
+            let items = eval(&abc[0], env, scope)?.array_items();
+            let mut acc = eval(&abc[2], env, scope)?;
+            if let Some(items) = items {
+                for item in &items {
+                    let inner = Scope::Reduce {
+                        current: item,
+                        accumulator: &acc,
+                    };
+                    acc = eval(&abc[1], env, &inner)?;
+                }
+            }
+            acc
+        }
+        Expr::StartsWith(ab) | Expr::EndsWith(ab) => {
+            let a = eval(&ab[0], env, scope)?;
+            let b = eval(&ab[1], env, scope)?;
+            let (Some(a), Some(b)) = (a.as_str(), b.as_str()) else {
+                return Err(OpError("starts_with/ends_with operands must be strings"));
+            };
+            Val::Bool(if matches!(e, Expr::StartsWith(_)) {
+                a.starts_with(b)
+            } else {
+                a.ends_with(b)
+            })
+        }
+        Expr::SemVer(sv) => Val::Bool(sem_ver(sv, env, scope)?),
+        Expr::Fractional(f) => eval_fractional(f, env, scope)?,
+    })
+}
+
+fn missing_keys<'a>(keys: &[Val<'a>], env: &Env<'a>, scope: &Scope<'a, '_>) -> Vec<Val<'a>> {
+    keys.iter()
+        .filter(|k| {
+            let path = k.to_js_string();
+            match lookup_str(env, scope, &path) {
+                None => true,
+                Some(v) => v.is_null() || v.as_str() == Some(""),
+            }
+        })
+        .cloned()
+        .collect()
+}
+
+fn missing<'a>(
+    args: &'a [Expr],
+    env: &Env<'a>,
+    scope: &Scope<'a, '_>,
+) -> Result<Vec<Val<'a>>, OpError> {
+    let mut keys = Vec::with_capacity(args.len());
+    for (i, a) in args.iter().enumerate() {
+        let v = eval(a, env, scope)?;
+        match v.array_items() {
+            // `{"missing": [["a", "b"]]}` (e.g. the output of `merge`) lists the keys.
+            Some(items) if i == 0 => keys.extend(items),
+            _ => keys.push(v),
+        }
+    }
+    Ok(missing_keys(&keys, env, scope))
+}
+
+fn compare<'a>(
+    op: CmpOp,
+    args: &'a [Expr],
+    env: &Env<'a>,
+    scope: &Scope<'a, '_>,
+) -> Result<bool, OpError> {
+    let holds = |o: Option<Ordering>| match (op, o) {
+        (_, None) => false,
+        (CmpOp::Lt, Some(o)) => o == Ordering::Less,
+        (CmpOp::Le, Some(o)) => o != Ordering::Greater,
+        (CmpOp::Gt, Some(o)) => o == Ordering::Greater,
+        (CmpOp::Ge, Some(o)) => o != Ordering::Less,
+    };
+    let a = eval(&args[0], env, scope)?;
+    let b = eval(&args[1], env, scope)?;
+    if !holds(js_compare(&a, &b)) {
+        return Ok(false);
+    }
+    match args.get(2) {
+        Some(c) => Ok(holds(js_compare(&b, &eval(c, env, scope)?))),
+        None => Ok(true),
+    }
+}
+
+fn arith<'a>(op: ArithOp, args: &'a [Expr], env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
+    let mut vals = Vec::with_capacity(args.len());
+    for a in args {
+        vals.push(eval(a, env, scope)?);
+    }
+    let n = |i: usize| vals.get(i).map_or(f64::NAN, Val::to_number);
+    Ok(Val::Num(match op {
+        ArithOp::Add => vals.iter().map(Val::parse_float).sum(),
+        ArithOp::Mul => {
+            if vals.is_empty() {
+                return Ok(Val::Null);
+            }
+            vals.iter().map(Val::parse_float).product()
+        }
+        ArithOp::Sub => match vals.len() {
+            0 => return Ok(Val::Null),
+            1 => -n(0),
+            _ => n(0) - n(1),
+        },
+        ArithOp::Div => n(0) / n(1),
+        ArithOp::Mod => n(0) % n(1),
+        ArithOp::Min | ArithOp::Max => {
+            if vals.is_empty() {
+                return Ok(Val::Null);
+            }
+            let mut acc = if op == ArithOp::Min {
+                f64::INFINITY
+            } else {
+                f64::NEG_INFINITY
+            };
+            for v in &vals {
+                let x = v.to_number();
+                if x.is_nan() {
+                    acc = f64::NAN;
+                    break;
+                }
+                acc = if op == ArithOp::Min {
+                    acc.min(x)
+                } else {
+                    acc.max(x)
+                };
+            }
+            acc
+        }
+    }))
+}
+
+fn substr<'a>(args: &'a [Expr], env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
+    let source = match args.first() {
+        Some(a) => eval(a, env, scope)?.to_js_string(),
+        None => Cow::Borrowed("undefined"),
+    };
+    let chars: Vec<char> = source.chars().collect();
+    let len = chars.len() as f64;
+    let num = |v: Val<'_>| {
+        let x = v.to_number();
+        if x.is_nan() {
+            0.0
+        } else {
+            x.trunc()
+        }
+    };
+    let start = match args.get(1) {
+        Some(a) => num(eval(a, env, scope)?),
+        None => 0.0,
+    };
+    let start = if start < 0.0 {
+        (len + start).max(0.0)
+    } else {
+        start.min(len)
+    };
+    let end = match args.get(2) {
+        None => len,
+        Some(a) => {
+            let l = num(eval(a, env, scope)?);
+            if l < 0.0 {
+                (len + l).max(start)
+            } else {
+                (start + l).min(len)
+            }
+        }
+    };
+    let (s, e) = (start as usize, (end as usize).max(start as usize));
+    Ok(Val::Str(Cow::Owned(chars[s..e].iter().collect())))
+}
+
+fn array_op<'a>(op: ArrayOp, ab: &'a [Expr; 2], env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
+    let items = eval(&ab[0], env, scope)?.array_items().unwrap_or_default();
+    let test =
+        |item: &Val<'a>| -> Result<Val<'a>, OpError> { eval(&ab[1], env, &Scope::Item(item)) };
+    Ok(match op {
+        ArrayOp::Map => Val::Arr(items.iter().map(test).collect::<Result<_, _>>()?),
+        ArrayOp::Filter => {
+            let mut out = Vec::new();
+            for item in items {
+                if test(&item)?.truthy() {
+                    out.push(item);
+                }
+            }
+            Val::Arr(out)
+        }
+        ArrayOp::All => {
+            if items.is_empty() {
+                return Ok(Val::Bool(false));
+            }
+            for item in &items {
+                if !test(item)?.truthy() {
+                    return Ok(Val::Bool(false));
+                }
+            }
+            Val::Bool(true)
+        }
+        ArrayOp::Some | ArrayOp::None => {
+            let mut any = false;
+            for item in &items {
+                if test(item)?.truthy() {
+                    any = true;
+                    break;
+                }
+            }
+            Val::Bool(any == (op == ArrayOp::Some))
+        }
+    })
+}
+
+fn version_text<'v>(v: &'v Val<'_>) -> Option<Cow<'v, str>> {
+    match v {
+        Val::Str(s) => Some(Cow::Borrowed(s.as_ref())),
+        // A numeric attribute such as `2` or `2.1` reads as a version.
+        Val::Num(n) if n.is_finite() => Some(Cow::Owned(crate::value::js_number_to_string(*n))),
+        _ => None,
+    }
+}
+
+fn sem_ver<'a>(sv: &'a SemVerExpr, env: &Env<'a>, scope: &Scope<'a, '_>) -> Result<bool, OpError> {
+    let left_val;
+    let left_text;
+    let left: Version<'_> = match &sv.left {
+        SemVerArg::Const(v) => v.as_version(),
+        SemVerArg::Expr(e) => {
+            left_val = eval(e, env, scope)?;
+            left_text =
+                version_text(&left_val).ok_or(OpError("sem_ver version is not a string"))?;
+            semver::parse(&left_text).ok_or(OpError("sem_ver operand is not a version"))?
+        }
+    };
+    let right_val;
+    let right_text;
+    let right: Version<'_> = match &sv.right {
+        SemVerArg::Const(v) => v.as_version(),
+        SemVerArg::Expr(e) => {
+            right_val = eval(e, env, scope)?;
+            right_text =
+                version_text(&right_val).ok_or(OpError("sem_ver version is not a string"))?;
+            semver::parse(&right_text).ok_or(OpError("sem_ver operand is not a version"))?
+        }
+    };
+    let op = match &sv.op {
+        SemVerOpArg::Const(op) => *op,
+        SemVerOpArg::Expr(e) => {
+            let v = eval(e, env, scope)?;
+            v.as_str()
+                .and_then(SemVerOp::parse)
+                .ok_or(OpError("unknown sem_ver operator"))?
+        }
+    };
+    Ok(op.apply(&left, &right))
+}
+
+fn default_hash(env: &Env<'_>) -> Result<u32, OpError> {
+    let key = env.ctx.targeting_key().ok_or(OpError(
+        "fractional without a bucketing value needs a string targetingKey",
+    ))?;
+    let mut h = Murmur3::new(0);
+    h.write(env.flag_key.as_bytes());
+    h.write(key.as_bytes());
+    Ok(h.finish())
+}
+
+fn bucketing_hash<'a>(
+    f: &'a Fractional,
+    env: &Env<'a>,
+    scope: &Scope<'a, '_>,
+) -> Result<u32, OpError> {
+    match &f.bucket_by {
+        None => default_hash(env),
+        // `cat` is hashed piece by piece: no concatenated string is built.
+        Some(Expr::Cat(parts)) => {
+            let mut h = Murmur3::new(0);
+            for p in parts.iter() {
+                h.write(eval(p, env, scope)?.to_js_string().as_bytes());
+            }
+            Ok(h.finish())
+        }
+        Some(e) => match eval(e, env, scope)? {
+            Val::Str(s) => Ok(crate::murmur3::murmur3_32(s.as_bytes(), 0)),
+            v if v.is_null() => default_hash(env),
+            _ => Err(OpError("the fractional bucketing value is not a string")),
+        },
+    }
+}
+
+fn eval_fractional<'a>(f: &'a Fractional, env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
+    let hash = bucketing_hash(f, env, scope)?;
+    let computed;
+    let cumulative: &[u64] = match &f.cumulative {
+        Some(c) => c,
+        None => {
+            let mut weights = Vec::with_capacity(f.buckets.len());
+            for b in f.buckets.iter() {
+                let w = match &b.weight {
+                    None => 1,
+                    Some(e) => match eval(e, env, scope)? {
+                        v if v.is_null() => 1,
+                        Val::Num(n) => fractional::weight_of(Some(n))
+                            .map_err(|_| OpError("invalid fractional weight"))?,
+                        _ => return Err(OpError("a fractional weight is not a number")),
+                    },
+                };
+                weights.push(w);
+            }
+            computed = fractional::cumulate(weights.into_iter())
+                .map_err(|_| OpError("fractional weights exceed the maximum"))?;
+            &computed
+        }
+    };
+    let total = cumulative.last().copied().unwrap_or(0);
+    if total == 0 {
+        return Err(OpError("fractional weights add up to 0"));
+    }
+    let idx = fractional::pick(cumulative, fractional::bucket_value(hash, total))
+        .ok_or(OpError("no fractional bucket"))?;
+    match eval(&f.buckets[idx].variant, env, scope)? {
+        v @ (Val::Null | Val::Bool(_) | Val::Num(_) | Val::Str(_)) => Ok(v),
+        Val::Json(Value::Null) => Ok(Val::Null),
+        _ => Err(OpError(
+            "a fractional variant must be a string, boolean, number or null",
+        )),
+    }
+}

@@ -1,0 +1,719 @@
+//! Flag definitions, flag sets and the resolution of one flag.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::compile::{Compiler, Const, Expr};
+use crate::context::EvalContext;
+use crate::error::ParseError;
+use crate::eval::{eval_root, Env};
+use crate::value::Val;
+
+/// Why a flag resolved to what it did (OpenFeature resolution reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason {
+    /// The flag has no targeting: the default variant.
+    Static,
+    /// The targeting named a variant.
+    TargetingMatch,
+    /// The targeting returned `null` (or a custom operation failed), or there is no default
+    /// variant: the default variant, or no value (the caller's code default).
+    Default,
+    /// The flag is disabled: the default variant (or no value), no error.
+    Disabled,
+    /// Evaluation failed; see the error code. The caller uses its code default.
+    Error,
+}
+
+impl Reason {
+    /// The upper-case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Static => "STATIC",
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Default => "DEFAULT",
+            Reason::Disabled => "DISABLED",
+            Reason::Error => "ERROR",
+        }
+    }
+}
+
+/// Why an evaluation failed (OpenFeature error codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    FlagNotFound,
+    ParseError,
+    TypeMismatch,
+    General,
+}
+
+impl ErrorCode {
+    /// The upper-case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
+            ErrorCode::ParseError => "PARSE_ERROR",
+            ErrorCode::TypeMismatch => "TYPE_MISMATCH",
+            ErrorCode::General => "GENERAL",
+        }
+    }
+}
+
+/// The JSON type shared by all variants of a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VariantType {
+    Boolean,
+    String,
+    /// Integers and floats alike.
+    Number,
+    /// Objects (and arrays).
+    Object,
+}
+
+impl VariantType {
+    fn of(v: &Value) -> Option<Self> {
+        match v {
+            Value::Bool(_) => Some(Self::Boolean),
+            Value::String(_) => Some(Self::String),
+            Value::Number(_) => Some(Self::Number),
+            Value::Object(_) | Value::Array(_) => Some(Self::Object),
+            Value::Null => None,
+        }
+    }
+}
+
+/// The outcome of evaluating a flag. Borrows the value, variant and metadata from the flag set.
+///
+/// Serializes as the body of an OFREP success (`value`, `variant`, `reason`, `metadata`) or,
+/// when `errorCode` is set, carries what an OFREP error body needs (`errorCode`,
+/// `errorDetails`). `value` and `variant` are omitted when the caller's code default applies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resolution<'s> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<&'s Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<&'s str>,
+    pub reason: Reason,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<ErrorCode>,
+    #[serde(rename = "errorDetails", skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// Flag-set metadata overlaid with the flag's own metadata.
+    pub metadata: &'s Map<String, Value>,
+}
+
+static EMPTY_METADATA: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+
+fn empty_metadata() -> &'static Map<String, Value> {
+    EMPTY_METADATA.get_or_init(Map::new)
+}
+
+impl<'s> Resolution<'s> {
+    fn error(code: ErrorCode, message: String, metadata: &'s Map<String, Value>) -> Self {
+        Self {
+            value: None,
+            variant: None,
+            reason: Reason::Error,
+            error_code: Some(code),
+            error_message: Some(message),
+            metadata,
+        }
+    }
+
+    /// The resolution for a flag key that is not in the set.
+    pub fn not_found(key: &str) -> Resolution<'static> {
+        Resolution::error(
+            ErrorCode::FlagNotFound,
+            format!("flag `{key}` was not found"),
+            empty_metadata(),
+        )
+    }
+
+    /// Whether evaluation failed.
+    pub fn is_error(&self) -> bool {
+        self.error_code.is_some()
+    }
+
+    fn typed<T>(
+        self,
+        default: T,
+        want: &'static str,
+        convert: impl FnOnce(&'s Value) -> Option<T>,
+    ) -> TypedResolution<'s, T> {
+        let (value, reason, error_code, error_message, variant) = match self.value {
+            _ if self.error_code.is_some() => (
+                default,
+                self.reason,
+                self.error_code,
+                self.error_message,
+                None,
+            ),
+            None => (default, self.reason, None, None, None),
+            Some(v) => match convert(v) {
+                Some(t) => (t, self.reason, None, None, self.variant),
+                None => (
+                    default,
+                    Reason::Error,
+                    Some(ErrorCode::TypeMismatch),
+                    Some(format!("the flag's value is not {want}")),
+                    None,
+                ),
+            },
+        };
+        TypedResolution {
+            value,
+            variant,
+            reason,
+            error_code,
+            error_message,
+            metadata: self.metadata,
+        }
+    }
+
+    /// As a boolean; `default` when there is no value or on error (TYPE_MISMATCH if not bool).
+    pub fn into_bool(self, default: bool) -> TypedResolution<'s, bool> {
+        self.typed(default, "a boolean", Value::as_bool)
+    }
+
+    /// As a string.
+    pub fn into_str(self, default: &'s str) -> TypedResolution<'s, &'s str> {
+        self.typed(default, "a string", Value::as_str)
+    }
+
+    /// As an integer: the value must be a whole number that fits an `i64`.
+    pub fn into_int(self, default: i64) -> TypedResolution<'s, i64> {
+        self.typed(default, "an integer", |v| {
+            v.as_i64().or_else(|| {
+                let f = v.as_f64()?;
+                (f.fract() == 0.0 && f.abs() < 9.2e18).then_some(f as i64)
+            })
+        })
+    }
+
+    /// As a float (any number).
+    pub fn into_float(self, default: f64) -> TypedResolution<'s, f64> {
+        self.typed(default, "a number", Value::as_f64)
+    }
+
+    /// As a JSON object (or array).
+    pub fn into_object(self, default: &'s Value) -> TypedResolution<'s, &'s Value> {
+        self.typed(default, "an object", |v| {
+            (v.is_object() || v.is_array()).then_some(v)
+        })
+    }
+}
+
+/// A resolution converted to the type the caller asked for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypedResolution<'s, T> {
+    /// The flag's value, or the caller's default when there is none or on error.
+    pub value: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<&'s str>,
+    pub reason: Reason,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<ErrorCode>,
+    #[serde(rename = "errorDetails", skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    pub metadata: &'s Map<String, Value>,
+}
+
+/// A flag definition compiled for evaluation.
+#[derive(Debug, Clone)]
+pub struct CompiledFlag {
+    key: Arc<str>,
+    enabled: bool,
+    /// Sorted by name.
+    variants: Box<[(Box<str>, Value)]>,
+    variant_type: VariantType,
+    default_variant: Option<usize>,
+    targeting: Option<Expr>,
+    /// The flag's own metadata.
+    own_metadata: Map<String, Value>,
+    /// Flag-set metadata overlaid with the flag's metadata.
+    metadata: Map<String, Value>,
+}
+
+const FLAG_FIELDS: [&str; 5] = [
+    "state",
+    "variants",
+    "defaultVariant",
+    "targeting",
+    "metadata",
+];
+
+fn metadata_of(v: Option<&Value>, at: &str) -> Result<Map<String, Value>, ParseError> {
+    match v {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                if !(v.is_string() || v.is_number() || v.is_boolean()) {
+                    return Err(ParseError::new(
+                        format!("{at}/{}", {
+                            let mut s = String::new();
+                            crate::error::push_escaped(&mut s, k);
+                            s
+                        }),
+                        "metadata values must be strings, numbers or booleans",
+                    ));
+                }
+            }
+            Ok(m.clone())
+        }
+        Some(_) => Err(ParseError::new(
+            at.to_owned(),
+            "`metadata` must be an object",
+        )),
+    }
+}
+
+impl CompiledFlag {
+    /// Compiles one flagd flag definition. `evaluators` are the flag set's `$evaluators`
+    /// (shared rules referenced with `{"$ref": "name"}`), inlined here.
+    ///
+    /// Errors carry a JSON pointer relative to `definition` and a message fit for users; the
+    /// server uses this as the write-time validation of flag entries.
+    pub fn compile(
+        key: &str,
+        definition: &Value,
+        evaluators: &Map<String, Value>,
+    ) -> Result<Self, ParseError> {
+        let Value::Object(def) = definition else {
+            return Err(ParseError::new(
+                String::new(),
+                "a flag definition must be an object",
+            ));
+        };
+        if let Some(unknown) = def.keys().find(|k| !FLAG_FIELDS.contains(&k.as_str())) {
+            return Err(ParseError::new(
+                String::new(),
+                format!(
+                    "unknown flag property `{unknown}`; expected state, variants, defaultVariant, targeting, metadata"
+                ),
+            ));
+        }
+        let enabled = match def.get("state") {
+            Some(Value::String(s)) if s == "ENABLED" => true,
+            Some(Value::String(s)) if s == "DISABLED" => false,
+            None => {
+                return Err(ParseError::new(
+                    String::new(),
+                    "`state` is required (ENABLED or DISABLED)",
+                ))
+            }
+            Some(_) => {
+                return Err(ParseError::new(
+                    "/state".into(),
+                    "`state` must be \"ENABLED\" or \"DISABLED\"",
+                ))
+            }
+        };
+        let Some(Value::Object(vars)) = def.get("variants") else {
+            return Err(ParseError::new(
+                if def.contains_key("variants") {
+                    "/variants".into()
+                } else {
+                    String::new()
+                },
+                "`variants` is required and must be an object of variant name to value",
+            ));
+        };
+        if vars.is_empty() {
+            return Err(ParseError::new(
+                "/variants".into(),
+                "a flag needs at least one variant",
+            ));
+        }
+        let mut variant_type = None;
+        let mut variants: Vec<(Box<str>, Value)> = Vec::with_capacity(vars.len());
+        for (name, value) in vars {
+            let at = || {
+                let mut p = "/variants/".to_owned();
+                crate::error::push_escaped(&mut p, name);
+                p
+            };
+            let Some(t) = VariantType::of(value) else {
+                return Err(ParseError::new(at(), "a variant value must not be null"));
+            };
+            match variant_type {
+                None => variant_type = Some((t, name)),
+                Some((first, first_name)) if first != t => {
+                    return Err(ParseError::new(
+                        at(),
+                        format!(
+                            "all variants must have one type: `{first_name}` is {first:?} but `{name}` is {t:?}"
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+            variants.push((name.as_str().into(), value.clone()));
+        }
+        variants.sort_by(|a, b| a.0.cmp(&b.0));
+        let variant_type = variant_type.map_or(VariantType::Object, |(t, _)| t);
+        let find = |name: &str| {
+            variants
+                .binary_search_by(|(n, _)| n.as_ref().cmp(name))
+                .ok()
+        };
+        let default_variant = match def.get("defaultVariant") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name)) => Some(find(name).ok_or_else(|| {
+                ParseError::new(
+                    "/defaultVariant".into(),
+                    format!("`defaultVariant` names `{name}`, which is not a variant"),
+                )
+            })?),
+            Some(_) => {
+                return Err(ParseError::new(
+                    "/defaultVariant".into(),
+                    "`defaultVariant` must be a variant name or null",
+                ))
+            }
+        };
+        let targeting = match def.get("targeting") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) if m.is_empty() => None,
+            Some(t) => {
+                let mut c = Compiler::new(evaluators, &["targeting"]);
+                let expr = c.compile(t)?;
+                check_results(&expr, &|n| find(n).is_some())
+                    .map_err(|msg| ParseError::new("/targeting".into(), msg))?;
+                Some(expr)
+            }
+        };
+        let own_metadata = metadata_of(def.get("metadata"), "/metadata")?;
+        Ok(Self {
+            key: key.into(),
+            enabled,
+            variants: variants.into_boxed_slice(),
+            variant_type,
+            default_variant,
+            targeting,
+            metadata: own_metadata.clone(),
+            own_metadata,
+        })
+    }
+
+    /// Overlays flag-set metadata under the flag's own metadata (the flag's keys win).
+    pub fn with_set_metadata(mut self, set_metadata: &Map<String, Value>) -> Self {
+        let mut merged = set_metadata.clone();
+        for (k, v) in &self.own_metadata {
+            merged.insert(k.clone(), v.clone());
+        }
+        self.metadata = merged;
+        self
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn variant_type(&self) -> VariantType {
+        self.variant_type
+    }
+
+    /// The default variant's name, if the flag has one.
+    pub fn default_variant(&self) -> Option<&str> {
+        self.default_variant.map(|i| self.variants[i].0.as_ref())
+    }
+
+    pub fn has_targeting(&self) -> bool {
+        self.targeting.is_some()
+    }
+
+    /// Variant names and values, sorted by name.
+    pub fn variants(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.variants.iter().map(|(n, v)| (n.as_ref(), v))
+    }
+
+    pub fn metadata(&self) -> &Map<String, Value> {
+        &self.metadata
+    }
+
+    fn variant(&self, name: &str) -> Option<(&str, &Value)> {
+        let i = self
+            .variants
+            .binary_search_by(|(n, _)| n.as_ref().cmp(name))
+            .ok()?;
+        let (n, v) = &self.variants[i];
+        Some((n, v))
+    }
+
+    fn default_resolution(&self, reason: Reason) -> Resolution<'_> {
+        let (variant, value) = match self.default_variant {
+            Some(i) => (Some(self.variants[i].0.as_ref()), Some(&self.variants[i].1)),
+            None => (None, None),
+        };
+        Resolution {
+            value,
+            variant,
+            // Without a default variant nothing is static: the caller's code default applies.
+            reason: if reason == Reason::Static && variant.is_none() {
+                Reason::Default
+            } else {
+                reason
+            },
+            error_code: None,
+            error_message: None,
+            metadata: &self.metadata,
+        }
+    }
+
+    /// Evaluates the flag. `now_unix` (seconds) is what `$flagd.timestamp` reads.
+    pub fn evaluate(&self, ctx: &EvalContext, now_unix: i64) -> Resolution<'_> {
+        if !self.enabled {
+            return self.default_resolution(Reason::Disabled);
+        }
+        let Some(rule) = &self.targeting else {
+            return self.default_resolution(Reason::Static);
+        };
+        let env = Env {
+            ctx,
+            flag_key: &self.key,
+            now: now_unix,
+        };
+        let name = match eval_root(rule, &env) {
+            // A custom operation failed: the rule counts as having returned null.
+            Err(_) => return self.default_resolution(Reason::Default),
+            Ok(v) if v.is_null() => return self.default_resolution(Reason::Default),
+            Ok(Val::Str(s)) => s,
+            Ok(Val::Bool(b)) => std::borrow::Cow::Borrowed(if b { "true" } else { "false" }),
+            Ok(other) => {
+                return Resolution::error(
+                    ErrorCode::General,
+                    format!(
+                        "targeting returned {}, which is not a variant name",
+                        other.to_json()
+                    ),
+                    &self.metadata,
+                )
+            }
+        };
+        match self.variant(&name) {
+            Some((n, v)) => Resolution {
+                value: Some(v),
+                variant: Some(n),
+                reason: Reason::TargetingMatch,
+                error_code: None,
+                error_message: None,
+                metadata: &self.metadata,
+            },
+            None => Resolution::error(
+                ErrorCode::General,
+                format!("targeting returned `{name}`, which is not a variant of this flag"),
+                &self.metadata,
+            ),
+        }
+    }
+}
+
+/// Rejects constant results that can never name a variant: a string that is not a variant,
+/// `true`/`false` without such variants, or a number/array. Looks at the result positions of
+/// the rule (the whole rule, the branches of `if`, the variants of `fractional`).
+fn check_results(e: &Expr, exists: &dyn Fn(&str) -> bool) -> Result<(), String> {
+    match e {
+        Expr::Const(c) => match c {
+            Const::Null => Ok(()),
+            Const::Str(s) if exists(s) => Ok(()),
+            Const::Str(s) => Err(format!(
+                "targeting can return `{s}`, which is not a variant of this flag"
+            )),
+            Const::Bool(b) if exists(if *b { "true" } else { "false" }) => Ok(()),
+            Const::Bool(b) => Err(format!(
+                "targeting can return {b}, but the flag has no variant named \"{b}\""
+            )),
+            Const::Num(n) => Err(format!(
+                "targeting can return the number {n}, which is not a variant name"
+            )),
+            Const::Json(_) => {
+                Err("targeting can return an array, which is not a variant name".into())
+            }
+        },
+        Expr::If(args) => {
+            for (i, a) in args.iter().enumerate() {
+                let is_result = i % 2 == 1 || i + 1 == args.len();
+                if is_result {
+                    check_results(a, exists)?;
+                }
+            }
+            Ok(())
+        }
+        Expr::Fractional(f) => {
+            for b in f.buckets.iter() {
+                check_results(&b.variant, exists)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A compiled flagd document: flags, plus the flag-set metadata they inherit.
+#[derive(Debug, Clone, Default)]
+pub struct FlagSet {
+    flags: HashMap<Arc<str>, CompiledFlag>,
+    metadata: Map<String, Value>,
+}
+
+const DOC_FIELDS: [&str; 4] = ["$schema", "flags", "$evaluators", "metadata"];
+
+impl FlagSet {
+    /// Parses and compiles a whole flagd document
+    /// `{"flags": {…}, "$evaluators": {…}, "metadata": {…}}`. Any invalid flag fails the
+    /// whole document; the error's path points into the document.
+    pub fn parse(doc: &Value) -> Result<Self, ParseError> {
+        let Value::Object(d) = doc else {
+            return Err(ParseError::new(
+                String::new(),
+                "a flagd document must be an object",
+            ));
+        };
+        if let Some(unknown) = d.keys().find(|k| !DOC_FIELDS.contains(&k.as_str())) {
+            return Err(ParseError::new(
+                String::new(),
+                format!("unknown property `{unknown}`; expected flags, $evaluators, metadata"),
+            ));
+        }
+        let empty = Map::new();
+        let evaluators = match d.get("$evaluators") {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(m)) => m,
+            Some(_) => {
+                return Err(ParseError::new(
+                    "/$evaluators".into(),
+                    "`$evaluators` must be an object",
+                ))
+            }
+        };
+        let Some(Value::Object(flags)) = d.get("flags") else {
+            return Err(ParseError::new(
+                if d.contains_key("flags") {
+                    "/flags".into()
+                } else {
+                    String::new()
+                },
+                "`flags` is required and must be an object of flag key to definition",
+            ));
+        };
+        let metadata = metadata_of(d.get("metadata"), "/metadata")?;
+        let mut compiled = HashMap::with_capacity(flags.len());
+        for (key, def) in flags {
+            let flag = CompiledFlag::compile(key, def, evaluators)
+                .map_err(|e| e.prefixed(&["flags", key]))?
+                .with_set_metadata(&metadata);
+            compiled.insert(Arc::clone(&flag.key), flag);
+        }
+        Ok(Self {
+            flags: compiled,
+            metadata,
+        })
+    }
+
+    /// A set from flags compiled one by one (each inherits `metadata`).
+    pub fn from_flags(
+        flags: impl IntoIterator<Item = CompiledFlag>,
+        metadata: Map<String, Value>,
+    ) -> Self {
+        let flags = flags
+            .into_iter()
+            .map(|f| {
+                let f = f.with_set_metadata(&metadata);
+                (Arc::clone(&f.key), f)
+            })
+            .collect();
+        Self { flags, metadata }
+    }
+
+    /// Evaluates flag `key`; FLAG_NOT_FOUND when the set has no such flag.
+    pub fn evaluate(&self, key: &str, ctx: &EvalContext, now_unix: i64) -> Resolution<'_> {
+        match self.flags.get(key) {
+            Some(f) => f.evaluate(ctx, now_unix),
+            None => Resolution::not_found(key),
+        }
+    }
+
+    pub fn evaluate_bool(
+        &self,
+        key: &str,
+        ctx: &EvalContext,
+        now_unix: i64,
+        default: bool,
+    ) -> TypedResolution<'_, bool> {
+        self.evaluate(key, ctx, now_unix).into_bool(default)
+    }
+
+    pub fn evaluate_str<'s>(
+        &'s self,
+        key: &str,
+        ctx: &EvalContext,
+        now_unix: i64,
+        default: &'s str,
+    ) -> TypedResolution<'s, &'s str> {
+        self.evaluate(key, ctx, now_unix).into_str(default)
+    }
+
+    pub fn evaluate_int(
+        &self,
+        key: &str,
+        ctx: &EvalContext,
+        now_unix: i64,
+        default: i64,
+    ) -> TypedResolution<'_, i64> {
+        self.evaluate(key, ctx, now_unix).into_int(default)
+    }
+
+    pub fn evaluate_float(
+        &self,
+        key: &str,
+        ctx: &EvalContext,
+        now_unix: i64,
+        default: f64,
+    ) -> TypedResolution<'_, f64> {
+        self.evaluate(key, ctx, now_unix).into_float(default)
+    }
+
+    pub fn evaluate_object<'s>(
+        &'s self,
+        key: &str,
+        ctx: &EvalContext,
+        now_unix: i64,
+        default: &'s Value,
+    ) -> TypedResolution<'s, &'s Value> {
+        self.evaluate(key, ctx, now_unix).into_object(default)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&CompiledFlag> {
+        self.flags.get(key)
+    }
+
+    /// Flag keys, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.flags.keys().map(|k| k.as_ref())
+    }
+
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
+    /// The flag-set metadata.
+    pub fn metadata(&self) -> &Map<String, Value> {
+        &self.metadata
+    }
+}
