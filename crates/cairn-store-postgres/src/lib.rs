@@ -1,1 +1,352 @@
+//! PostgreSQL backend of the Cairn [`Store`]: any number of replicas share
+//! one database.
+//!
+//! Every commit transaction starts with `UPDATE meta SET head = head + 1 …
+//! RETURNING head`: the row lock serializes committers across processes until
+//! commit or rollback, so revisions (and audit sequence numbers) are gapless
+//! and in commit order, and every check inside a commit sees every earlier
+//! commit. Multi-statement reads run in one `REPEATABLE READ` transaction.
+//! Migrations run under a session advisory lock, so replicas may start at once.
 
+mod commit;
+mod migrate;
+mod rows;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cairn_model::{Revision, Scope};
+use cairn_store::{
+    AuditFilter, AuditRecord, Catalog, Commit, Committed, EntryVersion, Head, SchemaRecord,
+    Snapshot, Store, StoreError, StoreResult, TokenRecord,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
+
+use rows::{err, AUDIT_COLS, ENTRY_COLS, SCHEMA_COLS, TOKEN_COLS};
+
+/// Connections per store (per replica).
+const MAX_CONNECTIONS: u32 = 10;
+/// How long to wait for a free connection (or a new one) before `Unavailable`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The PostgreSQL store. Cheap to share behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…`) and applies pending migrations.
+    pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("bad database URL: {e}")))?;
+        migrate::run(&options).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(err("connect"))?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Migration versions applied to this database, ascending.
+    pub async fn applied_migrations(&self) -> StoreResult<Vec<i64>> {
+        migrate::applied_versions(&self.pool).await
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A read-only snapshot: every statement in it sees the same data.
+    async fn snapshot(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(err("begin read"))
+    }
+}
+
+async fn read_head(conn: &mut PgConnection) -> StoreResult<(Head, Revision)> {
+    let (revision, catalog_revision, compacted): (i64, i64, i64) =
+        sqlx::query_as("SELECT head, catalog_revision, compacted_revision FROM meta WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(err("read head"))?;
+    Ok((
+        Head {
+            revision,
+            catalog_revision,
+        },
+        compacted,
+    ))
+}
+
+async fn read_catalog(conn: &mut PgConnection) -> StoreResult<Catalog> {
+    let apps =
+        sqlx::query("SELECT name, description, created_at, revision FROM apps ORDER BY name")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(err("read apps"))?
+            .iter()
+            .map(rows::app)
+            .collect::<StoreResult<_>>()?;
+    let envs = sqlx::query(
+        "SELECT name, description, protected, required_approvals, auto_approve, created_at, \
+         revision FROM environments ORDER BY name",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(err("read environments"))?
+    .iter()
+    .map(rows::environment)
+    .collect::<StoreResult<_>>()?;
+    let schemas = sqlx::query(&format!(
+        "SELECT {SCHEMA_COLS} FROM schemas s WHERE s.version = \
+         (SELECT MAX(s2.version) FROM schemas s2 WHERE s2.app = s.app AND s2.pattern = s.pattern) \
+         ORDER BY s.app, s.pattern"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(err("read schemas"))?
+    .iter()
+    .map(rows::schema)
+    .collect::<StoreResult<_>>()?;
+    Ok(Catalog {
+        apps,
+        envs,
+        schemas,
+    })
+}
+
+fn entries(rows: Vec<sqlx::postgres::PgRow>) -> StoreResult<Vec<EntryVersion>> {
+    rows.iter().map(rows::entry).collect()
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(err("ping"))?;
+        Ok(())
+    }
+
+    async fn commit(&self, commit: Commit) -> StoreResult<Committed> {
+        commit::commit(&self.pool, commit).await
+    }
+
+    async fn head(&self) -> StoreResult<Head> {
+        let mut conn = self.pool.acquire().await.map_err(err("acquire"))?;
+        Ok(read_head(&mut conn).await?.0)
+    }
+
+    async fn load(&self) -> StoreResult<Snapshot> {
+        let mut tx = self.snapshot().await?;
+        let (head, _) = read_head(&mut tx).await?;
+        let catalog = read_catalog(&mut tx).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLS} FROM entries e JOIN entry_versions ev \
+             ON ev.app = e.app AND ev.env = e.env AND ev.key = e.key AND ev.version = e.version \
+             WHERE NOT e.deleted ORDER BY ev.app, ev.env, ev.key"
+        ))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err("read entries"))?;
+        tx.commit().await.map_err(err("end read"))?;
+        Ok(Snapshot {
+            head,
+            catalog,
+            entries: entries(rows)?,
+        })
+    }
+
+    async fn entry_changes_since(&self, after: Revision) -> StoreResult<(Head, Vec<EntryVersion>)> {
+        let mut tx = self.snapshot().await?;
+        let (head, compacted) = read_head(&mut tx).await?;
+        if after < compacted {
+            return Err(StoreError::Compacted {
+                requested: after,
+                oldest: compacted,
+            });
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLS} FROM entry_versions ev \
+             WHERE ev.revision > $1 AND ev.revision <= $2 ORDER BY ev.revision, ev.position"
+        ))
+        .bind(after)
+        .bind(head.revision)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err("read entry changes"))?;
+        tx.commit().await.map_err(err("end read"))?;
+        Ok((head, entries(rows)?))
+    }
+
+    async fn scope_revisions(&self) -> StoreResult<Vec<(Scope, Revision)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT app, env, MAX(revision) FROM entry_versions GROUP BY app, env ORDER BY app, env",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err("read scope revisions"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(app, env, revision)| (Scope::from_stored(&app, &env), revision))
+            .collect())
+    }
+
+    async fn load_catalog(&self) -> StoreResult<Catalog> {
+        let mut tx = self.snapshot().await?;
+        let catalog = read_catalog(&mut tx).await?;
+        tx.commit().await.map_err(err("end read"))?;
+        Ok(catalog)
+    }
+
+    async fn entry_history(&self, scope: &Scope, key: &str) -> StoreResult<Vec<EntryVersion>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLS} FROM entry_versions ev \
+             WHERE ev.app = $1 AND ev.env = $2 AND ev.key = $3 ORDER BY ev.version"
+        ))
+        .bind(scope.app_str())
+        .bind(scope.env_str())
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err("read entry history"))?;
+        entries(rows)
+    }
+
+    async fn entry_version(
+        &self,
+        scope: &Scope,
+        key: &str,
+        version: i64,
+    ) -> StoreResult<Option<EntryVersion>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ENTRY_COLS} FROM entry_versions ev \
+             WHERE ev.app = $1 AND ev.env = $2 AND ev.key = $3 AND ev.version = $4"
+        ))
+        .bind(scope.app_str())
+        .bind(scope.env_str())
+        .bind(key)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err("read entry version"))?;
+        row.as_ref().map(rows::entry).transpose()
+    }
+
+    async fn entries_at(&self, scopes: &[Scope], at: Revision) -> StoreResult<Vec<EntryVersion>> {
+        let mut tx = self.snapshot().await?;
+        let (head, compacted) = read_head(&mut tx).await?;
+        if at > head.revision || at < 0 {
+            return Err(StoreError::NotFound {
+                what: format!("revision {at}"),
+            });
+        }
+        if at < compacted {
+            return Err(StoreError::Compacted {
+                requested: at,
+                oldest: compacted,
+            });
+        }
+        let mut out = Vec::new();
+        for scope in scopes {
+            let rows = sqlx::query(&format!(
+                "SELECT {ENTRY_COLS} FROM entry_versions ev \
+                 WHERE ev.app = $1 AND ev.env = $2 AND ev.revision <= $3 AND ev.version = \
+                 (SELECT MAX(v.version) FROM entry_versions v \
+                  WHERE v.app = ev.app AND v.env = ev.env AND v.key = ev.key AND v.revision <= $3) \
+                 ORDER BY ev.key"
+            ))
+            .bind(scope.app_str())
+            .bind(scope.env_str())
+            .bind(at)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err("read entries at revision"))?;
+            out.extend(entries(rows)?);
+        }
+        tx.commit().await.map_err(err("end read"))?;
+        Ok(out)
+    }
+
+    async fn schema_history(&self) -> StoreResult<Vec<SchemaRecord>> {
+        sqlx::query(&format!(
+            "SELECT {SCHEMA_COLS} FROM schemas s ORDER BY s.revision, s.app, s.pattern, s.version"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err("read schema history"))?
+        .iter()
+        .map(rows::schema)
+        .collect()
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
+        let mut q =
+            QueryBuilder::<Postgres>::new(format!("SELECT {AUDIT_COLS} FROM audit WHERE 1 = 1"));
+        for (column, value) in [
+            ("key", &filter.key),
+            ("actor", &filter.actor),
+            ("action", &filter.action),
+            ("app", &filter.app),
+            ("env", &filter.env),
+        ] {
+            if let Some(v) = value {
+                q.push(format!(" AND {column} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(since) = &filter.since {
+            q.push(" AND at >= ").push_bind(*since);
+        }
+        if let Some(until) = &filter.until {
+            q.push(" AND at < ").push_bind(*until);
+        }
+        if let Some(after) = filter.after_seq {
+            q.push(" AND seq > ").push_bind(after);
+        }
+        q.push(" ORDER BY seq");
+        if let Some(limit) = filter.limit {
+            q.push(" LIMIT ").push_bind(limit.max(0));
+        }
+        q.build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err("read audit"))?
+            .iter()
+            .map(rows::audit)
+            .collect()
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {
+        let row = sqlx::query(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = $1"))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err("read token"))?;
+        row.as_ref().map(rows::token).transpose()
+    }
+
+    async fn tokens(&self) -> StoreResult<Vec<TokenRecord>> {
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err("read tokens"))?
+        .iter()
+        .map(rows::token)
+        .collect()
+    }
+}

@@ -1,0 +1,598 @@
+//! `Store::commit`: one transaction, serialized across replicas by the `meta` row lock.
+
+use cairn_model::{EntryKind, MergeMode, Scope};
+use cairn_store::{
+    Applied, AuditContext, Commit, Committed, Mutation, StoreError, StoreResult, TokenRecord,
+};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::{PgConnection, PgPool};
+
+use crate::rows::{err, to_json_text};
+
+/// What the audit record of one mutation says besides the commit context.
+#[derive(Default)]
+struct AuditFacts {
+    app: Option<String>,
+    env: Option<String>,
+    key: Option<String>,
+    from_version: Option<i64>,
+    to_version: Option<i64>,
+    detail: Value,
+}
+
+/// The commit being written.
+struct Ctx<'a> {
+    revision: i64,
+    at: DateTime<Utc>,
+    context: &'a AuditContext,
+}
+
+pub(crate) async fn commit(pool: &PgPool, commit: Commit) -> StoreResult<Committed> {
+    if commit.mutations.is_empty() {
+        return Err(StoreError::Backend(
+            "refusing to commit an empty change set".into(),
+        ));
+    }
+    let mut tx = pool.begin().await.map_err(err("begin commit"))?;
+    match apply_all(&mut tx, &commit).await {
+        Ok(committed) => {
+            tx.commit().await.map_err(err("commit"))?;
+            Ok(committed)
+        }
+        Err(e) => {
+            // If the rollback itself fails the connection is closed, which
+            // rolls back too; the original error is the one worth reporting.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+async fn apply_all(conn: &mut PgConnection, commit: &Commit) -> StoreResult<Committed> {
+    // First statement: the meta row lock serializes committers of every
+    // replica until this transaction ends; a rollback gives the number back.
+    // The database clock stamps the commit, so times follow revisions.
+    let (revision, at): (i64, DateTime<Utc>) = sqlx::query_as(
+        "UPDATE meta SET head = head + 1 WHERE id = 1 \
+         RETURNING head, date_trunc('microseconds', clock_timestamp())",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(err("allocate revision"))?;
+    let ctx = Ctx {
+        revision,
+        at,
+        context: &commit.context,
+    };
+    let mut seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err("read audit sequence"))?;
+    let mut applied = Vec::with_capacity(commit.mutations.len());
+    let mut catalog = false;
+    for (position, (action, mutation)) in commit.mutations.iter().enumerate() {
+        let (one, facts) = apply(conn, &ctx, position as i64, mutation).await?;
+        seq += 1;
+        let action = action.as_deref().unwrap_or(mutation.default_action());
+        insert_audit(conn, &ctx, seq, action, facts).await?;
+        catalog |= mutation.is_catalog();
+        applied.push(one);
+    }
+    if catalog {
+        sqlx::query("UPDATE meta SET catalog_revision = $1 WHERE id = 1")
+            .bind(revision)
+            .execute(&mut *conn)
+            .await
+            .map_err(err("bump catalog revision"))?;
+    }
+    Ok(Committed {
+        revision,
+        at: ctx.at,
+        applied,
+    })
+}
+
+async fn apply(
+    conn: &mut PgConnection,
+    ctx: &Ctx<'_>,
+    position: i64,
+    mutation: &Mutation,
+) -> StoreResult<(Applied, AuditFacts)> {
+    match mutation {
+        Mutation::PutEntry {
+            scope,
+            key,
+            kind,
+            merge,
+            value,
+            checksum,
+            expected_version,
+        } => {
+            let entry = NewEntry {
+                scope,
+                key,
+                kind: *kind,
+                merge: *merge,
+                value: value.as_ref(),
+                checksum,
+                expected_version: *expected_version,
+            };
+            put_entry(conn, ctx, position, entry).await
+        }
+        Mutation::CreateApp { name, description } => create_app(conn, ctx, name, description).await,
+        Mutation::CreateEnv {
+            name,
+            description,
+            protected,
+            required_approvals,
+            auto_approve,
+        } => {
+            let settings = EnvSettings {
+                description: description.clone(),
+                protected: *protected,
+                required_approvals: *required_approvals,
+                auto_approve: *auto_approve,
+            };
+            create_env(conn, ctx, name, settings).await
+        }
+        Mutation::UpdateEnv {
+            name,
+            description,
+            protected,
+            required_approvals,
+            auto_approve,
+        } => {
+            let Some(mut settings) = env_settings(conn, name).await? else {
+                return Err(StoreError::NotFound {
+                    what: format!("environment {name}"),
+                });
+            };
+            if let Some(d) = description {
+                settings.description = d.clone();
+            }
+            if let Some(p) = protected {
+                settings.protected = *p;
+            }
+            if let Some(r) = required_approvals {
+                settings.required_approvals = *r;
+            }
+            if let Some(a) = auto_approve {
+                settings.auto_approve = *a;
+            }
+            update_env(conn, ctx, name, settings).await
+        }
+        Mutation::PutSchema {
+            app,
+            pattern,
+            schema,
+        } => put_schema(conn, ctx, app.as_deref().unwrap_or(""), pattern, schema).await,
+        Mutation::CreateToken { token, bootstrap } => {
+            create_token(conn, ctx, token, *bootstrap).await
+        }
+        Mutation::RevokeToken { id } => revoke_token(conn, ctx, id).await,
+    }
+}
+
+struct NewEntry<'a> {
+    scope: &'a Scope,
+    key: &'a str,
+    kind: EntryKind,
+    merge: MergeMode,
+    value: Option<&'a Value>,
+    checksum: &'a str,
+    expected_version: Option<i64>,
+}
+
+async fn put_entry(
+    conn: &mut PgConnection,
+    ctx: &Ctx<'_>,
+    position: i64,
+    e: NewEntry<'_>,
+) -> StoreResult<(Applied, AuditFacts)> {
+    let (app, env) = (e.scope.app_str(), e.scope.env_str());
+    let current: Option<(i64, bool)> = sqlx::query_as(
+        "SELECT version, deleted FROM entries WHERE app = $1 AND env = $2 AND key = $3",
+    )
+    .bind(app)
+    .bind(env)
+    .bind(e.key)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(err("read entry"))?;
+    // latest: the last version number ever written (tombstones too);
+    // live: the current version, 0 when absent or deleted.
+    let (latest, live) = match current {
+        None => (0, 0),
+        Some((v, true)) => (v, 0),
+        Some((v, false)) => (v, v),
+    };
+    if let Some(expected) = e.expected_version {
+        if expected != live {
+            return Err(StoreError::Conflict {
+                scope: e.scope.clone(),
+                key: e.key.to_owned(),
+                expected,
+                actual: live,
+            });
+        }
+    }
+    if e.value.is_none() && live == 0 {
+        return Err(StoreError::NotFound {
+            what: format!("entry {} at {}", e.key, e.scope),
+        });
+    }
+    let version = latest + 1;
+    let value_text = e.value.map(to_json_text).transpose()?;
+    let checksum = if e.value.is_some() { e.checksum } else { "" };
+    sqlx::query(
+        "INSERT INTO entry_versions (app, env, key, version, kind, merge, value, checksum, \
+         revision, position, actor, message, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(app)
+    .bind(env)
+    .bind(e.key)
+    .bind(version)
+    .bind(e.kind.as_str())
+    .bind(e.merge.as_str())
+    .bind(value_text)
+    .bind(checksum)
+    .bind(ctx.revision)
+    .bind(position)
+    .bind(&ctx.context.actor)
+    .bind(&ctx.context.message)
+    .bind(ctx.at)
+    .execute(&mut *conn)
+    .await
+    .map_err(err("insert entry version"))?;
+    sqlx::query(
+        "INSERT INTO entries (app, env, key, version, deleted) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (app, env, key) DO UPDATE SET version = excluded.version, deleted = excluded.deleted",
+    )
+    .bind(app)
+    .bind(env)
+    .bind(e.key)
+    .bind(version)
+    .bind(e.value.is_none())
+    .execute(&mut *conn)
+    .await
+    .map_err(err("update current entry"))?;
+    Ok((
+        Applied {
+            from_version: Some(live),
+            to_version: Some(version),
+        },
+        AuditFacts {
+            app: Some(app.to_owned()),
+            env: Some(env.to_owned()),
+            key: Some(e.key.to_owned()),
+            from_version: Some(live),
+            to_version: Some(version),
+            detail: json!({
+                "kind": e.kind.as_str(),
+                "merge": e.merge.as_str(),
+                "checksum": checksum,
+            }),
+        },
+    ))
+}
+
+async fn create_app(
+    conn: &mut PgConnection,
+    ctx: &Ctx<'_>,
+    name: &str,
+    description: &str,
+) -> StoreResult<(Applied, AuditFacts)> {
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1::BIGINT FROM apps WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(err("read app"))?;
+    if exists.is_some() {
+        return Err(StoreError::AlreadyExists {
+            what: format!("app {name}"),
+        });
+    }
+    sqlx::query(
+        "INSERT INTO apps (name, description, created_at, revision) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(name)
+    .bind(description)
+    .bind(ctx.at)
+    .bind(ctx.revision)
+    .execute(&mut *conn)
+    .await
+    .map_err(err("insert app"))?;
+    Ok((
+        no_versions(),
+        AuditFacts {
+            app: Some(name.to_owned()),
+            detail: json!({ "description": description }),
+            ..AuditFacts::default()
+        },
+    ))
+}
+
+struct EnvSettings {
+    description: String,
+    protected: bool,
+    required_approvals: i32,
+    auto_approve: bool,
+}
+
+impl EnvSettings {
+    fn detail(&self) -> Value {
+        json!({
+            "description": self.description,
+            "protected": self.protected,
+            "required_approvals": self.required_approvals,
+            "auto_approve": self.auto_approve,
+        })
+    }
+}
+
+async fn env_settings(conn: &mut PgConnection, name: &str) -> StoreResult<Option<EnvSettings>> {
+    let row: Option<(String, bool, i32, bool)> = sqlx::query_as(
+        "SELECT description, protected, required_approvals, auto_approve \
+         FROM environments WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(err("read environment"))?;
+    Ok(row.map(
+        |(description, protected, required_approvals, auto_approve)| EnvSettings {
+            description,
+            protected,
+            required_approvals,
+            auto_approve,
+        },
+    ))
+}
+
+async fn create_env(
+    conn: &mut PgConnection,
+    ctx: &Ctx<'_>,
+    name: &str,
+    s: EnvSettings,
+) -> StoreResult<(Applied, AuditFacts)> {
+    if env_settings(conn, name).await?.is_some() {
+        return Err(StoreError::AlreadyExists {
+            what: format!("environment {name}"),
+        });
+    }
+    sqlx::query(
+        "INSERT INTO environments (name, description, protected, required_approvals, \
+         auto_approve, created_at, revision) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(name)
+    .bind(&s.description)
+    .bind(s.protected)
+    .bind(s.required_approvals)
+    .bind(s.auto_approve)
+    .bind(ctx.at)
+    .bind(ctx.revision)
+    .execute(&mut *conn)
+    .await
+    .map_err(err("insert environment"))?;
+    Ok((no_versions(), env_facts(name, &s)))
+}
+
+async fn update_env(
+    conn: &mut PgConnection,
+    ctx: &Ctx<'_>,
+    name: &str,
+    s: EnvSettings,
+) -> StoreResult<(Applied, AuditFacts)> {
+    sqlx::query(
+        "UPDATE environments SET description = $2, protected = $3, required_approvals = $4, \
+         auto_approve = $5, revision = $6 WHERE name = $1",
+    )
+    .bind(name)
+    .bind(&s.description)
+    .bind(s.protected)
+    .bind(s.required_approvals)
+    .bind(s.auto_approve)
+    .bind(ctx.revision)
+    .execute(&mut *conn)
+    .await
+    .map_err(err("update environment"))?;
+    Ok((no_versions(), env_facts(name, &s)))
+}
+
+fn env_facts(name: &str, s: &EnvSettings) -> AuditFacts {
+    AuditFacts {
+        env: Some(name.to_owned()),
+        detail: s.detail(),
+        ..AuditFacts::default()
+    }
+}
+
+async fn put_schema(
+    conn: &mut PgConnection,
+    ctx: &Ctx<'_>,
+    app: &str,
+    pattern: &str,
+    schema: &Value,
+) -> StoreResult<(Applied, AuditFacts)> {
+    let previous: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(version), 0) FROM schemas WHERE app = $1 AND pattern = $2",
+    )
+    .bind(app)
+    .bind(pattern)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(err("read schema version"))?;
+    let version = previous + 1;
+    sqlx::query(
+        "INSERT INTO schemas (app, pattern, version, schema, revision, actor, message, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(app)
+    .bind(pattern)
+    .bind(version)
+    .bind(to_json_text(schema)?)
+    .bind(ctx.revision)
+    .bind(&ctx.context.actor)
+    .bind(&ctx.context.message)
+    .bind(ctx.at)
+    .execute(&mut *conn)
+    .await
+    .map_err(err("insert schema"))?;
+    Ok((
+        Applied {
+            from_version: Some(previous),
+            to_version: Some(version),
+        },
+        AuditFacts {
+            app: Some(app.to_owned()),
+            key: Some(pattern.to_owned()),
+            from_version: Some(previous),
+            to_version: Some(version),
+            detail: json!({}),
+            ..AuditFacts::default()
+        },
+    ))
+}
+
+fn token_detail(t: &TokenRecord) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "role": t.role.as_str(),
+        "app": t.app,
+        "env": t.env,
+    })
+}
+
+async fn create_token(
+    conn: &mut PgConnection,
+    ctx: &Ctx<'_>,
+    t: &TokenRecord,
+    bootstrap: bool,
+) -> StoreResult<(Applied, AuditFacts)> {
+    if bootstrap {
+        let any: Option<i64> = sqlx::query_scalar("SELECT 1::BIGINT FROM tokens LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(err("read tokens"))?;
+        if any.is_some() {
+            return Err(StoreError::AlreadyExists {
+                what: "a token (bootstrap is only for the first one)".into(),
+            });
+        }
+    }
+    let clash: Option<String> =
+        sqlx::query_scalar("SELECT id FROM tokens WHERE id = $1 OR hash = $2 LIMIT 1")
+            .bind(&t.id)
+            .bind(&t.hash)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(err("read tokens"))?;
+    if let Some(id) = clash {
+        return Err(StoreError::AlreadyExists {
+            what: format!("token {id}"),
+        });
+    }
+    sqlx::query(
+        "INSERT INTO tokens (id, name, hash, role, app, env, created_at, expires_at, revoked_at, \
+         revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&t.id)
+    .bind(&t.name)
+    .bind(&t.hash)
+    .bind(t.role.as_str())
+    .bind(&t.app)
+    .bind(&t.env)
+    .bind(t.created_at)
+    .bind(t.expires_at)
+    .bind(t.revoked_at)
+    .bind(ctx.revision)
+    .execute(&mut *conn)
+    .await
+    .map_err(err("insert token"))?;
+    Ok((
+        no_versions(),
+        AuditFacts {
+            detail: token_detail(t),
+            ..AuditFacts::default()
+        },
+    ))
+}
+
+async fn revoke_token(
+    conn: &mut PgConnection,
+    ctx: &Ctx<'_>,
+    id: &str,
+) -> StoreResult<(Applied, AuditFacts)> {
+    let row = sqlx::query(&format!(
+        "SELECT {} FROM tokens WHERE id = $1",
+        crate::rows::TOKEN_COLS
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(err("read token"))?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound {
+            what: format!("token {id}"),
+        });
+    };
+    let token = crate::rows::token(&row)?;
+    // Revoking twice keeps the first revocation time.
+    sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
+        .bind(id)
+        .bind(ctx.at)
+        .execute(&mut *conn)
+        .await
+        .map_err(err("revoke token"))?;
+    Ok((
+        no_versions(),
+        AuditFacts {
+            detail: token_detail(&token),
+            ..AuditFacts::default()
+        },
+    ))
+}
+
+fn no_versions() -> Applied {
+    Applied {
+        from_version: None,
+        to_version: None,
+    }
+}
+
+async fn insert_audit(
+    conn: &mut PgConnection,
+    ctx: &Ctx<'_>,
+    seq: i64,
+    action: &str,
+    f: AuditFacts,
+) -> StoreResult<()> {
+    let c = ctx.context;
+    sqlx::query(
+        "INSERT INTO audit (seq, revision, at, actor, action, app, env, key, from_version, \
+         to_version, message, client_ip, user_agent, replica, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(seq)
+    .bind(ctx.revision)
+    .bind(ctx.at)
+    .bind(&c.actor)
+    .bind(action)
+    .bind(f.app)
+    .bind(f.env)
+    .bind(f.key)
+    .bind(f.from_version)
+    .bind(f.to_version)
+    .bind(&c.message)
+    .bind(&c.client_ip)
+    .bind(&c.user_agent)
+    .bind(&c.replica)
+    .bind(to_json_text(&f.detail)?)
+    .execute(&mut *conn)
+    .await
+    .map_err(err("insert audit record"))?;
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Row decoding, time and JSON text helpers, and error mapping.
+
+use cairn_model::{EntryKind, MergeMode, Scope};
+use cairn_store::{
+    App, AuditRecord, EntryVersion, Environment, Role, SchemaRecord, StoreError, StoreResult,
+    TokenRecord,
+};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row};
+
+/// Columns of `entry_versions` (aliased `ev`) in the order [`entry`] reads them.
+pub(crate) const ENTRY_COLS: &str = "ev.app, ev.env, ev.key, ev.version, ev.kind, ev.merge, \
+     ev.value, ev.checksum, ev.revision, ev.actor, ev.message, ev.created_at";
+pub(crate) const SCHEMA_COLS: &str =
+    "s.app, s.pattern, s.version, s.schema, s.revision, s.actor, s.message, s.created_at";
+pub(crate) const AUDIT_COLS: &str = "seq, revision, at, actor, action, app, env, key, \
+     from_version, to_version, message, client_ip, user_agent, replica, detail";
+pub(crate) const TOKEN_COLS: &str =
+    "id, name, hash, role, app, env, created_at, expires_at, revoked_at";
+
+/// Maps a sqlx error to a [`StoreError`]: connection trouble is
+/// `Unavailable`, the rest `Backend`. Messages name what was being done and
+/// the server's message, never a bound value.
+pub(crate) fn map_err(context: &str, e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(format!("{context}: {e}")),
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            // 08: connection exception; 57P0x: shutting down / cannot connect
+            // now; 53300: too many connections.
+            if code.starts_with("08") || code.starts_with("57P0") || code == "53300" {
+                StoreError::Unavailable(format!("{context}: {} ({code})", db.message()))
+            } else {
+                StoreError::Backend(format!("{context}: {} ({code})", db.message()))
+            }
+        }
+        _ => StoreError::Backend(format!("{context}: {e}")),
+    }
+}
+
+/// `map_err` as a closure for `.map_err(err("…"))`.
+pub(crate) fn err(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| map_err(context, e)
+}
+
+pub(crate) fn to_json_text(value: &Value) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("serialize JSON: {e}")))
+}
+
+fn parse_json(s: &str, column: &str) -> StoreResult<Value> {
+    serde_json::from_str(s)
+        .map_err(|e| StoreError::Backend(format!("column {column}: bad JSON: {e}")))
+}
+
+fn col<'r, T>(row: &'r PgRow, name: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get(name)
+        .map_err(|e| StoreError::Backend(format!("column {name}: {e}")))
+}
+
+fn time_col(row: &PgRow, name: &str) -> StoreResult<DateTime<Utc>> {
+    col(row, name)
+}
+
+fn opt_time_col(row: &PgRow, name: &str) -> StoreResult<Option<DateTime<Utc>>> {
+    col(row, name)
+}
+
+pub(crate) fn entry(row: &PgRow) -> StoreResult<EntryVersion> {
+    let kind: String = col(row, "kind")?;
+    let merge: String = col(row, "merge")?;
+    Ok(EntryVersion {
+        scope: Scope::from_stored(&col::<String>(row, "app")?, &col::<String>(row, "env")?),
+        key: col(row, "key")?,
+        version: col(row, "version")?,
+        kind: EntryKind::parse(&kind)
+            .ok_or_else(|| StoreError::Backend(format!("unknown entry kind {kind:?}")))?,
+        merge: MergeMode::parse(&merge)
+            .ok_or_else(|| StoreError::Backend(format!("unknown merge mode {merge:?}")))?,
+        value: col::<Option<String>>(row, "value")?
+            .map(|s| parse_json(&s, "value"))
+            .transpose()?,
+        checksum: col(row, "checksum")?,
+        revision: col(row, "revision")?,
+        actor: col(row, "actor")?,
+        message: col(row, "message")?,
+        created_at: time_col(row, "created_at")?,
+    })
+}
+
+pub(crate) fn schema(row: &PgRow) -> StoreResult<SchemaRecord> {
+    let app: String = col(row, "app")?;
+    Ok(SchemaRecord {
+        app: (!app.is_empty()).then_some(app),
+        pattern: col(row, "pattern")?,
+        version: col(row, "version")?,
+        schema: parse_json(&col::<String>(row, "schema")?, "schema")?,
+        revision: col(row, "revision")?,
+        actor: col(row, "actor")?,
+        message: col(row, "message")?,
+        created_at: time_col(row, "created_at")?,
+    })
+}
+
+pub(crate) fn app(row: &PgRow) -> StoreResult<App> {
+    Ok(App {
+        name: col(row, "name")?,
+        description: col(row, "description")?,
+        created_at: time_col(row, "created_at")?,
+        revision: col(row, "revision")?,
+    })
+}
+
+pub(crate) fn environment(row: &PgRow) -> StoreResult<Environment> {
+    Ok(Environment {
+        name: col(row, "name")?,
+        description: col(row, "description")?,
+        protected: col(row, "protected")?,
+        required_approvals: col(row, "required_approvals")?,
+        auto_approve: col(row, "auto_approve")?,
+        created_at: time_col(row, "created_at")?,
+        revision: col(row, "revision")?,
+    })
+}
+
+pub(crate) fn token(row: &PgRow) -> StoreResult<TokenRecord> {
+    let role: String = col(row, "role")?;
+    Ok(TokenRecord {
+        id: col(row, "id")?,
+        name: col(row, "name")?,
+        hash: col(row, "hash")?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::Backend(format!("unknown role {role:?}")))?,
+        app: col(row, "app")?,
+        env: col(row, "env")?,
+        created_at: time_col(row, "created_at")?,
+        expires_at: opt_time_col(row, "expires_at")?,
+        revoked_at: opt_time_col(row, "revoked_at")?,
+    })
+}
+
+pub(crate) fn audit(row: &PgRow) -> StoreResult<AuditRecord> {
+    Ok(AuditRecord {
+        seq: col(row, "seq")?,
+        revision: col(row, "revision")?,
+        at: time_col(row, "at")?,
+        actor: col(row, "actor")?,
+        action: col(row, "action")?,
+        app: col(row, "app")?,
+        env: col(row, "env")?,
+        key: col(row, "key")?,
+        from_version: col(row, "from_version")?,
+        to_version: col(row, "to_version")?,
+        message: col(row, "message")?,
+        client_ip: col(row, "client_ip")?,
+        user_agent: col(row, "user_agent")?,
+        replica: col(row, "replica")?,
+        detail: parse_json(&col::<String>(row, "detail")?, "detail")?,
+    })
+}
