@@ -29,6 +29,9 @@ pub struct Principal {
 impl Principal {
     /// How this principal is named in audit records and version history.
     pub fn actor(&self) -> String {
+        if self.id == "system" {
+            return "system".into();
+        }
         format!("token:{}", self.id)
     }
 

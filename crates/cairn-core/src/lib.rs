@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod error;
+pub mod keys;
 pub mod schema;
 mod service;
 pub mod state;

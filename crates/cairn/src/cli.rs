@@ -838,9 +838,53 @@ fn cell_str(v: &Value) -> String {
     }
 }
 
+/// The CLI reference (`docs/cli.md`), generated from the clap definitions.
+#[cfg(test)]
+pub fn reference_markdown() -> String {
+    use clap::CommandFactory;
+    fn walk(cmd: &mut clap::Command, path: &str, out: &mut String) {
+        let name = if path.is_empty() {
+            cmd.get_name().to_owned()
+        } else {
+            format!("{path} {}", cmd.get_name())
+        };
+        out.push_str(&format!("## `{name}`\n\n```text\n"));
+        out.push_str(cmd.render_long_help().to_string().trim_end());
+        out.push_str("\n```\n\n");
+        let mut subs: Vec<clap::Command> = cmd.get_subcommands().cloned().collect();
+        for sub in &mut subs {
+            if sub.get_name() != "help" {
+                walk(sub, &name, out);
+            }
+        }
+    }
+    let mut out = String::from(
+        "# CLI reference\n\nGenerated from the clap definitions; `cargo test -p cairn` fails when it is stale \
+         (regenerate with `UPDATE_DOCS=1 cargo test -p cairn cli_reference`).\n\n\
+         Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict or rejected, 5 permission denied.\n\n",
+    );
+    let mut cmd = Cli::command().term_width(100);
+    walk(&mut cmd, "", &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cli_reference_is_current() {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli.md");
+        let current = reference_markdown();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &current).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == current,
+            "docs/cli.md is stale: run UPDATE_DOCS=1 cargo test -p cairn cli_reference"
+        );
+    }
 
     #[test]
     fn ages() {
