@@ -131,6 +131,7 @@ mod tests {
             created_at: Utc::now(),
             expires_at: None,
             revoked_at: None,
+            user: None,
         }
     }
 

@@ -10,8 +10,8 @@ use cairn_model::{
     MAX_CHANGESET_ENTRIES,
 };
 use cairn_store::{
-    App, AuditContext, AuditFilter, AuditRecord, Commit, Committed, EntryVersion, Environment,
-    Mutation, Role, SchemaRecord, Store, StoreError, TokenRecord,
+    App, AuditContext, AuditFilter, AuditKey, AuditRecord, Commit, Committed, EntryVersion,
+    Environment, Mutation, Role, SchemaRecord, Store, StoreError, TokenRecord,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::auth::{self, Origin, Principal};
+use crate::keys::{MasterKey, Purpose};
 use crate::schema::CompiledSchema;
 use crate::state::{ResolvedView, ScopeEntries, State};
 use crate::{Error, Result, Violation};
@@ -33,13 +34,17 @@ pub struct Options {
     pub max_value_bytes: usize,
     /// Name of this replica, recorded in audit records.
     pub replica: String,
+    /// The master key (held outside the database); the audit chain's key derives from it.
+    pub master_key: MasterKey,
 }
 
 impl Default for Options {
+    /// Defaults with a fresh random master key (tests, benchmarks).
     fn default() -> Self {
         Options {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             replica: "cairn".into(),
+            master_key: MasterKey::generate().0,
         }
     }
 }
@@ -89,6 +94,7 @@ pub struct Service {
     state: RwLock<State>,
     sync_lock: tokio::sync::Mutex<()>,
     opts: Options,
+    audit_key: AuditKey,
     head_tx: watch::Sender<Revision>,
 }
 
@@ -115,6 +121,7 @@ impl Service {
             store,
             state: RwLock::new(state),
             sync_lock: tokio::sync::Mutex::new(()),
+            audit_key: opts.master_key.derive(Purpose::Audit),
             opts,
             head_tx,
         });
@@ -170,6 +177,7 @@ impl Service {
             created_at: Utc::now(),
             expires_at: None,
             revoked_at: None,
+            user: None,
         };
         let m = Mutation::CreateToken {
             token: record,
@@ -285,6 +293,7 @@ impl Service {
                 replica: Some(self.opts.replica.clone()),
             },
             mutations,
+            seal: Some(self.audit_key),
         };
         let committed = self.store.commit(commit).await?;
         // The commit is durable; if catching up fails the sync loop retries.
@@ -602,6 +611,7 @@ impl Service {
             created_at: Utc::now(),
             expires_at,
             revoked_at: None,
+            user: None,
         };
         let m = Mutation::CreateToken {
             token: record,

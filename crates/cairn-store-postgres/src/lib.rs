@@ -18,13 +18,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cairn_model::{Revision, Scope};
 use cairn_store::{
-    AuditFilter, AuditRecord, Catalog, Commit, Committed, EntryVersion, Head, SchemaRecord,
-    Snapshot, Store, StoreError, StoreResult, TokenRecord,
+    AuditContext, AuditEvent, AuditFilter, AuditHead, AuditKey, AuditRecord, Catalog, Commit,
+    Committed, EntryVersion, Head, SchemaRecord, Snapshot, Store, StoreError, StoreResult,
+    TokenRecord, UserRecord,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
 
-use rows::{err, AUDIT_COLS, ENTRY_COLS, SCHEMA_COLS, TOKEN_COLS};
+use rows::{err, AUDIT_COLS, ENTRY_COLS, SCHEMA_COLS, TOKEN_COLS, USER_COLS};
 
 /// Connections per store (per replica).
 const MAX_CONNECTIONS: u32 = 10;
@@ -348,5 +349,50 @@ impl Store for PostgresStore {
         .iter()
         .map(rows::token)
         .collect()
+    }
+
+    async fn users(&self) -> StoreResult<Vec<UserRecord>> {
+        sqlx::query(&format!("SELECT {USER_COLS} FROM users ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err("read users"))?
+            .iter()
+            .map(rows::user)
+            .collect()
+    }
+
+    async fn append_audit(
+        &self,
+        context: &AuditContext,
+        events: Vec<AuditEvent>,
+        seal: Option<AuditKey>,
+    ) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(err("begin audit"))?;
+        // The same row lock commits take: the chain stays linear across replicas.
+        let at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+            "SELECT date_trunc('microseconds', clock_timestamp()) FROM meta WHERE id = 1 FOR UPDATE",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err("lock audit chain"))?;
+        commit::append_events(&mut tx, context, at, events, seal).await?;
+        tx.commit().await.map_err(err("commit audit"))?;
+        Ok(())
+    }
+
+    async fn audit_head(&self) -> StoreResult<AuditHead> {
+        let (seq, mac, signature): (i64, String, String) =
+            sqlx::query_as("SELECT audit_seq, audit_mac, audit_sig FROM meta WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(err("read audit head"))?;
+        Ok(AuditHead {
+            seq,
+            mac,
+            signature,
+        })
     }
 }

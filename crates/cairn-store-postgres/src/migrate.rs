@@ -9,8 +9,14 @@ use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
 use crate::rows::err;
 
 /// `(version, name, sql)`, in order. Never edit an applied migration: add one.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "identity",
+        include_str!("../migrations/0002_identity.sql"),
+    ),
+];
 
 /// Advisory lock key of Cairn migrations (arbitrary, fixed: "cairn" in ASCII).
 const LOCK_KEY: i64 = 0x63_61_69_72_6e;

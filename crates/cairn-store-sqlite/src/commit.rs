@@ -2,7 +2,8 @@
 
 use cairn_model::{EntryKind, MergeMode, Scope};
 use cairn_store::{
-    Applied, AuditContext, Commit, Committed, Mutation, StoreError, StoreResult, TokenRecord,
+    chain, Applied, AuditContext, AuditEvent, AuditKey, AuditRecord, Binding, Commit, Committed,
+    Mutation, StoreError, StoreResult, TokenRecord,
 };
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -23,7 +24,7 @@ struct AuditFacts {
 
 /// The commit being written.
 struct Ctx<'a> {
-    revision: i64,
+    revision: Option<i64>,
     at: DateTime<Utc>,
     context: &'a AuditContext,
 }
@@ -61,24 +62,21 @@ async fn apply_all(conn: &mut SqliteConnection, commit: &Commit) -> StoreResult<
             .await
             .map_err(err("allocate revision"))?;
     let ctx = Ctx {
-        revision,
+        revision: Some(revision),
         at: now(),
         context: &commit.context,
     };
-    let mut seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(err("read audit sequence"))?;
+    let mut chain = Chain::read(conn, commit.seal).await?;
     let mut applied = Vec::with_capacity(commit.mutations.len());
     let mut catalog = false;
     for (position, (action, mutation)) in commit.mutations.iter().enumerate() {
         let (one, facts) = apply(conn, &ctx, position as i64, mutation).await?;
-        seq += 1;
         let action = action.as_deref().unwrap_or(mutation.default_action());
-        insert_audit(conn, &ctx, seq, action, facts).await?;
+        chain.append(conn, &ctx, action, facts).await?;
         catalog |= mutation.is_catalog();
         applied.push(one);
     }
+    chain.write_head(conn).await?;
     if catalog {
         sqlx::query("UPDATE meta SET catalog_revision = $1 WHERE id = 1")
             .bind(revision)
@@ -171,6 +169,22 @@ async fn apply(
             create_token(conn, ctx, token, *bootstrap).await
         }
         Mutation::RevokeToken { id } => revoke_token(conn, ctx, id).await,
+        Mutation::PutUser {
+            name,
+            create,
+            password_hash,
+            bindings,
+            disabled,
+        } => {
+            let change = UserChange {
+                name,
+                create: *create,
+                password_hash: password_hash.as_deref(),
+                bindings: bindings.as_ref(),
+                disabled: *disabled,
+            };
+            put_user(conn, ctx, change).await
+        }
     }
 }
 
@@ -238,7 +252,7 @@ async fn put_entry(
     .bind(e.merge.as_str())
     .bind(value_text)
     .bind(checksum)
-    .bind(ctx.revision)
+    .bind(ctx.revision.unwrap_or(0))
     .bind(position)
     .bind(&ctx.context.actor)
     .bind(&ctx.context.message)
@@ -300,7 +314,7 @@ async fn create_app(
     .bind(name)
     .bind(description)
     .bind(ts(&ctx.at))
-    .bind(ctx.revision)
+    .bind(ctx.revision.unwrap_or(0))
     .execute(&mut *conn)
     .await
     .map_err(err("insert app"))?;
@@ -372,7 +386,7 @@ async fn create_env(
     .bind(s.required_approvals)
     .bind(s.auto_approve)
     .bind(ts(&ctx.at))
-    .bind(ctx.revision)
+    .bind(ctx.revision.unwrap_or(0))
     .execute(&mut *conn)
     .await
     .map_err(err("insert environment"))?;
@@ -394,7 +408,7 @@ async fn update_env(
     .bind(s.protected)
     .bind(s.required_approvals)
     .bind(s.auto_approve)
-    .bind(ctx.revision)
+    .bind(ctx.revision.unwrap_or(0))
     .execute(&mut *conn)
     .await
     .map_err(err("update environment"))?;
@@ -433,7 +447,7 @@ async fn put_schema(
     .bind(pattern)
     .bind(version)
     .bind(to_json_text(schema)?)
-    .bind(ctx.revision)
+    .bind(ctx.revision.unwrap_or(0))
     .bind(&ctx.context.actor)
     .bind(&ctx.context.message)
     .bind(ts(&ctx.at))
@@ -497,7 +511,7 @@ async fn create_token(
     }
     sqlx::query(
         "INSERT INTO tokens (id, name, hash, role, app, env, created_at, expires_at, revoked_at, \
-         revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         revision, user_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&t.id)
     .bind(&t.name)
@@ -508,7 +522,8 @@ async fn create_token(
     .bind(ts(&t.created_at))
     .bind(t.expires_at.as_ref().map(ts))
     .bind(t.revoked_at.as_ref().map(ts))
-    .bind(ctx.revision)
+    .bind(ctx.revision.unwrap_or(0))
+    .bind(&t.user)
     .execute(&mut *conn)
     .await
     .map_err(err("insert token"))?;
@@ -563,36 +578,206 @@ fn no_versions() -> Applied {
     }
 }
 
-async fn insert_audit(
+/// The audit chain as this transaction extends it.
+struct Chain {
+    seq: i64,
+    mac: String,
+    seal: Option<AuditKey>,
+}
+
+impl Chain {
+    /// Read the chain's end (inside the transaction that holds the write lock).
+    async fn read(conn: &mut SqliteConnection, seal: Option<AuditKey>) -> StoreResult<Chain> {
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, mac FROM audit ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(err("read audit chain"))?;
+        let (seq, mac) = last.unwrap_or((0, String::new()));
+        Ok(Chain { seq, mac, seal })
+    }
+
+    /// Append one record, sealed to the previous one.
+    async fn append(
+        &mut self,
+        conn: &mut SqliteConnection,
+        ctx: &Ctx<'_>,
+        action: &str,
+        f: AuditFacts,
+    ) -> StoreResult<()> {
+        let c = ctx.context;
+        let mut record = AuditRecord {
+            seq: self.seq + 1,
+            revision: ctx.revision,
+            at: ctx.at,
+            actor: c.actor.clone(),
+            action: action.to_owned(),
+            app: f.app,
+            env: f.env,
+            key: f.key,
+            from_version: f.from_version,
+            to_version: f.to_version,
+            message: c.message.clone(),
+            client_ip: c.client_ip.clone(),
+            user_agent: c.user_agent.clone(),
+            replica: c.replica.clone(),
+            detail: f.detail,
+            mac: String::new(),
+        };
+        if let Some(key) = &self.seal {
+            record.mac = chain::record_mac(key, &self.mac, &record);
+        }
+        sqlx::query(
+            "INSERT INTO audit (seq, revision, at, actor, action, app, env, key, from_version, \
+             to_version, message, client_ip, user_agent, replica, detail, mac) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(record.seq)
+        .bind(record.revision)
+        .bind(ts(&ctx.at))
+        .bind(&record.actor)
+        .bind(&record.action)
+        .bind(&record.app)
+        .bind(&record.env)
+        .bind(&record.key)
+        .bind(record.from_version)
+        .bind(record.to_version)
+        .bind(&record.message)
+        .bind(&record.client_ip)
+        .bind(&record.user_agent)
+        .bind(&record.replica)
+        .bind(to_json_text(&record.detail)?)
+        .bind(&record.mac)
+        .execute(&mut *conn)
+        .await
+        .map_err(err("insert audit record"))?;
+        self.seq = record.seq;
+        self.mac = record.mac;
+        Ok(())
+    }
+
+    /// Record the signed head of the chain.
+    async fn write_head(&self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        let sig = self
+            .seal
+            .as_ref()
+            .map(|k| chain::head_signature(k, self.seq, &self.mac))
+            .unwrap_or_default();
+        sqlx::query("UPDATE meta SET audit_seq = $1, audit_mac = $2, audit_sig = $3 WHERE id = 1")
+            .bind(self.seq)
+            .bind(&self.mac)
+            .bind(sig)
+            .execute(&mut *conn)
+            .await
+            .map_err(err("write audit head"))?;
+        Ok(())
+    }
+}
+
+/// Append non-change audit events in their own transaction (holding the same
+/// lock as commits, so the chain stays linear).
+pub(crate) async fn append_events(
+    conn: &mut SqliteConnection,
+    context: &AuditContext,
+    at: DateTime<Utc>,
+    events: Vec<AuditEvent>,
+    seal: Option<AuditKey>,
+) -> StoreResult<()> {
+    let ctx = Ctx {
+        revision: None,
+        at,
+        context,
+    };
+    let mut chain = Chain::read(conn, seal).await?;
+    for e in events {
+        let facts = AuditFacts {
+            app: e.app,
+            env: e.env,
+            key: e.key,
+            from_version: None,
+            to_version: None,
+            detail: e.detail,
+        };
+        chain.append(conn, &ctx, &e.action, facts).await?;
+    }
+    chain.write_head(conn).await
+}
+
+async fn put_user(
     conn: &mut SqliteConnection,
     ctx: &Ctx<'_>,
-    seq: i64,
-    action: &str,
-    f: AuditFacts,
-) -> StoreResult<()> {
-    let c = ctx.context;
-    sqlx::query(
-        "INSERT INTO audit (seq, revision, at, actor, action, app, env, key, from_version, \
-         to_version, message, client_ip, user_agent, replica, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-    )
-    .bind(seq)
-    .bind(ctx.revision)
-    .bind(ts(&ctx.at))
-    .bind(&c.actor)
-    .bind(action)
-    .bind(f.app)
-    .bind(f.env)
-    .bind(f.key)
-    .bind(f.from_version)
-    .bind(f.to_version)
-    .bind(&c.message)
-    .bind(&c.client_ip)
-    .bind(&c.user_agent)
-    .bind(&c.replica)
-    .bind(to_json_text(&f.detail)?)
-    .execute(&mut *conn)
-    .await
-    .map_err(err("insert audit record"))?;
-    Ok(())
+    u: UserChange<'_>,
+) -> StoreResult<(Applied, AuditFacts)> {
+    let exists: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE name = $1")
+        .bind(u.name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(err("read user"))?;
+    match (u.create, exists.is_some()) {
+        (true, true) => {
+            return Err(StoreError::AlreadyExists {
+                what: format!("user {}", u.name),
+            })
+        }
+        (false, false) => {
+            return Err(StoreError::NotFound {
+                what: format!("user {}", u.name),
+            })
+        }
+        _ => {}
+    }
+    let bindings = u
+        .bindings
+        .map(|b| serde_json::to_string(b).map_err(|e| StoreError::Backend(e.to_string())))
+        .transpose()?;
+    if u.create {
+        sqlx::query(
+            "INSERT INTO users (name, password_hash, bindings, created_at, disabled, revision) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(u.name)
+        .bind(u.password_hash.unwrap_or_default())
+        .bind(bindings.clone().unwrap_or_else(|| "[]".into()))
+        .bind(ts(&ctx.at))
+        .bind(u.disabled.unwrap_or(false))
+        .bind(ctx.revision.unwrap_or(0))
+        .execute(&mut *conn)
+        .await
+        .map_err(err("insert user"))?;
+    } else {
+        sqlx::query(
+            "UPDATE users SET password_hash = COALESCE($2, password_hash), \
+             bindings = COALESCE($3, bindings), disabled = COALESCE($4, disabled), revision = $5 \
+             WHERE name = $1",
+        )
+        .bind(u.name)
+        .bind(u.password_hash)
+        .bind(bindings.clone())
+        .bind(u.disabled)
+        .bind(ctx.revision.unwrap_or(0))
+        .execute(&mut *conn)
+        .await
+        .map_err(err("update user"))?;
+    }
+    let detail = json!({
+        "user": u.name,
+        "bindings": u.bindings,
+        "password_changed": u.password_hash.is_some(),
+        "disabled": u.disabled,
+    });
+    Ok((
+        no_versions(),
+        AuditFacts {
+            detail,
+            ..AuditFacts::default()
+        },
+    ))
+}
+
+struct UserChange<'a> {
+    name: &'a str,
+    create: bool,
+    password_hash: Option<&'a str>,
+    bindings: Option<&'a Vec<Binding>>,
+    disabled: Option<bool>,
 }

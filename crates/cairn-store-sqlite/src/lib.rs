@@ -15,13 +15,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cairn_model::{Revision, Scope};
 use cairn_store::{
-    AuditFilter, AuditRecord, Catalog, Commit, Committed, EntryVersion, Head, SchemaRecord,
-    Snapshot, Store, StoreError, StoreResult, TokenRecord,
+    AuditContext, AuditEvent, AuditFilter, AuditHead, AuditKey, AuditRecord, Catalog, Commit,
+    Committed, EntryVersion, Head, SchemaRecord, Snapshot, Store, StoreError, StoreResult,
+    TokenRecord, UserRecord,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
-use rows::{err, ts, AUDIT_COLS, ENTRY_COLS, SCHEMA_COLS, TOKEN_COLS};
+use rows::{err, ts, AUDIT_COLS, ENTRY_COLS, SCHEMA_COLS, TOKEN_COLS, USER_COLS};
 
 /// How long a connection waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -354,6 +355,48 @@ impl Store for SqliteStore {
         .iter()
         .map(rows::token)
         .collect()
+    }
+
+    async fn users(&self) -> StoreResult<Vec<UserRecord>> {
+        sqlx::query(&format!("SELECT {USER_COLS} FROM users ORDER BY name"))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(err("read users"))?
+            .iter()
+            .map(rows::user)
+            .collect()
+    }
+
+    async fn append_audit(
+        &self,
+        context: &AuditContext,
+        events: Vec<AuditEvent>,
+        seal: Option<AuditKey>,
+    ) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(err("begin audit"))?;
+        commit::append_events(&mut tx, context, rows::now(), events, seal).await?;
+        tx.commit().await.map_err(err("commit audit"))?;
+        Ok(())
+    }
+
+    async fn audit_head(&self) -> StoreResult<AuditHead> {
+        let (seq, mac, signature): (i64, String, String) =
+            sqlx::query_as("SELECT audit_seq, audit_mac, audit_sig FROM meta WHERE id = 1")
+                .fetch_one(&self.reader)
+                .await
+                .map_err(err("read audit head"))?;
+        Ok(AuditHead {
+            seq,
+            mac,
+            signature,
+        })
     }
 }
 

@@ -7,8 +7,14 @@ use sqlx::SqlitePool;
 use crate::rows::{err, now, ts};
 
 /// `(version, name, sql)`, in order. Never edit an applied migration: add one.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "identity",
+        include_str!("../migrations/0002_identity.sql"),
+    ),
+];
 
 /// Applies every migration not applied yet. Safe to run on every open.
 pub(crate) async fn run(pool: &SqlitePool) -> StoreResult<()> {

@@ -3,7 +3,7 @@
 use cairn_model::{EntryKind, MergeMode, Scope};
 use cairn_store::{
     App, AuditRecord, EntryVersion, Environment, Role, SchemaRecord, StoreError, StoreResult,
-    TokenRecord,
+    TokenRecord, UserRecord,
 };
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
@@ -16,9 +16,10 @@ pub(crate) const ENTRY_COLS: &str = "ev.app, ev.env, ev.key, ev.version, ev.kind
 pub(crate) const SCHEMA_COLS: &str =
     "s.app, s.pattern, s.version, s.schema, s.revision, s.actor, s.message, s.created_at";
 pub(crate) const AUDIT_COLS: &str = "seq, revision, at, actor, action, app, env, key, \
-     from_version, to_version, message, client_ip, user_agent, replica, detail";
+     from_version, to_version, message, client_ip, user_agent, replica, detail, mac";
 pub(crate) const TOKEN_COLS: &str =
-    "id, name, hash, role, app, env, created_at, expires_at, revoked_at";
+    "id, name, hash, role, app, env, created_at, expires_at, revoked_at, user_name";
+pub(crate) const USER_COLS: &str = "name, password_hash, bindings, created_at, disabled";
 
 /// Maps a sqlx error to a [`StoreError`]: connection trouble (and a locked
 /// database file) is `Unavailable`, the rest `Backend`. Messages name what
@@ -161,6 +162,7 @@ pub(crate) fn token(row: &SqliteRow) -> StoreResult<TokenRecord> {
         created_at: time_col(row, "created_at")?,
         expires_at: opt_time_col(row, "expires_at")?,
         revoked_at: opt_time_col(row, "revoked_at")?,
+        user: col(row, "user_name")?,
     })
 }
 
@@ -181,5 +183,18 @@ pub(crate) fn audit(row: &SqliteRow) -> StoreResult<AuditRecord> {
         user_agent: col(row, "user_agent")?,
         replica: col(row, "replica")?,
         detail: parse_json(&col::<String>(row, "detail")?, "detail")?,
+        mac: col(row, "mac")?,
+    })
+}
+
+pub(crate) fn user(row: &SqliteRow) -> StoreResult<UserRecord> {
+    let bindings: String = col(row, "bindings")?;
+    Ok(UserRecord {
+        name: col(row, "name")?,
+        password_hash: col(row, "password_hash")?,
+        bindings: serde_json::from_str(&bindings)
+            .map_err(|e| StoreError::Backend(format!("bad bindings column: {e}")))?,
+        created_at: time_col(row, "created_at")?,
+        disabled: col::<i64>(row, "disabled")? != 0,
     })
 }

@@ -9,11 +9,13 @@
 //!   audit record per mutation*, or writes nothing at all.
 //! - Versions are immutable: a write adds a version, a delete adds a tombstone.
 
+pub mod chain;
 mod types;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use chain::AuditKey;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -112,4 +114,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every token, without secrets (only hashes are ever stored).
     async fn tokens(&self) -> StoreResult<Vec<TokenRecord>>;
+
+    /// Every user (password hashes included: for verification only).
+    async fn users(&self) -> StoreResult<Vec<UserRecord>>;
+
+    /// Append audit records that are not changes (denied requests, failed
+    /// logins), sealed into the same chain as commits; no revision is used.
+    async fn append_audit(
+        &self,
+        context: &AuditContext,
+        events: Vec<AuditEvent>,
+        seal: Option<AuditKey>,
+    ) -> StoreResult<()>;
+
+    /// The signed head of the audit chain.
+    async fn audit_head(&self) -> StoreResult<AuditHead>;
 }

@@ -133,6 +133,28 @@ pub struct TokenRecord {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// For a login token: the user it acts for (the user's bindings apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// A role granted at a scope: app pattern × environment pattern (`*` = all).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Binding {
+    pub role: Role,
+    pub app: String,
+    pub env: String,
+}
+
+/// A user who logs in with a password (stored as an Argon2id PHC string only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserRecord {
+    pub name: String,
+    #[serde(skip_serializing, default)]
+    pub password_hash: String,
+    pub bindings: Vec<Binding>,
+    pub created_at: DateTime<Utc>,
+    pub disabled: bool,
 }
 
 /// Who made a change, from where, and why. Copied into every audit record of the commit.
@@ -192,6 +214,16 @@ pub enum Mutation {
     CreateToken { token: TokenRecord, bootstrap: bool },
     /// `NotFound` if no such token id.
     RevokeToken { id: String },
+    /// Create (`create: true`, `AlreadyExists` if present) or change (`NotFound`
+    /// if absent) a user. `password_hash: None` keeps the password; `bindings:
+    /// None` keeps the bindings; `disabled: None` keeps the state.
+    PutUser {
+        name: String,
+        create: bool,
+        password_hash: Option<String>,
+        bindings: Option<Vec<Binding>>,
+        disabled: Option<bool>,
+    },
 }
 
 impl Mutation {
@@ -206,6 +238,8 @@ impl Mutation {
             Mutation::PutSchema { .. } => "schema.register",
             Mutation::CreateToken { .. } => "token.create",
             Mutation::RevokeToken { .. } => "token.revoke",
+            Mutation::PutUser { create: true, .. } => "user.create",
+            Mutation::PutUser { .. } => "user.update",
         }
     }
 
@@ -223,6 +257,8 @@ pub struct Commit {
     /// `(action override, mutation)`: `None` uses [`Mutation::default_action`]
     /// (e.g. `Some("entry.rollback")`).
     pub mutations: Vec<(Option<String>, Mutation)>,
+    /// Key of the audit chain (see [`crate::chain`]); `None` writes unsealed records.
+    pub seal: Option<crate::AuditKey>,
 }
 
 /// What one mutation became.
@@ -263,6 +299,28 @@ pub struct AuditRecord {
     pub replica: Option<String>,
     /// Extra structured facts (never secret plaintext).
     pub detail: Value,
+    /// `HMAC-SHA256(audit_key, prev_mac || canonical(record))`, hex; empty if unsealed.
+    #[serde(default)]
+    pub mac: String,
+}
+
+/// An audit record that is not a change (a denied request, a failed login).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub action: String,
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub key: Option<String>,
+    pub detail: Value,
+}
+
+/// The signed end of the audit chain: lets `verify` notice a truncated tail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub mac: String,
+    /// `HMAC-SHA256(audit_key, "cairn-audit-head" || seq || mac)`, hex.
+    pub signature: String,
 }
 
 /// Filters for [`crate::Store::audit`]; every field narrows, `None` = any.

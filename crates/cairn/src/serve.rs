@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use cairn_core::keys::MasterKey;
 use cairn_core::{Options, Service};
 use cairn_store::Store;
 use serde::Deserialize;
@@ -40,6 +41,11 @@ pub struct ServeArgs {
     /// How often a PostgreSQL replica catches up with others' writes, in ms (default 500).
     #[arg(long, env = "CAIRN_SYNC_INTERVAL_MS")]
     pub sync_interval_ms: Option<u64>,
+    /// File holding the master key (32 bytes, base64 or hex). `CAIRN_MASTER_KEY`
+    /// gives the key itself. Without either, the key is generated into
+    /// DATA_DIR/master.key (SQLite only; replicas on PostgreSQL must share one).
+    #[arg(long, env = "CAIRN_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// The TOML file layer.
@@ -53,6 +59,7 @@ struct FileConfig {
     max_value_bytes: Option<usize>,
     replica: Option<String>,
     sync_interval_ms: Option<u64>,
+    master_key_file: Option<PathBuf>,
 }
 
 /// Settings after layering.
@@ -65,6 +72,7 @@ pub struct Settings {
     pub max_value_bytes: usize,
     pub replica: String,
     pub sync_interval: Duration,
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -138,6 +146,7 @@ impl ServeArgs {
                     .or(file.sync_interval_ms)
                     .unwrap_or(500),
             ),
+            master_key_file: self.master_key_file.clone().or(file.master_key_file),
         })
     }
 }
@@ -166,11 +175,48 @@ async fn open_store(s: &Settings) -> Result<Arc<dyn Store>> {
     }
 }
 
+/// The master key: `CAIRN_MASTER_KEY`, else `--master-key-file`, else (SQLite
+/// only) DATA_DIR/master.key, generated on first start with mode 0600.
+fn load_master_key(s: &Settings) -> Result<MasterKey> {
+    if let Ok(text) = std::env::var("CAIRN_MASTER_KEY") {
+        return MasterKey::parse(&text).map_err(|e| anyhow::anyhow!("CAIRN_MASTER_KEY: {e}"));
+    }
+    let path = match &s.master_key_file {
+        Some(p) => p.clone(),
+        None if s.database_url.is_some() => {
+            bail!("replicas on PostgreSQL must share a master key: set CAIRN_MASTER_KEY or --master-key-file")
+        }
+        None => s.data_dir.join("master.key"),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => MasterKey::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && s.master_key_file.is_none() => {
+            std::fs::create_dir_all(&s.data_dir)?;
+            let (key, text) = MasterKey::generate();
+            write_private_file(&path, &text)?;
+            if !s.dev {
+                tracing::warn!(path = %path.display(), "generated a master key next to the database; keep it out of database backups");
+            }
+            Ok(key)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "reading master key {}: {e}",
+            path.display()
+        )),
+    }
+}
+
 fn write_token_file(dir: &Path, token: &str) -> Result<PathBuf> {
+    let path = dir.join("admin.token");
+    write_private_file(&path, token)?;
+    Ok(path)
+}
+
+/// Write a file readable by its owner only (0600).
+fn write_private_file(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
-    let path = dir.join("admin.token");
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -178,9 +224,9 @@ fn write_token_file(dir: &Path, token: &str) -> Result<PathBuf> {
     let mut f = opts
         .open(&path)
         .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(token.as_bytes())?;
+    f.write_all(text.as_bytes())?;
     f.write_all(b"\n")?;
-    Ok(path)
+    Ok(())
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -193,6 +239,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         Options {
             max_value_bytes: settings.max_value_bytes,
             replica: settings.replica.clone(),
+            master_key: load_master_key(&settings)?,
         },
     )
     .await

@@ -104,6 +104,7 @@ async fn history(s: &dyn Store) -> Vec<Committed> {
             .commit(Commit {
                 context: context(actor),
                 mutations,
+                seal: Some(super::TEST_AUDIT_KEY),
             })
             .await
             .unwrap();
@@ -424,4 +425,56 @@ pub(super) async fn audit_filters(s: Arc<dyn Store>) {
         vec![4],
         "filters combine"
     );
+}
+
+/// Commits and non-change events form one sealed chain with a signed head;
+/// a failed commit does not extend it.
+pub(super) async fn audit_chain_is_sealed(s: Arc<dyn Store>) {
+    use crate::{chain, AuditEvent};
+    let key = super::TEST_AUDIT_KEY;
+    history(&*s).await;
+    s.append_audit(
+        &context("mallory"),
+        vec![
+            AuditEvent {
+                action: "auth.denied".into(),
+                app: Some("billing".into()),
+                env: None,
+                key: Some("db".into()),
+                detail: json!({"reason": "forbidden"}),
+            },
+            AuditEvent {
+                action: "auth.failed".into(),
+                detail: json!({"reason": "bad token"}),
+                ..AuditEvent::default()
+            },
+        ],
+        Some(key),
+    )
+    .await
+    .unwrap();
+    s.append_audit(&context("x"), vec![], Some(key))
+        .await
+        .unwrap();
+    let failed = s
+        .commit(Commit {
+            context: context("bob"),
+            mutations: vec![(None, delete(&Scope::global(), "never-existed", None))],
+            seal: Some(key),
+        })
+        .await;
+    assert!(failed.is_err());
+    let records = s.audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(records.len(), 11);
+    assert_eq!(records[9].action, "auth.denied");
+    assert_eq!(records[9].revision, None, "events take no revision");
+    assert_eq!(records[10].actor, "mallory");
+    let head = s.audit_head().await.unwrap();
+    assert_eq!(head.seq, 11);
+    assert_eq!(chain::verify(&key, &records, &head), Ok(11));
+    // The wrong key does not verify.
+    assert!(chain::verify(&[8u8; 32], &records, &head).is_err());
+    // Dropping the last record is noticed through the head.
+    let err = chain::verify(&key, &records[..10], &head).unwrap_err();
+    assert_eq!(err.seq, 11);
 }

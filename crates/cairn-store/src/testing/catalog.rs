@@ -346,3 +346,81 @@ pub(super) async fn tokens(s: Arc<dyn Store>) {
         );
     }
 }
+
+/// Users: create once, update password/bindings/state, and login tokens name their user.
+pub(super) async fn users(s: Arc<dyn Store>) {
+    use crate::{Binding, Role};
+    let b = |role, app: &str, env: &str| Binding {
+        role,
+        app: app.into(),
+        env: env.into(),
+    };
+    let create = Mutation::PutUser {
+        name: "alice".into(),
+        create: true,
+        password_hash: Some("$argon2id$v=19$fake".into()),
+        bindings: Some(vec![b(Role::Operator, "billing", "staging")]),
+        disabled: None,
+    };
+    super::commit(&*s, vec![create.clone()]).await.unwrap();
+    let again = super::commit(&*s, vec![create]).await;
+    assert!(
+        matches!(again, Err(crate::StoreError::AlreadyExists { .. })),
+        "{again:?}"
+    );
+    let users = s.users().await.unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].password_hash, "$argon2id$v=19$fake");
+    assert_eq!(
+        users[0].bindings,
+        vec![b(Role::Operator, "billing", "staging")]
+    );
+    assert!(!users[0].disabled);
+    let update = Mutation::PutUser {
+        name: "alice".into(),
+        create: false,
+        password_hash: None,
+        bindings: Some(vec![
+            b(Role::Operator, "billing", "staging"),
+            b(Role::Viewer, "*", "prod"),
+        ]),
+        disabled: Some(true),
+    };
+    super::commit(&*s, vec![update]).await.unwrap();
+    let u = &s.users().await.unwrap()[0];
+    assert_eq!(u.password_hash, "$argon2id$v=19$fake", "password kept");
+    assert_eq!(u.bindings.len(), 2);
+    assert!(u.disabled);
+    let missing = Mutation::PutUser {
+        name: "bob".into(),
+        create: false,
+        password_hash: None,
+        bindings: None,
+        disabled: Some(false),
+    };
+    let r = super::commit(&*s, vec![missing]).await;
+    assert!(
+        matches!(r, Err(crate::StoreError::NotFound { .. })),
+        "{r:?}"
+    );
+    let mut t = token("tok_login", &"a".repeat(64));
+    t.user = Some("alice".into());
+    super::commit(
+        &*s,
+        vec![Mutation::CreateToken {
+            token: t,
+            bootstrap: false,
+        }],
+    )
+    .await
+    .unwrap();
+    let found = s.token_by_hash(&"a".repeat(64)).await.unwrap().unwrap();
+    assert_eq!(found.user.as_deref(), Some("alice"));
+    let audit = s.audit(&crate::AuditFilter::default()).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions, ["user.create", "user.update", "token.create"]);
+    assert!(
+        !serde_json::to_string(&audit).unwrap().contains("argon2"),
+        "no password hash in audit"
+    );
+}

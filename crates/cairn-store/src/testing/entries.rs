@@ -70,6 +70,7 @@ pub(super) async fn empty_store(s: Arc<dyn Store>) {
         .commit(Commit {
             context: ctx("a", "m"),
             mutations: vec![],
+            seal: None,
         })
         .await;
     assert!(

@@ -55,8 +55,10 @@ pub const CASES: &[(&str, CaseFn)] = cases![
     catalog::apps_and_environments,
     catalog::schemas_are_versioned,
     catalog::tokens,
+    catalog::users,
     audit::one_audit_record_per_mutation,
     audit::audit_filters,
+    audit::audit_chain_is_sealed,
     values::values_round_trip_exactly,
     concurrency::concurrent_commits_are_serialized,
 ];
@@ -169,8 +171,12 @@ pub fn token(id: &str, hash: &str) -> TokenRecord {
         created_at: chrono::Utc::now().trunc_subsecs(6),
         expires_at: None,
         revoked_at: None,
+        user: None,
     }
 }
+
+/// The audit-chain key the conformance suite seals with.
+pub const TEST_AUDIT_KEY: crate::AuditKey = [7u8; 32];
 
 /// Commits `mutations` with default actions under `context`.
 pub async fn commit_with(
@@ -182,6 +188,7 @@ pub async fn commit_with(
         .commit(Commit {
             context,
             mutations: mutations.into_iter().map(|m| (None, m)).collect(),
+            seal: Some(TEST_AUDIT_KEY),
         })
         .await
 }
