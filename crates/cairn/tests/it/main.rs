@@ -1,0 +1,13 @@
+//! End-to-end tests: the real `cairn` binary as server and CLI.
+//!
+//! - `tour`: the README's five-minute tour through the CLI, with exit codes.
+//! - `restart`: stop and start on the same data directory.
+//! - `postgres`: two server processes on one PostgreSQL database.
+//! - `crash`: SIGKILL during concurrent writes loses no acknowledged write.
+
+mod crash;
+mod harness;
+mod load;
+mod postgres;
+mod restart;
+mod tour;
