@@ -82,6 +82,17 @@ pub(crate) enum Expr {
         path: Box<[Box<str>]>,
         default: Option<Box<Expr>>,
     },
+    /// A constant in a result position naming variant `.0` of the flag (pre-resolved, so the
+    /// result needs no lookup by name).
+    Variant(u32, Box<str>),
+    /// `var` of one top-level attribute, without a default.
+    VarTop(Box<str>),
+    /// `starts_with` (`prefix`) or `ends_with` with a constant second operand.
+    StrAffix {
+        subject: Box<Expr>,
+        affix: Box<str>,
+        prefix: bool,
+    },
     /// `var` whose path is computed.
     VarDyn {
         path: Box<Expr>,
@@ -140,14 +151,21 @@ fn const_of(v: &Value) -> Const {
 /// Compilation state: the evaluators for `$ref`, the current JSON pointer and `$ref` stack.
 pub(crate) struct Compiler<'e> {
     evaluators: &'e Map<String, Value>,
+    /// The key of the flag being compiled (`$flagd.flagKey`).
+    flag_key: &'e str,
     path: Vec<String>,
     refs: Vec<String>,
 }
 
 impl<'e> Compiler<'e> {
-    pub(crate) fn new(evaluators: &'e Map<String, Value>, base: &[&str]) -> Self {
+    pub(crate) fn new(
+        evaluators: &'e Map<String, Value>,
+        flag_key: &'e str,
+        base: &[&str],
+    ) -> Self {
         Self {
             evaluators,
+            flag_key,
             path: base.iter().map(|s| (*s).to_owned()).collect(),
             refs: Vec::new(),
         }
@@ -324,7 +342,15 @@ impl<'e> Compiler<'e> {
                         }
                     }
                 }
-                if op == "starts_with" {
+                let prefix = op == "starts_with";
+                if let [subject, Expr::Const(Const::Str(affix))] = args {
+                    return Ok(Expr::StrAffix {
+                        subject: Box::new(subject),
+                        affix,
+                        prefix,
+                    });
+                }
+                if prefix {
                     Expr::StartsWith(Box::new(args))
                 } else {
                     Expr::EndsWith(Box::new(args))
@@ -415,6 +441,9 @@ impl<'e> Compiler<'e> {
         } else {
             p.split('.').map(Box::from).collect()
         };
+        if let ([one], None) = (&segments[..], &default) {
+            return Ok(Expr::VarTop(one.clone()));
+        }
         Ok(Expr::Var {
             path: segments,
             default,
@@ -500,6 +529,6 @@ impl<'e> Compiler<'e> {
             })?;
             buckets.push(b);
         }
-        Fractional::new(bucket_by, buckets).map_err(|m| self.err(m))
+        Fractional::new(bucket_by, buckets, self.flag_key).map_err(|m| self.err(m))
     }
 }

@@ -69,7 +69,12 @@ fn navigate<'a>(start: &Val<'a>, path: &[impl AsRef<str>]) -> Option<Val<'a>> {
 
 fn lookup<'a>(env: &Env<'a>, scope: &Scope<'a, '_>, path: &[impl AsRef<str>]) -> Option<Val<'a>> {
     match scope {
-        Scope::Root => navigate_json(env.ctx.as_value(), path).map(Val::from_json),
+        Scope::Root => match path.split_first() {
+            None => Some(Val::from_json(env.ctx.as_value())),
+            Some((first, rest)) => {
+                navigate_json(env.ctx.get(first.as_ref())?, rest).map(Val::from_json)
+            }
+        },
         Scope::Item(item) => navigate(item, path),
         Scope::Reduce {
             current,
@@ -111,20 +116,10 @@ fn const_val(c: &Const) -> Val<'_> {
     }
 }
 
-/// Evaluates a compiled rule at the top level.
-pub(crate) fn eval_root<'a>(e: &'a Expr, env: &Env<'a>) -> R<'a> {
-    eval(e, env, &Scope::Root)
-}
-
+#[inline]
 fn eval<'a>(e: &'a Expr, env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
     Ok(match e {
         Expr::Const(c) => const_val(c),
-        Expr::Array(items) => Val::Arr(
-            items
-                .iter()
-                .map(|i| eval(i, env, scope))
-                .collect::<Result<_, _>>()?,
-        ),
         Expr::Var { path, default } => match lookup(env, scope, path) {
             Some(v) => v,
             None => match default {
@@ -132,6 +127,140 @@ fn eval<'a>(e: &'a Expr, env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
                 None => Val::Null,
             },
         },
+        Expr::If(args) => {
+            let mut i = 0;
+            while i + 1 < args.len() {
+                if truthy(&args[i], env, scope)? {
+                    return eval(&args[i + 1], env, scope);
+                }
+                i += 2;
+            }
+            match args.get(i) {
+                Some(last) => eval(last, env, scope)?,
+                None => Val::Null,
+            }
+        }
+        Expr::Or(args) => {
+            let mut last = Val::Null;
+            for a in args.iter() {
+                last = eval(a, env, scope)?;
+                if last.truthy() {
+                    break;
+                }
+            }
+            last
+        }
+        Expr::And(args) => {
+            let mut last = Val::Null;
+            for a in args.iter() {
+                last = eval(a, env, scope)?;
+                if !last.truthy() {
+                    break;
+                }
+            }
+            last
+        }
+        Expr::Not(a) => Val::Bool(!truthy(a, env, scope)?),
+        Expr::Truthy(a) => Val::Bool(truthy(a, env, scope)?),
+        Expr::Eq(ab) => Val::Bool(loose_eq(
+            &eval(&ab[0], env, scope)?,
+            &eval(&ab[1], env, scope)?,
+        )),
+        Expr::Ne(ab) => Val::Bool(!loose_eq(
+            &eval(&ab[0], env, scope)?,
+            &eval(&ab[1], env, scope)?,
+        )),
+        Expr::StrictEq(ab) => Val::Bool(strict_eq(
+            &eval(&ab[0], env, scope)?,
+            &eval(&ab[1], env, scope)?,
+        )),
+        Expr::StrictNe(ab) => Val::Bool(!strict_eq(
+            &eval(&ab[0], env, scope)?,
+            &eval(&ab[1], env, scope)?,
+        )),
+        Expr::Cmp(op, args) => Val::Bool(compare(*op, args, env, scope)?),
+        Expr::Variant(_, name) => Val::Str(Cow::Borrowed(name)),
+        Expr::VarTop(name) => match scope {
+            Scope::Root => env.ctx.get(name).map_or(Val::Null, Val::from_json),
+            _ => lookup(env, scope, std::slice::from_ref(name)).unwrap_or(Val::Null),
+        },
+        Expr::StrAffix { .. } | Expr::InStrs(..) => Val::Bool(truthy(e, env, scope)?),
+        Expr::StartsWith(ab) | Expr::EndsWith(ab) => {
+            let a = eval(&ab[0], env, scope)?;
+            let b = eval(&ab[1], env, scope)?;
+            let (Some(a), Some(b)) = (a.as_str(), b.as_str()) else {
+                return Err(OpError("starts_with/ends_with operands must be strings"));
+            };
+            Val::Bool(if matches!(e, Expr::StartsWith(_)) {
+                a.starts_with(b)
+            } else {
+                a.ends_with(b)
+            })
+        }
+        Expr::SemVer(_) => Val::Bool(truthy(e, env, scope)?),
+        Expr::Fractional(f) => eval_fractional(f, env, scope)?,
+        Expr::Array(_)
+        | Expr::VarDyn { .. }
+        | Expr::FlagKey
+        | Expr::Timestamp
+        | Expr::Missing(_)
+        | Expr::MissingSome(_)
+        | Expr::Arith(..)
+        | Expr::Cat(_)
+        | Expr::Substr(_)
+        | Expr::In(_)
+        | Expr::Merge(_)
+        | Expr::ArrayOp(..)
+        | Expr::Reduce(_) => return eval_cold(e, env, scope),
+    })
+}
+
+/// The truthiness of an expression, computed without materializing boolean results.
+#[inline]
+fn truthy<'a>(e: &'a Expr, env: &Env<'a>, scope: &Scope<'a, '_>) -> Result<bool, OpError> {
+    Ok(match e {
+        Expr::StrAffix {
+            subject,
+            affix,
+            prefix,
+        } => {
+            let v = eval(subject, env, scope)?;
+            let Some(s) = v.as_str() else {
+                return Err(OpError("starts_with/ends_with operands must be strings"));
+            };
+            if *prefix {
+                s.starts_with(affix.as_ref())
+            } else {
+                s.ends_with(affix.as_ref())
+            }
+        }
+        Expr::InStrs(needle, set) => {
+            let needle = eval(needle, env, scope)?;
+            match needle.as_str() {
+                Some(n) => set.iter().any(|s| s.as_ref() == n),
+                None => false,
+            }
+        }
+        Expr::SemVer(sv) => sem_ver(sv, env, scope)?,
+        Expr::Not(a) => !truthy(a, env, scope)?,
+        Expr::Truthy(a) => truthy(a, env, scope)?,
+        Expr::Cmp(op, args) => compare(*op, args, env, scope)?,
+        Expr::Eq(ab) => loose_eq(&eval(&ab[0], env, scope)?, &eval(&ab[1], env, scope)?),
+        Expr::StrictEq(ab) => strict_eq(&eval(&ab[0], env, scope)?, &eval(&ab[1], env, scope)?),
+        _ => eval(e, env, scope)?.truthy(),
+    })
+}
+
+/// The less common operations, kept out of line so the hot `eval` frame stays small.
+#[inline(never)]
+fn eval_cold<'a>(e: &'a Expr, env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
+    Ok(match e {
+        Expr::Array(items) => Val::Arr(
+            items
+                .iter()
+                .map(|i| eval(i, env, scope))
+                .collect::<Result<_, _>>()?,
+        ),
         Expr::VarDyn { path, default } => {
             let p = eval(path, env, scope)?;
             let found = if p.is_null() {
@@ -167,58 +296,6 @@ fn eval<'a>(e: &'a Expr, env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
                 Val::Arr(absent)
             }
         }
-        Expr::If(args) => {
-            let mut i = 0;
-            while i + 1 < args.len() {
-                if eval(&args[i], env, scope)?.truthy() {
-                    return eval(&args[i + 1], env, scope);
-                }
-                i += 2;
-            }
-            match args.get(i) {
-                Some(last) => eval(last, env, scope)?,
-                None => Val::Null,
-            }
-        }
-        Expr::Or(args) => {
-            let mut last = Val::Null;
-            for a in args.iter() {
-                last = eval(a, env, scope)?;
-                if last.truthy() {
-                    break;
-                }
-            }
-            last
-        }
-        Expr::And(args) => {
-            let mut last = Val::Null;
-            for a in args.iter() {
-                last = eval(a, env, scope)?;
-                if !last.truthy() {
-                    break;
-                }
-            }
-            last
-        }
-        Expr::Not(a) => Val::Bool(!eval(a, env, scope)?.truthy()),
-        Expr::Truthy(a) => Val::Bool(eval(a, env, scope)?.truthy()),
-        Expr::Eq(ab) => Val::Bool(loose_eq(
-            &eval(&ab[0], env, scope)?,
-            &eval(&ab[1], env, scope)?,
-        )),
-        Expr::Ne(ab) => Val::Bool(!loose_eq(
-            &eval(&ab[0], env, scope)?,
-            &eval(&ab[1], env, scope)?,
-        )),
-        Expr::StrictEq(ab) => Val::Bool(strict_eq(
-            &eval(&ab[0], env, scope)?,
-            &eval(&ab[1], env, scope)?,
-        )),
-        Expr::StrictNe(ab) => Val::Bool(!strict_eq(
-            &eval(&ab[0], env, scope)?,
-            &eval(&ab[1], env, scope)?,
-        )),
-        Expr::Cmp(op, args) => Val::Bool(compare(*op, args, env, scope)?),
         Expr::Arith(op, args) => arith(*op, args, env, scope)?,
         Expr::Cat(args) => {
             if let [only] = &args[..] {
@@ -240,13 +317,6 @@ fn eval<'a>(e: &'a Expr, env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
                 other => other
                     .array_items()
                     .is_some_and(|items| items.iter().any(|i| strict_eq(i, &needle))),
-            })
-        }
-        Expr::InStrs(needle, set) => {
-            let needle = eval(needle, env, scope)?;
-            Val::Bool(match needle.as_str() {
-                Some(n) => set.iter().any(|s| s.as_ref() == n),
-                None => false,
             })
         }
         Expr::Merge(args) => {
@@ -275,20 +345,26 @@ fn eval<'a>(e: &'a Expr, env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
             }
             acc
         }
-        Expr::StartsWith(ab) | Expr::EndsWith(ab) => {
-            let a = eval(&ab[0], env, scope)?;
-            let b = eval(&ab[1], env, scope)?;
-            let (Some(a), Some(b)) = (a.as_str(), b.as_str()) else {
-                return Err(OpError("starts_with/ends_with operands must be strings"));
-            };
-            Val::Bool(if matches!(e, Expr::StartsWith(_)) {
-                a.starts_with(b)
-            } else {
-                a.ends_with(b)
-            })
-        }
-        Expr::SemVer(sv) => Val::Bool(sem_ver(sv, env, scope)?),
-        Expr::Fractional(f) => eval_fractional(f, env, scope)?,
+        Expr::Const(_)
+        | Expr::Var { .. }
+        | Expr::If(_)
+        | Expr::Or(_)
+        | Expr::And(_)
+        | Expr::Not(_)
+        | Expr::Truthy(_)
+        | Expr::Eq(_)
+        | Expr::Ne(_)
+        | Expr::StrictEq(_)
+        | Expr::StrictNe(_)
+        | Expr::Cmp(..)
+        | Expr::InStrs(..)
+        | Expr::Variant(..)
+        | Expr::VarTop(_)
+        | Expr::StrAffix { .. }
+        | Expr::StartsWith(_)
+        | Expr::EndsWith(_)
+        | Expr::SemVer(_)
+        | Expr::Fractional(_) => return eval(e, env, scope),
     })
 }
 
@@ -515,12 +591,12 @@ fn sem_ver<'a>(sv: &'a SemVerExpr, env: &Env<'a>, scope: &Scope<'a, '_>) -> Resu
     Ok(op.apply(&left, &right))
 }
 
-fn default_hash(env: &Env<'_>) -> Result<u32, OpError> {
+/// `murmur3(flagKey + targetingKey)`, continuing from the precomputed flag-key state.
+fn default_hash(f: &Fractional, env: &Env<'_>) -> Result<u32, OpError> {
     let key = env.ctx.targeting_key().ok_or(OpError(
         "fractional without a bucketing value needs a string targetingKey",
     ))?;
-    let mut h = Murmur3::new(0);
-    h.write(env.flag_key.as_bytes());
+    let mut h = f.flag_key_prefix.clone();
     h.write(key.as_bytes());
     Ok(h.finish())
 }
@@ -531,7 +607,7 @@ fn bucketing_hash<'a>(
     scope: &Scope<'a, '_>,
 ) -> Result<u32, OpError> {
     match &f.bucket_by {
-        None => default_hash(env),
+        None => default_hash(f, env),
         // `cat` is hashed piece by piece: no concatenated string is built.
         Some(Expr::Cat(parts)) => {
             let mut h = Murmur3::new(0);
@@ -542,13 +618,18 @@ fn bucketing_hash<'a>(
         }
         Some(e) => match eval(e, env, scope)? {
             Val::Str(s) => Ok(crate::murmur3::murmur3_32(s.as_bytes(), 0)),
-            v if v.is_null() => default_hash(env),
+            v if v.is_null() => default_hash(f, env),
             _ => Err(OpError("the fractional bucketing value is not a string")),
         },
     }
 }
 
-fn eval_fractional<'a>(f: &'a Fractional, env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
+/// The index of the bucket the bucketing value falls in.
+fn fractional_index<'a>(
+    f: &'a Fractional,
+    env: &Env<'a>,
+    scope: &Scope<'a, '_>,
+) -> Result<usize, OpError> {
     let hash = bucketing_hash(f, env, scope)?;
     let computed;
     let cumulative: &[u64] = match &f.cumulative {
@@ -576,9 +657,59 @@ fn eval_fractional<'a>(f: &'a Fractional, env: &Env<'a>, scope: &Scope<'a, '_>) 
     if total == 0 {
         return Err(OpError("fractional weights add up to 0"));
     }
-    let idx = fractional::pick(cumulative, fractional::bucket_value(hash, total))
-        .ok_or(OpError("no fractional bucket"))?;
+    fractional::pick(cumulative, fractional::bucket_value(hash, total))
+        .ok_or(OpError("no fractional bucket"))
+}
+
+fn eval_fractional<'a>(f: &'a Fractional, env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
+    let idx = fractional_index(f, env, scope)?;
     match eval(&f.buckets[idx].variant, env, scope)? {
+        v @ (Val::Null | Val::Bool(_) | Val::Num(_) | Val::Str(_)) => Ok(v),
+        Val::Json(Value::Null) => Ok(Val::Null),
+        _ => Err(OpError(
+            "a fractional variant must be a string, boolean, number or null",
+        )),
+    }
+}
+
+/// What a rule decided: a pre-resolved variant, or a value to interpret as a variant name.
+pub(crate) enum Decision<'a> {
+    Variant(usize),
+    Value(Val<'a>),
+}
+
+/// Evaluates a rule in result position: `if` branches and `fractional` buckets that are
+/// constant variant names come back as indices, without a lookup by name.
+pub(crate) fn decide<'a>(e: &'a Expr, env: &Env<'a>) -> Result<Decision<'a>, OpError> {
+    let scope = &Scope::Root;
+    match e {
+        Expr::Variant(i, _) => Ok(Decision::Variant(*i as usize)),
+        Expr::If(args) => {
+            let mut i = 0;
+            while i + 1 < args.len() {
+                if truthy(&args[i], env, scope)? {
+                    return decide(&args[i + 1], env);
+                }
+                i += 2;
+            }
+            match args.get(i) {
+                Some(last) => decide(last, env),
+                None => Ok(Decision::Value(Val::Null)),
+            }
+        }
+        Expr::Fractional(f) => {
+            let idx = fractional_index(f, env, scope)?;
+            match &f.buckets[idx].variant {
+                Expr::Variant(i, _) => Ok(Decision::Variant(*i as usize)),
+                _ => eval_fractional_bucket(f, idx, env).map(Decision::Value),
+            }
+        }
+        other => eval(other, env, scope).map(Decision::Value),
+    }
+}
+
+fn eval_fractional_bucket<'a>(f: &'a Fractional, idx: usize, env: &Env<'a>) -> R<'a> {
+    match eval(&f.buckets[idx].variant, env, &Scope::Root)? {
         v @ (Val::Null | Val::Bool(_) | Val::Num(_) | Val::Str(_)) => Ok(v),
         Val::Json(Value::Null) => Ok(Val::Null),
         _ => Err(OpError(

@@ -1,6 +1,7 @@
 //! Flag definitions, flag sets and the resolution of one flag.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -9,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::compile::{Compiler, Const, Expr};
 use crate::context::EvalContext;
 use crate::error::ParseError;
-use crate::eval::{eval_root, Env};
+use crate::eval::{decide, Decision, Env};
 use crate::value::Val;
 
 /// Why a flag resolved to what it did (OpenFeature resolution reasons).
@@ -383,9 +384,9 @@ impl CompiledFlag {
             None | Some(Value::Null) => None,
             Some(Value::Object(m)) if m.is_empty() => None,
             Some(t) => {
-                let mut c = Compiler::new(evaluators, &["targeting"]);
-                let expr = c.compile(t)?;
-                check_results(&expr, &|n| find(n).is_some())
+                let mut c = Compiler::new(evaluators, key, &["targeting"]);
+                let mut expr = c.compile(t)?;
+                resolve_results(&mut expr, &find)
                     .map_err(|msg| ParseError::new("/targeting".into(), msg))?;
                 Some(expr)
             }
@@ -444,12 +445,11 @@ impl CompiledFlag {
     }
 
     fn variant(&self, name: &str) -> Option<(&str, &Value)> {
-        let i = self
-            .variants
-            .binary_search_by(|(n, _)| n.as_ref().cmp(name))
-            .ok()?;
-        let (n, v) = &self.variants[i];
-        Some((n, v))
+        // Flags have few variants: a linear scan (length first) beats a binary search.
+        self.variants
+            .iter()
+            .find(|(n, _)| n.as_ref() == name)
+            .map(|(n, v)| (n.as_ref(), v))
     }
 
     fn default_resolution(&self, reason: Reason) -> Resolution<'_> {
@@ -485,13 +485,27 @@ impl CompiledFlag {
             flag_key: &self.key,
             now: now_unix,
         };
-        let name = match eval_root(rule, &env) {
+        let name = match decide(rule, &env) {
+            Ok(Decision::Variant(i)) => {
+                let (n, v) = &self.variants[i];
+                return Resolution {
+                    value: Some(v),
+                    variant: Some(n),
+                    reason: Reason::TargetingMatch,
+                    error_code: None,
+                    error_message: None,
+                    metadata: &self.metadata,
+                };
+            }
             // A custom operation failed: the rule counts as having returned null.
             Err(_) => return self.default_resolution(Reason::Default),
-            Ok(v) if v.is_null() => return self.default_resolution(Reason::Default),
-            Ok(Val::Str(s)) => s,
-            Ok(Val::Bool(b)) => std::borrow::Cow::Borrowed(if b { "true" } else { "false" }),
-            Ok(other) => {
+            Ok(Decision::Value(v)) => v,
+        };
+        let name = match name {
+            v if v.is_null() => return self.default_resolution(Reason::Default),
+            Val::Str(s) => s,
+            Val::Bool(b) => std::borrow::Cow::Borrowed(if b { "true" } else { "false" }),
+            other => {
                 return Resolution::error(
                     ErrorCode::General,
                     format!(
@@ -520,40 +534,53 @@ impl CompiledFlag {
     }
 }
 
-/// Rejects constant results that can never name a variant: a string that is not a variant,
-/// `true`/`false` without such variants, or a number/array. Looks at the result positions of
-/// the rule (the whole rule, the branches of `if`, the variants of `fractional`).
-fn check_results(e: &Expr, exists: &dyn Fn(&str) -> bool) -> Result<(), String> {
+/// Resolves the constants in result positions of the rule (the whole rule, the branches of
+/// `if`, the variants of `fractional`) to variant indices, and rejects those that can never
+/// name a variant: a string that is not a variant, `true`/`false` without such a variant, a
+/// number or an array.
+fn resolve_results(e: &mut Expr, find: &dyn Fn(&str) -> Option<usize>) -> Result<(), String> {
     match e {
-        Expr::Const(c) => match c {
-            Const::Null => Ok(()),
-            Const::Str(s) if exists(s) => Ok(()),
-            Const::Str(s) => Err(format!(
-                "targeting can return `{s}`, which is not a variant of this flag"
-            )),
-            Const::Bool(b) if exists(if *b { "true" } else { "false" }) => Ok(()),
-            Const::Bool(b) => Err(format!(
-                "targeting can return {b}, but the flag has no variant named \"{b}\""
-            )),
-            Const::Num(n) => Err(format!(
-                "targeting can return the number {n}, which is not a variant name"
-            )),
-            Const::Json(_) => {
-                Err("targeting can return an array, which is not a variant name".into())
-            }
-        },
+        Expr::Const(c) => {
+            let is_bool = matches!(c, Const::Bool(_));
+            let name: &str = match &*c {
+                Const::Null => return Ok(()),
+                Const::Str(s) => s,
+                Const::Bool(true) => "true",
+                Const::Bool(false) => "false",
+                Const::Num(n) => {
+                    return Err(format!(
+                        "targeting can return the number {n}, which is not a variant name"
+                    ))
+                }
+                Const::Json(_) => {
+                    return Err("targeting can return an array, which is not a variant name".into())
+                }
+            };
+            let Some(i) = find(name) else {
+                return Err(if is_bool {
+                    format!(
+                        "targeting can return {name}, but the flag has no variant named \"{name}\""
+                    )
+                } else {
+                    format!("targeting can return `{name}`, which is not a variant of this flag")
+                });
+            };
+            let idx = u32::try_from(i).map_err(|_| "too many variants".to_owned())?;
+            *e = Expr::Variant(idx, name.into());
+            Ok(())
+        }
         Expr::If(args) => {
-            for (i, a) in args.iter().enumerate() {
-                let is_result = i % 2 == 1 || i + 1 == args.len();
-                if is_result {
-                    check_results(a, exists)?;
+            let n = args.len();
+            for (i, a) in args.iter_mut().enumerate() {
+                if i % 2 == 1 || i + 1 == n {
+                    resolve_results(a, find)?;
                 }
             }
             Ok(())
         }
         Expr::Fractional(f) => {
-            for b in f.buckets.iter() {
-                check_results(&b.variant, exists)?;
+            for b in f.buckets.iter_mut() {
+                resolve_results(&mut b.variant, find)?;
             }
             Ok(())
         }
@@ -561,10 +588,36 @@ fn check_results(e: &Expr, exists: &dyn Fn(&str) -> bool) -> Result<(), String> 
     }
 }
 
+/// FNV-1a: flag keys are short and chosen by operators, not attackers of the process, so a
+/// fast non-keyed hash suits the key lookup on every evaluation.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FlagMap = HashMap<Arc<str>, CompiledFlag, BuildHasherDefault<Fnv>>;
+
 /// A compiled flagd document: flags, plus the flag-set metadata they inherit.
 #[derive(Debug, Clone, Default)]
 pub struct FlagSet {
-    flags: HashMap<Arc<str>, CompiledFlag>,
+    flags: FlagMap,
     metadata: Map<String, Value>,
 }
 
@@ -609,7 +662,7 @@ impl FlagSet {
             ));
         };
         let metadata = metadata_of(d.get("metadata"), "/metadata")?;
-        let mut compiled = HashMap::with_capacity(flags.len());
+        let mut compiled = FlagMap::with_capacity_and_hasher(flags.len(), Default::default());
         for (key, def) in flags {
             let flag = CompiledFlag::compile(key, def, evaluators)
                 .map_err(|e| e.prefixed(&["flags", key]))?

@@ -6,6 +6,7 @@
 //! first whose cumulative weight exceeds it.
 
 use crate::compile::{Const, Expr};
+use crate::murmur3::Murmur3;
 
 /// The largest total weight flagd accepts (`i32::MAX`).
 pub const MAX_TOTAL_WEIGHT: u64 = i32::MAX as u64;
@@ -24,6 +25,8 @@ pub(crate) struct Fractional {
     pub buckets: Box<[Bucket]>,
     /// Cumulative weights, when every weight is a constant.
     pub cumulative: Option<Box<[u64]>>,
+    /// The hash state after the flag key, for the default bucketing value.
+    pub flag_key_prefix: Murmur3,
 }
 
 /// Checks one weight value: a whole number in `[0, i32::MAX]`; `null` means 1.
@@ -89,7 +92,11 @@ pub fn select_bucket(hash: u32, weights: &[u64]) -> Option<usize> {
 }
 
 impl Fractional {
-    pub(crate) fn new(bucket_by: Option<Expr>, buckets: Vec<Bucket>) -> Result<Self, String> {
+    pub(crate) fn new(
+        bucket_by: Option<Expr>,
+        buckets: Vec<Bucket>,
+        flag_key: &str,
+    ) -> Result<Self, String> {
         let consts: Option<Vec<u64>> = buckets
             .iter()
             .map(|b| match &b.weight {
@@ -108,10 +115,13 @@ impl Fractional {
             }
             None => None,
         };
+        let mut flag_key_prefix = Murmur3::new(0);
+        flag_key_prefix.write(flag_key.as_bytes());
         Ok(Self {
             bucket_by,
             buckets: buckets.into_boxed_slice(),
             cumulative,
+            flag_key_prefix,
         })
     }
 }

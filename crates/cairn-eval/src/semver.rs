@@ -62,45 +62,50 @@ fn valid_identifiers(s: &str) -> bool {
 
 /// Parses a version leniently (see the module docs); `None` when it is not a version.
 pub fn parse(input: &str) -> Option<Version<'_>> {
-    let s = input
-        .strip_prefix('v')
-        .or_else(|| input.strip_prefix('V'))
-        .unwrap_or(input);
-    let (s, build) = match s.split_once('+') {
-        Some((v, b)) => (v, Some(b)),
-        None => (s, None),
-    };
-    if let Some(b) = build {
-        if !valid_identifiers(b) {
+    let b = input.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'v' | b'V')));
+    let mut parts = [0u64; 3];
+    let mut n = 0;
+    loop {
+        let start = i;
+        let mut v: u64 = 0;
+        while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
+            v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            i += 1;
+        }
+        if i == start || n == 3 {
             return None;
         }
-    }
-    let (core, pre) = match s.split_once('-') {
-        Some((c, p)) => {
-            if !valid_identifiers(p) {
-                return None;
-            }
-            (c, p)
+        parts[n] = v;
+        n += 1;
+        match b.get(i) {
+            Some(b'.') => i += 1,
+            _ => break,
         }
-        None => (s, ""),
+    }
+    let pre = match b.get(i) {
+        Some(b'-') => {
+            let rest = &input[i + 1..];
+            let end = rest.find('+').unwrap_or(rest.len());
+            i += 1 + end;
+            &rest[..end]
+        }
+        _ => "",
     };
-    let mut parts = core.split('.');
-    let major = numeric(parts.next()?)?;
-    let minor = match parts.next() {
-        Some(p) => numeric(p)?,
-        None => 0,
-    };
-    let patch = match parts.next() {
-        Some(p) => numeric(p)?,
-        None => 0,
-    };
-    if parts.next().is_some() {
+    if i < b.len() && b[i] != b'+' {
+        return None;
+    }
+    // A `-` must be followed by identifiers (`1.2.3-` is not a version).
+    if (!pre.is_empty() || input[..i].ends_with('-')) && !valid_identifiers(pre) {
+        return None;
+    }
+    if i < b.len() && !valid_identifiers(&input[i + 1..]) {
         return None;
     }
     Some(Version {
-        major,
-        minor,
-        patch,
+        major: parts[0],
+        minor: parts[1],
+        patch: parts[2],
         pre,
     })
 }
