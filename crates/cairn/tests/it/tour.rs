@@ -183,7 +183,12 @@ fn tour_apps_envs_four_scopes_resolve_history_and_rollback() {
         "the view's revision is its last change"
     );
     let checksum = resolved["checksum"].as_str().expect("checksum");
-    assert!(!checksum.is_empty());
+    assert_eq!(
+        checksum,
+        cairn_model::checksum(&expected),
+        "checksum of the values"
+    );
+    assert!(checksum.starts_with("sha256:"), "{checksum}");
     assert_eq!(
         head,
         format!("# billing/prod at revision {r_before_history} checksum {checksum}")
@@ -213,6 +218,7 @@ fn tour_apps_envs_four_scopes_resolve_history_and_rollback() {
         "1",
     ]);
     assert_eq!(parse_set_line(&out.stdout, "database/pool").0, 2);
+    let audit_before = cli.json(&["audit", "--limit", "10000"]);
     let out = cli.expect(
         4,
         &[
@@ -234,6 +240,11 @@ fn tour_apps_envs_four_scopes_resolve_history_and_rollback() {
     );
     let hist = cli.json(&["versions", "database/pool", "--app", "billing"]);
     assert_eq!(hist.as_array().map(Vec::len), Some(2), "{hist}");
+    assert_eq!(
+        cli.json(&["audit", "--limit", "10000"]),
+        audit_before,
+        "a failed compare-and-set is not audited as a change"
+    );
     // --expect-version 0: must not exist.
     cli.expect(
         4,
@@ -315,6 +326,10 @@ fn tour_apps_envs_four_scopes_resolve_history_and_rollback() {
     // resolve --revision gives exactly what was served then.
     let now = cli.json(&["resolve", "--app", "billing", "--env", "prod"]);
     assert_eq!(now["values"], expected, "same values after the rollback");
+    assert_eq!(
+        now["checksum"], resolved["checksum"],
+        "same values, same checksum"
+    );
     assert!(revision_of(&now) > r_before_history);
     let then = cli.json(&[
         "resolve",
@@ -350,6 +365,12 @@ fn tour_apps_envs_four_scopes_resolve_history_and_rollback() {
         &(revision_of(&now) - 1).to_string(),
     ]);
     assert_eq!(mid["values"]["database/pool"]["max"], 80, "{mid}");
+    assert_eq!(
+        mid["checksum"],
+        cairn_model::checksum(&mid["values"]),
+        "{mid}"
+    );
+    assert_ne!(mid["checksum"], resolved["checksum"]);
     cli.expect(
         3,
         &[
