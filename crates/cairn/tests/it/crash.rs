@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::Server;
+use cairn_store::testing::pg::TestPg;
+
+use crate::harness::{write_file, ServeOpts, Server};
 use crate::load::{
     ack_of, assert_gapless, entries_by_key, get_json, http_client, put_entry, runtime, Ack,
 };
@@ -18,7 +20,27 @@ const KILL_AFTER: usize = 150;
 #[test]
 fn sigkill_during_concurrent_writes_on_sqlite_loses_no_acknowledged_write() {
     let data = tempfile::tempdir().expect("data dir");
-    let mut server = Server::sqlite(data.path());
+    kill_during_writes(|| Server::sqlite(data.path()));
+}
+
+#[test]
+fn sigkill_during_concurrent_writes_on_postgres_loses_no_acknowledged_write() {
+    let Some(pg) = TestPg::shared() else {
+        return; // CAIRN_SKIP_PG=1
+    };
+    let data = tempfile::tempdir().expect("data dir");
+    let key_file = write_file(data.path(), "shared.key", &"a5".repeat(32));
+    let opts = ServeOpts {
+        database_url: Some(pg.create_database()),
+        extra: vec!["--master-key-file".into(), key_file],
+    };
+    kill_during_writes(|| Server::start(data.path(), opts.clone()));
+}
+
+/// Starts a server with `start`, runs concurrent writers, SIGKILLs the server
+/// mid-way, starts it again with `start` and checks every acknowledged write.
+fn kill_during_writes(start: impl Fn() -> Server) {
+    let mut server = start();
     let token = server.admin_token();
     let addr = server.addr.clone();
     let rt = runtime();
@@ -77,7 +99,7 @@ fn sigkill_during_concurrent_writes_on_sqlite_loses_no_acknowledged_write() {
     assert!(total >= KILL_AFTER, "{total} acknowledged");
 
     // Restart on the same data directory: every acknowledged write is there.
-    let server = Server::sqlite(data.path());
+    let server = start();
     assert!(!server.banner.contains("First start"), "{}", server.banner);
     let http = http_client();
     let list = rt.block_on(get_json(&http, &server.addr, &token, "/v1/entries"));
