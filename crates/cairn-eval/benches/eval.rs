@@ -189,32 +189,45 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 
-/// Reads criterion's point estimate (mean, ns) of one benchmark from its output directory.
-fn mean_ns(id: &str) -> Option<f64> {
+/// Reads criterion's point estimates (mean and median, ns) of one benchmark from its output
+/// directory.
+fn estimates_ns(id: &str) -> Option<(f64, f64)> {
     let target = std::env::var("CARGO_TARGET_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_owned());
     let path = format!("{target}/criterion/three_rules_and_split/{id}/new/estimates.json");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    v["mean"]["point_estimate"].as_f64()
+    Some((
+        v["mean"]["point_estimate"].as_f64()?,
+        v["median"]["point_estimate"].as_f64()?,
+    ))
 }
 
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
-    let ours = mean_ns("cairn-eval FlagSet__evaluate");
-    let theirs = mean_ns("unleash-yggdrasil get_variant");
-    let enabled = mean_ns("unleash-yggdrasil is_enabled");
+    let ours = estimates_ns("cairn-eval FlagSet__evaluate");
+    let theirs = estimates_ns("unleash-yggdrasil get_variant");
+    let enabled = estimates_ns("unleash-yggdrasil is_enabled");
     if let (Some(o), Some(t)) = (ours, theirs) {
-        println!("\nthree rules + fractional split, mean per evaluation:");
-        println!("  cairn-eval                     {o:8.1} ns");
+        println!("\nthree rules + fractional split, per evaluation (mean / median):");
         println!(
-            "  unleash-yggdrasil get_variant  {t:8.1} ns  ({:.2}x cairn-eval)",
-            t / o
+            "  cairn-eval                     {:8.1} / {:8.1} ns",
+            o.0, o.1
+        );
+        println!(
+            "  unleash-yggdrasil get_variant  {:8.1} / {:8.1} ns  ({:.1}x / {:.1}x cairn-eval)",
+            t.0,
+            t.1,
+            t.0 / o.0,
+            t.1 / o.1
         );
         if let Some(e) = enabled {
             println!(
-                "  unleash-yggdrasil is_enabled   {e:8.1} ns  ({:.2}x cairn-eval)",
-                e / o
+                "  unleash-yggdrasil is_enabled   {:8.1} / {:8.1} ns  ({:.1}x / {:.1}x cairn-eval)",
+                e.0,
+                e.1,
+                e.0 / o.0,
+                e.1 / o.1
             );
         }
     }

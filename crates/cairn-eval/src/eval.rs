@@ -215,6 +215,17 @@ fn eval<'a>(e: &'a Expr, env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
     })
 }
 
+/// Evaluates an operand, reading a top-level attribute inline (no call, no `Val` through memory).
+#[inline(always)]
+fn operand<'a>(e: &'a Expr, env: &Env<'a>, scope: &Scope<'a, '_>) -> R<'a> {
+    match (e, scope) {
+        (Expr::VarTop(name), Scope::Root) => {
+            Ok(env.ctx.get(name).map_or(Val::Null, Val::from_json))
+        }
+        _ => eval(e, env, scope),
+    }
+}
+
 /// The truthiness of an expression, computed without materializing boolean results.
 #[inline]
 fn truthy<'a>(e: &'a Expr, env: &Env<'a>, scope: &Scope<'a, '_>) -> Result<bool, OpError> {
@@ -224,7 +235,7 @@ fn truthy<'a>(e: &'a Expr, env: &Env<'a>, scope: &Scope<'a, '_>) -> Result<bool,
             affix,
             prefix,
         } => {
-            let v = eval(subject, env, scope)?;
+            let v = operand(subject, env, scope)?;
             let Some(s) = v.as_str() else {
                 return Err(OpError("starts_with/ends_with operands must be strings"));
             };
@@ -235,7 +246,7 @@ fn truthy<'a>(e: &'a Expr, env: &Env<'a>, scope: &Scope<'a, '_>) -> Result<bool,
             }
         }
         Expr::InStrs(needle, set) => {
-            let needle = eval(needle, env, scope)?;
+            let needle = operand(needle, env, scope)?;
             match needle.as_str() {
                 Some(n) => set.iter().any(|s| s.as_ref() == n),
                 None => false,
@@ -562,7 +573,7 @@ fn sem_ver<'a>(sv: &'a SemVerExpr, env: &Env<'a>, scope: &Scope<'a, '_>) -> Resu
     let left: Version<'_> = match &sv.left {
         SemVerArg::Const(v) => v.as_version(),
         SemVerArg::Expr(e) => {
-            left_val = eval(e, env, scope)?;
+            left_val = operand(e, env, scope)?;
             left_text =
                 version_text(&left_val).ok_or(OpError("sem_ver version is not a string"))?;
             semver::parse(&left_text).ok_or(OpError("sem_ver operand is not a version"))?
@@ -573,7 +584,7 @@ fn sem_ver<'a>(sv: &'a SemVerExpr, env: &Env<'a>, scope: &Scope<'a, '_>) -> Resu
     let right: Version<'_> = match &sv.right {
         SemVerArg::Const(v) => v.as_version(),
         SemVerArg::Expr(e) => {
-            right_val = eval(e, env, scope)?;
+            right_val = operand(e, env, scope)?;
             right_text =
                 version_text(&right_val).ok_or(OpError("sem_ver version is not a string"))?;
             semver::parse(&right_text).ok_or(OpError("sem_ver operand is not a version"))?
