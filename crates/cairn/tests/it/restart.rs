@@ -43,7 +43,8 @@ fn restart_keeps_everything_and_creates_no_new_admin_token() {
 
     let cli = server.cli(&token);
     cli.ok(&["app", "create", "billing"]);
-    cli.ok(&["env", "create", "qa", "--protected", "true"]);
+    // Not protected: this test is about persistence, not approvals.
+    cli.ok(&["env", "create", "qa", "--description", "quality"]);
     cli.ok(&["set", "db", "--value", r#"{"max":1,"idle":2}"#]);
     cli.ok(&["set", "db", "--app", "billing", "--value", r#"{"max":3}"#]);
     cli.ok(&["set", "db", "--app", "billing", "--value", r#"{"max":4}"#]);
