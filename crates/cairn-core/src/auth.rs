@@ -5,45 +5,53 @@
 //! compared in constant time.
 
 use base64::Engine;
-use cairn_store::{Role, TokenRecord};
+use cairn_store::{Binding, Role, TokenRecord, UserRecord};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::policy::{self, Action};
 use crate::{Error, Result};
 
-/// Who is acting, as established from a token.
+/// Who is acting, as established from a token, a login or a JWT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// Token id (`tok_…`).
-    pub id: String,
+    /// How this principal is named in audit records and history:
+    /// `token:tok_…`, `user:alice`, `jwt:<sub>`, `system`.
+    pub actor: String,
+    /// Display name (token name, user name, subject).
     pub name: String,
-    pub role: Role,
-    /// App pattern the role holds on.
-    pub app: String,
-    /// Environment pattern the role holds on.
-    pub env: String,
+    pub bindings: Vec<Binding>,
 }
 
 impl Principal {
     /// How this principal is named in audit records and version history.
     pub fn actor(&self) -> String {
-        if self.id == "system" {
-            return "system".into();
-        }
-        format!("token:{}", self.id)
+        self.actor.clone()
     }
 
     /// The built-in principal the server itself acts as (bootstrap, defaults).
     pub fn system() -> Self {
         Principal {
-            id: "system".into(),
+            actor: "system".into(),
             name: "system".into(),
-            role: Role::Admin,
-            app: "*".into(),
-            env: "*".into(),
+            bindings: vec![Binding {
+                role: Role::Admin,
+                app: "*".into(),
+                env: "*".into(),
+            }],
         }
+    }
+
+    /// May this principal do `action` on an object at (app, env)?
+    pub fn can(&self, action: Action, app: Option<&str>, env: Option<&str>) -> bool {
+        policy::allowed(&self.bindings, action, app, env)
+    }
+
+    /// May this principal do `action` anywhere?
+    pub fn can_somewhere(&self, action: Action) -> bool {
+        policy::allowed_somewhere(&self.bindings, action)
     }
 }
 
@@ -93,8 +101,14 @@ pub fn token_id(secret: &str) -> Option<String> {
         .then(|| format!("tok_{id}"))
 }
 
-/// Check a presented token against its stored record.
-pub fn verify(record: &TokenRecord, secret: &str, now: DateTime<Utc>) -> Result<Principal> {
+/// Check a presented token against its stored record. A login token acts
+/// with its user's current bindings (`user` must be given then).
+pub fn verify(
+    record: &TokenRecord,
+    user: Option<&UserRecord>,
+    secret: &str,
+    now: DateTime<Utc>,
+) -> Result<Principal> {
     let presented = hash_token(secret);
     // Both are 64 hex characters: the comparison takes the same time wherever they differ.
     let same: bool = presented.as_bytes().ct_eq(record.hash.as_bytes()).into();
@@ -107,13 +121,25 @@ pub fn verify(record: &TokenRecord, secret: &str, now: DateTime<Utc>) -> Result<
     if record.expires_at.is_some_and(|t| t <= now) {
         return Err(Error::Unauthorized("token expired".into()));
     }
-    Ok(Principal {
-        id: record.id.clone(),
-        name: record.name.clone(),
-        role: record.role,
-        app: record.app.clone(),
-        env: record.env.clone(),
-    })
+    match (&record.user, user) {
+        (None, _) => Ok(Principal {
+            actor: format!("token:{}", record.id),
+            name: record.name.clone(),
+            bindings: vec![Binding {
+                role: record.role,
+                app: record.app.clone(),
+                env: record.env.clone(),
+            }],
+        }),
+        (Some(name), Some(u)) if *name == u.name && !u.disabled => Ok(Principal {
+            actor: format!("user:{name}"),
+            name: name.clone(),
+            bindings: u.bindings.clone(),
+        }),
+        _ => Err(Error::Unauthorized(
+            "the token's user is unknown or disabled".into(),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -140,19 +166,22 @@ mod tests {
         let t = generate_token();
         assert_eq!(token_id(&t.secret).as_deref(), Some(t.id.as_str()));
         let mut r = record(&t);
-        assert_eq!(verify(&r, &t.secret, Utc::now()).unwrap().id, t.id);
+        assert_eq!(
+            verify(&r, None, &t.secret, Utc::now()).unwrap().actor,
+            format!("token:{}", t.id)
+        );
         let mut forged = t.secret.clone();
         forged.pop();
         forged.push('A');
-        assert!(verify(&r, &forged, Utc::now()).is_err());
+        assert!(verify(&r, None, &forged, Utc::now()).is_err());
         r.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
         assert!(
-            matches!(verify(&r, &t.secret, Utc::now()), Err(Error::Unauthorized(m)) if m.contains("expired"))
+            matches!(verify(&r, None, &t.secret, Utc::now()), Err(Error::Unauthorized(m)) if m.contains("expired"))
         );
         r.expires_at = None;
         r.revoked_at = Some(Utc::now());
         assert!(
-            matches!(verify(&r, &t.secret, Utc::now()), Err(Error::Unauthorized(m)) if m.contains("revoked"))
+            matches!(verify(&r, None, &t.secret, Utc::now()), Err(Error::Unauthorized(m)) if m.contains("revoked"))
         );
         assert_ne!(generate_token().secret, t.secret);
         assert_eq!(token_id("nope"), None);

@@ -28,6 +28,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// Valid credentials, not allowed.
     Forbidden,
+    /// Too many requests; retry after the time the response names.
+    RateLimited,
     /// The database cannot be reached; reads may still work.
     Unavailable,
     /// A bug or an unexpected backend failure (details are logged, not returned).
@@ -46,6 +48,7 @@ impl ErrorCode {
             ErrorCode::Gone => "gone",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -78,6 +81,10 @@ pub enum Error {
     },
     #[error("{what} not found")]
     NotFound { what: String },
+    /// Exists, perhaps, but the caller may not know: answered exactly like
+    /// `NotFound`, and recorded as a denied request.
+    #[error("{what} not found")]
+    Hidden { what: String },
     #[error("{message}")]
     Conflict {
         message: String,
@@ -92,6 +99,8 @@ pub enum Error {
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
+    RateLimited(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
@@ -105,12 +114,13 @@ impl Error {
             Error::Invalid { .. } => ErrorCode::Invalid,
             Error::TooLarge { .. } => ErrorCode::TooLarge,
             Error::SchemaViolation { .. } => ErrorCode::SchemaViolation,
-            Error::NotFound { .. } => ErrorCode::NotFound,
+            Error::NotFound { .. } | Error::Hidden { .. } => ErrorCode::NotFound,
             Error::Conflict { .. } => ErrorCode::Conflict,
             Error::SchemaDrift { .. } => ErrorCode::SchemaDrift,
             Error::Gone(_) => ErrorCode::Gone,
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::RateLimited(_) => ErrorCode::RateLimited,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
         }
@@ -125,6 +135,14 @@ impl Error {
 
     pub fn not_found(what: impl Into<String>) -> Self {
         Error::NotFound { what: what.into() }
+    }
+
+    /// Was this a refusal of access (to be recorded as a denied request)?
+    pub fn is_denial(&self) -> bool {
+        matches!(
+            self,
+            Error::Hidden { .. } | Error::Forbidden(_) | Error::Unauthorized(_)
+        )
     }
 
     /// The field the error names, if any.

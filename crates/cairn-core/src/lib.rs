@@ -7,13 +7,17 @@
 
 pub mod auth;
 mod error;
+pub mod identity;
+pub mod jwt;
 pub mod keys;
+pub mod policy;
 pub mod schema;
 mod service;
 pub mod state;
 
 pub use auth::{Origin, Principal};
 pub use error::{Error, ErrorCode, Result, Violation};
+pub use policy::Action;
 pub use service::{
     ChangeItem, CreatedToken, EnvSettings, Options, SchemaRegistered, Service, DEFAULT_ENVS,
 };

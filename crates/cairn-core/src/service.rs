@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::auth::{self, Origin, Principal};
 use crate::keys::{MasterKey, Purpose};
+use crate::policy::Action;
 use crate::schema::CompiledSchema;
 use crate::state::{ResolvedView, ScopeEntries, State};
 use crate::{Error, Result, Violation};
@@ -36,6 +37,8 @@ pub struct Options {
     pub replica: String,
     /// The master key (held outside the database); the audit chain's key derives from it.
     pub master_key: MasterKey,
+    /// Accept JWTs from an identity provider.
+    pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
 }
 
 impl Default for Options {
@@ -45,6 +48,7 @@ impl Default for Options {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             replica: "cairn".into(),
             master_key: MasterKey::generate().0,
+            jwt: None,
         }
     }
 }
@@ -90,11 +94,11 @@ pub struct CreatedToken {
 
 /// The one service object a server (or test) holds.
 pub struct Service {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     state: RwLock<State>,
     sync_lock: tokio::sync::Mutex<()>,
-    opts: Options,
-    audit_key: AuditKey,
+    pub(crate) opts: Options,
+    pub(crate) audit_key: AuditKey,
     head_tx: watch::Sender<Revision>,
 }
 
@@ -108,10 +112,11 @@ impl Service {
     ) -> Result<(Arc<Service>, Option<String>)> {
         let snapshot = store.load().await?;
         let tokens = store.tokens().await?;
+        let users = store.users().await?;
         let scope_revs = store.scope_revisions().await?;
         let mut state = State::default();
         state.head = snapshot.head;
-        state.set_catalog(snapshot.catalog, tokens);
+        state.set_catalog(snapshot.catalog, tokens, users);
         for (scope, rev) in scope_revs {
             state.set_scope_revision(scope, rev);
         }
@@ -206,7 +211,7 @@ impl Service {
         &self.store
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, State> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -234,14 +239,18 @@ impl Service {
             return Ok(());
         }
         let catalog = if head.catalog_revision > applied.catalog_revision {
-            Some((self.store.load_catalog().await?, self.store.tokens().await?))
+            Some((
+                self.store.load_catalog().await?,
+                self.store.tokens().await?,
+                self.store.users().await?,
+            ))
         } else {
             None
         };
         {
             let mut st = self.write_state();
-            if let Some((catalog, tokens)) = catalog {
-                st.set_catalog(catalog, tokens);
+            if let Some((catalog, tokens, users)) = catalog {
+                st.set_catalog(catalog, tokens, users);
             }
             st.apply_entries(versions);
             st.head = head;
@@ -277,7 +286,7 @@ impl Service {
 
     /// The one place that commits: every mutation goes to the store with its
     /// audit context in one transaction, then this replica catches up.
-    async fn commit(
+    pub(crate) async fn commit(
         &self,
         who: &Principal,
         origin: &Origin,
@@ -312,7 +321,6 @@ impl Service {
         items: Vec<ChangeItem>,
         action: Option<&str>,
     ) -> Result<Committed> {
-        require_writer(who)?;
         validate_message(message)?;
         if items.is_empty() {
             return Err(Error::invalid(
@@ -343,6 +351,7 @@ impl Service {
                     }
                 };
                 validate_key(&item.key).map_err(|e| rename_field(e.into(), field("key")))?;
+                check_write(who, &item.scope)?;
                 st.check_scope(&item.scope)?;
                 if !seen.insert((item.scope.clone(), item.key.clone())) {
                     return Err(Error::invalid(
@@ -414,7 +423,7 @@ impl Service {
                 "a rollback needs a message saying why",
             ));
         }
-        let target = self.entry_version(scope, key, version).await?;
+        let target = self.entry_version(who, scope, key, version).await?;
         let Some(value) = target.value else {
             return Err(Error::invalid(
                 "version",
@@ -440,7 +449,7 @@ impl Service {
         name: &str,
         description: &str,
     ) -> Result<Committed> {
-        require_admin(who)?;
+        require_admin(who, None)?;
         validate_app(name)?;
         let m = Mutation::CreateApp {
             name: name.to_owned(),
@@ -457,7 +466,7 @@ impl Service {
         name: &str,
         s: EnvSettings,
     ) -> Result<Committed> {
-        require_admin(who)?;
+        require_admin(who, None)?;
         validate_env(name)?;
         validate_env_settings(&s)?;
         let m = Mutation::CreateEnv {
@@ -485,7 +494,7 @@ impl Service {
         name: &str,
         s: EnvSettings,
     ) -> Result<Committed> {
-        require_admin(who)?;
+        require_admin(who, None)?;
         validate_env(name)?;
         validate_env_settings(&s)?;
         if s == EnvSettings::default() {
@@ -519,12 +528,12 @@ impl Service {
         force: bool,
         message: &str,
     ) -> Result<SchemaRegistered> {
-        require_admin(who)?;
         validate_glob(pattern)?;
         let app = match app {
             None | Some("") | Some(cairn_model::GLOBAL_APP) => None,
             Some(a) => Some(a.to_owned()),
         };
+        require_admin(who, app.as_deref())?;
         let (compiled, drift) = {
             let st = self.read();
             if let Some(a) = &app {
@@ -596,9 +605,18 @@ impl Service {
         env: &str,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<CreatedToken> {
-        require_admin(who)?;
+        require_admin(who, None)?;
         if name.trim().is_empty() || name.len() > 128 {
             return Err(Error::invalid("name", "must be 1-128 characters"));
+        }
+        if role == Role::Sdk {
+            // An SDK token is bound to exactly one existing (app, env).
+            validate_app(app)?;
+            validate_env(env)?;
+            self.read().check_view(app, env)?;
+        } else {
+            crate::policy::validate_pattern("app", app)?;
+            crate::policy::validate_pattern("env", env)?;
         }
         let t = auth::generate_token();
         let record = TokenRecord {
@@ -638,7 +656,7 @@ impl Service {
         origin: &Origin,
         id: &str,
     ) -> Result<Committed> {
-        require_admin(who)?;
+        require_admin(who, None)?;
         let m = Mutation::RevokeToken { id: id.to_owned() };
         self.commit(who, origin, &format!("revoke token {id}"), vec![(None, m)])
             .await
@@ -657,20 +675,31 @@ impl Service {
             .tokens
             .get(&id)
             .ok_or_else(|| Error::Unauthorized("invalid token".into()))?;
-        auth::verify(record, secret, Utc::now())
+        let user = record.user.as_ref().and_then(|u| st.users.get(u));
+        auth::verify(record, user, secret, Utc::now())
     }
 
-    pub fn tokens(&self) -> Vec<TokenRecord> {
+    pub fn tokens(&self, who: &Principal) -> Result<Vec<TokenRecord>> {
+        require_admin(who, None)?;
         let mut t: Vec<TokenRecord> = self.read().tokens.values().cloned().collect();
         t.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        t
+        Ok(t)
     }
 
-    pub fn apps(&self) -> Vec<App> {
-        self.read().apps.values().cloned().collect()
+    /// The apps `who` can see.
+    pub fn apps(&self, who: &Principal) -> Vec<App> {
+        self.read()
+            .apps
+            .values()
+            .filter(|a| who.can(Action::Read, Some(&a.name), None))
+            .cloned()
+            .collect()
     }
 
-    pub fn app(&self, name: &str) -> Result<App> {
+    pub fn app(&self, who: &Principal, name: &str) -> Result<App> {
+        if !who.can(Action::Read, Some(name), None) {
+            return Err(hidden(format!("app '{name}'")));
+        }
         self.read()
             .apps
             .get(name)
@@ -678,11 +707,12 @@ impl Service {
             .ok_or_else(|| Error::not_found(format!("app '{name}'")))
     }
 
-    pub fn envs(&self) -> Vec<Environment> {
+    /// Environments (their names are not secret to anyone who can read).
+    pub fn envs(&self, _who: &Principal) -> Vec<Environment> {
         self.read().envs.values().cloned().collect()
     }
 
-    pub fn env(&self, name: &str) -> Result<Environment> {
+    pub fn env(&self, _who: &Principal, name: &str) -> Result<Environment> {
         self.read()
             .envs
             .get(name)
@@ -690,28 +720,40 @@ impl Service {
             .ok_or_else(|| Error::not_found(format!("environment '{name}'")))
     }
 
-    /// Active schemas.
-    pub fn schemas(&self) -> Vec<SchemaRecord> {
+    fn schema_visible(who: &Principal, r: &SchemaRecord) -> bool {
+        who.can(Action::Read, r.app.as_deref(), None)
+    }
+
+    /// Active schemas `who` can see.
+    pub fn schemas(&self, who: &Principal) -> Vec<SchemaRecord> {
         self.read()
             .schemas
             .iter()
-            .map(|s| s.record.clone())
+            .map(|s| &s.record)
+            .filter(|r| Self::schema_visible(who, r))
+            .cloned()
             .collect()
     }
 
-    /// Every version of every schema.
-    pub async fn schema_history(&self) -> Result<Vec<SchemaRecord>> {
-        Ok(self.store.schema_history().await?)
+    /// Every version of every schema `who` can see.
+    pub async fn schema_history(&self, who: &Principal) -> Result<Vec<SchemaRecord>> {
+        let all = self.store.schema_history().await?;
+        Ok(all
+            .into_iter()
+            .filter(|r| Self::schema_visible(who, r))
+            .collect())
     }
 
     /// Check a value against the schemas that govern (scope, key), without writing.
     pub fn validate_value(
         &self,
+        who: &Principal,
         scope: &Scope,
         key: &str,
         value: &Value,
     ) -> Result<Vec<Violation>> {
         validate_key(key)?;
+        check_read(who, scope)?;
         let st = self.read();
         st.check_scope(scope)?;
         Ok(schema_violations(
@@ -724,17 +766,20 @@ impl Service {
     }
 
     /// The current resolved view of (app, env).
-    pub fn resolve(&self, app: &str, env: &str) -> Result<Arc<ResolvedView>> {
+    pub fn resolve(&self, who: &Principal, app: &str, env: &str) -> Result<Arc<ResolvedView>> {
+        check_resolve(who, app, env)?;
         self.read().view(app, env)
     }
 
     /// The resolved view of (app, env) as of `revision`, read from the store.
     pub async fn resolve_at(
         &self,
+        who: &Principal,
         app: &str,
         env: &str,
         revision: Revision,
     ) -> Result<ResolvedView> {
+        check_resolve(who, app, env)?;
         self.read().check_view(app, env)?;
         let scopes = Scope::layers(app, env);
         let versions = self.entries_at(&scopes, revision).await?;
@@ -766,8 +811,9 @@ impl Service {
     }
 
     /// The live entry at (scope, key).
-    pub fn get(&self, scope: &Scope, key: &str) -> Result<Arc<EntryVersion>> {
+    pub fn get(&self, who: &Principal, scope: &Scope, key: &str) -> Result<Arc<EntryVersion>> {
         validate_key(key)?;
+        check_read(who, scope)?;
         let st = self.read();
         st.check_scope(scope)?;
         st.entry(scope, key)
@@ -778,11 +824,13 @@ impl Service {
     /// The entry at (scope, key) as of `revision` (a delete reads as not found).
     pub async fn get_at(
         &self,
+        who: &Principal,
         scope: &Scope,
         key: &str,
         revision: Revision,
     ) -> Result<EntryVersion> {
         validate_key(key)?;
+        check_read(who, scope)?;
         self.entries_at(std::slice::from_ref(scope), revision)
             .await?
             .into_iter()
@@ -795,11 +843,13 @@ impl Service {
     /// One version of one entry (deletes included, as tombstones).
     pub async fn entry_version(
         &self,
+        who: &Principal,
         scope: &Scope,
         key: &str,
         version: i64,
     ) -> Result<EntryVersion> {
         validate_key(key)?;
+        check_read(who, scope)?;
         self.store
             .entry_version(scope, key, version)
             .await?
@@ -809,10 +859,12 @@ impl Service {
     /// Live entries at exactly `scope`, optionally filtered by key glob and kind.
     pub fn list(
         &self,
+        who: &Principal,
         scope: &Scope,
         filter: Option<&str>,
         kind: Option<EntryKind>,
     ) -> Result<Vec<Arc<EntryVersion>>> {
+        check_read(who, scope)?;
         if let Some(f) = filter {
             validate_glob(f).map_err(|e| rename_field(e.into(), "filter".into()))?;
         }
@@ -835,11 +887,13 @@ impl Service {
     /// Live entries at exactly `scope` as of `revision`.
     pub async fn list_at(
         &self,
+        who: &Principal,
         scope: &Scope,
         revision: Revision,
         filter: Option<&str>,
         kind: Option<EntryKind>,
     ) -> Result<Vec<EntryVersion>> {
+        check_read(who, scope)?;
         if let Some(f) = filter {
             validate_glob(f).map_err(|e| rename_field(e.into(), "filter".into()))?;
         }
@@ -857,8 +911,14 @@ impl Service {
     }
 
     /// Every version of (scope, key), oldest first.
-    pub async fn history(&self, scope: &Scope, key: &str) -> Result<Vec<EntryVersion>> {
+    pub async fn history(
+        &self,
+        who: &Principal,
+        scope: &Scope,
+        key: &str,
+    ) -> Result<Vec<EntryVersion>> {
         validate_key(key)?;
+        check_read(who, scope)?;
         let h = self.store.entry_history(scope, key).await?;
         if h.is_empty() {
             return Err(Error::not_found(format!("entry {key} at {scope}")));
@@ -867,9 +927,16 @@ impl Service {
     }
 
     /// Diff two versions of (scope, key); a delete compares as `null`.
-    pub async fn diff(&self, scope: &Scope, key: &str, from: i64, to: i64) -> Result<ValueDiff> {
-        let a = self.entry_version(scope, key, from).await?;
-        let b = self.entry_version(scope, key, to).await?;
+    pub async fn diff(
+        &self,
+        who: &Principal,
+        scope: &Scope,
+        key: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<ValueDiff> {
+        let a = self.entry_version(who, scope, key, from).await?;
+        let b = self.entry_version(who, scope, key, to).await?;
         let null = Value::Null;
         Ok(diff_values(
             a.value.as_ref().unwrap_or(&null),
@@ -878,11 +945,30 @@ impl Service {
             &format!("{key}@v{to}"),
         ))
     }
-
-    pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
-        Ok(self.store.audit(filter).await?)
+    /// Audit records `who` may read: all of them for an admin on `*`/`*`;
+    /// otherwise only entry and schema records of scopes `who` can read.
+    pub async fn audit(&self, who: &Principal, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        if !who.can_somewhere(Action::Audit) {
+            return Err(Error::Forbidden(
+                "reading the audit log needs the viewer role or more".into(),
+            ));
+        }
+        let records = self.store.audit(filter).await?;
+        if who.can(Action::Admin, None, None) {
+            return Ok(records);
+        }
+        Ok(records
+            .into_iter()
+            .filter(|r| {
+                (r.action.starts_with("entry.") || r.action.starts_with("schema."))
+                    && who.can(
+                        Action::Audit,
+                        r.app.as_deref().filter(|a| !a.is_empty()),
+                        r.env.as_deref().filter(|e| !e.is_empty()),
+                    )
+            })
+            .collect())
     }
-
     /// Checksums of the current views (for tests and diagnostics).
     pub fn view_checksums(&self) -> BTreeMap<(String, String), String> {
         let st = self.read();
@@ -947,23 +1033,45 @@ fn validate_env_settings(s: &EnvSettings) -> Result<()> {
     Ok(())
 }
 
-/// Until the full access matrix lands: viewers and SDK tokens may not write.
-fn require_writer(who: &Principal) -> Result<()> {
-    match who.role {
-        Role::Admin | Role::Operator => Ok(()),
-        _ => Err(Error::Forbidden(format!(
-            "role {} may not write",
-            who.role.as_str()
-        ))),
+fn hidden(what: String) -> Error {
+    Error::Hidden { what }
+}
+
+/// Reading at a scope one cannot see answers "not found".
+fn check_read(who: &Principal, scope: &Scope) -> Result<()> {
+    if who.can(Action::Read, scope.app.as_deref(), scope.env.as_deref()) {
+        Ok(())
+    } else {
+        Err(hidden(format!("scope {scope}")))
     }
 }
 
-fn require_admin(who: &Principal) -> Result<()> {
-    match who.role {
-        Role::Admin => Ok(()),
-        _ => Err(Error::Forbidden(format!(
-            "role {} may not do this",
-            who.role.as_str()
-        ))),
+/// Writing where one can read but not write is forbidden; where one cannot
+/// even read, the scope does not exist for the caller.
+fn check_write(who: &Principal, scope: &Scope) -> Result<()> {
+    let (app, env) = (scope.app.as_deref(), scope.env.as_deref());
+    if who.can(Action::Write, app, env) {
+        Ok(())
+    } else if who.can(Action::Read, app, env) {
+        Err(Error::Forbidden(format!("not allowed to write at {scope}")))
+    } else {
+        Err(hidden(format!("scope {scope}")))
+    }
+}
+
+fn check_resolve(who: &Principal, app: &str, env: &str) -> Result<()> {
+    if who.can(Action::Resolve, Some(app), Some(env)) {
+        Ok(())
+    } else {
+        Err(hidden(format!("view {app}/{env}")))
+    }
+}
+
+/// Administration: of everything (`app == None`) or of one app.
+pub(crate) fn require_admin(who: &Principal, app: Option<&str>) -> Result<()> {
+    if who.can(Action::Admin, app, None) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden("this needs the admin role".into()))
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use cairn_model::{checksum, resolve_layers, EntryKind, LayerValue, Revision, Scope};
-use cairn_store::{App, Catalog, EntryVersion, Environment, Head, TokenRecord};
+use cairn_store::{App, Catalog, EntryVersion, Environment, Head, TokenRecord, UserRecord};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -105,12 +105,20 @@ pub struct State {
     pub schemas: Vec<Arc<CompiledSchema>>,
     /// By token id.
     pub tokens: HashMap<String, TokenRecord>,
+    /// By name.
+    pub users: HashMap<String, UserRecord>,
     pub scopes: HashMap<Scope, ScopeEntries>,
     views: Mutex<HashMap<(String, String), Arc<ResolvedView>>>,
 }
 
 impl State {
-    pub fn set_catalog(&mut self, catalog: Catalog, tokens: Vec<TokenRecord>) {
+    pub fn set_catalog(
+        &mut self,
+        catalog: Catalog,
+        tokens: Vec<TokenRecord>,
+        users: Vec<UserRecord>,
+    ) {
+        self.users = users.into_iter().map(|u| (u.name.clone(), u)).collect();
         self.apps = catalog
             .apps
             .into_iter()

@@ -2,12 +2,11 @@
 //! authenticated caller.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query};
 use axum::http::header;
 use axum::http::request::Parts;
-use cairn_core::{Error, Origin, Principal, Service};
+use cairn_core::{Error, Origin, Principal};
 
 use crate::problem::ApiError;
 
@@ -32,37 +31,34 @@ pub struct Q<T>(pub T);
 #[from_request(via(Path), rejection(ApiError))]
 pub struct P<T>(pub T);
 
-/// The authenticated caller and where the request came from.
+/// The authenticated caller and where the request came from, as established
+/// by the access middleware ([`crate::access::authorize`]).
+#[derive(Debug, Clone)]
 pub struct Caller {
     pub who: Principal,
     pub origin: Origin,
 }
 
-impl FromRequestParts<Arc<Service>> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        svc: &Arc<Service>,
-    ) -> Result<Self, Self::Rejection> {
-        let auth = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError(Error::Unauthorized("missing bearer token".into())))?;
-        let token = auth
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .ok_or_else(|| {
-                ApiError(Error::Unauthorized(
-                    "expected 'Authorization: Bearer <token>'".into(),
-                ))
-            })?;
-        let who = svc.authenticate(token.trim())?;
-        let origin = Origin {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError(Error::Unauthorized("missing bearer token".into())))
+    }
+}
+
+/// Where an unauthenticated request came from (login).
+pub struct From(pub Origin);
+
+impl<S: Send + Sync> FromRequestParts<S> for From {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(From(Origin {
             client_ip: parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
@@ -72,7 +68,6 @@ impl FromRequestParts<Arc<Service>> for Caller {
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .map(|s| s.chars().take(256).collect()),
-        };
-        Ok(Caller { who, origin })
+        }))
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! Handlers are thin: parse, call [`cairn_core::Service`], shape the answer.
 
+pub mod access;
 mod extract;
 pub mod problem;
+pub mod ratelimit;
 mod routes;
 
 use std::sync::Arc;
@@ -25,10 +27,20 @@ pub fn body_limit(max_value_bytes: usize) -> usize {
     max_value_bytes * 2 + 1024 * 1024
 }
 
-/// The whole API as one router.
+/// The whole API as one router, without per-client rate limits (tests,
+/// benchmarks, embedding). The server uses [`router_with`].
 pub fn router(svc: Arc<Service>) -> Router {
-    use routes::{catalog as c, entries as e, system as s};
+    router_with(svc, ratelimit::Limits::relaxed())
+}
+
+/// The whole API with these rate limits.
+pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
+    use routes::{catalog as c, entries as e, identity as i, system as s};
     let limit = body_limit(svc.options().max_value_bytes);
+    let guard = access::Guard {
+        svc: svc.clone(),
+        limits: Arc::new(limits),
+    };
     Router::new()
         .route("/healthz", get(s::healthz))
         .route("/readyz", get(s::readyz))
@@ -53,6 +65,14 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/audit", get(c::audit))
         .route("/v1/tokens", get(c::list_tokens).post(c::create_token))
         .route("/v1/tokens/{id}", axum::routing::delete(c::revoke_token))
+        .route("/v1/login", post(i::login))
+        .route("/v1/users", get(i::list_users).post(i::create_user))
+        .route("/v1/users/{name}", axum::routing::patch(i::update_user))
+        .route("/v1/audit/verify", get(i::verify_audit))
+        .route_layer(axum::middleware::from_fn_with_state(
+            guard,
+            access::authorize,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(svc)
 }
@@ -70,6 +90,8 @@ pub fn router(svc: Arc<Service>) -> Router {
         routes::catalog::list_schemas, routes::catalog::schema_history, routes::catalog::register_schema, routes::catalog::validate,
         routes::catalog::audit,
         routes::catalog::list_tokens, routes::catalog::create_token, routes::catalog::revoke_token,
+        routes::identity::login, routes::identity::list_users, routes::identity::create_user,
+        routes::identity::update_user, routes::identity::verify_audit,
     ),
     modifiers(&BearerAuth),
 )]

@@ -17,6 +17,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Gone => StatusCode::GONE,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -43,6 +44,10 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_version: Option<i64>,
 }
+
+/// Marks a response that refused access (recorded by the access middleware).
+#[derive(Debug, Clone)]
+pub struct Denied(pub String);
 
 /// An error on its way out as problem details.
 #[derive(Debug)]
@@ -80,7 +85,11 @@ impl IntoResponse for ApiError {
                 _ => None,
             },
         };
+        let denied = self.0.is_denial().then(|| Denied(self.0.to_string()));
         let mut resp = (status, axum::Json(problem)).into_response();
+        if let Some(d) = denied {
+            resp.extensions_mut().insert(d);
+        }
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

@@ -154,8 +154,11 @@ pub enum Command {
     /// JSON Schemas.
     #[command(subcommand)]
     Schema(SchemaCmd),
-    /// Audit records of changes.
+    /// Audit records (`--output jsonl` exports), or `audit verify`.
+    #[command(args_conflicts_with_subcommands = true)]
     Audit {
+        #[command(subcommand)]
+        sub: Option<AuditCmd>,
         key: Option<String>,
         #[arg(long)]
         actor: Option<String>,
@@ -176,6 +179,57 @@ pub enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Users who log in with a password.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Exchange a user name and password (from stdin or CAIRN_PASSWORD) for a short-lived token.
+    Login {
+        name: String,
+        /// Token lifetime, e.g. 12h (at most 7d).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Walk the tamper-evident chain; exit 4 naming the first bad record.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create a user with one binding; the password comes from stdin or CAIRN_PASSWORD.
+    Create {
+        name: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "*")]
+        app: String,
+        #[arg(long, default_value = "*")]
+        env: String,
+    },
+    /// Add a binding (role at app × env patterns).
+    Grant {
+        name: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "*")]
+        app: String,
+        #[arg(long, default_value = "*")]
+        env: String,
+    },
+    /// Set a new password (from stdin or CAIRN_PASSWORD).
+    Passwd {
+        name: String,
+    },
+    Disable {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -275,8 +329,11 @@ pub enum TokenCmd {
         #[arg(long)]
         name: String,
         /// viewer, operator, admin or sdk.
-        #[arg(long)]
-        role: String,
+        #[arg(long, required_unless_present = "sdk")]
+        role: Option<String>,
+        /// An SDK token bound to one --app and --env.
+        #[arg(long, conflicts_with = "role", requires_all = ["app", "env"])]
+        sdk: bool,
         #[arg(long)]
         app: Option<String>,
         #[arg(long)]
@@ -402,6 +459,7 @@ impl Ctx {
     fn print(&self, v: &Value, text: impl FnOnce(&Value)) {
         match self.output {
             Format::Json => output::json(v),
+            Format::Jsonl => output::jsonl(v),
             Format::Text => text(v),
         }
     }
@@ -724,17 +782,38 @@ impl Ctx {
                     }
                 });
                 if !valid {
-                    return Err(ClientError::Api {
-                        status: 422,
-                        problem: cairn_client::Problem {
-                            detail: format!("{file} violates the schemas for {key}"),
-                            ..Default::default()
-                        },
-                    }
-                    .into());
+                    return Err(rejected(format!("{file} violates the schemas for {key}")));
                 }
             }
             Command::Audit {
+                sub: Some(AuditCmd::Verify),
+                ..
+            } => {
+                let r = self.get("/v1/audit/verify", &[]).await?;
+                let ok = r["ok"].as_bool().unwrap_or(false);
+                self.print(&r, |r| {
+                    if ok {
+                        println!(
+                            "audit log OK: {} records, chain and head verified",
+                            r["records"]
+                        );
+                    } else {
+                        println!(
+                            "audit log TAMPERED at record {}: {}",
+                            r["first_bad"]["seq"],
+                            cell_str(&r["first_bad"]["reason"])
+                        );
+                    }
+                });
+                if !ok {
+                    return Err(rejected(format!(
+                        "audit chain broken at record {}",
+                        r["first_bad"]["seq"]
+                    )));
+                }
+            }
+            Command::Audit {
+                sub: None,
                 key,
                 actor,
                 action,
@@ -779,6 +858,7 @@ impl Ctx {
             Command::Token(TokenCmd::Create {
                 name,
                 role,
+                sdk,
                 app,
                 env,
                 ttl,
@@ -788,6 +868,7 @@ impl Ctx {
                     .map(parse_age)
                     .transpose()?
                     .map(|d| (Utc::now() + d).to_rfc3339());
+                let role = if sdk { Some("sdk".to_owned()) } else { role };
                 let body = json!({"name": name, "role": role, "app": app, "env": env, "expires_at": expires_at});
                 let r = self
                     .send(Method::POST, "/v1/tokens", &[], Some(&body))
@@ -817,6 +898,20 @@ impl Ctx {
                     )
                 });
             }
+            Command::User(cmd) => self.user(cmd).await?,
+            Command::Login { name, ttl } => {
+                let password = read_password()?;
+                let ttl_seconds = ttl
+                    .as_deref()
+                    .map(parse_age)
+                    .transpose()?
+                    .map(|d| d.num_seconds());
+                let body = json!({"name": name, "password": password, "ttl_seconds": ttl_seconds});
+                let r = self
+                    .send(Method::POST, "/v1/login", &[], Some(&body))
+                    .await?;
+                self.print(&r, |r| println!("{}", cell_str(&r["token"])));
+            }
             Command::Token(TokenCmd::Revoke { id }) => {
                 let r = self
                     .send(Method::DELETE, &format!("/v1/tokens/{id}"), &[], None)
@@ -828,6 +923,141 @@ impl Ctx {
         }
         Ok(())
     }
+}
+
+impl Ctx {
+    async fn user(&self, cmd: UserCmd) -> Result<()> {
+        match cmd {
+            UserCmd::Create {
+                name,
+                role,
+                app,
+                env,
+            } => {
+                let password = read_password()?;
+                let body = json!({"name": name, "password": password,
+                    "bindings": [{"role": role, "app": app, "env": env}]});
+                let r = self
+                    .send(Method::POST, "/v1/users", &[], Some(&body))
+                    .await?;
+                self.print(&r, |r| {
+                    println!("user {name} created (revision {})", r["revision"])
+                });
+            }
+            UserCmd::Grant {
+                name,
+                role,
+                app,
+                env,
+            } => {
+                let users = self.get("/v1/users", &[]).await?;
+                let user = users
+                    .as_array()
+                    .and_then(|a| a.iter().find(|u| u["name"] == name.as_str()))
+                    .ok_or_else(|| ClientError::Api {
+                        status: 404,
+                        problem: cairn_client::Problem {
+                            detail: format!("user {name} not found"),
+                            ..Default::default()
+                        },
+                    })?;
+                let mut bindings = user["bindings"].as_array().cloned().unwrap_or_default();
+                bindings.push(json!({"role": role, "app": app, "env": env}));
+                let body = json!({"bindings": bindings});
+                let r = self
+                    .send(
+                        Method::PATCH,
+                        &format!("/v1/users/{name}"),
+                        &[],
+                        Some(&body),
+                    )
+                    .await?;
+                self.print(&r, |r| {
+                    println!(
+                        "user {name}: granted {role} on {app}/{env} (revision {})",
+                        r["revision"]
+                    )
+                });
+            }
+            UserCmd::Passwd { name } => {
+                let body = json!({"password": read_password()?});
+                let r = self
+                    .send(
+                        Method::PATCH,
+                        &format!("/v1/users/{name}"),
+                        &[],
+                        Some(&body),
+                    )
+                    .await?;
+                self.print(&r, |r| {
+                    println!("user {name}: password changed (revision {})", r["revision"])
+                });
+            }
+            UserCmd::Disable { name } => self.set_disabled(&name, true).await?,
+            UserCmd::Enable { name } => self.set_disabled(&name, false).await?,
+            UserCmd::List => {
+                let r = self.get("/v1/users", &[]).await?;
+                self.print(&r, |r| {
+                    table(
+                        r,
+                        &[
+                            ("NAME", "name"),
+                            ("BINDINGS", "bindings"),
+                            ("DISABLED", "disabled"),
+                            ("CREATED", "created_at"),
+                        ],
+                    )
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_disabled(&self, name: &str, disabled: bool) -> Result<()> {
+        let body = json!({"disabled": disabled});
+        let r = self
+            .send(
+                Method::PATCH,
+                &format!("/v1/users/{name}"),
+                &[],
+                Some(&body),
+            )
+            .await?;
+        self.print(&r, |r| {
+            println!(
+                "user {name} {} (revision {})",
+                if disabled { "disabled" } else { "enabled" },
+                r["revision"]
+            )
+        });
+        Ok(())
+    }
+}
+
+/// A password from CAIRN_PASSWORD or the first line of standard input.
+fn read_password() -> Result<String> {
+    if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let p = line.trim_end_matches(['\r', '\n']).to_owned();
+    if p.is_empty() {
+        bail!("give the password on standard input or in CAIRN_PASSWORD");
+    }
+    Ok(p)
+}
+
+/// An error the CLI reports with exit code 4 (rejected).
+fn rejected(detail: String) -> anyhow::Error {
+    ClientError::Api {
+        status: 422,
+        problem: cairn_client::Problem {
+            detail,
+            ..Default::default()
+        },
+    }
+    .into()
 }
 
 fn cell_str(v: &Value) -> String {

@@ -6,10 +6,23 @@ use serde_json::Value;
 pub enum Format {
     Text,
     Json,
+    /// One compact JSON document per line (arrays are split), for export.
+    Jsonl,
 }
 
 pub fn error_line(msg: &str) {
     eprintln!("error: {msg}");
+}
+
+pub fn jsonl(v: &Value) {
+    match v {
+        Value::Array(items) => {
+            for i in items {
+                println!("{}", serde_json::to_string(i).unwrap_or_default());
+            }
+        }
+        other => println!("{}", serde_json::to_string(other).unwrap_or_default()),
+    }
 }
 
 pub fn json(v: &Value) {

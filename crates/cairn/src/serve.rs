@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use cairn_core::jwt::JwtVerifier;
 use cairn_core::keys::MasterKey;
 use cairn_core::{Options, Service};
+use cairn_server::ratelimit::{Limiter, Limits};
 use cairn_store::Store;
 use serde::Deserialize;
 
@@ -46,6 +48,26 @@ pub struct ServeArgs {
     /// DATA_DIR/master.key (SQLite only; replicas on PostgreSQL must share one).
     #[arg(long, env = "CAIRN_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Requests per second per principal (0: no limit; default 1000, burst 2x).
+    #[arg(long, env = "CAIRN_RATE_LIMIT")]
+    pub rate_limit: Option<f64>,
+    /// Requests per second per client address (0: no limit; default 2000, burst 2x).
+    #[arg(long, env = "CAIRN_IP_RATE_LIMIT")]
+    pub ip_rate_limit: Option<f64>,
+    /// Accept JWTs issued by this OIDC issuer (with --oidc-audience and a JWKS).
+    #[arg(long, env = "CAIRN_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    #[arg(long, env = "CAIRN_OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// The issuer's JWKS as a file…
+    #[arg(long, env = "CAIRN_OIDC_JWKS_FILE")]
+    pub oidc_jwks_file: Option<PathBuf>,
+    /// …or a URL fetched at start.
+    #[arg(long, env = "CAIRN_OIDC_JWKS_URL")]
+    pub oidc_jwks_url: Option<String>,
+    /// Claim holding roles: `role` or `role:app:env` strings (default cairn_roles).
+    #[arg(long, env = "CAIRN_OIDC_ROLES_CLAIM")]
+    pub oidc_roles_claim: Option<String>,
 }
 
 /// The TOML file layer.
@@ -60,6 +82,13 @@ struct FileConfig {
     replica: Option<String>,
     sync_interval_ms: Option<u64>,
     master_key_file: Option<PathBuf>,
+    rate_limit: Option<f64>,
+    ip_rate_limit: Option<f64>,
+    oidc_issuer: Option<String>,
+    oidc_audience: Option<String>,
+    oidc_jwks_file: Option<PathBuf>,
+    oidc_jwks_url: Option<String>,
+    oidc_roles_claim: Option<String>,
 }
 
 /// Settings after layering.
@@ -73,6 +102,19 @@ pub struct Settings {
     pub replica: String,
     pub sync_interval: Duration,
     pub master_key_file: Option<PathBuf>,
+    pub rate_limit: f64,
+    pub ip_rate_limit: f64,
+    pub oidc: Option<Oidc>,
+}
+
+/// Where JWTs come from.
+#[derive(Debug, Clone)]
+pub struct Oidc {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    pub roles_claim: String,
 }
 
 impl std::fmt::Debug for Settings {
@@ -147,6 +189,33 @@ impl ServeArgs {
                     .unwrap_or(500),
             ),
             master_key_file: self.master_key_file.clone().or(file.master_key_file),
+            rate_limit: self.rate_limit.or(file.rate_limit).unwrap_or(1000.0),
+            ip_rate_limit: self.ip_rate_limit.or(file.ip_rate_limit).unwrap_or(2000.0),
+            oidc: match (
+                self.oidc_issuer.clone().or(file.oidc_issuer),
+                self.oidc_audience.clone().or(file.oidc_audience),
+            ) {
+                (None, None) => None,
+                (Some(issuer), Some(audience)) => {
+                    let jwks_file = self.oidc_jwks_file.clone().or(file.oidc_jwks_file);
+                    let jwks_url = self.oidc_jwks_url.clone().or(file.oidc_jwks_url);
+                    if jwks_file.is_none() == jwks_url.is_none() {
+                        bail!("OIDC needs exactly one of --oidc-jwks-file and --oidc-jwks-url");
+                    }
+                    Some(Oidc {
+                        issuer,
+                        audience,
+                        jwks_file,
+                        jwks_url,
+                        roles_claim: self
+                            .oidc_roles_claim
+                            .clone()
+                            .or(file.oidc_roles_claim)
+                            .unwrap_or_else(|| "cairn_roles".into()),
+                    })
+                }
+                _ => bail!("OIDC needs both --oidc-issuer and --oidc-audience"),
+            },
         })
     }
 }
@@ -206,6 +275,27 @@ fn load_master_key(s: &Settings) -> Result<MasterKey> {
     }
 }
 
+async fn load_jwt(s: &Settings) -> Result<Option<Arc<JwtVerifier>>> {
+    let Some(o) = &s.oidc else { return Ok(None) };
+    let jwks = match (&o.jwks_file, &o.jwks_url) {
+        (Some(f), _) => {
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
+        }
+        (None, Some(url)) => {
+            reqwest::get(url)
+                .await
+                .and_then(|r| r.error_for_status())
+                .with_context(|| format!("fetching JWKS from {url}"))?
+                .text()
+                .await?
+        }
+        (None, None) => bail!("OIDC needs a JWKS"),
+    };
+    let v = JwtVerifier::new(&o.issuer, &o.audience, &o.roles_claim, &jwks)
+        .map_err(|e| anyhow::anyhow!("OIDC: {e}"))?;
+    Ok(Some(Arc::new(v)))
+}
+
 fn write_token_file(dir: &Path, token: &str) -> Result<PathBuf> {
     let path = dir.join("admin.token");
     write_private_file(&path, token)?;
@@ -240,6 +330,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             max_value_bytes: settings.max_value_bytes,
             replica: settings.replica.clone(),
             master_key: load_master_key(&settings)?,
+            jwt: load_jwt(&settings).await?,
         },
     )
     .await
@@ -263,7 +354,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let addr = listener.local_addr()?;
     println!("cairn listening on http://{addr} ({backend})");
     tracing::info!(%addr, backend, "listening");
-    let app = cairn_server::router(svc);
+    let burst = |r: f64| (r * 2.0).max(1.0);
+    let limits = Limits {
+        per_ip: Limiter::new(settings.ip_rate_limit, burst(settings.ip_rate_limit)),
+        per_principal: Limiter::new(settings.rate_limit, burst(settings.rate_limit)),
+        ..Limits::relaxed()
+    };
+    let app = cairn_server::router_with(svc, limits);
     cairn_server::serve(listener, app, shutdown_signal()).await?;
     Ok(())
 }

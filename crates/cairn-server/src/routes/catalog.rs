@@ -116,18 +116,18 @@ pub struct AuditQuery {
 }
 
 #[utoipa::path(get, path = "/v1/apps", tag = "catalog", responses((status = 200, body = [App])), security(("bearer" = [])))]
-pub async fn list_apps(State(svc): State<Arc<Service>>, _c: Caller) -> Json<Vec<App>> {
-    Json(svc.apps())
+pub async fn list_apps(State(svc): State<Arc<Service>>, c: Caller) -> Json<Vec<App>> {
+    Json(svc.apps(&c.who))
 }
 
 #[utoipa::path(get, path = "/v1/apps/{app}", params(("app" = String, Path)), tag = "catalog",
     responses((status = 200, body = App), (status = 404, body = Problem)), security(("bearer" = [])))]
 pub async fn get_app(
     State(svc): State<Arc<Service>>,
-    _c: Caller,
+    c: Caller,
     P(app): P<String>,
 ) -> ApiResult<Json<App>> {
-    Ok(Json(svc.app(&app)?))
+    Ok(Json(svc.app(&c.who, &app)?))
 }
 
 #[utoipa::path(post, path = "/v1/apps", request_body = CreateAppBody, tag = "catalog",
@@ -149,18 +149,18 @@ pub async fn create_app(
 }
 
 #[utoipa::path(get, path = "/v1/envs", tag = "catalog", responses((status = 200, body = [Environment])), security(("bearer" = [])))]
-pub async fn list_envs(State(svc): State<Arc<Service>>, _c: Caller) -> Json<Vec<Environment>> {
-    Json(svc.envs())
+pub async fn list_envs(State(svc): State<Arc<Service>>, c: Caller) -> Json<Vec<Environment>> {
+    Json(svc.envs(&c.who))
 }
 
 #[utoipa::path(get, path = "/v1/envs/{env}", params(("env" = String, Path)), tag = "catalog",
     responses((status = 200, body = Environment), (status = 404, body = Problem)), security(("bearer" = [])))]
 pub async fn get_env(
     State(svc): State<Arc<Service>>,
-    _c: Caller,
+    c: Caller,
     P(env): P<String>,
 ) -> ApiResult<Json<Environment>> {
-    Ok(Json(svc.env(&env)?))
+    Ok(Json(svc.env(&c.who, &env)?))
 }
 
 #[utoipa::path(post, path = "/v1/envs", request_body = EnvBody, tag = "catalog",
@@ -205,16 +205,16 @@ pub async fn update_env(
 }
 
 #[utoipa::path(get, path = "/v1/schemas", tag = "schemas", responses((status = 200, body = [SchemaRecord])), security(("bearer" = [])))]
-pub async fn list_schemas(State(svc): State<Arc<Service>>, _c: Caller) -> Json<Vec<SchemaRecord>> {
-    Json(svc.schemas())
+pub async fn list_schemas(State(svc): State<Arc<Service>>, c: Caller) -> Json<Vec<SchemaRecord>> {
+    Json(svc.schemas(&c.who))
 }
 
 #[utoipa::path(get, path = "/v1/schemas/history", tag = "schemas", responses((status = 200, body = [SchemaRecord])), security(("bearer" = [])))]
 pub async fn schema_history(
     State(svc): State<Arc<Service>>,
-    _c: Caller,
+    c: Caller,
 ) -> ApiResult<Json<Vec<SchemaRecord>>> {
-    Ok(Json(svc.schema_history().await?))
+    Ok(Json(svc.schema_history(&c.who).await?))
 }
 
 /// Register the next version of a schema. Refused (409 `schema_drift`) when
@@ -245,11 +245,11 @@ pub async fn register_schema(
     responses((status = 200, body = ValidateResult), (status = 400, body = Problem)), security(("bearer" = [])))]
 pub async fn validate(
     State(svc): State<Arc<Service>>,
-    _c: Caller,
+    c: Caller,
     Json(b): Json<ValidateBody>,
 ) -> ApiResult<Json<ValidateResult>> {
     let scope = Scope::parse(b.app.as_deref(), b.env.as_deref()).map_err(Error::from)?;
-    let violations = svc.validate_value(&scope, &b.key, &b.value)?;
+    let violations = svc.validate_value(&c.who, &scope, &b.key, &b.value)?;
     Ok(Json(ValidateResult {
         valid: violations.is_empty(),
         violations,
@@ -260,7 +260,7 @@ pub async fn validate(
     responses((status = 200, body = [AuditRecord]), (status = 400, body = Problem)), security(("bearer" = [])))]
 pub async fn audit(
     State(svc): State<Arc<Service>>,
-    _c: Caller,
+    c: Caller,
     Q(q): Q<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditRecord>>> {
     let limit = q.limit.unwrap_or(1000);
@@ -284,7 +284,7 @@ pub async fn audit(
         after_seq: q.after,
         limit: Some(limit),
     };
-    Ok(Json(svc.audit(&filter).await?))
+    Ok(Json(svc.audit(&c.who, &filter).await?))
 }
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens", responses((status = 200, body = [TokenRecord])), security(("bearer" = [])))]
@@ -292,10 +292,7 @@ pub async fn list_tokens(
     State(svc): State<Arc<Service>>,
     c: Caller,
 ) -> ApiResult<Json<Vec<TokenRecord>>> {
-    if c.who.role != Role::Admin {
-        return Err(Error::Forbidden("only admins list tokens".into()).into());
-    }
-    Ok(Json(svc.tokens()))
+    Ok(Json(svc.tokens(&c.who)?))
 }
 
 /// Create a token; the secret is in the response and nowhere else.

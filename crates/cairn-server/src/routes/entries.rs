@@ -168,17 +168,17 @@ fn write_result(committed: Committed, targets: Vec<(Scope, String)>) -> WriteRes
     responses((status = 200, body = [EntryVersion]), (status = 404, body = Problem)), security(("bearer" = [])))]
 pub async fn list_entries(
     State(svc): State<Arc<Service>>,
-    _c: Caller,
+    c: Caller,
     Q(q): Q<ListQuery>,
 ) -> ApiResult<Json<Vec<EntryVersion>>> {
     let scope = Scope::parse(q.app.as_deref(), q.env.as_deref()).map_err(Error::from)?;
     let out = match q.revision {
         Some(rev) => {
-            svc.list_at(&scope, rev, q.filter.as_deref(), q.kind)
+            svc.list_at(&c.who, &scope, rev, q.filter.as_deref(), q.kind)
                 .await?
         }
         None => svc
-            .list(&scope, q.filter.as_deref(), q.kind)?
+            .list(&c.who, &scope, q.filter.as_deref(), q.kind)?
             .into_iter()
             .map(|e| (*e).clone())
             .collect(),
@@ -191,7 +191,7 @@ pub async fn list_entries(
     responses((status = 200, body = EntryVersion), (status = 404, body = Problem)), security(("bearer" = [])))]
 pub async fn get_entry(
     State(svc): State<Arc<Service>>,
-    _c: Caller,
+    c: Caller,
     P(key): P<String>,
     Q(q): Q<GetQuery>,
 ) -> ApiResult<Json<EntryVersion>> {
@@ -204,9 +204,9 @@ pub async fn get_entry(
         (Some(_), Some(_)) => {
             return Err(Error::invalid("version", "give version or revision, not both").into())
         }
-        (Some(v), None) => svc.entry_version(&scope, &key, v).await?,
-        (None, Some(r)) => svc.get_at(&scope, &key, r).await?,
-        (None, None) => (*svc.get(&scope, &key)?).clone(),
+        (Some(v), None) => svc.entry_version(&c.who, &scope, &key, v).await?,
+        (None, Some(r)) => svc.get_at(&c.who, &scope, &key, r).await?,
+        (None, None) => (*svc.get(&c.who, &scope, &key)?).clone(),
     };
     Ok(Json(e))
 }
@@ -255,7 +255,7 @@ pub async fn delete_entry(
     if message.trim().is_empty() {
         return Err(Error::invalid("message", "a delete needs a message saying why").into());
     }
-    let current = svc.get(&scope, &key)?;
+    let current = svc.get(&c.who, &scope, &key)?;
     let item = ChangeItem {
         scope: scope.clone(),
         key: key.clone(),
@@ -318,11 +318,11 @@ pub async fn change_set(
     responses((status = 200, body = [EntryVersion]), (status = 404, body = Problem)), security(("bearer" = [])))]
 pub async fn history(
     State(svc): State<Arc<Service>>,
-    _c: Caller,
+    c: Caller,
     P(key): P<String>,
     Q(q): Q<ScopeQuery>,
 ) -> ApiResult<Json<Vec<EntryVersion>>> {
-    Ok(Json(svc.history(&q.scope()?, &key).await?))
+    Ok(Json(svc.history(&c.who, &q.scope()?, &key).await?))
 }
 
 /// Diff two versions: an RFC 6902 patch and a unified text diff.
@@ -330,7 +330,7 @@ pub async fn history(
     responses((status = 200, body = ValueDiff), (status = 404, body = Problem)), security(("bearer" = [])))]
 pub async fn diff(
     State(svc): State<Arc<Service>>,
-    _c: Caller,
+    c: Caller,
     P(key): P<String>,
     Q(q): Q<DiffQuery>,
 ) -> ApiResult<Json<ValueDiff>> {
@@ -339,7 +339,7 @@ pub async fn diff(
         env: q.env,
     }
     .scope()?;
-    Ok(Json(svc.diff(&scope, &key, q.from, q.to).await?))
+    Ok(Json(svc.diff(&c.who, &scope, &key, q.from, q.to).await?))
 }
 
 /// Write a new version equal to an older one.
@@ -374,14 +374,14 @@ pub async fn rollback(
     security(("bearer" = [])))]
 pub async fn resolved(
     State(svc): State<Arc<Service>>,
-    _c: Caller,
+    c: Caller,
     P((app, env)): P<(String, String)>,
     Q(q): Q<ResolveQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let view = match q.revision {
-        Some(rev) => Arc::new(svc.resolve_at(&app, &env, rev).await?),
-        None => svc.resolve(&app, &env)?,
+        Some(rev) => Arc::new(svc.resolve_at(&c.who, &app, &env, rev).await?),
+        None => svc.resolve(&c.who, &app, &env)?,
     };
     Ok(view_response(&view, &headers))
 }

@@ -1,3 +1,4 @@
 pub mod catalog;
 pub mod entries;
+pub mod identity;
 pub mod system;

@@ -144,7 +144,7 @@ async fn audit_records_every_change_with_actor_and_filters() {
         .map(|r| r["seq"].as_i64().unwrap())
         .collect();
     assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
-    let admin = format!("token:{}", t.svc.tokens()[0].id);
+    let admin = format!("token:{}", cairn_core::auth::token_id(&t.token).unwrap());
     let mine = t.get(&format!("/v1/audit?actor={admin}&key=db")).await;
     let mine = mine.body.as_array().unwrap();
     assert_eq!(mine.len(), 2);

@@ -182,7 +182,10 @@ async fn get_list_versions_diff_rollback_and_delete() {
     let g = t.get("/v1/entries/database/pool?app=billing").await;
     assert_eq!(g.body["version"], 5);
     assert_eq!(g.body["value"], json!({"max": 50}));
-    assert_eq!(g.body["actor"], format!("token:{}", t.svc.tokens()[0].id));
+    assert_eq!(
+        g.body["actor"],
+        format!("token:{}", cairn_core::auth::token_id(&t.token).unwrap())
+    );
     let v2 = t
         .get("/v1/entries/database/pool?app=billing&version=2")
         .await;
@@ -702,6 +705,11 @@ async fn viewers_cannot_write_and_revoked_tokens_stop_working() {
     .await
     .assert_problem(403, "forbidden", None);
     assert_eq!(t.fingerprint().await, before);
+    let denials = t.denials().await;
+    assert_eq!(denials.len(), 2, "{denials:?}");
+    assert!(denials
+        .iter()
+        .all(|d| d["action"] == "access.denied" && d["actor"] == format!("token:{id}")));
     let list = t.get("/v1/tokens").await;
     assert!(
         !list

@@ -136,14 +136,32 @@ impl TestApp {
         r.body["changes"][0]["version"].as_i64().unwrap()
     }
 
+    /// Audit records of refused requests (no revision), oldest first.
+    pub async fn denials(&self) -> Vec<serde_json::Value> {
+        let audit = self.get("/v1/audit?limit=10000").await;
+        audit
+            .body
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|r| r["revision"].is_null())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Everything a failed request must not have changed: the revision, the
-    /// number of audit records, and every resolved view.
+    /// number of change records in the audit log, and every resolved view.
     pub async fn fingerprint(&self) -> (i64, usize, Value) {
         let audit = self.get("/v1/audit?limit=10000").await;
         let views = self.svc.view_checksums();
         (
             self.svc.revision(),
-            audit.body.as_array().map_or(0, Vec::len),
+            audit
+                .body
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|r| !r["revision"].is_null()).count()),
             serde_json::to_value(
                 views
                     .into_iter()

@@ -1,0 +1,206 @@
+//! The access matrix: every route's required action, declared once, enforced
+//! by one middleware, and walked by a test. A route without a row is refused
+//! (fail closed) and fails the matrix test.
+//!
+//! The middleware authenticates (bearer token), rate-limits, checks that the
+//! principal's roles allow the route's action somewhere, and records every
+//! refusal (failed authentication, forbidden, hidden) in the audit log. The
+//! per-object scope checks happen in `cairn-core`, which knows the objects.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use cairn_core::{Action, Error, Origin, Service};
+
+use crate::extract::Caller;
+use crate::problem::{ApiError, Denied};
+use crate::ratelimit::Limits;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed.
+    Public,
+    /// A principal whose roles allow this action somewhere (scope checks follow in core).
+    Needs(Action),
+}
+
+/// (method, route path, access): one row per route.
+pub const MATRIX: &[(&str, &str, Access)] = &[
+    ("GET", "/healthz", Access::Public),
+    ("GET", "/readyz", Access::Public),
+    ("GET", "/openapi.json", Access::Public),
+    ("POST", "/v1/login", Access::Public),
+    ("GET", "/v1/apps", Access::Needs(Action::Read)),
+    ("POST", "/v1/apps", Access::Needs(Action::Admin)),
+    ("GET", "/v1/apps/{app}", Access::Needs(Action::Read)),
+    (
+        "GET",
+        "/v1/apps/{app}/envs/{env}/config",
+        Access::Needs(Action::Resolve),
+    ),
+    ("GET", "/v1/envs", Access::Needs(Action::Read)),
+    ("POST", "/v1/envs", Access::Needs(Action::Admin)),
+    ("GET", "/v1/envs/{env}", Access::Needs(Action::Read)),
+    ("PATCH", "/v1/envs/{env}", Access::Needs(Action::Admin)),
+    ("GET", "/v1/entries", Access::Needs(Action::Read)),
+    ("GET", "/v1/entries/{*key}", Access::Needs(Action::Read)),
+    ("PUT", "/v1/entries/{*key}", Access::Needs(Action::Write)),
+    ("DELETE", "/v1/entries/{*key}", Access::Needs(Action::Write)),
+    ("POST", "/v1/changes", Access::Needs(Action::Write)),
+    ("GET", "/v1/history/{*key}", Access::Needs(Action::Read)),
+    ("GET", "/v1/diff/{*key}", Access::Needs(Action::Read)),
+    ("POST", "/v1/rollback/{*key}", Access::Needs(Action::Write)),
+    ("GET", "/v1/schemas", Access::Needs(Action::Read)),
+    ("POST", "/v1/schemas", Access::Needs(Action::Admin)),
+    ("GET", "/v1/schemas/history", Access::Needs(Action::Read)),
+    ("POST", "/v1/schemas/validate", Access::Needs(Action::Read)),
+    ("GET", "/v1/audit", Access::Needs(Action::Audit)),
+    ("GET", "/v1/audit/verify", Access::Needs(Action::Admin)),
+    ("GET", "/v1/tokens", Access::Needs(Action::Admin)),
+    ("POST", "/v1/tokens", Access::Needs(Action::Admin)),
+    ("DELETE", "/v1/tokens/{id}", Access::Needs(Action::Admin)),
+    ("GET", "/v1/users", Access::Needs(Action::Admin)),
+    ("POST", "/v1/users", Access::Needs(Action::Admin)),
+    ("PATCH", "/v1/users/{name}", Access::Needs(Action::Admin)),
+];
+
+/// The rule of a matched route.
+pub fn rule(method: &str, path: &str) -> Option<Access> {
+    MATRIX
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+        .map(|(_, _, a)| *a)
+}
+
+/// Shared state of the access middleware.
+#[derive(Clone)]
+pub struct Guard {
+    pub svc: Arc<Service>,
+    pub limits: Arc<Limits>,
+}
+
+fn origin_of(req: &Request) -> Origin {
+    Origin {
+        client_ip: client_ip(req).map(|ip| ip.to_string()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+    }
+}
+
+fn client_ip(req: &Request) -> Option<IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+fn too_many(retry_after: std::time::Duration) -> Response {
+    let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut resp = ApiError(Error::RateLimited(format!(
+        "too many requests; retry in {secs}s"
+    )))
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// The access middleware (see the module docs).
+pub async fn authorize(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let uri = req.uri().path().to_owned();
+    let Some(access) = rule(&method, &path) else {
+        tracing::error!(%method, %path, "route has no access rule; refusing");
+        return ApiError(Error::Internal(format!(
+            "no access rule for {method} {path}"
+        )))
+        .into_response();
+    };
+    let Access::Needs(action) = access else {
+        return next.run(req).await;
+    };
+    let origin = origin_of(&req);
+    let ip = client_ip(&req);
+    if let Some(ip) = ip {
+        if let Err(wait) = g.limits.per_ip.check(&ip.to_string()) {
+            return too_many(wait);
+        }
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_owned());
+    let who = match token {
+        None => Err(Error::Unauthorized("missing bearer token".into())),
+        Some(t) => g.svc.authenticate_any(&t).await,
+    };
+    let who = match who {
+        Ok(who) => who,
+        Err(e) => {
+            if let Some(ip) = ip {
+                // Failed attempts spend a per-address budget: brute force slows
+                // down, while other clients (and valid tokens) are unaffected.
+                if let Err(wait) = g.limits.auth_failures.check(&ip.to_string()) {
+                    return too_many(wait);
+                }
+            }
+            g.svc
+                .record_denied(None, &origin, "auth.failed", &method, &uri, &e.to_string())
+                .await;
+            return ApiError(e).into_response();
+        }
+    };
+    if let Err(wait) = g.limits.per_principal.check(&who.actor) {
+        return too_many(wait);
+    }
+    if !who.can_somewhere(action) {
+        let e = Error::Forbidden(format!(
+            "{method} {path} needs a role that allows {action:?}"
+        ));
+        g.svc
+            .record_denied(
+                Some(&who),
+                &origin,
+                "access.denied",
+                &method,
+                &uri,
+                &e.to_string(),
+            )
+            .await;
+        return ApiError(e).into_response();
+    }
+    req.extensions_mut().insert(Caller {
+        who: who.clone(),
+        origin: origin.clone(),
+    });
+    let resp = next.run(req).await;
+    if let Some(Denied(reason)) = resp.extensions().get::<Denied>() {
+        g.svc
+            .record_denied(Some(&who), &origin, "access.denied", &method, &uri, reason)
+            .await;
+    }
+    resp
+}
+
+/// Status code helper for tests: what a refusal looks like.
+pub fn is_refusal(status: StatusCode) -> bool {
+    matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+}

@@ -1,0 +1,112 @@
+//! Login, users, and audit verification.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use cairn_core::identity::AuditVerification;
+use cairn_core::{CreatedToken, Service};
+use cairn_store::{Binding, UserRecord};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::extract::{Caller, From, Json, P};
+use crate::problem::{ApiResult, Problem};
+use crate::routes::catalog::Revised;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    pub name: String,
+    pub password: String,
+    /// Token lifetime in seconds (default 12 h, at most 7 days).
+    pub ttl_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserBody {
+    pub name: String,
+    pub password: String,
+    pub bindings: Vec<Binding>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserBody {
+    pub password: Option<String>,
+    /// Replaces every binding.
+    pub bindings: Option<Vec<Binding>>,
+    pub disabled: Option<bool>,
+}
+
+/// Exchange a user name and password for a short-lived token.
+#[utoipa::path(post, path = "/v1/login", request_body = LoginBody, tag = "identity",
+    responses((status = 200, body = CreatedToken), (status = 401, body = Problem), (status = 429, body = Problem)))]
+pub async fn login(
+    State(svc): State<Arc<Service>>,
+    From(origin): From,
+    Json(b): Json<LoginBody>,
+) -> ApiResult<Json<CreatedToken>> {
+    let ttl = b.ttl_seconds.map(chrono::Duration::seconds);
+    Ok(Json(svc.login(&origin, &b.name, &b.password, ttl).await?))
+}
+
+#[utoipa::path(get, path = "/v1/users", tag = "identity", responses((status = 200, body = [UserRecord])), security(("bearer" = [])))]
+pub async fn list_users(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+) -> ApiResult<Json<Vec<UserRecord>>> {
+    Ok(Json(svc.users(&c.who)?))
+}
+
+#[utoipa::path(post, path = "/v1/users", request_body = CreateUserBody, tag = "identity",
+    responses((status = 201, body = Revised), (status = 400, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn create_user(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    Json(b): Json<CreateUserBody>,
+) -> ApiResult<(StatusCode, Json<Revised>)> {
+    let committed = svc
+        .create_user(&c.who, &c.origin, &b.name, &b.password, b.bindings)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Revised {
+            revision: committed.revision,
+        }),
+    ))
+}
+
+#[utoipa::path(patch, path = "/v1/users/{name}", params(("name" = String, Path)), request_body = UpdateUserBody, tag = "identity",
+    responses((status = 200, body = Revised), (status = 400, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn update_user(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    P(name): P<String>,
+    Json(b): Json<UpdateUserBody>,
+) -> ApiResult<Json<Revised>> {
+    let committed = svc
+        .update_user(
+            &c.who,
+            &c.origin,
+            &name,
+            b.password.as_deref(),
+            b.bindings,
+            b.disabled,
+        )
+        .await?;
+    Ok(Json(Revised {
+        revision: committed.revision,
+    }))
+}
+
+/// Walk the tamper-evident audit chain; names the first bad record.
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+    responses((status = 200, body = AuditVerification), (status = 403, body = Problem)), security(("bearer" = [])))]
+pub async fn verify_audit(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+) -> ApiResult<Json<AuditVerification>> {
+    Ok(Json(svc.verify_audit(&c.who).await?))
+}
