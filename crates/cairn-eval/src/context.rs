@@ -88,7 +88,10 @@ impl EvalContext {
     #[inline]
     pub fn get(&self, name: &str) -> Option<&Value> {
         if self.attrs.len() <= LINEAR_MAX {
-            self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+            self.attrs
+                .iter()
+                .find(|(k, _)| crate::value::short_eq(k, name))
+                .map(|(_, v)| v)
         } else {
             self.attrs
                 .binary_search_by(|(k, _)| k.as_str().cmp(name))

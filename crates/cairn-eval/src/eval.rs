@@ -248,7 +248,7 @@ fn truthy<'a>(e: &'a Expr, env: &Env<'a>, scope: &Scope<'a, '_>) -> Result<bool,
         Expr::InStrs(needle, set) => {
             let needle = operand(needle, env, scope)?;
             match needle.as_str() {
-                Some(n) => set.iter().any(|s| s.as_ref() == n),
+                Some(n) => set.iter().any(|s| crate::value::short_eq(s, n)),
                 None => false,
             }
         }

@@ -448,7 +448,7 @@ impl CompiledFlag {
         // Flags have few variants: a linear scan (length first) beats a binary search.
         self.variants
             .iter()
-            .find(|(n, _)| n.as_ref() == name)
+            .find(|(n, _)| crate::value::short_eq(n, name))
             .map(|(n, v)| (n.as_ref(), v))
     }
 
@@ -588,31 +588,47 @@ fn resolve_results(e: &mut Expr, find: &dyn Fn(&str) -> Option<usize>) -> Result
     }
 }
 
-/// FNV-1a: flag keys are short and chosen by operators, not attackers of the process, so a
-/// fast non-keyed hash suits the key lookup on every evaluation.
+/// An FxHash-style hasher (8 bytes per step): flag keys are short and chosen by operators,
+/// not by attackers of the process, so a fast unkeyed hash suits the lookup done on every
+/// evaluation.
 #[derive(Default)]
-struct Fnv(u64);
+struct KeyHasher(u64);
 
-impl Hasher for Fnv {
+impl KeyHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
         self.0
     }
 
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
         }
-        self.0 = h;
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, b: u8) {
+        self.add(u64::from(b));
     }
 }
 
-type FlagMap = HashMap<Arc<str>, CompiledFlag, BuildHasherDefault<Fnv>>;
+type FlagMap = HashMap<Arc<str>, CompiledFlag, BuildHasherDefault<KeyHasher>>;
 
 /// A compiled flagd document: flags, plus the flag-set metadata they inherit.
 #[derive(Debug, Clone, Default)]

@@ -152,6 +152,47 @@ impl<'a> Val<'a> {
     }
 }
 
+/// String equality that does not call `memcmp`: faster for the short attribute names, variant
+/// names and enum-like values rules compare.
+#[inline]
+pub fn short_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 32 {
+        return a == b;
+    }
+    let mut i = 0;
+    while i + 8 <= a.len() {
+        let x = u64::from_le_bytes([
+            a[i],
+            a[i + 1],
+            a[i + 2],
+            a[i + 3],
+            a[i + 4],
+            a[i + 5],
+            a[i + 6],
+            a[i + 7],
+        ]);
+        let y = u64::from_le_bytes([
+            b[i],
+            b[i + 1],
+            b[i + 2],
+            b[i + 3],
+            b[i + 4],
+            b[i + 5],
+            b[i + 6],
+            b[i + 7],
+        ]);
+        if x != y {
+            return false;
+        }
+        i += 8;
+    }
+    a[i..].iter().zip(&b[i..]).all(|(x, y)| x == y)
+}
+
 pub fn num_to_json(n: f64) -> Value {
     if n.is_finite() && n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
         Value::from(n as i64)
@@ -359,6 +400,27 @@ mod tests {
         assert!(js_parse_float("abc").is_nan());
         assert_eq!(js_number_to_string(3.0), "3");
         assert_eq!(js_number_to_string(-0.5), "-0.5");
+    }
+
+    #[test]
+    fn short_eq_matches_str_eq() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "country",
+            "company",
+            "targetingKey",
+            "targetingKez",
+            "x".repeat(40).leak(),
+            "é",
+            "e",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(short_eq(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]
