@@ -29,7 +29,7 @@ pub struct Problem {
 pub enum ClientError {
     /// The server answered with an error status.
     #[error("{}", .problem.detail)]
-    Api { status: u16, problem: Problem },
+    Api { status: u16, problem: Box<Problem> },
     /// The server could not be reached or the answer could not be read.
     #[error("cannot reach the server: {0}")]
     Transport(String),
@@ -192,7 +192,7 @@ fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
     });
     ClientError::Api {
         status: status.as_u16(),
-        problem,
+        problem: Box::new(problem),
     }
 }
 

@@ -407,6 +407,7 @@ impl Service {
     }
 
     /// Write a new version equal to version `version` of (scope, key).
+    #[allow(clippy::too_many_arguments)] // who, where from, what, why: each is needed
     pub async fn rollback(
         &self,
         who: &Principal,
@@ -518,6 +519,7 @@ impl Service {
 
     /// Register the next version of the schema at (app, pattern). Stored
     /// values it would reject are reported; unless `force`, that refuses.
+    #[allow(clippy::too_many_arguments)] // who, where from, what, why: each is needed
     pub async fn register_schema(
         &self,
         who: &Principal,

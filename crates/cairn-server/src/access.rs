@@ -129,11 +129,22 @@ pub async fn authorize(State(g): State<Guard>, mut req: Request, next: Next) -> 
         )))
         .into_response();
     };
+    let ip = client_ip(&req);
     let Access::Needs(action) = access else {
-        return next.run(req).await;
+        if path != "/v1/login" {
+            return next.run(req).await;
+        }
+        let key = ip.map(|i| i.to_string()).unwrap_or_default();
+        if let Err(wait) = g.limits.login_failures.peek(&key) {
+            return too_many(wait);
+        }
+        let resp = next.run(req).await;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            let _ = g.limits.login_failures.check(&key);
+        }
+        return resp;
     };
     let origin = origin_of(&req);
-    let ip = client_ip(&req);
     if let Some(ip) = ip {
         if let Err(wait) = g.limits.per_ip.check(&ip.to_string()) {
             return too_many(wait);
@@ -198,9 +209,4 @@ pub async fn authorize(State(g): State<Guard>, mut req: Request, next: Next) -> 
             .await;
     }
     resp
-}
-
-/// Status code helper for tests: what a refusal looks like.
-pub fn is_refusal(status: StatusCode) -> bool {
-    matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
 }

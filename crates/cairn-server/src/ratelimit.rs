@@ -25,6 +25,23 @@ impl Limiter {
         Self::new(0.0, 1.0)
     }
 
+    /// Would a token be available for `key`? Takes nothing.
+    pub fn peek(&self, key: &str) -> Result<(), Duration> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((tokens, at)) = buckets.get(key) else {
+            return Ok(());
+        };
+        let tokens = (tokens + at.elapsed().as_secs_f64() * self.rate).min(self.burst);
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - tokens) / self.rate))
+        }
+    }
+
     /// Take one token for `key`, or say how long until one is available.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
         if self.rate <= 0.0 {
@@ -60,7 +77,8 @@ pub struct Limits {
     pub per_principal: Limiter,
     /// Failed authentications per client address.
     pub auth_failures: Limiter,
-    /// Failed logins per (user, address).
+    /// Failed logins per client address: spent only by failures, so a
+    /// guessing client is slowed down while everyone else logs in as usual.
     pub login_failures: Limiter,
 }
 
@@ -95,5 +113,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(120));
         assert!(l.check("a").is_ok(), "refilled");
         assert!(Limiter::disabled().check("x").is_ok());
+        let p = Limiter::new(1.0, 1.0);
+        assert!(p.peek("k").is_ok());
+        assert!(p.peek("k").is_ok(), "peeking takes nothing");
+        assert!(p.check("k").is_ok());
+        assert!(p.peek("k").is_err());
     }
 }

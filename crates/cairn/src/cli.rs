@@ -956,10 +956,10 @@ impl Ctx {
                     .and_then(|a| a.iter().find(|u| u["name"] == name.as_str()))
                     .ok_or_else(|| ClientError::Api {
                         status: 404,
-                        problem: cairn_client::Problem {
+                        problem: Box::new(cairn_client::Problem {
                             detail: format!("user {name} not found"),
                             ..Default::default()
-                        },
+                        }),
                     })?;
                 let mut bindings = user["bindings"].as_array().cloned().unwrap_or_default();
                 bindings.push(json!({"role": role, "app": app, "env": env}));
@@ -1052,10 +1052,10 @@ fn read_password() -> Result<String> {
 fn rejected(detail: String) -> anyhow::Error {
     ClientError::Api {
         status: 422,
-        problem: cairn_client::Problem {
+        problem: Box::new(cairn_client::Problem {
             detail,
             ..Default::default()
-        },
+        }),
     }
     .into()
 }

@@ -312,7 +312,7 @@ fn write_private_file(path: &Path, text: &str) -> Result<()> {
     #[cfg(unix)]
     opts.mode(0o600);
     let mut f = opts
-        .open(&path)
+        .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(text.as_bytes())?;
     f.write_all(b"\n")?;

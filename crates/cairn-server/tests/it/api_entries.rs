@@ -340,7 +340,9 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         .await;
     t.set("ok", "", json!(1)).await;
     let before = t.fingerprint().await;
-    let cases: Vec<(Method, String, Option<Body>, u16, &str, Option<&str>)> = vec![
+    /// (method, uri, body, status, code, field)
+    type Case<'a> = (Method, String, Option<Body>, u16, &'a str, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             Method::PUT,
             "/v1/entries/Bad/Key".into(),
@@ -539,7 +541,6 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     ];
     for (method, uri, body, status, code, field) in cases {
         let r = t.raw(method.clone(), &uri, Some(&t.token), body, &[]).await;
-        eprintln!("{method} {uri} -> {}", r.status);
         r.assert_problem(status, code, field);
     }
     assert_eq!(t.fingerprint().await, before);

@@ -12,7 +12,7 @@ pub struct TestApp {
     pub svc: Arc<Service>,
     pub router: Router,
     pub token: String,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 /// What came back.
@@ -52,6 +52,17 @@ impl TestApp {
         Self::with_options(Options::default()).await
     }
 
+    /// The SQLite file behind the server.
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("cairn.db")
+    }
+
+    /// The same app served with these rate limits.
+    pub fn with_limits(mut self, limits: cairn_server::ratelimit::Limits) -> TestApp {
+        self.router = cairn_server::router_with(self.svc.clone(), limits);
+        self
+    }
+
     pub async fn with_options(opts: Options) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store = cairn_store_sqlite::SqliteStore::open(&dir.path().join("cairn.db"))
@@ -63,7 +74,7 @@ impl TestApp {
             svc,
             router,
             token: token.expect("a fresh server makes an admin token"),
-            _dir: dir,
+            dir,
         }
     }
 
@@ -75,7 +86,24 @@ impl TestApp {
         body: Option<Body>,
         headers: &[(&str, &str)],
     ) -> Resp {
+        self.raw_from(None, method, uri, token, body, headers).await
+    }
+
+    /// A request as if it came from `ip` over a real connection.
+    pub async fn raw_from(
+        &self,
+        ip: Option<&str>,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Body>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut b = Request::builder().method(method).uri(uri);
+        if let Some(ip) = ip {
+            let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+            b = b.extension(axum::extract::ConnectInfo(addr));
+        }
         if let Some(t) = token {
             b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }

@@ -3,7 +3,9 @@
 
 mod harness;
 
+mod access_matrix;
 mod api_catalog;
 mod api_entries;
 mod api_schemas;
+mod identity;
 mod openapi;
