@@ -62,8 +62,25 @@ pub struct Client {
 impl Client {
     /// `addr` like `http://127.0.0.1:8700`.
     pub fn new(addr: &str, token: Option<String>) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("cairn-cli/", env!("CARGO_PKG_VERSION")))
+        Self::with_ca(addr, token, None)
+    }
+
+    /// Like [`Client::new`], also trusting the CA certificate(s) in `ca_pem`.
+    pub fn with_ca(
+        addr: &str,
+        token: Option<String>,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, ClientError> {
+        let mut builder =
+            reqwest::Client::builder().user_agent(concat!("cairn-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::Transport(format!("bad CA certificate: {e}")))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(Client {

@@ -8,6 +8,7 @@ mod extract;
 pub mod problem;
 pub mod ratelimit;
 mod routes;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -115,6 +116,23 @@ pub fn openapi_json() -> String {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.to_pretty_json().unwrap_or_default()
+}
+
+/// Serve the router over HTTPS until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Serve the router on a bound listener until `shutdown` resolves.

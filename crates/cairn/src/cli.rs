@@ -31,6 +31,9 @@ pub struct Cli {
     /// Bearer token.
     #[arg(long, global = true, env = "CAIRN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM certificate of a CA to trust for an https:// server (e.g. a self-signed one).
+    #[arg(long, global = true, env = "CAIRN_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "text")]
     pub output: Format,
@@ -353,6 +356,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let Cli {
         addr,
         token,
+        ca_cert,
         output,
         command,
     } = cli;
@@ -366,7 +370,14 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         };
     }
-    let result = match Client::new(&addr, token) {
+    let ca = match ca_cert
+        .map(|p| std::fs::read(&p).map_err(|e| anyhow!("reading {}: {e}", p.display())))
+    {
+        Some(Ok(pem)) => Some(pem),
+        Some(Err(e)) => return report(&e, output),
+        None => None,
+    };
+    let result = match Client::with_ca(&addr, token, ca.as_deref()) {
         Ok(client) => Ctx { client, output }.dispatch(command).await,
         Err(e) => Err(e.into()),
     };

@@ -48,6 +48,12 @@ pub struct ServeArgs {
     /// DATA_DIR/master.key (SQLite only; replicas on PostgreSQL must share one).
     #[arg(long, env = "CAIRN_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "CAIRN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "CAIRN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Requests per second per principal (0: no limit; default 1000, burst 2x).
     #[arg(long, env = "CAIRN_RATE_LIMIT")]
     pub rate_limit: Option<f64>,
@@ -82,6 +88,8 @@ struct FileConfig {
     replica: Option<String>,
     sync_interval_ms: Option<u64>,
     master_key_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     rate_limit: Option<f64>,
     ip_rate_limit: Option<f64>,
     oidc_issuer: Option<String>,
@@ -102,6 +110,7 @@ pub struct Settings {
     pub replica: String,
     pub sync_interval: Duration,
     pub master_key_file: Option<PathBuf>,
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub rate_limit: f64,
     pub ip_rate_limit: f64,
     pub oidc: Option<Oidc>,
@@ -189,6 +198,14 @@ impl ServeArgs {
                     .unwrap_or(500),
             ),
             master_key_file: self.master_key_file.clone().or(file.master_key_file),
+            tls: match (
+                self.tls_cert.clone().or(file.tls_cert),
+                self.tls_key.clone().or(file.tls_key),
+            ) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => bail!("TLS needs both --tls-cert and --tls-key"),
+            },
             rate_limit: self.rate_limit.or(file.rate_limit).unwrap_or(1000.0),
             ip_rate_limit: self.ip_rate_limit.or(file.ip_rate_limit).unwrap_or(2000.0),
             oidc: match (
@@ -352,8 +369,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    println!("cairn listening on http://{addr} ({backend})");
-    tracing::info!(%addr, backend, "listening");
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(
+            cairn_server::tls::load_config(cert, key).map_err(|e| anyhow::anyhow!("TLS: {e}"))?,
+        ),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("cairn listening on {scheme}://{addr} ({backend})");
+    tracing::info!(%addr, backend, scheme, "listening");
     let burst = |r: f64| (r * 2.0).max(1.0);
     let limits = Limits {
         per_ip: Limiter::new(settings.ip_rate_limit, burst(settings.ip_rate_limit)),
@@ -361,7 +385,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         ..Limits::relaxed()
     };
     let app = cairn_server::router_with(svc, limits);
-    cairn_server::serve(listener, app, shutdown_signal()).await?;
+    match tls {
+        Some(config) => cairn_server::serve_tls(listener, config, app, shutdown_signal()).await?,
+        None => cairn_server::serve(listener, app, shutdown_signal()).await?,
+    }
     Ok(())
 }
 

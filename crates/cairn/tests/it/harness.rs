@@ -98,7 +98,7 @@ impl Server {
             }
         };
         assert!(
-            addr.starts_with("http://127.0.0.1:"),
+            addr.starts_with("http://127.0.0.1:") || addr.starts_with("https://127.0.0.1:"),
             "unexpected address in {banner:?}"
         );
         Server {

@@ -10,4 +10,5 @@ mod harness;
 mod load;
 mod postgres;
 mod restart;
+mod tls;
 mod tour;
