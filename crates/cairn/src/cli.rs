@@ -61,7 +61,7 @@ impl ScopeArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Read an entry (current, a version, or as of a revision).
     Get {
         key: String,
@@ -362,7 +362,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     } = cli;
     if let Command::Serve(args) = command {
         init_tracing();
-        return match crate::serve::run(args).await {
+        return match crate::serve::run(*args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 output::error_line(&format!("{e:#}"));
