@@ -284,7 +284,12 @@ impl Service {
         };
         if let Err(e) = self
             .store
-            .append_audit(&context, vec![event], Some(self.audit_key))
+            .append_audit(
+                &context,
+                vec![event],
+                Some(self.audit_key),
+                self.opts.audit_sink.as_ref(),
+            )
             .await
         {
             tracing::error!(error = %e, action, "could not record a denied request");

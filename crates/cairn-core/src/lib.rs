@@ -13,6 +13,7 @@ pub mod keys;
 pub mod policy;
 pub mod schema;
 mod service;
+pub mod sink;
 pub mod state;
 
 pub use auth::{Origin, Principal};

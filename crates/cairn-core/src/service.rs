@@ -39,6 +39,8 @@ pub struct Options {
     pub master_key: MasterKey,
     /// Accept JWTs from an identity provider.
     pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    /// A second audit destination (fail closed).
+    pub audit_sink: Option<Arc<dyn cairn_store::AuditSink>>,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             replica: "cairn".into(),
             master_key: MasterKey::generate().0,
             jwt: None,
+            audit_sink: None,
         }
     }
 }
@@ -303,6 +306,7 @@ impl Service {
             },
             mutations,
             seal: Some(self.audit_key),
+            sink: self.opts.audit_sink.clone(),
         };
         let committed = self.store.commit(commit).await?;
         // The commit is durable; if catching up fails the sync loop retries.

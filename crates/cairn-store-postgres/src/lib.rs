@@ -13,13 +13,14 @@ mod migrate;
 mod rows;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use cairn_model::{Revision, Scope};
 use cairn_store::{
-    AuditContext, AuditEvent, AuditFilter, AuditHead, AuditKey, AuditRecord, Catalog, Commit,
-    Committed, EntryVersion, Head, SchemaRecord, Snapshot, Store, StoreError, StoreResult,
+    AuditContext, AuditEvent, AuditFilter, AuditHead, AuditKey, AuditRecord, AuditSink, Catalog,
+    Commit, Committed, EntryVersion, Head, SchemaRecord, Snapshot, Store, StoreError, StoreResult,
     TokenRecord, UserRecord,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -366,6 +367,7 @@ impl Store for PostgresStore {
         context: &AuditContext,
         events: Vec<AuditEvent>,
         seal: Option<AuditKey>,
+        sink: Option<&Arc<dyn AuditSink>>,
     ) -> StoreResult<()> {
         if events.is_empty() {
             return Ok(());
@@ -378,7 +380,13 @@ impl Store for PostgresStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(err("lock audit chain"))?;
-        commit::append_events(&mut tx, context, at, events, seal).await?;
+        let written = commit::append_events(&mut tx, context, at, events, seal).await?;
+        if let Some(sink) = sink {
+            if let Err(e) = sink.write(&written).await {
+                let _ = tx.rollback().await;
+                return Err(StoreError::Unavailable(format!("audit sink: {e}")));
+            }
+        }
         tx.commit().await.map_err(err("commit audit"))?;
         Ok(())
     }

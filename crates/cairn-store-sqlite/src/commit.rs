@@ -41,7 +41,19 @@ pub(crate) async fn commit(pool: &SqlitePool, commit: Commit) -> StoreResult<Com
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(err("begin commit"))?;
-    match apply_all(&mut tx, &commit).await {
+    let mut written = Vec::new();
+    let applied = match apply_all(&mut tx, &commit, &mut written).await {
+        Ok(c) => match &commit.sink {
+            Some(sink) => sink
+                .write(&written)
+                .await
+                .map(|()| c)
+                .map_err(|e| StoreError::Unavailable(format!("audit sink: {e}"))),
+            None => Ok(c),
+        },
+        Err(e) => Err(e),
+    };
+    match applied {
         Ok(committed) => {
             tx.commit().await.map_err(err("commit"))?;
             Ok(committed)
@@ -55,7 +67,11 @@ pub(crate) async fn commit(pool: &SqlitePool, commit: Commit) -> StoreResult<Com
     }
 }
 
-async fn apply_all(conn: &mut SqliteConnection, commit: &Commit) -> StoreResult<Committed> {
+async fn apply_all(
+    conn: &mut SqliteConnection,
+    commit: &Commit,
+    written: &mut Vec<AuditRecord>,
+) -> StoreResult<Committed> {
     let revision: i64 =
         sqlx::query_scalar("UPDATE meta SET head = head + 1 WHERE id = 1 RETURNING head")
             .fetch_one(&mut *conn)
@@ -77,6 +93,7 @@ async fn apply_all(conn: &mut SqliteConnection, commit: &Commit) -> StoreResult<
         applied.push(one);
     }
     chain.write_head(conn).await?;
+    *written = std::mem::take(&mut chain.written);
     if catalog {
         sqlx::query("UPDATE meta SET catalog_revision = $1 WHERE id = 1")
             .bind(revision)
@@ -583,6 +600,8 @@ struct Chain {
     seq: i64,
     mac: String,
     seal: Option<AuditKey>,
+    /// The records this transaction appended, for the audit sink.
+    written: Vec<AuditRecord>,
 }
 
 impl Chain {
@@ -594,7 +613,12 @@ impl Chain {
                 .await
                 .map_err(err("read audit chain"))?;
         let (seq, mac) = last.unwrap_or((0, String::new()));
-        Ok(Chain { seq, mac, seal })
+        Ok(Chain {
+            seq,
+            mac,
+            seal,
+            written: Vec::new(),
+        })
     }
 
     /// Append one record, sealed to the previous one.
@@ -652,7 +676,8 @@ impl Chain {
         .await
         .map_err(err("insert audit record"))?;
         self.seq = record.seq;
-        self.mac = record.mac;
+        self.mac = record.mac.clone();
+        self.written.push(record);
         Ok(())
     }
 
@@ -682,7 +707,7 @@ pub(crate) async fn append_events(
     at: DateTime<Utc>,
     events: Vec<AuditEvent>,
     seal: Option<AuditKey>,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<AuditRecord>> {
     let ctx = Ctx {
         revision: None,
         at,
@@ -700,7 +725,8 @@ pub(crate) async fn append_events(
         };
         chain.append(conn, &ctx, &e.action, facts).await?;
     }
-    chain.write_head(conn).await
+    chain.write_head(conn).await?;
+    Ok(chain.written)
 }
 
 async fn put_user(

@@ -10,13 +10,14 @@ mod migrate;
 mod rows;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use cairn_model::{Revision, Scope};
 use cairn_store::{
-    AuditContext, AuditEvent, AuditFilter, AuditHead, AuditKey, AuditRecord, Catalog, Commit,
-    Committed, EntryVersion, Head, SchemaRecord, Snapshot, Store, StoreError, StoreResult,
+    AuditContext, AuditEvent, AuditFilter, AuditHead, AuditKey, AuditRecord, AuditSink, Catalog,
+    Commit, Committed, EntryVersion, Head, SchemaRecord, Snapshot, Store, StoreError, StoreResult,
     TokenRecord, UserRecord,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -372,6 +373,7 @@ impl Store for SqliteStore {
         context: &AuditContext,
         events: Vec<AuditEvent>,
         seal: Option<AuditKey>,
+        sink: Option<&Arc<dyn AuditSink>>,
     ) -> StoreResult<()> {
         if events.is_empty() {
             return Ok(());
@@ -381,7 +383,13 @@ impl Store for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(err("begin audit"))?;
-        commit::append_events(&mut tx, context, rows::now(), events, seal).await?;
+        let written = commit::append_events(&mut tx, context, rows::now(), events, seal).await?;
+        if let Some(sink) = sink {
+            if let Err(e) = sink.write(&written).await {
+                let _ = tx.rollback().await;
+                return Err(StoreError::Unavailable(format!("audit sink: {e}")));
+            }
+        }
         tx.commit().await.map_err(err("commit audit"))?;
         Ok(())
     }

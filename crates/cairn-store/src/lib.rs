@@ -19,6 +19,8 @@ pub use chain::AuditKey;
 pub use types::*;
 
 use async_trait::async_trait;
+use std::sync::Arc;
+
 use cairn_model::{Revision, Scope};
 
 /// Everything that can go wrong in a store, in terms the service can act on.
@@ -53,6 +55,15 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A second, append-only destination for audit records (e.g. a JSON-lines
+/// file shipped elsewhere). Stores call it inside the transaction, after the
+/// records are written and before the commit: if the sink fails (or takes too
+/// long, which the sink bounds itself), the change is rolled back — fail closed.
+#[async_trait]
+pub trait AuditSink: Send + Sync + std::fmt::Debug {
+    async fn write(&self, records: &[AuditRecord]) -> Result<(), String>;
+}
 
 /// The one storage interface. Backends: `cairn-store-sqlite`, `cairn-store-postgres`.
 #[async_trait]
@@ -125,6 +136,7 @@ pub trait Store: Send + Sync + 'static {
         context: &AuditContext,
         events: Vec<AuditEvent>,
         seal: Option<AuditKey>,
+        sink: Option<&Arc<dyn AuditSink>>,
     ) -> StoreResult<()>;
 
     /// The signed head of the audit chain.

@@ -251,7 +251,7 @@ impl Mutation {
 
 /// A change set: mutations committed atomically as one revision, with one
 /// audit record each.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Commit {
     pub context: AuditContext,
     /// `(action override, mutation)`: `None` uses [`Mutation::default_action`]
@@ -259,6 +259,8 @@ pub struct Commit {
     pub mutations: Vec<(Option<String>, Mutation)>,
     /// Key of the audit chain (see [`crate::chain`]); `None` writes unsealed records.
     pub seal: Option<crate::AuditKey>,
+    /// Second audit destination, written before the commit (fail closed).
+    pub sink: Option<std::sync::Arc<dyn crate::AuditSink>>,
 }
 
 /// What one mutation became.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use cairn_core::jwt::JwtVerifier;
 use cairn_core::keys::MasterKey;
+use cairn_core::sink::FileAuditSink;
 use cairn_core::{Options, Service};
 use cairn_server::ratelimit::{Limiter, Limits};
 use cairn_store::Store;
@@ -48,6 +49,10 @@ pub struct ServeArgs {
     /// DATA_DIR/master.key (SQLite only; replicas on PostgreSQL must share one).
     #[arg(long, env = "CAIRN_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Also append every audit record to this JSON-lines file; if it cannot be
+    /// written within 2 s, the change fails (fail closed).
+    #[arg(long, env = "CAIRN_AUDIT_FILE")]
+    pub audit_file: Option<PathBuf>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
     #[arg(long, env = "CAIRN_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -88,6 +93,7 @@ struct FileConfig {
     replica: Option<String>,
     sync_interval_ms: Option<u64>,
     master_key_file: Option<PathBuf>,
+    audit_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     rate_limit: Option<f64>,
@@ -111,6 +117,7 @@ pub struct Settings {
     pub sync_interval: Duration,
     pub master_key_file: Option<PathBuf>,
     pub tls: Option<(PathBuf, PathBuf)>,
+    pub audit_file: Option<PathBuf>,
     pub rate_limit: f64,
     pub ip_rate_limit: f64,
     pub oidc: Option<Oidc>,
@@ -198,6 +205,7 @@ impl ServeArgs {
                     .unwrap_or(500),
             ),
             master_key_file: self.master_key_file.clone().or(file.master_key_file),
+            audit_file: self.audit_file.clone().or(file.audit_file),
             tls: match (
                 self.tls_cert.clone().or(file.tls_cert),
                 self.tls_key.clone().or(file.tls_key),
@@ -348,6 +356,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             replica: settings.replica.clone(),
             master_key: load_master_key(&settings)?,
             jwt: load_jwt(&settings).await?,
+            audit_sink: match &settings.audit_file {
+                Some(p) => Some(Arc::new(
+                    FileAuditSink::open(p, Duration::from_secs(2))
+                        .with_context(|| format!("opening the audit file {}", p.display()))?,
+                )),
+                None => None,
+            },
         },
     )
     .await

@@ -7,5 +7,6 @@ mod access_matrix;
 mod api_catalog;
 mod api_entries;
 mod api_schemas;
+mod audit_sink;
 mod identity;
 mod openapi;

@@ -105,6 +105,7 @@ async fn history(s: &dyn Store) -> Vec<Committed> {
                 context: context(actor),
                 mutations,
                 seal: Some(super::TEST_AUDIT_KEY),
+                sink: None,
             })
             .await
             .unwrap();
@@ -450,10 +451,11 @@ pub(super) async fn audit_chain_is_sealed(s: Arc<dyn Store>) {
             },
         ],
         Some(key),
+        None,
     )
     .await
     .unwrap();
-    s.append_audit(&context("x"), vec![], Some(key))
+    s.append_audit(&context("x"), vec![], Some(key), None)
         .await
         .unwrap();
     let failed = s
@@ -461,6 +463,7 @@ pub(super) async fn audit_chain_is_sealed(s: Arc<dyn Store>) {
             context: context("bob"),
             mutations: vec![(None, delete(&Scope::global(), "never-existed", None))],
             seal: Some(key),
+            sink: None,
         })
         .await;
     assert!(failed.is_err());

@@ -71,6 +71,7 @@ pub(super) async fn empty_store(s: Arc<dyn Store>) {
             context: ctx("a", "m"),
             mutations: vec![],
             seal: None,
+            sink: None,
         })
         .await;
     assert!(

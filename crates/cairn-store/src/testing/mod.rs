@@ -189,6 +189,7 @@ pub async fn commit_with(
             context,
             mutations: mutations.into_iter().map(|m| (None, m)).collect(),
             seal: Some(TEST_AUDIT_KEY),
+            sink: None,
         })
         .await
 }
