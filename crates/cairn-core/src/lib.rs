@@ -7,8 +7,10 @@
 
 pub mod auth;
 mod error;
+pub mod flags;
 pub mod identity;
 pub mod jwt;
+pub mod envelope;
 pub mod keys;
 pub mod policy;
 pub mod schema;
@@ -18,6 +20,7 @@ pub mod state;
 
 pub use auth::{Origin, Principal};
 pub use error::{Error, ErrorCode, Result, Violation};
+pub use flags::{Evaluation, FlagInfo, FlagView};
 pub use policy::Action;
 pub use service::{
     ChangeItem, CreatedToken, EnvSettings, Options, SchemaRegistered, Service, DEFAULT_ENVS,

@@ -406,6 +406,7 @@ impl Service {
                     },
                 ));
             }
+            crate::flags::validate_change_set(&st, &mutations)?;
         }
         self.commit(who, origin, message, mutations).await
     }

@@ -109,6 +109,10 @@ pub struct State {
     pub users: HashMap<String, UserRecord>,
     pub scopes: HashMap<Scope, ScopeEntries>,
     views: Mutex<HashMap<(String, String), Arc<ResolvedView>>>,
+    /// Compiled flag sets by (app, env), invalidated like `views` (see `crate::flags`).
+    pub(crate) flag_views: Mutex<HashMap<(String, String), Arc<crate::flags::FlagView>>>,
+    /// Evaluation counts (in memory).
+    pub(crate) flag_stats: Arc<crate::flags::Stats>,
 }
 
 impl State {
@@ -151,8 +155,10 @@ impl State {
             return;
         }
         let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        let mut flag_views = self.flag_views.lock().unwrap_or_else(|p| p.into_inner());
         for v in versions {
             views.retain(|(app, env), _| !v.scope.affects(app, env));
+            flag_views.retain(|(app, env), _| !v.scope.affects(app, env));
             self.scopes.entry(v.scope.clone()).or_default().apply(v);
         }
     }
