@@ -6,11 +6,11 @@
 //! configuration with pre-serialized [`ResolvedView`]s.
 
 pub mod auth;
+pub mod envelope;
 mod error;
 pub mod flags;
 pub mod identity;
 pub mod jwt;
-pub mod envelope;
 pub mod keys;
 pub mod policy;
 pub mod schema;
