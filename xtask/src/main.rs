@@ -1,1 +1,120 @@
-fn main() {}
+//! Cairn's developer tasks: `cargo run --release -p xtask -- <task>`.
+//!
+//! - `bench-writes`: versioned, validated, audited, durable writes per second
+//!   through `Service::write_entries`, on SQLite and on PostgreSQL with fsync on.
+//! - `bench-http`: requests/s and latency of the resolved view over HTTP, next
+//!   to a bare axum "hello" handler served and loaded the same way (`wrk`).
+//!
+//! What they measured, and how, is written up in `docs/benchmarks.md`.
+
+// A command-line tool: printing is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod bench_http;
+mod bench_writes;
+mod machine;
+mod pg;
+mod stats;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Cairn developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Writes per second through the real write path (validate, commit with audit, re-sync).
+    BenchWrites {
+        /// Backends to measure.
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+        backend: Vec<Backend>,
+        /// Numbers of concurrent writers, one measurement each.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        concurrency: Vec<usize>,
+        /// Seconds of measurement per backend and concurrency.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Seconds of unmeasured writing before each measurement.
+        #[arg(long, default_value_t = 2)]
+        warmup_seconds: u64,
+        /// Directory for the SQLite file and the PostgreSQL cluster (default: the
+        /// system temp dir). It must be a real disk, not tmpfs, for fsync to mean anything.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Resolved view over HTTP vs a bare axum hello handler, loaded with `wrk`.
+    BenchHttp {
+        /// Open connections (wrk -c).
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+        /// Load generator threads (wrk -t).
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+        /// Seconds per target and round.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rounds; each round measures every target once, in turn.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Keys in the resolved view.
+        #[arg(long, default_value_t = 50)]
+        keys: usize,
+        /// Run wrk pinned to these CPUs (`taskset -c`), e.g. `1` while this
+        /// process runs under `taskset -c 0`, so load and server do not share a core.
+        #[arg(long)]
+        wrk_cpus: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::BenchWrites {
+            backend,
+            concurrency,
+            seconds,
+            warmup_seconds,
+            dir,
+        } => {
+            bench_writes::run(bench_writes::Args {
+                backends: backend,
+                concurrency,
+                duration: Duration::from_secs(seconds),
+                warmup: Duration::from_secs(warmup_seconds),
+                dir: dir.unwrap_or_else(std::env::temp_dir),
+            })
+            .await
+        }
+        Task::BenchHttp {
+            connections,
+            threads,
+            seconds,
+            rounds,
+            keys,
+            wrk_cpus,
+        } => {
+            bench_http::run(bench_http::Args {
+                connections,
+                threads,
+                duration: Duration::from_secs(seconds),
+                rounds,
+                keys,
+                wrk_cpus,
+            })
+            .await
+        }
+    }
+}
