@@ -171,6 +171,36 @@ impl Client {
         })
     }
 
+    /// Open a Server-Sent Events stream (GET); the caller reads the body
+    /// incrementally (`Response::chunk`). API errors are returned as for `get`.
+    pub async fn open_stream(
+        &self,
+        path: &str,
+        query: &[(&str, Option<String>)],
+        last_event_id: Option<&str>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut rb = self
+            .request(Method::GET, path)
+            .query(&present(query))
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(id) = last_event_id {
+            rb = rb.header("Last-Event-ID", id);
+        }
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            return Err(api_error(status, &bytes));
+        }
+        Ok(resp)
+    }
+
     /// A request with a JSON body.
     pub async fn send_json<T: DeserializeOwned>(
         &self,
@@ -195,7 +225,7 @@ fn present<'a>(query: &'a [(&'a str, Option<String>)]) -> Vec<(&'a str, &'a str)
 }
 
 fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
-    let problem = serde_json::from_slice::<Problem>(bytes).unwrap_or_else(|_| Problem {
+    let mut problem = serde_json::from_slice::<Problem>(bytes).unwrap_or_else(|_| Problem {
         status: status.as_u16(),
         detail: format!(
             "{} {}",
@@ -207,6 +237,14 @@ fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
         ),
         ..Problem::default()
     });
+    if problem.detail.is_empty() {
+        // OFREP errors are `{key, errorCode, errorDetails}`, not problem details.
+        if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+            let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            problem.code = field("errorCode");
+            problem.detail = format!("{}: {}", problem.code, field("errorDetails"));
+        }
+    }
     ClientError::Api {
         status: status.as_u16(),
         problem: Box::new(problem),

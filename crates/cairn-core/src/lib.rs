@@ -17,6 +17,7 @@ pub mod schema;
 mod service;
 pub mod sink;
 pub mod state;
+pub mod watch;
 
 pub use auth::{Origin, Principal};
 pub use error::{Error, ErrorCode, Result, Violation};
@@ -26,3 +27,4 @@ pub use service::{
     ChangeItem, CreatedToken, EnvSettings, Options, SchemaRegistered, Service, DEFAULT_ENVS,
 };
 pub use state::ResolvedView;
+pub use watch::ViewEvent;

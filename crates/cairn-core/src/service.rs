@@ -41,6 +41,8 @@ pub struct Options {
     pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
     /// A second audit destination (fail closed).
     pub audit_sink: Option<Arc<dyn cairn_store::AuditSink>>,
+    /// Interval of the heartbeat comments on watch streams.
+    pub watch_heartbeat: Duration,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             master_key: MasterKey::generate().0,
             jwt: None,
             audit_sink: None,
+            watch_heartbeat: Duration::from_secs(15),
         }
     }
 }
@@ -103,6 +106,11 @@ pub struct Service {
     pub(crate) opts: Options,
     pub(crate) audit_key: AuditKey,
     head_tx: watch::Sender<Revision>,
+    /// Watched views (see `crate::watch`).
+    pub(crate) hub: crate::watch::Hub,
+    /// The last sync failed: memory may be behind the database.
+    pub(crate) stale: std::sync::atomic::AtomicBool,
+    pub(crate) compacted: std::sync::atomic::AtomicI64,
 }
 
 impl Service {
@@ -125,6 +133,7 @@ impl Service {
         }
         state.apply_entries(snapshot.entries);
         let (head_tx, _) = watch::channel(state.head.revision);
+        let compacted = store.compacted_revision().await?;
         let svc = Arc::new(Service {
             store,
             state: RwLock::new(state),
@@ -132,6 +141,9 @@ impl Service {
             audit_key: opts.master_key.derive(Purpose::Audit),
             opts,
             head_tx,
+            hub: Default::default(),
+            stale: Default::default(),
+            compacted: compacted.into(),
         });
         svc.ensure_default_envs().await?;
         let token = svc.ensure_admin_token().await?;
@@ -236,6 +248,13 @@ impl Service {
     /// last applied revision, reload the catalog if it moved.
     pub async fn sync(&self) -> Result<()> {
         let _guard = self.sync_lock.lock().await;
+        let result = self.sync_locked().await;
+        self.stale
+            .store(result.is_err(), std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+
+    async fn sync_locked(&self) -> Result<()> {
         let applied = self.read().head;
         let (head, versions) = self.store.entry_changes_since(applied.revision).await?;
         if head.revision <= applied.revision {
@@ -255,7 +274,7 @@ impl Service {
             if let Some((catalog, tokens, users)) = catalog {
                 st.set_catalog(catalog, tokens, users);
             }
-            st.apply_entries(versions);
+            self.hub.apply(&mut st, versions);
             st.head = head;
         }
         self.head_tx.send_replace(head.revision);
@@ -1066,7 +1085,7 @@ fn check_write(who: &Principal, scope: &Scope) -> Result<()> {
     }
 }
 
-fn check_resolve(who: &Principal, app: &str, env: &str) -> Result<()> {
+pub(crate) fn check_resolve(who: &Principal, app: &str, env: &str) -> Result<()> {
     if who.can(Action::Resolve, Some(app), Some(env)) {
         Ok(())
     } else {

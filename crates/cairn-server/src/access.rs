@@ -67,6 +67,7 @@ pub const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/v1/users", Access::Needs(Action::Admin)),
     ("POST", "/v1/users", Access::Needs(Action::Admin)),
     ("PATCH", "/v1/users/{name}", Access::Needs(Action::Admin)),
+    ("GET", "/v1/watch", Access::Needs(Action::Resolve)),
 ];
 
 /// The rule of a matched route.

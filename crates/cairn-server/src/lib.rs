@@ -70,11 +70,16 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
         .route("/v1/users", get(i::list_users).post(i::create_user))
         .route("/v1/users/{name}", axum::routing::patch(i::update_user))
         .route("/v1/audit/verify", get(i::verify_audit))
+        .route("/v1/watch", get(routes::watch::watch))
         .route_layer(axum::middleware::from_fn_with_state(
             guard,
             access::authorize,
         ))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            svc.clone(),
+            routes::watch::mark_stale,
+        ))
         .with_state(svc)
 }
 
@@ -93,6 +98,7 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
         routes::catalog::list_tokens, routes::catalog::create_token, routes::catalog::revoke_token,
         routes::identity::login, routes::identity::list_users, routes::identity::create_user,
         routes::identity::update_user, routes::identity::verify_audit,
+        routes::watch::watch,
     ),
     modifiers(&BearerAuth),
 )]

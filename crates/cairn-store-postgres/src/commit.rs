@@ -94,6 +94,14 @@ async fn apply_all(
     }
     chain.write_head(conn).await?;
     *written = std::mem::take(&mut chain.written);
+    // The hint for other replicas, delivered only if this transaction commits
+    // (in commit order: PostgreSQL delivers notifications in commit order).
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(crate::listen::CHANNEL)
+        .bind(revision.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(err("notify"))?;
     if catalog {
         sqlx::query("UPDATE meta SET catalog_revision = $1 WHERE id = 1")
             .bind(revision)

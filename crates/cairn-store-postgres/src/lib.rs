@@ -9,6 +9,7 @@
 //! Migrations run under a session advisory lock, so replicas may start at once.
 
 mod commit;
+mod listen;
 mod migrate;
 mod rows;
 
@@ -145,6 +146,10 @@ impl Store for PostgresStore {
 
     async fn commit(&self, commit: Commit) -> StoreResult<Committed> {
         commit::commit(&self.pool, commit).await
+    }
+
+    async fn change_listener(&self) -> Option<Box<dyn cairn_store::ChangeListener>> {
+        Some(Box::new(listen::PgChangeListener::new(self.pool.clone())))
     }
 
     async fn head(&self) -> StoreResult<Head> {

@@ -141,4 +141,35 @@ pub trait Store: Send + Sync + 'static {
 
     /// The signed head of the audit chain.
     async fn audit_head(&self) -> StoreResult<AuditHead>;
+
+    /// Revisions before this one are no longer retained (history compaction;
+    /// no backend compacts yet).
+    async fn compacted_revision(&self) -> StoreResult<Revision> {
+        Ok(0)
+    }
+
+    /// Hints that other processes committed (PostgreSQL `LISTEN/NOTIFY`).
+    /// `None` for a backend with a single writer process. The hints are only
+    /// hints: a replica still reads the change table (`entry_changes_since`).
+    async fn change_listener(&self) -> Option<Box<dyn ChangeListener>> {
+        None
+    }
+}
+
+/// What a [`ChangeListener`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeHint {
+    /// Some process committed this revision.
+    Committed(Revision),
+    /// The listening connection was (re-)established: notifications may
+    /// have been missed, catch up now.
+    Connected,
+    /// The listening connection is down (retrying): the database may be unreachable.
+    Lost,
+}
+
+/// A source of [`ChangeHint`]s that reconnects by itself.
+#[async_trait]
+pub trait ChangeListener: Send {
+    async fn next(&mut self) -> ChangeHint;
 }

@@ -123,6 +123,13 @@ pub enum Command {
         #[arg(long)]
         revision: Option<i64>,
     },
+    /// Print the changes of the resolved configuration of (app, env) as they happen.
+    Watch(crate::realtime::WatchArgs),
+    /// Keep a file equal to the resolved configuration; run a command or signal a process on change.
+    Agent(crate::realtime::AgentArgs),
+    /// Start a command with the resolved configuration as environment variables
+    /// (`database/pool` member `max` → `DATABASE_POOL_MAX`; see docs/cli.md).
+    Run(crate::realtime::RunArgs),
     /// Version history of an entry.
     Versions {
         key: String,
@@ -910,6 +917,12 @@ impl Ctx {
                 });
             }
             Command::User(cmd) => self.user(cmd).await?,
+            Command::Watch(a) => crate::realtime::watch(&self.client, self.output, a).await?,
+            Command::Agent(a) => crate::realtime::agent(&self.client, a).await?,
+            Command::Run(a) => {
+                let code = crate::realtime::run(&self.client, a).await?;
+                std::process::exit(code);
+            }
             Command::Login { name, ttl } => {
                 let password = read_password()?;
                 let ttl_seconds = ttl

@@ -4,6 +4,7 @@
 mod cli;
 mod input;
 mod output;
+mod realtime;
 mod serve;
 
 use std::process::ExitCode;

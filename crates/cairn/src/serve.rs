@@ -363,6 +363,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 )),
                 None => None,
             },
+            watch_heartbeat: Duration::from_secs(15),
         },
     )
     .await
@@ -378,6 +379,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     }
     if backend == "postgres" {
+        // LISTEN/NOTIFY delivers other replicas' commits fast; the periodic
+        // sync is the safety net (the change table is the truth).
+        svc.spawn_change_listener().await;
         svc.spawn_sync_loop(settings.sync_interval);
     }
     let listener = tokio::net::TcpListener::bind(settings.listen)

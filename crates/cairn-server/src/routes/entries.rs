@@ -128,6 +128,10 @@ pub struct DiffQuery {
 pub struct ResolveQuery {
     /// Resolve as of this revision (read from the database).
     pub revision: Option<Revision>,
+    /// Long poll: answer once the view's revision is past this one …
+    pub index: Option<Revision>,
+    /// … or after this long (`30s`, `500ms`, `2m`; default 30s, at most 5m), with the current view.
+    pub wait: Option<String>,
 }
 
 /// What a write did.
@@ -369,6 +373,8 @@ pub async fn rollback(
 }
 
 /// The resolved configuration of (app, env). Honours `If-None-Match` (304).
+/// Long poll with `index` (and `wait`): answers as soon as the view's
+/// revision is past `index`, or after `wait` with the current view.
 #[utoipa::path(get, path = "/v1/apps/{app}/envs/{env}/config", params(("app" = String, Path), ("env" = String, Path), ResolveQuery), tag = "entries",
     responses((status = 200, body = ResolvedView, headers(("ETag" = String))), (status = 304), (status = 404, body = Problem), (status = 410, body = Problem)),
     security(("bearer" = [])))]
@@ -379,9 +385,21 @@ pub async fn resolved(
     Q(q): Q<ResolveQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let view = match q.revision {
-        Some(rev) => Arc::new(svc.resolve_at(&c.who, &app, &env, rev).await?),
-        None => svc.resolve(&c.who, &app, &env)?,
+    let wait = q
+        .wait
+        .as_deref()
+        .map(crate::routes::watch::parse_wait)
+        .transpose()?;
+    let view = match (q.revision, q.index) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid("index", "cannot be combined with revision").into())
+        }
+        (Some(rev), None) => Arc::new(svc.resolve_at(&c.who, &app, &env, rev).await?),
+        (None, Some(index)) => {
+            let wait = wait.unwrap_or(std::time::Duration::from_secs(30));
+            crate::routes::watch::wait_view(&svc, &c.who, &app, &env, index, wait).await?
+        }
+        (None, None) => svc.resolve(&c.who, &app, &env)?,
     };
     Ok(view_response(&view, &headers))
 }

@@ -18,7 +18,8 @@ pub struct Health {
 
 #[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct Readiness {
-    /// `ready`, or `unavailable` when the database cannot be reached.
+    /// `ready`; `stale` when the last sync with the database failed (reads
+    /// are served from memory); `unavailable` when the database cannot be reached.
     pub status: String,
     pub backend: String,
     /// The revision this replica serves.
@@ -40,6 +41,17 @@ pub async fn healthz() -> Json<Health> {
 pub async fn readyz(State(svc): State<Arc<Service>>) -> (StatusCode, Json<Readiness>) {
     let backend = svc.store().backend().to_owned();
     let revision = svc.revision();
+    if svc.is_stale() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Readiness {
+                status: "stale".into(),
+                backend,
+                revision,
+                error: Some("the last sync with the database failed; serving from memory".into()),
+            }),
+        );
+    }
     match svc.ready().await {
         Ok(()) => (
             StatusCode::OK,

@@ -198,6 +198,7 @@ async fn request(
         ("GET", "/v1/apps/{app}/envs/{env}/config") => {
             ("/v1/apps/billing/envs/staging/config".into(), None, bs)
         }
+        ("GET", "/v1/watch") => ("/v1/watch?app=billing&env=staging&since=0".into(), None, bs),
         ("POST", "/v1/envs") => (
             path.into(),
             Some(json!({"name": unique("env")})),

@@ -118,10 +118,26 @@ impl TestApp {
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
-        let raw = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
+        let sse = headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let raw = if sse {
+            // A stream never ends: take what arrives within a moment.
+            let mut raw = Vec::new();
+            let mut body = resp.into_body().into_data_stream();
+            let until = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+            while let Ok(Some(Ok(chunk))) =
+                tokio::time::timeout_at(until, futures::StreamExt::next(&mut body)).await
+            {
+                raw.extend_from_slice(&chunk);
+            }
+            raw
+        } else {
+            axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .to_vec()
+        };
         let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
         Resp {
             status,

@@ -10,3 +10,4 @@ mod api_schemas;
 mod audit_sink;
 mod identity;
 mod openapi;
+mod watch;

@@ -1,0 +1,463 @@
+//! `cairn watch`, `cairn agent` and `cairn run`: following a resolved
+//! configuration from the command line.
+//!
+//! Environment naming for `cairn run` and `--format env`: every config key
+//! and, inside objects, every member path is joined with `_`, upper-cased,
+//! and every character that is not an ASCII letter or digit becomes `_`
+//! (`database/pool` member `max` → `DATABASE_POOL_MAX`). Strings are passed
+//! as is, numbers and booleans as their JSON text, `null` as an empty string,
+//! arrays as JSON text. If two paths map to the same name the later one in
+//! key order wins.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use cairn_client::{Client, ClientError};
+use serde_json::{json, Value};
+
+use crate::output::Format;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WatchArgs {
+    #[arg(long)]
+    pub app: String,
+    #[arg(long)]
+    pub env: String,
+    /// Start after this revision (events since then are replayed).
+    #[arg(long)]
+    pub since: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileFormat {
+    Json,
+    Yaml,
+    Env,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    #[arg(long)]
+    pub app: String,
+    #[arg(long)]
+    pub env: String,
+    /// The file kept equal to the resolved configuration (written atomically, mode 0600).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: FileFormat,
+    /// Run this shell command after every write.
+    #[arg(long, conflicts_with = "signal")]
+    pub exec: Option<String>,
+    /// Send SIGHUP to this process after every write.
+    #[arg(long)]
+    pub signal: Option<u32>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    pub app: String,
+    #[arg(long)]
+    pub env: String,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+/// Incremental SSE parser (text/event-stream).
+#[derive(Default)]
+struct SseParser {
+    buf: Vec<u8>,
+    cur: SseEvent,
+    has_data: bool,
+}
+
+impl SseParser {
+    fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
+        self.buf.extend_from_slice(chunk);
+        while let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=nl).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if self.has_data {
+                    let mut e = std::mem::take(&mut self.cur);
+                    if e.event.is_empty() {
+                        e.event = "message".into();
+                    }
+                    out.push(e);
+                }
+                self.cur = SseEvent::default();
+                self.has_data = false;
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" => self.cur.id = Some(value.to_owned()),
+                "event" => self.cur.event = value.to_owned(),
+                "data" => {
+                    if self.has_data {
+                        self.cur.data.push('\n');
+                    }
+                    self.cur.data.push_str(value);
+                    self.has_data = true;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Follow the watch stream of (app, env) forever, reconnecting with
+/// `Last-Event-ID` after a dropped connection; `on_event` sees every event.
+/// API errors (not found, forbidden) end it.
+async fn follow(
+    client: &Client,
+    app: &str,
+    env: &str,
+    mut last_id: Option<String>,
+    mut on_event: impl AsyncFnMut(&SseEvent) -> Result<()>,
+) -> Result<()> {
+    let q = [("app", Some(app.to_owned())), ("env", Some(env.to_owned()))];
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let resp = match client
+            .open_stream("/v1/watch", &q, last_id.as_deref())
+            .await
+        {
+            Ok(r) => r,
+            Err(e @ ClientError::Api { .. }) => return Err(e.into()),
+            Err(e) => {
+                eprintln!("watch: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(200);
+        let mut resp = resp;
+        let mut parser = SseParser::default();
+        let mut events = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    parser.feed(&chunk, &mut events);
+                    for e in events.drain(..) {
+                        on_event(&e).await?;
+                        if e.id.is_some() {
+                            last_id.clone_from(&e.id);
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("watch: connection lost: {e}");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// `cairn watch`: print every event until interrupted.
+pub async fn watch(client: &Client, output: Format, a: WatchArgs) -> Result<()> {
+    follow(
+        client,
+        &a.app,
+        &a.env,
+        a.since.map(|s| s.to_string()),
+        async |e: &SseEvent| {
+            let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
+            match output {
+                Format::Json | Format::Jsonl => {
+                    let mut v = json!({"event": e.event, "id": e.id});
+                    if let (Value::Object(m), Value::Object(d)) = (&mut v, data) {
+                        m.extend(d);
+                    }
+                    println!("{}", serde_json::to_string(&v).unwrap_or_default());
+                }
+                Format::Text => {
+                    let keys = data["keys"]
+                        .as_array()
+                        .map(|k| {
+                            k.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "{} revision {} {} {}",
+                        e.event,
+                        data["revision"],
+                        data["checksum"].as_str().unwrap_or(""),
+                        keys
+                    );
+                }
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+async fn fetch_view(client: &Client, app: &str, env: &str) -> Result<Value> {
+    Ok(client
+        .get(&format!("/v1/apps/{app}/envs/{env}/config"), &[])
+        .await?)
+}
+
+/// `cairn agent`: keep `--out` equal to the resolved configuration.
+pub async fn agent(client: &Client, a: AgentArgs) -> Result<()> {
+    let mut agent = Agent { a, written: -1 };
+    agent.refresh_retrying(client).await?;
+    let (app, env) = (agent.a.app.clone(), agent.a.env.clone());
+    follow(client, &app, &env, None, async |e: &SseEvent| {
+        if e.event == "change" || e.event == "resync" {
+            agent.refresh_retrying(client).await?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+struct Agent {
+    a: AgentArgs,
+    /// The revision the file holds.
+    written: i64,
+}
+
+impl Agent {
+    /// [`Agent::refresh`], retried while the server cannot be reached.
+    async fn refresh_retrying(&mut self, client: &Client) -> Result<()> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.refresh(client).await {
+                Err(e) if matches!(e.downcast_ref(), Some(ClientError::Transport(_))) => {
+                    eprintln!("agent: {e:#}; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Write the current view if it is newer than the file, then run the hook.
+    async fn refresh(&mut self, client: &Client) -> Result<()> {
+        let view = fetch_view(client, &self.a.app, &self.a.env).await?;
+        let revision = view["revision"].as_i64().unwrap_or(0);
+        if revision <= self.written {
+            return Ok(());
+        }
+        let values = view.get("values").cloned().unwrap_or(json!({}));
+        write_atomic(&self.a.out, render(&values, self.a.format)?.as_bytes())?;
+        self.written = revision;
+        eprintln!(
+            "agent: wrote {} (revision {revision})",
+            self.a.out.display()
+        );
+        hook(&self.a).await;
+        Ok(())
+    }
+}
+
+async fn hook(a: &AgentArgs) {
+    let result = if let Some(cmd) = &a.exec {
+        tokio::process::Command::new("sh")
+            .args(["-c", cmd])
+            .status()
+            .await
+    } else if let Some(pid) = a.signal {
+        tokio::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .await
+    } else {
+        return;
+    };
+    match result {
+        Ok(s) if s.success() => {}
+        Ok(s) => eprintln!("agent: hook exited with {s}"),
+        Err(e) => eprintln!("agent: hook failed: {e}"),
+    }
+}
+
+/// Write `bytes` to `path` so a reader sees the old or the new content,
+/// never a mix: a 0600 temp file in the same directory, fsync, rename, fsync
+/// of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("--out must name a file"))?
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    };
+    write()
+        .with_context(|| format!("writing {}", path.display()))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
+fn render(values: &Value, format: FileFormat) -> Result<String> {
+    Ok(match format {
+        FileFormat::Json => serde_json::to_string_pretty(values)? + "\n",
+        FileFormat::Yaml => serde_yaml::to_string(values)?,
+        FileFormat::Env => env_vars(values)
+            .iter()
+            .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', r"'\''")))
+            .collect(),
+    })
+}
+
+fn env_name(part: &str) -> String {
+    part.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Flatten resolved values into environment variables (the rule in the module docs).
+pub fn env_vars(values: &Value) -> BTreeMap<String, String> {
+    fn walk(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let name = if prefix.is_empty() {
+                        env_name(k)
+                    } else {
+                        format!("{prefix}_{}", env_name(k))
+                    };
+                    walk(&name, v, out);
+                }
+            }
+            Value::String(s) => {
+                out.insert(prefix.to_owned(), s.clone());
+            }
+            Value::Null => {
+                out.insert(prefix.to_owned(), String::new());
+            }
+            other => {
+                out.insert(prefix.to_owned(), other.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", values, &mut out);
+    out
+}
+
+/// `cairn run`: start the command with the configuration in its environment;
+/// returns its exit code.
+pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
+    let view = fetch_view(client, &a.app, &a.env).await?;
+    let vars = env_vars(view.get("values").unwrap_or(&Value::Null));
+    let Some((program, args)) = a.command.split_first() else {
+        bail!("a command is required after --");
+    };
+    let status = tokio::process::Command::new(program)
+        .args(args)
+        .envs(vars)
+        .env("CAIRN_REVISION", view["revision"].to_string())
+        .status()
+        .await
+        .with_context(|| format!("starting {program}"))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_naming_rule() {
+        let v = json!({
+            "database/pool": {"max": 10, "name": "main", "opts": {"ssl-mode": true}},
+            "feature.list": [1, 2],
+            "empty": null,
+        });
+        let vars = env_vars(&v);
+        assert_eq!(vars["DATABASE_POOL_MAX"], "10");
+        assert_eq!(vars["DATABASE_POOL_NAME"], "main");
+        assert_eq!(vars["DATABASE_POOL_OPTS_SSL_MODE"], "true");
+        assert_eq!(vars["FEATURE_LIST"], "[1,2]");
+        assert_eq!(vars["EMPTY"], "");
+        assert_eq!(vars.len(), 5);
+    }
+
+    #[test]
+    fn sse_parser_handles_split_chunks_and_comments() {
+        let mut p = SseParser::default();
+        let mut out = Vec::new();
+        p.feed(b": heartbeat\n\nid: 3\nevent: chan", &mut out);
+        assert!(out.is_empty());
+        p.feed(b"ge\ndata: {\"a\":1}\n\ndata: x\n\n", &mut out);
+        assert_eq!(
+            out,
+            vec![
+                SseEvent {
+                    id: Some("3".into()),
+                    event: "change".into(),
+                    data: "{\"a\":1}".into()
+                },
+                SseEvent {
+                    id: None,
+                    event: "message".into(),
+                    data: "x".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces_with_mode_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("conf.json");
+        write_atomic(&p, b"{\"a\":1}").unwrap();
+        write_atomic(&p, b"{\"a\":2}").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":2}");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
