@@ -161,6 +161,35 @@ mod tests {
         }
     }
 
+    /// The comparison never sees the presented string itself: whatever its
+    /// length, it is hashed to 64 hex characters first, and the two fixed-length
+    /// hashes are compared with `subtle::ConstantTimeEq` (no early exit).
+    #[test]
+    fn presented_tokens_are_compared_as_fixed_length_hashes() {
+        let t = generate_token();
+        let r = record(&t);
+        assert_eq!(r.hash.len(), 64);
+        for len in [0usize, 1, 43, 63, 64, 65, 200] {
+            let presented: String = t.secret.chars().cycle().take(len).collect();
+            assert_eq!(hash_token(&presented).len(), 64);
+            assert!(
+                verify(&r, None, &presented, Utc::now()).is_err(),
+                "length {len}"
+            );
+        }
+        // Differing in the first or the last character is refused alike.
+        let mut first = t.secret.clone().into_bytes();
+        first[0] ^= 1;
+        let mut last = t.secret.clone().into_bytes();
+        *last.last_mut().unwrap() ^= 1;
+        for bad in [first, last] {
+            let bad = String::from_utf8(bad).unwrap();
+            assert!(
+                matches!(verify(&r, None, &bad, Utc::now()), Err(Error::Unauthorized(m)) if m == "invalid token")
+            );
+        }
+    }
+
     #[test]
     fn tokens_round_trip_and_fail_closed() {
         let t = generate_token();

@@ -247,7 +247,16 @@ impl Service {
     /// Catch up with the store: apply every entry version committed since the
     /// last applied revision, reload the catalog if it moved.
     pub async fn sync(&self) -> Result<()> {
+        self.sync_past(0).await
+    }
+
+    /// Like [`Service::sync`], but nothing to do if memory already reflects
+    /// `revision` (another writer's catch-up applied it while we waited).
+    async fn sync_past(&self, revision: Revision) -> Result<()> {
         let _guard = self.sync_lock.lock().await;
+        if revision > 0 && self.read().head.revision >= revision {
+            return Ok(());
+        }
         let result = self.sync_locked().await;
         self.stale
             .store(result.is_err(), std::sync::atomic::Ordering::Relaxed);
@@ -329,7 +338,7 @@ impl Service {
         };
         let committed = self.store.commit(commit).await?;
         // The commit is durable; if catching up fails the sync loop retries.
-        if let Err(e) = self.sync().await {
+        if let Err(e) = self.sync_past(committed.revision).await {
             tracing::warn!(error = %e, revision = committed.revision, "committed but could not refresh memory");
         }
         Ok(committed)

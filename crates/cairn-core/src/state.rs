@@ -108,7 +108,7 @@ pub struct State {
     /// By name.
     pub users: HashMap<String, UserRecord>,
     pub scopes: HashMap<Scope, ScopeEntries>,
-    views: Mutex<HashMap<(String, String), Arc<ResolvedView>>>,
+    views: ViewCache<ResolvedView>,
     /// Compiled flag sets by (app, env), invalidated like `views` (see `crate::flags`).
     pub(crate) flag_views: Mutex<HashMap<(String, String), Arc<crate::flags::FlagView>>>,
     /// Evaluation counts (in memory).
@@ -154,10 +154,9 @@ impl State {
         if versions.is_empty() {
             return;
         }
-        let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
         let mut flag_views = self.flag_views.lock().unwrap_or_else(|p| p.into_inner());
         for v in versions {
-            views.retain(|(app, env), _| !v.scope.affects(app, env));
+            self.views.invalidate(&v.scope);
             flag_views.retain(|(app, env), _| !v.scope.affects(app, env));
             self.scopes.entry(v.scope.clone()).or_default().apply(v);
         }
@@ -198,26 +197,59 @@ impl State {
     /// until a change touches one of its scopes.
     pub fn view(&self, app: &str, env: &str) -> Result<Arc<ResolvedView>> {
         self.check_view(app, env)?;
-        let key = (app.to_owned(), env.to_owned());
-        if let Some(v) = self
-            .views
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(v.clone());
-        }
-        let layers = Scope::layers(app, env).map(|s| self.scopes.get(&s));
-        let view = Arc::new(ResolvedView::build(app, env, layers));
-        self.views
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, view.clone());
-        Ok(view)
+        Ok(self.views.get_or_build(app, env, || {
+            let layers = Scope::layers(app, env).map(|s| self.scopes.get(&s));
+            ResolvedView::build(app, env, layers)
+        }))
     }
 
     /// The live entry at (scope, key).
     pub fn entry(&self, scope: &Scope, key: &str) -> Option<&Arc<EntryVersion>> {
         self.scopes.get(scope).and_then(|s| s.entries.get(key))
+    }
+}
+
+/// Built views by app, then environment: looked up by `&str` under a read
+/// lock (no allocation on a hit), dropped when a change touches their scopes.
+pub struct ViewCache<T> {
+    inner: std::sync::RwLock<HashMap<String, HashMap<String, Arc<T>>>>,
+}
+
+impl<T> Default for ViewCache<T> {
+    fn default() -> Self {
+        ViewCache {
+            inner: std::sync::RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T> ViewCache<T> {
+    /// The cached view of (app, env), or `build` it and keep it.
+    pub fn get_or_build(&self, app: &str, env: &str, build: impl FnOnce() -> T) -> Arc<T> {
+        if let Some(v) = self
+            .inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app)
+            .and_then(|m| m.get(env))
+        {
+            return v.clone();
+        }
+        let view = Arc::new(build());
+        self.inner
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(app.to_owned())
+            .or_default()
+            .insert(env.to_owned(), view.clone());
+        view
+    }
+
+    /// Drop every view a change at `scope` affects.
+    pub fn invalidate(&self, scope: &Scope) {
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        for (app, envs) in inner.iter_mut() {
+            envs.retain(|env, _| !scope.affects(app, env));
+        }
     }
 }
