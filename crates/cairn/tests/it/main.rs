@@ -9,6 +9,7 @@ mod crash;
 mod harness;
 mod load;
 mod postgres;
+mod realtime;
 mod restart;
 mod tls;
 mod tour;

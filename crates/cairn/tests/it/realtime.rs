@@ -1,0 +1,295 @@
+//! Watch streams, the agent and `cairn run`, through the real binary; and a
+//! change on one PostgreSQL replica reaching a watcher on another through
+//! LISTEN/NOTIFY (the periodic catch-up is set to a minute, so only the
+//! notification can deliver it in time).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use cairn_store::testing::pg::TestPg;
+use serde_json::Value;
+
+use crate::harness::{poll, write_file, ServeOpts, Server, BIN};
+
+/// A long-running CLI child (watch, agent), killed on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(server_addr: &str, token: &str, args: &[&str], stdout: Stdio) -> Running {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CAIRN_") {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd
+        .args(args)
+        .env("CAIRN_ADDR", server_addr)
+        .env("CAIRN_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn cairn");
+    Running(child)
+}
+
+/// Lines of a child's stdout, through a channel.
+fn lines(child: &mut Running) -> mpsc::Receiver<String> {
+    let out = child.0.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn next_event(rx: &mpsc::Receiver<String>, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no watch event within {within:?}"));
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            return v;
+        }
+    }
+}
+
+#[test]
+fn watch_prints_one_event_per_change_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::sqlite(dir.path());
+    let token = s.admin_token();
+    let cli = s.cli(&token);
+    cli.ok(&["app", "create", "billing"]);
+    cli.ok(&[
+        "set", "db", "--app", "billing", "--env", "prod", "--value", "1",
+    ]);
+    let mut watch = spawn(
+        &s.addr,
+        &token,
+        &[
+            "watch", "--app", "billing", "--env", "prod", "--output", "json",
+        ],
+        Stdio::piped(),
+    );
+    let rx = lines(&mut watch);
+    // Let the watcher connect; without --since it starts at the current state.
+    std::thread::sleep(Duration::from_millis(500));
+    while rx.try_recv().is_ok() {}
+    let mut last = 0;
+    for i in 2..=4 {
+        let out = cli.ok(&[
+            "set",
+            "db",
+            "--app",
+            "billing",
+            "--env",
+            "prod",
+            "--value",
+            &i.to_string(),
+        ]);
+        let rev: i64 = out
+            .stdout
+            .split("revision ")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches([')', '\n'])
+            .parse()
+            .unwrap();
+        // A change to another view wakes nobody here.
+        cli.ok(&["set", "other", "--env", "dev", "--value", "0"]);
+        let e = next_event(&rx, Duration::from_secs(10));
+        assert_eq!(e["revision"], rev, "{e}");
+        assert!(rev > last);
+        assert_eq!(e["keys"], serde_json::json!(["db"]), "{e}");
+        last = rev;
+    }
+    assert!(rx.try_recv().is_err(), "no duplicate or extra events");
+    // Resuming from an old revision replays what was missed, in order.
+    let mut resumed = spawn(
+        &s.addr,
+        &token,
+        &[
+            "watch", "--app", "billing", "--env", "prod", "--output", "json", "--since", "5",
+        ],
+        Stdio::piped(),
+    );
+    let rx = lines(&mut resumed);
+    let mut seen = Vec::new();
+    while seen.last() != Some(&last) {
+        let e = next_event(&rx, Duration::from_secs(10));
+        seen.push(e["revision"].as_i64().unwrap());
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert!(seen[0] > 5, "{seen:?}");
+}
+
+#[test]
+fn the_agent_keeps_a_whole_file_in_step_and_run_passes_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::sqlite(dir.path());
+    let token = s.admin_token();
+    let cli = s.cli(&token);
+    cli.ok(&["app", "create", "billing"]);
+    cli.ok(&[
+        "set",
+        "database/pool",
+        "--app",
+        "billing",
+        "--value",
+        r#"{"max": 0, "host": "db"}"#,
+    ]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let file = out_dir.path().join("config.json");
+    let file_arg = file.to_string_lossy().into_owned();
+    let _agent = spawn(
+        &s.addr,
+        &token,
+        &[
+            "agent", "--app", "billing", "--env", "prod", "--out", &file_arg,
+        ],
+        Stdio::null(),
+    );
+    poll(Duration::from_secs(10), "the agent's first file", || {
+        std::fs::read_to_string(&file).map_err(|e| e.to_string())
+    });
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // A reader that must never see a partial file.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, file) = (stop.clone(), file.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let text = std::fs::read_to_string(&file).expect("the file is always there");
+                let v: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("partial or invalid file ({e}): {text:?}"));
+                assert!(v["database/pool"]["host"] == "db", "{v}");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for i in 1..=15 {
+        let v = format!(
+            r#"{{"max": {i}, "host": "db", "pad": "{}"}}"#,
+            "x".repeat(4000)
+        );
+        cli.ok(&["set", "database/pool", "--app", "billing", "--value", &v]);
+    }
+    poll(
+        Duration::from_secs(10),
+        "the file to show the last write",
+        || {
+            let v: Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+            if v["database/pool"]["max"] == 15 {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    let reads = reader.join().expect("the reader saw only whole files");
+    assert!(reads > 10, "{reads}");
+
+    // `cairn run`: the configuration as environment variables.
+    let out = cli.ok(&[
+        "run",
+        "--app",
+        "billing",
+        "--env",
+        "prod",
+        "--",
+        "sh",
+        "-c",
+        "echo max=$DATABASE_POOL_MAX host=$DATABASE_POOL_HOST",
+    ]);
+    assert!(out.stdout.contains("max=15 host=db"), "{out}");
+    let failing = cli.run(&[
+        "run", "--app", "billing", "--env", "prod", "--", "sh", "-c", "exit 7",
+    ]);
+    assert_eq!(failing.code, 7, "the child's exit code: {failing}");
+}
+
+#[test]
+fn a_change_on_one_postgres_replica_reaches_a_watcher_on_the_other() {
+    let Some(pg) = TestPg::shared() else {
+        return; // CAIRN_SKIP_PG=1
+    };
+    let url = pg.create_database();
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = write_file(keys.path(), "master.key", &"6b".repeat(32));
+    let opts = ServeOpts {
+        database_url: Some(url),
+        extra: vec![
+            "--sync-interval-ms".into(),
+            "60000".into(),
+            "--master-key-file".into(),
+            key_file,
+        ],
+    };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Server::start(da.path(), opts.clone());
+    let token = a.admin_token();
+    let b = Server::start(db.path(), opts);
+    let cli_a = a.cli(&token);
+    cli_a.ok(&["app", "create", "svc"]);
+    // B learns about the app through NOTIFY too (its poll is a minute away).
+    let cli_b = b.cli(&token);
+    poll(Duration::from_secs(5), "B to see app svc", || {
+        let out = cli_b.run(&["app", "list"]);
+        if out.stdout.contains("svc") {
+            Ok(())
+        } else {
+            Err(out.to_string())
+        }
+    });
+    let mut watch = spawn(
+        &b.addr,
+        &token,
+        &["watch", "--app", "svc", "--env", "dev", "--output", "json"],
+        Stdio::piped(),
+    );
+    let rx = lines(&mut watch);
+    // Let the watcher connect (its first event may be the current state).
+    std::thread::sleep(Duration::from_millis(500));
+    while rx.try_recv().is_ok() {}
+    let started = Instant::now();
+    let out = cli_a.ok(&["set", "k", "--app", "svc", "--value", "42"]);
+    let rev: i64 = out
+        .stdout
+        .split("revision ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches([')', '\n'])
+        .parse()
+        .unwrap();
+    let e = next_event(&rx, Duration::from_secs(5));
+    assert_eq!(e["revision"], rev, "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
