@@ -67,6 +67,33 @@ pub const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/v1/users", Access::Needs(Action::Admin)),
     ("POST", "/v1/users", Access::Needs(Action::Admin)),
     ("PATCH", "/v1/users/{name}", Access::Needs(Action::Admin)),
+    (
+        "GET",
+        "/v1/apps/{app}/envs/{env}/flagd.json",
+        Access::Needs(Action::Resolve),
+    ),
+    (
+        "POST",
+        "/ofrep/v1/evaluate/flags",
+        Access::Needs(Action::Resolve),
+    ),
+    (
+        "POST",
+        "/ofrep/v1/evaluate/flags/{*key}",
+        Access::Needs(Action::Resolve),
+    ),
+    (
+        "POST",
+        "/v1/apps/{app}/envs/{env}/ofrep/v1/evaluate/flags",
+        Access::Needs(Action::Resolve),
+    ),
+    (
+        "POST",
+        "/v1/apps/{app}/envs/{env}/ofrep/v1/evaluate/flags/{*key}",
+        Access::Needs(Action::Resolve),
+    ),
+    ("GET", "/v1/flags", Access::Needs(Action::Read)),
+    ("GET", "/v1/flags/stale", Access::Needs(Action::Read)),
     ("GET", "/v1/watch", Access::Needs(Action::Resolve)),
 ];
 
@@ -114,8 +141,19 @@ fn too_many(retry_after: std::time::Duration) -> Response {
     resp
 }
 
-/// The access middleware (see the module docs).
-pub async fn authorize(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
+/// The access middleware (see the module docs). OFREP routes answer its
+/// refusals (401, 403, 429) without a body, as the protocol wants.
+pub async fn authorize(state: State<Guard>, req: Request, next: Next) -> Response {
+    let ofrep = req.uri().path().contains("/ofrep/");
+    let resp = check(state, req, next).await;
+    if ofrep {
+        crate::routes::flags::bare_ofrep_refusal(resp)
+    } else {
+        resp
+    }
+}
+
+async fn check(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_owned();
     let path = req
         .extensions()

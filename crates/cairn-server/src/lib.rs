@@ -36,7 +36,7 @@ pub fn router(svc: Arc<Service>) -> Router {
 
 /// The whole API with these rate limits.
 pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
-    use routes::{catalog as c, entries as e, identity as i, system as s};
+    use routes::{catalog as c, entries as e, flags as f, identity as i, system as s};
     let limit = body_limit(svc.options().max_value_bytes);
     let guard = access::Guard {
         svc: svc.clone(),
@@ -70,6 +70,19 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
         .route("/v1/users", get(i::list_users).post(i::create_user))
         .route("/v1/users/{name}", axum::routing::patch(i::update_user))
         .route("/v1/audit/verify", get(i::verify_audit))
+        .route("/v1/apps/{app}/envs/{env}/flagd.json", get(f::flagd_json))
+        .route("/ofrep/v1/evaluate/flags", post(f::ofrep_bulk))
+        .route("/ofrep/v1/evaluate/flags/{*key}", post(f::ofrep_flag))
+        .route(
+            "/v1/apps/{app}/envs/{env}/ofrep/v1/evaluate/flags",
+            post(f::ofrep_bulk_in),
+        )
+        .route(
+            "/v1/apps/{app}/envs/{env}/ofrep/v1/evaluate/flags/{*key}",
+            post(f::ofrep_flag_in),
+        )
+        .route("/v1/flags", get(f::list_flags))
+        .route("/v1/flags/stale", get(f::stale_flags))
         .route("/v1/watch", get(routes::watch::watch))
         .route_layer(axum::middleware::from_fn_with_state(
             guard,
@@ -98,6 +111,9 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
         routes::catalog::list_tokens, routes::catalog::create_token, routes::catalog::revoke_token,
         routes::identity::login, routes::identity::list_users, routes::identity::create_user,
         routes::identity::update_user, routes::identity::verify_audit,
+        routes::flags::flagd_json, routes::flags::ofrep_flag, routes::flags::ofrep_bulk,
+        routes::flags::ofrep_flag_in, routes::flags::ofrep_bulk_in,
+        routes::flags::list_flags, routes::flags::stale_flags,
         routes::watch::watch,
     ),
     modifiers(&BearerAuth),

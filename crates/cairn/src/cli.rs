@@ -13,6 +13,9 @@ use crate::input::{read_file, read_value};
 use crate::output::{self, table, Format};
 use crate::serve::ServeArgs;
 
+mod flag;
+pub use flag::FlagCmd;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cairn",
@@ -186,6 +189,9 @@ pub enum Command {
         #[arg(long)]
         limit: Option<i64>,
     },
+    /// Feature flags (flagd definitions) and their evaluation.
+    #[command(subcommand)]
+    Flag(FlagCmd),
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -917,6 +923,7 @@ impl Ctx {
                 });
             }
             Command::User(cmd) => self.user(cmd).await?,
+            Command::Flag(cmd) => self.flag(cmd).await?,
             Command::Watch(a) => crate::realtime::watch(&self.client, self.output, a).await?,
             Command::Agent(a) => crate::realtime::agent(&self.client, a).await?,
             Command::Run(a) => {

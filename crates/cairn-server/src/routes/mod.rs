@@ -1,5 +1,6 @@
 pub mod catalog;
 pub mod entries;
+pub mod flags;
 pub mod identity;
 pub mod system;
 pub mod watch;

@@ -279,8 +279,59 @@ async fn request(
             Some(json!({"disabled": false})),
             Some((None, None)),
         ),
+        ("GET", "/v1/apps/{app}/envs/{env}/flagd.json") => {
+            ("/v1/apps/billing/envs/staging/flagd.json".into(), None, bs)
+        }
+        ("POST", "/v1/apps/{app}/envs/{env}/ofrep/v1/evaluate/flags") => (
+            "/v1/apps/billing/envs/staging/ofrep/v1/evaluate/flags".into(),
+            Some(json!({"context": {"targetingKey": "u1"}})),
+            bs,
+        ),
+        ("POST", "/v1/apps/{app}/envs/{env}/ofrep/v1/evaluate/flags/{*key}") => {
+            walk_flag(t, "billing", "staging").await;
+            (
+                "/v1/apps/billing/envs/staging/ofrep/v1/evaluate/flags/walk-flag".into(),
+                Some(json!({"context": {}})),
+                bs,
+            )
+        }
+        // Without a prefix the token's own binding chooses the view: no single scope.
+        ("POST", "/ofrep/v1/evaluate/flags") => (path.into(), Some(json!({})), None),
+        ("POST", "/ofrep/v1/evaluate/flags/{*key}") => {
+            walk_flag(t, "billing", "staging").await;
+            walk_flag(t, "payments", "dev").await;
+            (
+                "/ofrep/v1/evaluate/flags/walk-flag".into(),
+                Some(json!({"context": {}})),
+                None,
+            )
+        }
+        ("GET", "/v1/flags") => ("/v1/flags?app=billing&env=staging".into(), None, bs),
+        ("GET", "/v1/flags/stale") => (
+            "/v1/flags/stale?app=billing&env=staging&days=1".into(),
+            None,
+            bs,
+        ),
         other => panic!("the walk has no request for matrix row {other:?}: add one"),
     }
+}
+
+/// A flag at (app, env), written by the admin.
+async fn walk_flag(t: &TestApp, app: &str, env: &str) {
+    let r = t
+        .call(
+            Method::PUT,
+            &format!("/v1/entries/walk-flag?app={app}&env={env}"),
+            Some(json!({"kind": "flag", "value": {"state": "ENABLED",
+                "variants": {"on": true, "off": false}, "defaultVariant": "on"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+/// Bound to exactly one app and environment (OFREP without a path prefix needs that).
+fn single_view(bindings: &[Binding]) -> bool {
+    matches!(bindings, [b] if !b.app.contains('*') && !b.env.contains('*'))
 }
 
 #[tokio::test]
@@ -303,6 +354,8 @@ async fn every_route_times_every_kind_of_principal() {
                     let here = scope.is_none_or(|(app, env)| allowed(bindings, *action, app, env));
                     if !somewhere {
                         assert_eq!(s, 403, "{ctx}");
+                    } else if path.starts_with("/ofrep/") && !single_view(bindings) {
+                        assert_eq!(s, 400, "no view to evaluate in: {ctx}");
                     } else if !here {
                         assert!(s == 403 || s == 404, "{ctx}");
                     } else {

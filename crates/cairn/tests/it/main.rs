@@ -8,6 +8,7 @@
 mod crash;
 mod harness;
 mod load;
+mod ofrep_python;
 mod postgres;
 mod realtime;
 mod restart;

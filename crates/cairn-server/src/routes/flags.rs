@@ -1,0 +1,459 @@
+//! Feature flags over HTTP: the flagd document of (app, env), the OpenFeature
+//! Remote Evaluation Protocol (OFREP, single and bulk), and the flag list with
+//! lifecycle data.
+//!
+//! OFREP answers in its own shapes, not problem details: success
+//! `{key, value, reason, variant, metadata}`; 400 `{key, errorCode,
+//! errorDetails}`; 404 `{key, errorCode: "FLAG_NOT_FOUND", errorDetails}`;
+//! 401/403 without a body (see [`bare_ofrep_refusal`]). The (app, env) is the
+//! path prefix `/v1/apps/{app}/envs/{env}` when given, else the caller's
+//! single binding to one app and one environment (an SDK token).
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cairn_core::{Error, FlagInfo, FlagView, Principal, Service};
+use cairn_eval::{EvalContext, Resolution, TARGETING_KEY};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{Caller, Json, P, Q};
+use crate::problem::{ApiResult, Denied, Problem};
+
+// ----------------------------------------------------------------------
+// The flagd document
+// ----------------------------------------------------------------------
+
+/// The flags of (app, env) as a flagd document (`flags`, `$evaluators`, `metadata`), for
+/// flagd's HTTP sync and flagd's in-process providers. Honours `If-None-Match` (304).
+#[utoipa::path(get, path = "/v1/apps/{app}/envs/{env}/flagd.json", params(("app" = String, Path), ("env" = String, Path)), tag = "flags",
+    responses((status = 200, description = "a flagd document", content_type = "application/json", headers(("ETag" = String))), (status = 304), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn flagd_json(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    P((app, env)): P<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let view = svc.flag_set(&c.who, &app, &env)?;
+    let etag = header_value(&view.etag);
+    if etag_matches(&headers, &view.etag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag),
+        ],
+        view.document.clone(),
+    )
+        .into_response())
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag)
+}
+
+// ----------------------------------------------------------------------
+// OFREP
+// ----------------------------------------------------------------------
+
+/// OFREP evaluation request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // documents the wire shape; bodies are parsed leniently by `parse_context`
+pub struct OfrepRequest {
+    /// The evaluation context; `targetingKey` is optional.
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<Value>,
+}
+
+/// OFREP evaluation success. `value` is absent when the caller's code default applies.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)] // documents the wire shape; answers are serialized from borrowed data
+pub struct OfrepSuccess {
+    key: String,
+    #[schema(value_type = Object)]
+    value: Value,
+    /// STATIC, TARGETING_MATCH, DEFAULT or DISABLED.
+    reason: String,
+    /// Always present; `""` when the flag has no default variant and nothing matched.
+    variant: String,
+    #[schema(value_type = Object)]
+    metadata: Map<String, Value>,
+}
+
+/// OFREP evaluation failure.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OfrepFailure {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    /// FLAG_NOT_FOUND (404), PARSE_ERROR, INVALID_CONTEXT, GENERAL (400).
+    error_code: String,
+    error_details: String,
+}
+
+/// OFREP bulk evaluation: one item per flag, successes and failures alike.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct OfrepBulk {
+    #[schema(value_type = Vec<Object>)]
+    flags: Vec<Value>,
+}
+
+#[derive(Serialize)]
+struct Success<'a> {
+    key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a Value>,
+    reason: &'static str,
+    variant: &'a str,
+    metadata: &'a Map<String, Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Failure<'a> {
+    key: &'a str,
+    error_code: &'static str,
+    error_details: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Item<'a> {
+    Ok(Success<'a>),
+    Err(Failure<'a>),
+}
+
+/// Shape one resolution as an OFREP item.
+fn item<'a>(key: &'a str, r: &'a Resolution<'a>) -> Item<'a> {
+    match r.error_code {
+        None => Item::Ok(Success {
+            key,
+            value: r.value,
+            reason: r.reason.as_str(),
+            variant: r.variant.unwrap_or(""),
+            metadata: r.metadata,
+        }),
+        Some(code) => Item::Err(Failure {
+            key,
+            error_code: code.as_str(),
+            error_details: r.error_message.as_deref().unwrap_or(""),
+        }),
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn failure(status: StatusCode, key: Option<&str>, code: &str, details: &str) -> Response {
+    let body = OfrepFailure {
+        key: key.map(str::to_owned),
+        error_code: code.to_owned(),
+        error_details: details.to_owned(),
+    };
+    json_response(status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// A refusal or missing view, as OFREP answers it.
+fn view_error(e: Error, key: Option<&str>) -> Response {
+    let empty = |status: StatusCode| {
+        let mut r = status.into_response();
+        if e.is_denial() {
+            r.extensions_mut().insert(Denied(e.to_string()));
+        }
+        r
+    };
+    match &e {
+        Error::Unauthorized(_) => {
+            let mut r = empty(StatusCode::UNAUTHORIZED);
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
+        // A view the caller may not see: refused without saying whether it exists.
+        Error::Hidden { .. } | Error::Forbidden(_) => empty(StatusCode::FORBIDDEN),
+        Error::NotFound { .. } => match key {
+            Some(k) => failure(
+                StatusCode::NOT_FOUND,
+                Some(k),
+                "FLAG_NOT_FOUND",
+                &e.to_string(),
+            ),
+            None => failure(StatusCode::BAD_REQUEST, None, "GENERAL", &e.to_string()),
+        },
+        Error::Invalid { .. } => failure(StatusCode::BAD_REQUEST, key, "GENERAL", &e.to_string()),
+        _ => {
+            tracing::error!(error = %e, "OFREP evaluation failed");
+            let body = serde_json::json!({"errorDetails": "internal error; see the server log"});
+            json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::to_vec(&body).unwrap_or_default(),
+            )
+        }
+    }
+}
+
+/// The (app, env) a principal bound to exactly one app and one environment evaluates in.
+fn bound_view(who: &Principal) -> Option<(&str, &str)> {
+    let exact = |s: &str| !s.is_empty() && !s.contains(['*', '?']);
+    match who.bindings.as_slice() {
+        [b] if exact(&b.app) && exact(&b.env) => Some((&b.app, &b.env)),
+        _ => None,
+    }
+}
+
+const UNBOUND: &str = "this token is not bound to one app and environment: \
+use /v1/apps/{app}/envs/{env}/ofrep/v1/evaluate/flags as the base";
+
+/// Parse an OFREP body: `{"context": {...}}`, `{}` or nothing.
+fn parse_context(body: &[u8]) -> Result<(Value, EvalContext), (&'static str, String)> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok((Value::Null, EvalContext::new()));
+    }
+    let req: Value = serde_json::from_slice(body)
+        .map_err(|e| ("PARSE_ERROR", format!("the body is not JSON: {e}")))?;
+    let Value::Object(mut req) = req else {
+        return Err((
+            "PARSE_ERROR",
+            "the body must be a JSON object {\"context\": {...}}".into(),
+        ));
+    };
+    let context = req.remove("context").unwrap_or(Value::Null);
+    if let Some(tk) = context.get(TARGETING_KEY) {
+        if !tk.is_string() {
+            return Err((
+                "INVALID_CONTEXT",
+                format!("`{TARGETING_KEY}` must be a string"),
+            ));
+        }
+    }
+    let ctx =
+        EvalContext::from_value(context.clone()).map_err(|e| ("INVALID_CONTEXT", e.to_string()))?;
+    Ok((context, ctx))
+}
+
+fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn evaluate_one(view: &FlagView, key: &str, body: &[u8]) -> Response {
+    let (_, ctx) = match parse_context(body) {
+        Ok(c) => c,
+        Err((code, details)) => return failure(StatusCode::BAD_REQUEST, Some(key), code, &details),
+    };
+    let r = view.evaluate(key, &ctx, now_unix());
+    let status = match r.error_code {
+        None => StatusCode::OK,
+        Some(cairn_eval::ErrorCode::FlagNotFound) => StatusCode::NOT_FOUND,
+        Some(_) => StatusCode::BAD_REQUEST,
+    };
+    json_response(
+        status,
+        serde_json::to_vec(&item(key, &r)).unwrap_or_default(),
+    )
+}
+
+fn evaluate_all(view: &FlagView, body: &[u8], headers: &HeaderMap) -> Response {
+    let (context, ctx) = match parse_context(body) {
+        Ok(c) => c,
+        Err((code, details)) => return failure(StatusCode::BAD_REQUEST, None, code, &details),
+    };
+    let now = now_unix();
+    let resolutions: Vec<(&str, Resolution<'_>)> = view
+        .keys()
+        .map(|k| (k, view.evaluate(k, &ctx, now)))
+        .collect();
+    let items: Vec<Item<'_>> = resolutions.iter().map(|(k, r)| item(k, r)).collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "flags": items })).unwrap_or_default();
+    let etag = view.bulk_etag(&context, &body);
+    if etag_matches(headers, &etag) {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, header_value(&etag))],
+        )
+            .into_response();
+    }
+    let mut r = json_response(StatusCode::OK, body);
+    r.headers_mut().insert(header::ETAG, header_value(&etag));
+    r
+}
+
+/// OFREP single-flag evaluation in the (app, env) the token is bound to.
+#[utoipa::path(post, path = "/ofrep/v1/evaluate/flags/{key}", params(("key" = String, Path)), request_body = OfrepRequest, tag = "ofrep",
+    responses((status = 200, body = OfrepSuccess), (status = 400, body = OfrepFailure), (status = 401), (status = 403),
+        (status = 404, body = OfrepFailure), (status = 429, headers(("Retry-After" = String)))),
+    security(("bearer" = [])))]
+pub async fn ofrep_flag(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    P(key): P<String>,
+    body: Bytes,
+) -> Response {
+    let Some((app, env)) = bound_view(&c.who) else {
+        return failure(StatusCode::BAD_REQUEST, Some(&key), "GENERAL", UNBOUND);
+    };
+    match svc.flag_set(&c.who, app, env) {
+        Ok(view) => evaluate_one(&view, &key, &body),
+        Err(e) => view_error(e, Some(&key)),
+    }
+}
+
+/// OFREP single-flag evaluation in (app, env) given by the path.
+#[utoipa::path(post, path = "/v1/apps/{app}/envs/{env}/ofrep/v1/evaluate/flags/{key}",
+    params(("app" = String, Path), ("env" = String, Path), ("key" = String, Path)), request_body = OfrepRequest, tag = "ofrep",
+    responses((status = 200, body = OfrepSuccess), (status = 400, body = OfrepFailure), (status = 401), (status = 403),
+        (status = 404, body = OfrepFailure), (status = 429, headers(("Retry-After" = String)))),
+    security(("bearer" = [])))]
+pub async fn ofrep_flag_in(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    P((app, env, key)): P<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    match svc.flag_set(&c.who, &app, &env) {
+        Ok(view) => evaluate_one(&view, &key, &body),
+        Err(e) => view_error(e, Some(&key)),
+    }
+}
+
+/// OFREP bulk evaluation in the (app, env) the token is bound to. `ETag` / `If-None-Match` (304).
+#[utoipa::path(post, path = "/ofrep/v1/evaluate/flags", request_body = OfrepRequest, tag = "ofrep",
+    params(("If-None-Match" = Option<String>, Header)),
+    responses((status = 200, body = OfrepBulk, headers(("ETag" = String))), (status = 304), (status = 400, body = OfrepFailure),
+        (status = 401), (status = 403), (status = 429, headers(("Retry-After" = String)))),
+    security(("bearer" = [])))]
+pub async fn ofrep_bulk(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((app, env)) = bound_view(&c.who) else {
+        return failure(StatusCode::BAD_REQUEST, None, "GENERAL", UNBOUND);
+    };
+    match svc.flag_set(&c.who, app, env) {
+        Ok(view) => evaluate_all(&view, &body, &headers),
+        Err(e) => view_error(e, None),
+    }
+}
+
+/// OFREP bulk evaluation in (app, env) given by the path. `ETag` / `If-None-Match` (304).
+#[utoipa::path(post, path = "/v1/apps/{app}/envs/{env}/ofrep/v1/evaluate/flags", request_body = OfrepRequest, tag = "ofrep",
+    params(("app" = String, Path), ("env" = String, Path), ("If-None-Match" = Option<String>, Header)),
+    responses((status = 200, body = OfrepBulk, headers(("ETag" = String))), (status = 304), (status = 400, body = OfrepFailure),
+        (status = 401), (status = 403), (status = 429, headers(("Retry-After" = String)))),
+    security(("bearer" = [])))]
+pub async fn ofrep_bulk_in(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    P((app, env)): P<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match svc.flag_set(&c.who, &app, &env) {
+        Ok(view) => evaluate_all(&view, &body, &headers),
+        Err(e) => view_error(e, None),
+    }
+}
+
+/// OFREP wants 401, 403 and 429 without a body: strip the problem details the
+/// access middleware answers with (headers such as `Retry-After` stay).
+pub fn bare_ofrep_refusal(resp: Response) -> Response {
+    let status = resp.status();
+    if !matches!(
+        status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        return resp;
+    }
+    let (mut parts, _) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::empty())
+}
+
+// ----------------------------------------------------------------------
+// Flag list and stale flags
+// ----------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FlagsQuery {
+    /// One app (absent: every app the caller can read).
+    pub app: Option<String>,
+    /// One environment (absent: every environment).
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StaleQuery {
+    pub app: Option<String>,
+    pub env: Option<String>,
+    /// Not evaluated for this many days (default 30).
+    pub days: Option<u32>,
+}
+
+/// Flags per (app, env): where each is defined, owner/description/tags from its metadata,
+/// created, last evaluated, evaluation counts by variant.
+#[utoipa::path(get, path = "/v1/flags", params(FlagsQuery), tag = "flags",
+    responses((status = 200, body = [FlagInfo]), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn list_flags(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    Q(q): Q<FlagsQuery>,
+) -> ApiResult<Json<Vec<FlagInfo>>> {
+    Ok(Json(
+        svc.flags(&c.who, q.app.as_deref(), q.env.as_deref())
+            .await?,
+    ))
+}
+
+/// Flags not evaluated for `days` days (counted from creation, or from process start, when
+/// never evaluated).
+#[utoipa::path(get, path = "/v1/flags/stale", params(StaleQuery), tag = "flags",
+    responses((status = 200, body = [FlagInfo]), (status = 400, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn stale_flags(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    Q(q): Q<StaleQuery>,
+) -> ApiResult<Json<Vec<FlagInfo>>> {
+    Ok(Json(
+        svc.stale_flags(
+            &c.who,
+            q.app.as_deref(),
+            q.env.as_deref(),
+            q.days.unwrap_or(30),
+        )
+        .await?,
+    ))
+}
