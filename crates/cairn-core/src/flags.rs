@@ -481,22 +481,10 @@ impl State {
     /// change touches one of its scopes.
     pub fn flag_view(&self, app: &str, env: &str) -> Result<Arc<FlagView>> {
         self.check_view(app, env)?;
-        let key = (app.to_owned(), env.to_owned());
-        if let Some(v) = self
-            .flag_views
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(v.clone());
-        }
-        let layers = Scope::layers(app, env).map(|s| self.scopes.get(&s));
-        let view = Arc::new(FlagView::build(app, env, layers, &self.flag_stats));
-        self.flag_views
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, view.clone());
-        Ok(view)
+        Ok(self.flag_views.get_or_build(app, env, || {
+            let layers = Scope::layers(app, env).map(|s| self.scopes.get(&s));
+            FlagView::build(app, env, layers, &self.flag_stats)
+        }))
     }
 }
 

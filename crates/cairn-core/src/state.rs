@@ -4,7 +4,7 @@
 //! database.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_model::{checksum, resolve_layers, EntryKind, LayerValue, Revision, Scope};
@@ -110,7 +110,7 @@ pub struct State {
     pub scopes: HashMap<Scope, ScopeEntries>,
     views: ViewCache<ResolvedView>,
     /// Compiled flag sets by (app, env), invalidated like `views` (see `crate::flags`).
-    pub(crate) flag_views: Mutex<HashMap<(String, String), Arc<crate::flags::FlagView>>>,
+    pub(crate) flag_views: ViewCache<crate::flags::FlagView>,
     /// Evaluation counts (in memory).
     pub(crate) flag_stats: Arc<crate::flags::Stats>,
 }
@@ -154,10 +154,9 @@ impl State {
         if versions.is_empty() {
             return;
         }
-        let mut flag_views = self.flag_views.lock().unwrap_or_else(|p| p.into_inner());
         for v in versions {
             self.views.invalidate(&v.scope);
-            flag_views.retain(|(app, env), _| !v.scope.affects(app, env));
+            self.flag_views.invalidate(&v.scope);
             self.scopes.entry(v.scope.clone()).or_default().apply(v);
         }
     }
