@@ -4,6 +4,8 @@
 //!   through `Service::write_entries`, on SQLite and on PostgreSQL with fsync on.
 //! - `bench-http`: requests/s and latency of the resolved view over HTTP, next
 //!   to a bare axum "hello" handler served and loaded the same way (`wrk`).
+//! - `bench-watch`: write-to-event latency with N open watch streams, and
+//!   memory per open stream.
 //!
 //! What they measured, and how, is written up in `docs/benchmarks.md`.
 
@@ -11,6 +13,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench_http;
+mod bench_watch;
 mod bench_writes;
 mod machine;
 mod pg;
@@ -29,6 +32,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::enum_variant_names)] // the subcommands are bench-*
 enum Task {
     /// Writes per second through the real write path (validate, commit with audit, re-sync).
     BenchWrites {
@@ -70,6 +74,15 @@ enum Task {
         /// process runs under `taskset -c 0`, so load and server do not share a core.
         #[arg(long)]
         wrk_cpus: Option<String>,
+    },
+    /// Write-to-event latency with N open watch streams, and memory per stream.
+    BenchWatch {
+        /// Open watch streams (each is a socket on both ends: mind `ulimit -n`).
+        #[arg(long, default_value_t = 5000)]
+        streams: usize,
+        /// Writes to time.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
     },
 }
 
@@ -115,6 +128,9 @@ async fn main() -> anyhow::Result<()> {
                 wrk_cpus,
             })
             .await
+        }
+        Task::BenchWatch { streams, rounds } => {
+            bench_watch::run(bench_watch::Args { streams, rounds }).await
         }
     }
 }

@@ -1,0 +1,182 @@
+//! `bench-watch`: write-to-event latency with N open watch streams on one
+//! replica, and memory per open stream.
+//!
+//! The real router serves SSE on a loopback socket; N minimal HTTP/1.1 clients
+//! (raw TCP, one task each) hold `GET /v1/watch` streams open. Each round writes
+//! one entry through `Service::write_entries` and every stream records how long
+//! after the write its `id: <revision>` line arrived. Memory: the process's RSS
+//! before and after opening the streams, divided by N (it includes the client
+//! side of each connection, so it overstates the server's share).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cairn_core::{ChangeItem, Origin, Service};
+use cairn_model::{EntryKind, MergeMode, Scope};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use crate::stats::{fmt_duration, Latencies};
+
+pub struct Args {
+    pub streams: usize,
+    pub rounds: usize,
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// One watcher: sends (revision, arrival) for every event id it reads.
+async fn watcher(
+    addr: std::net::SocketAddr,
+    token: String,
+    tx: mpsc::UnboundedSender<(i64, Instant)>,
+    ready: mpsc::UnboundedSender<()>,
+) -> anyhow::Result<()> {
+    let mut s = TcpStream::connect(addr).await?;
+    let req = format!(
+        "GET /v1/watch?app=bench&env=prod HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut lines = BufReader::new(s).lines();
+    let mut signalled = false;
+    while let Some(line) = lines.next_line().await? {
+        if !signalled && line.is_empty() {
+            // End of the response head: the stream is open.
+            signalled = true;
+            let _ = ready.send(());
+        }
+        if let Some(id) = line.strip_prefix("id:") {
+            if let Ok(rev) = id.trim().parse() {
+                let _ = tx.send((rev, Instant::now()));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    println!("machine: {}", crate::machine::describe());
+    let dir = tempfile::Builder::new()
+        .prefix("cairn-bench-watch-")
+        .tempdir()?;
+    let store = cairn_store_sqlite::SqliteStore::open(&dir.path().join("cairn.db")).await?;
+    let (svc, token) = Service::open(Arc::new(store), Default::default()).await?;
+    let token = token.context("bootstrap token")?;
+    let admin = svc.authenticate(&token)?;
+    svc.create_app(&admin, &Origin::default(), "bench", "")
+        .await?;
+    let write = |svc: Arc<Service>, i: usize| {
+        let admin = admin.clone();
+        async move {
+            let item = ChangeItem {
+                scope: Scope::new(Some("bench"), Some("prod")),
+                key: "k".into(),
+                kind: EntryKind::Config,
+                merge: MergeMode::Merge,
+                value: Some(json!({"i": i})),
+                expected_version: None,
+            };
+            svc.write_entries(&admin, &Origin::default(), "", vec![item], None)
+                .await
+        }
+    };
+    write(svc.clone(), 0).await?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    tokio::spawn(cairn_server::serve(
+        listener,
+        cairn_server::router(svc.clone()),
+        async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        },
+    ));
+
+    let before = rss_kib();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    for _ in 0..args.streams {
+        let (tx, ready_tx, token) = (tx.clone(), ready_tx.clone(), token.clone());
+        tokio::spawn(async move {
+            if let Err(e) = watcher(addr, token, tx, ready_tx).await {
+                eprintln!("watcher: {e}");
+            }
+        });
+    }
+    let open_started = Instant::now();
+    for n in 0..args.streams {
+        tokio::time::timeout(Duration::from_secs(60), ready_rx.recv())
+            .await
+            .with_context(|| format!("only {n} of {} streams opened", args.streams))?;
+    }
+    println!(
+        "opened {} streams in {}",
+        args.streams,
+        fmt_duration(open_started.elapsed())
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while rx.try_recv().is_ok() {}
+    let after = rss_kib();
+    let per_stream = (after.saturating_sub(before)) as f64 * 1024.0 / args.streams as f64;
+    println!(
+        "memory: RSS {before} KiB -> {after} KiB, {:.1} KiB per open stream (client and server side)",
+        per_stream / 1024.0
+    );
+
+    let mut all = Vec::new();
+    for round in 1..=args.rounds {
+        let started = Instant::now();
+        let committed = write(svc.clone(), round).await?;
+        let rev = committed.revision;
+        let mut got = 0;
+        let mut samples = Vec::with_capacity(args.streams);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while got < args.streams {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(Some((r, at))) = tokio::time::timeout(left, rx.recv()).await else {
+                anyhow::bail!(
+                    "round {round}: only {got} of {} streams saw revision {rev}",
+                    args.streams
+                );
+            };
+            if r == rev {
+                got += 1;
+                samples.push(at.duration_since(started));
+            }
+        }
+        let l = Latencies::new(samples.clone());
+        println!(
+            "round {round}: revision {rev} reached {} streams: p50 {} p99 {} max {}",
+            args.streams,
+            fmt_duration(l.percentile(50.0)),
+            fmt_duration(l.percentile(99.0)),
+            fmt_duration(l.percentile(100.0))
+        );
+        all.extend(samples);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let l = Latencies::new(all);
+    println!(
+        "write-to-event over {} rounds x {} streams: p50 {} p99 {}",
+        args.rounds,
+        args.streams,
+        fmt_duration(l.percentile(50.0)),
+        fmt_duration(l.percentile(99.0))
+    );
+    let _ = stop_tx.send(true);
+    Ok(())
+}
