@@ -6,6 +6,7 @@
 //! - `crash`: SIGKILL during concurrent writes loses no acknowledged write.
 
 mod crash;
+mod degraded;
 mod harness;
 mod load;
 mod ofrep_python;
