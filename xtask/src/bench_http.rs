@@ -1,4 +1,6 @@
 //! `bench-http`: the resolved view (`GET /v1/apps/{app}/envs/{env}/config`)
+//! and an OFREP single-flag evaluation (`POST /ofrep/v1/evaluate/flags/{key}`
+//! with an SDK token: a flag with three targeting rules and a fractional split)
 //! over HTTP next to a bare axum "hello" handler, in the same run, served the
 //! same way (in this process, `cairn_server::serve` on a 127.0.0.1:0 listener,
 //! one tokio runtime) and loaded the same way (`wrk`, keep-alive connections).
@@ -12,6 +14,7 @@ use anyhow::{bail, ensure, Context};
 use axum::routing::get;
 use cairn_core::{ChangeItem, Origin, Principal, Service};
 use cairn_model::{EntryKind, MergeMode, Scope};
+use cairn_store::Role;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -34,6 +37,8 @@ struct Target {
     name: &'static str,
     url: String,
     headers: Vec<String>,
+    /// A wrk Lua script (POST with a body).
+    script: Option<std::path::PathBuf>,
     /// The status every response must have.
     status: u16,
 }
@@ -60,6 +65,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let token = token.context("a fresh store returns the bootstrap admin token")?;
     let admin = svc.authenticate(&token)?;
     seed(&svc, &admin, args.keys).await?;
+    seed_flag(&svc, &admin).await?;
+    let sdk = svc
+        .create_token(&admin, &Origin::default(), "bench-sdk", Role::Sdk, APP, ENV, None)
+        .await?
+        .token;
+    let ofrep_script = dir.path().join("ofrep.lua");
+    std::fs::write(&ofrep_script, OFREP_LUA)?;
     let view = svc.resolve(&admin, APP, ENV)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -73,24 +85,36 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let config_url = format!("http://{cairn}/v1/apps/{APP}/envs/{ENV}/config");
     let auth = format!("Authorization: Bearer {token}");
     check_responses(&config_url, &token, &view.etag, args.keys).await?;
+    let ofrep_url = format!("http://{cairn}/ofrep/v1/evaluate/flags/{FLAG}");
+    check_ofrep(&ofrep_url, &sdk).await?;
     let targets = [
         Target {
             name: "hello",
             url: format!("http://{hello}/"),
             headers: vec![],
+            script: None,
             status: 200,
         },
         Target {
             name: "config 200",
             url: config_url.clone(),
             headers: vec![auth.clone()],
+            script: None,
             status: 200,
         },
         Target {
             name: "config 304",
             url: config_url,
             headers: vec![auth, format!("If-None-Match: {}", view.etag)],
+            script: None,
             status: 304,
+        },
+        Target {
+            name: "ofrep eval",
+            url: ofrep_url,
+            headers: vec![format!("Authorization: Bearer {sdk}")],
+            script: Some(ofrep_script),
+            status: 200,
         },
     ];
     println!(
@@ -105,6 +129,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "command (token elided): {}",
         wrk_command(&targets[2], &args, true)
+    );
+    println!(
+        "command (token elided): {}\n{}: {}",
+        wrk_command(&targets[3], &args, true),
+        "ofrep.lua",
+        OFREP_LUA.replace('\n', " ")
     );
 
     // Warm up every target once (connections, caches, CPU frequency).
@@ -123,9 +153,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         let hello_rps = results[0][round - 1].rps;
         println!(
-            "round {round} ratios: config 200 / hello = {:.2}, config 304 / hello = {:.2}",
+            "round {round} ratios: config 200 / hello = {:.2}, config 304 / hello = {:.2}, ofrep / hello = {:.2}",
             results[1][round - 1].rps / hello_rps,
-            results[2][round - 1].rps / hello_rps
+            results[2][round - 1].rps / hello_rps,
+            results[3][round - 1].rps / hello_rps
         );
     }
     let _ = stop_tx.send(true);
@@ -151,6 +182,64 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             median(&mut ratio)
         );
     }
+    Ok(())
+}
+
+const FLAG: &str = "checkout";
+
+/// POST one OFREP evaluation; the context matches the third rule, so all three run.
+const OFREP_LUA: &str = r#"wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"context":{"targetingKey":"user-4711","email":"ann@example.com","plan":"free","version":"2.3.1"}}'
+"#;
+
+/// A flag with three targeting rules and a fractional split (as `cairn-eval`'s
+/// criterion bench): beta testers, an app version range, a plan, then 50/30/20.
+async fn seed_flag(svc: &Service, admin: &Principal) -> anyhow::Result<()> {
+    let def = json!({
+        "state": "ENABLED",
+        "variants": {"a": "flow-a", "b": "flow-b", "c": "flow-c"},
+        "defaultVariant": "a",
+        "targeting": {"if": [
+            {"in": [{"var": "email"}, ["qa@example.com", "beta@example.com"]]}, "c",
+            {"sem_ver": [{"var": "version"}, "<", "2.0.0"]}, "a",
+            {"==": [{"var": "plan"}, "enterprise"]}, "b",
+            {"fractional": [["a", 50], ["b", 30], ["c", 20]]}
+        ]}
+    });
+    let item = ChangeItem {
+        scope: Scope::new(Some(APP), Some(ENV)),
+        key: FLAG.into(),
+        kind: EntryKind::Flag,
+        merge: MergeMode::Replace,
+        value: Some(def),
+        expected_version: None,
+    };
+    svc.write_entries(admin, &Origin::default(), "seed flag", vec![item], None)
+        .await?;
+    Ok(())
+}
+
+/// The OFREP target answers a fractional-split success.
+async fn check_ofrep(url: &str, token: &str) -> anyhow::Result<()> {
+    let body = OFREP_LUA
+        .lines()
+        .find_map(|l| l.strip_prefix("wrk.body = '"))
+        .and_then(|l| l.strip_suffix('\''))
+        .context("body in the Lua script")?;
+    let r = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await?;
+    ensure!(r.status() == 200, "OFREP: {}", r.status());
+    let v: Value = r.json().await?;
+    ensure!(
+        v["reason"] == "TARGETING_MATCH" && v["value"].is_string(),
+        "OFREP answered {v}"
+    );
     Ok(())
 }
 
@@ -261,6 +350,10 @@ fn wrk_args(t: &Target, args: &Args, dur: Duration) -> Vec<String> {
     for h in &t.headers {
         v.push("-H".into());
         v.push(h.clone());
+    }
+    if let Some(s) = &t.script {
+        v.push("-s".into());
+        v.push(s.display().to_string());
     }
     v.push(t.url.clone());
     v
