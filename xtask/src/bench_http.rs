@@ -67,7 +67,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     seed(&svc, &admin, args.keys).await?;
     seed_flag(&svc, &admin).await?;
     let sdk = svc
-        .create_token(&admin, &Origin::default(), "bench-sdk", Role::Sdk, APP, ENV, None)
+        .create_token(
+            &admin,
+            &Origin::default(),
+            "bench-sdk",
+            Role::Sdk,
+            APP,
+            ENV,
+            None,
+        )
         .await?
         .token;
     let ofrep_script = dir.path().join("ofrep.lua");
