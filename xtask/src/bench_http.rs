@@ -139,9 +139,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         wrk_command(&targets[2], &args, true)
     );
     println!(
-        "command (token elided): {}\n{}: {}",
+        "command (token elided): {}\nofrep.lua: {}",
         wrk_command(&targets[3], &args, true),
-        "ofrep.lua",
         OFREP_LUA.replace('\n', " ")
     );
 
