@@ -261,6 +261,8 @@ pub struct FlagCounter {
     last: AtomicI64,
     /// By variant name (`""`: no variant — the caller's default or an error).
     by_variant: RwLock<HashMap<String, AtomicU64>>,
+    /// What the store already holds, by variant (see [`Stats::drain`]).
+    flushed: Mutex<HashMap<String, u64>>,
 }
 
 impl FlagCounter {
@@ -281,6 +283,54 @@ impl FlagCounter {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Start from stored totals (already flushed).
+    fn seed(&self, variant: &str, count: u64, last_unix: Option<i64>) {
+        self.total.fetch_add(count, Ordering::Relaxed);
+        if let Some(t) = last_unix {
+            self.last.fetch_max(t, Ordering::Relaxed);
+        }
+        self.by_variant
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(variant.to_owned())
+            .or_default()
+            .fetch_add(count, Ordering::Relaxed);
+        *self
+            .flushed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(variant.to_owned())
+            .or_default() += count;
+    }
+
+    /// The increments since the last drain, by variant; marks them flushed.
+    fn drain(&self) -> Vec<(String, u64)> {
+        let map = self.by_variant.read().unwrap_or_else(|p| p.into_inner());
+        let mut flushed = self.flushed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for (variant, n) in map.iter() {
+            let n = n.load(Ordering::Relaxed);
+            let done = flushed.entry(variant.clone()).or_default();
+            if n > *done {
+                out.push((variant.clone(), n - *done));
+                *done = n;
+            }
+        }
+        out
+    }
+
+    /// Give back increments whose flush failed.
+    fn undrain(&self, variant: &str, count: u64) {
+        if let Some(done) = self
+            .flushed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(variant)
+        {
+            *done = done.saturating_sub(count);
+        }
+    }
+
     fn snapshot(&self) -> (u64, Option<DateTime<Utc>>, BTreeMap<String, u64>) {
         let last = self.last.load(Ordering::Relaxed);
         let map = self.by_variant.read().unwrap_or_else(|p| p.into_inner());
@@ -296,8 +346,9 @@ impl FlagCounter {
     }
 }
 
-/// Evaluation counts of every flag, kept in memory (not persisted: they start
-/// again from zero when the process starts, see [`Stats::since`]).
+/// Evaluation counts of every flag, counted in memory, loaded from the store at
+/// start and flushed to it periodically ([`Service::flush_flag_counts`]). Each
+/// replica flushes its own increments, so stored totals add up across replicas.
 #[derive(Debug)]
 pub struct Stats {
     since: DateTime<Utc>,
@@ -320,6 +371,54 @@ impl Stats {
     /// When counting started (process start).
     pub fn since(&self) -> DateTime<Utc> {
         self.since
+    }
+
+    /// Start from the totals the store holds.
+    pub fn seed(&self, counts: &[cairn_store::FlagCount]) {
+        for c in counts {
+            let last = c.last_at.map(|t| t.timestamp());
+            self.counter(&c.app, &c.env, &c.key).seed(
+                &c.variant,
+                u64::try_from(c.count).unwrap_or(0),
+                last,
+            );
+        }
+    }
+
+    /// Every increment since the last drain, marked flushed.
+    pub fn drain(&self) -> Vec<cairn_store::FlagCount> {
+        let counters: Vec<_> = self
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for ((app, env, key), c) in counters {
+            let last = c.last.load(Ordering::Relaxed);
+            for (variant, n) in c.drain() {
+                out.push(cairn_store::FlagCount {
+                    app: app.clone(),
+                    env: env.clone(),
+                    key: key.clone(),
+                    variant,
+                    count: i64::try_from(n).unwrap_or(i64::MAX),
+                    last_at: (last > 0)
+                        .then(|| Utc.timestamp_opt(last, 0).single())
+                        .flatten(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Give back drained increments whose flush failed (they go with the next one).
+    pub fn undrain(&self, counts: &[cairn_store::FlagCount]) {
+        for c in counts {
+            self.counter(&c.app, &c.env, &c.key)
+                .undrain(&c.variant, u64::try_from(c.count).unwrap_or(0));
+        }
     }
 
     fn counter(&self, app: &str, env: &str, key: &str) -> Arc<FlagCounter> {

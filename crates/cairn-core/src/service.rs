@@ -145,6 +145,8 @@ impl Service {
             stale: Default::default(),
             compacted: compacted.into(),
         });
+        let counts = svc.store.flag_counts().await?;
+        svc.read().flag_stats.seed(&counts);
         svc.ensure_default_envs().await?;
         let token = svc.ensure_admin_token().await?;
         Ok((svc, token))
@@ -301,6 +303,34 @@ impl Service {
                 let Some(svc) = svc.upgrade() else { return };
                 if let Err(e) = svc.sync().await {
                     tracing::warn!(error = %e, "sync with the store failed; serving from memory");
+                }
+            }
+        })
+    }
+
+    /// Write the flag evaluation counts gathered since the last flush.
+    pub async fn flush_flag_counts(&self) -> Result<()> {
+        let stats = self.read().flag_stats.clone();
+        let increments = stats.drain();
+        if let Err(e) = self.store.add_flag_counts(&increments).await {
+            stats.undrain(&increments);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Flush flag evaluation counts every `every`.
+    pub fn spawn_count_flusher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let svc = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(svc) = svc.upgrade() else { return };
+                if let Err(e) = svc.flush_flag_counts().await {
+                    tracing::warn!(error = %e, "flushing flag evaluation counts failed; will retry");
                 }
             }
         })

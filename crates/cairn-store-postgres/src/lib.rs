@@ -21,8 +21,8 @@ use async_trait::async_trait;
 use cairn_model::{Revision, Scope};
 use cairn_store::{
     AuditContext, AuditEvent, AuditFilter, AuditHead, AuditKey, AuditRecord, AuditSink, Catalog,
-    Commit, Committed, EntryVersion, Head, SchemaRecord, Snapshot, Store, StoreError, StoreResult,
-    TokenRecord, UserRecord,
+    Commit, Committed, EntryVersion, FlagCount, Head, SchemaRecord, Snapshot, Store, StoreError,
+    StoreResult, TokenRecord, UserRecord,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
@@ -394,6 +394,54 @@ impl Store for PostgresStore {
         }
         tx.commit().await.map_err(err("commit audit"))?;
         Ok(())
+    }
+
+    async fn add_flag_counts(&self, increments: &[FlagCount]) -> StoreResult<()> {
+        if increments.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(err("begin flag counts"))?;
+        for c in increments {
+            sqlx::query(
+                "INSERT INTO flag_counts (app, env, key, variant, count, last_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (app, env, key, variant) DO UPDATE SET \
+                 count = flag_counts.count + excluded.count, \
+                 last_at = CASE WHEN excluded.last_at IS NULL OR (flag_counts.last_at IS NOT NULL AND flag_counts.last_at > excluded.last_at) THEN flag_counts.last_at ELSE excluded.last_at END",
+            )
+            .bind(&c.app)
+            .bind(&c.env)
+            .bind(&c.key)
+            .bind(&c.variant)
+            .bind(c.count)
+            .bind(c.last_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err("add flag counts"))?;
+        }
+        tx.commit().await.map_err(err("commit flag counts"))?;
+        Ok(())
+    }
+
+    async fn flag_counts(&self) -> StoreResult<Vec<FlagCount>> {
+        let rows = sqlx::query(
+            "SELECT app, env, key, variant, count, last_at FROM flag_counts ORDER BY app, env, key, variant",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err("read flag counts"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(FlagCount {
+                    app: rows::col(row, "app")?,
+                    env: rows::col(row, "env")?,
+                    key: rows::col(row, "key")?,
+                    variant: rows::col(row, "variant")?,
+                    count: rows::col(row, "count")?,
+                    last_at: rows::opt_time_col(row, "last_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn audit_head(&self) -> StoreResult<AuditHead> {

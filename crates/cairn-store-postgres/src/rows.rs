@@ -59,7 +59,7 @@ fn parse_json(s: &str, column: &str) -> StoreResult<Value> {
         .map_err(|e| StoreError::Backend(format!("column {column}: bad JSON: {e}")))
 }
 
-fn col<'r, T>(row: &'r PgRow, name: &str) -> StoreResult<T>
+pub(crate) fn col<'r, T>(row: &'r PgRow, name: &str) -> StoreResult<T>
 where
     T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
 {
@@ -71,7 +71,7 @@ fn time_col(row: &PgRow, name: &str) -> StoreResult<DateTime<Utc>> {
     col(row, name)
 }
 
-fn opt_time_col(row: &PgRow, name: &str) -> StoreResult<Option<DateTime<Utc>>> {
+pub(crate) fn opt_time_col(row: &PgRow, name: &str) -> StoreResult<Option<DateTime<Utc>>> {
     col(row, name)
 }
 

@@ -14,6 +14,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "identity",
         include_str!("../migrations/0002_identity.sql"),
     ),
+    (
+        3,
+        "flag_counts",
+        include_str!("../migrations/0003_flag_counts.sql"),
+    ),
 ];
 
 /// Applies every migration not applied yet. Safe to run on every open.

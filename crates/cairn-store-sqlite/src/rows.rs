@@ -74,7 +74,7 @@ fn parse_json(s: &str, column: &str) -> StoreResult<Value> {
         .map_err(|e| StoreError::Backend(format!("column {column}: bad JSON: {e}")))
 }
 
-fn col<'r, T>(row: &'r SqliteRow, name: &str) -> StoreResult<T>
+pub(crate) fn col<'r, T>(row: &'r SqliteRow, name: &str) -> StoreResult<T>
 where
     T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
 {
@@ -86,7 +86,7 @@ fn time_col(row: &SqliteRow, name: &str) -> StoreResult<DateTime<Utc>> {
     parse_ts(&col::<String>(row, name)?, name)
 }
 
-fn opt_time_col(row: &SqliteRow, name: &str) -> StoreResult<Option<DateTime<Utc>>> {
+pub(crate) fn opt_time_col(row: &SqliteRow, name: &str) -> StoreResult<Option<DateTime<Utc>>> {
     col::<Option<String>>(row, name)?
         .map(|s| parse_ts(&s, name))
         .transpose()

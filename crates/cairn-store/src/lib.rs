@@ -139,6 +139,12 @@ pub trait Store: Send + Sync + 'static {
         sink: Option<&Arc<dyn AuditSink>>,
     ) -> StoreResult<()>;
 
+    /// Add evaluation counts (increments) to the stored totals; `last_at` keeps the latest.
+    async fn add_flag_counts(&self, increments: &[FlagCount]) -> StoreResult<()>;
+
+    /// Every stored evaluation total.
+    async fn flag_counts(&self) -> StoreResult<Vec<FlagCount>>;
+
     /// The signed head of the audit chain.
     async fn audit_head(&self) -> StoreResult<AuditHead>;
 

@@ -342,3 +342,16 @@ pub struct AuditFilter {
     /// At most this many (the oldest matching first); `None` = all.
     pub limit: Option<i64>,
 }
+
+/// Evaluations of one flag variant in one (app, env): a running total, or
+/// (when flushing) the increment since the last flush.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlagCount {
+    pub app: String,
+    pub env: String,
+    pub key: String,
+    /// `""`: no variant (the caller's default or an error).
+    pub variant: String,
+    pub count: i64,
+    pub last_at: Option<DateTime<Utc>>,
+}

@@ -378,6 +378,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             println!("(--dev: also written to {})", path.display());
         }
     }
+    svc.spawn_count_flusher(Duration::from_secs(30));
     if backend == "postgres" {
         // LISTEN/NOTIFY delivers other replicas' commits fast; the periodic
         // sync is the safety net (the change table is the truth).
@@ -403,10 +404,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         per_principal: Limiter::new(settings.rate_limit, burst(settings.rate_limit)),
         ..Limits::relaxed()
     };
-    let app = cairn_server::router_with(svc, limits);
+    let app = cairn_server::router_with(svc.clone(), limits);
     match tls {
         Some(config) => cairn_server::serve_tls(listener, config, app, shutdown_signal()).await?,
         None => cairn_server::serve(listener, app, shutdown_signal()).await?,
+    }
+    // Keep what was counted since the last periodic flush.
+    if let Err(e) = svc.flush_flag_counts().await {
+        tracing::warn!(error = %e, "could not flush flag evaluation counts at shutdown");
     }
     Ok(())
 }

@@ -694,3 +694,54 @@ async fn evaluations_are_counted_and_never_evaluated_flags_go_stale() {
         .await
         .assert_problem(403, "forbidden", None);
 }
+
+#[tokio::test]
+async fn evaluation_counts_are_flushed_to_the_store_and_survive_a_restart() {
+    let t = app_with_flags().await;
+    let base = "/v1/apps/shop/envs/dev/ofrep/v1/evaluate/flags";
+    for email in ["a@example.com", "b@example.com", "c@other.org"] {
+        let body = json!({"context": {"email": email}}).to_string();
+        ofrep(&t, Some(&t.token), &format!("{base}/new-ui"), &body, &[]).await;
+    }
+    t.svc.flush_flag_counts().await.unwrap();
+    // Flushing again writes nothing new (increments, not totals).
+    t.svc.flush_flag_counts().await.unwrap();
+    let stored = t.svc.store().flag_counts().await.unwrap();
+    let total: i64 = stored
+        .iter()
+        .filter(|c| c.key == "new-ui")
+        .map(|c| c.count)
+        .sum();
+    assert_eq!(total, 3, "{stored:?}");
+    // A new service on the same database (a restart) starts from the stored totals.
+    let (svc, _) = cairn_core::Service::open(t.svc.store().clone(), cairn_core::Options::default())
+        .await
+        .unwrap();
+    let admin = svc.authenticate(&t.token).unwrap();
+    let flags = svc.flags(&admin, Some("shop"), Some("dev")).await.unwrap();
+    let new_ui = flags.iter().find(|f| f.key == "new-ui").unwrap();
+    assert_eq!(new_ui.evaluations, 3);
+    assert_eq!(new_ui.counts.get("on"), Some(&2));
+    assert!(new_ui.last_evaluated.is_some());
+    // More evaluations after the restart add up in the store.
+    let router = cairn_server::router(svc.clone());
+    let req = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri(format!("{base}/new-ui"))
+        .header("authorization", format!("Bearer {}", t.token))
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"context": {"email": "d@example.com"}}).to_string(),
+        ))
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(router, req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    svc.flush_flag_counts().await.unwrap();
+    let stored = svc.store().flag_counts().await.unwrap();
+    let on: i64 = stored
+        .iter()
+        .filter(|c| c.key == "new-ui" && c.variant == "on")
+        .map(|c| c.count)
+        .sum();
+    assert_eq!(on, 3);
+}

@@ -424,3 +424,36 @@ pub(super) async fn users(s: Arc<dyn Store>) {
         "no password hash in audit"
     );
 }
+
+/// Flag evaluation counts: increments add up, the latest time wins.
+pub(super) async fn flag_counts(s: Arc<dyn Store>) {
+    use chrono::{SubsecRound, TimeZone, Utc};
+    let c = |key: &str, variant: &str, count: i64, secs: Option<i64>| crate::FlagCount {
+        app: "billing".into(),
+        env: "prod".into(),
+        key: key.into(),
+        variant: variant.into(),
+        count,
+        last_at: secs
+            .and_then(|t| Utc.timestamp_opt(t, 0).single())
+            .map(|t| t.trunc_subsecs(6)),
+    };
+    assert!(s.flag_counts().await.unwrap().is_empty());
+    s.add_flag_counts(&[c("f", "on", 3, Some(100)), c("f", "off", 1, Some(50))])
+        .await
+        .unwrap();
+    s.add_flag_counts(&[c("f", "on", 2, Some(90)), c("g", "", 1, None)])
+        .await
+        .unwrap();
+    s.add_flag_counts(&[]).await.unwrap();
+    let all = s.flag_counts().await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            c("f", "off", 1, Some(50)),
+            c("f", "on", 5, Some(100)),
+            c("g", "", 1, None)
+        ],
+        "counts add up and the later time is kept"
+    );
+}

@@ -56,6 +56,7 @@ pub const CASES: &[(&str, CaseFn)] = cases![
     catalog::schemas_are_versioned,
     catalog::tokens,
     catalog::users,
+    catalog::flag_counts,
     audit::one_audit_record_per_mutation,
     audit::audit_filters,
     audit::audit_chain_is_sealed,

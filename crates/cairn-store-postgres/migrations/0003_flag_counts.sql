@@ -1,0 +1,10 @@
+-- Flag evaluation totals per (app, env, flag, variant), flushed from memory periodically.
+CREATE TABLE flag_counts (
+    app      TEXT NOT NULL,
+    env      TEXT NOT NULL,
+    key      TEXT NOT NULL,
+    variant  TEXT NOT NULL,
+    count    BIGINT NOT NULL,
+    last_at  TIMESTAMPTZ,
+    PRIMARY KEY (app, env, key, variant)
+);
