@@ -71,3 +71,34 @@ impl<S: Send + Sync> FromRequestParts<S> for From {
         }))
     }
 }
+
+/// The `If-None-Match` header alone (instead of cloning every header).
+#[derive(Debug, Clone, Default)]
+pub struct IfNoneMatch(Vec<axum::http::HeaderValue>);
+
+impl IfNoneMatch {
+    /// Does the header name `etag` (or `*`)? Weak tags compare by their value.
+    pub fn matches(&self, etag: &str) -> bool {
+        self.0
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == etag)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(IfNoneMatch(
+            parts
+                .headers
+                .get_all(header::IF_NONE_MATCH)
+                .iter()
+                .cloned()
+                .collect(),
+        ))
+    }
+}

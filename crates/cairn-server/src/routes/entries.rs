@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_core::{ChangeItem, Error, ResolvedView, Service};
 use cairn_model::{EntryKind, MergeMode, Revision, Scope, ValueDiff};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{Caller, Json, P, Q};
+use crate::extract::{Caller, IfNoneMatch, Json, P, Q};
 use crate::problem::{ApiResult, Problem};
 
 /// The scope of an entry: no `app` (or `global`) is global, no `env` (or `all`) is every environment.
@@ -383,7 +383,7 @@ pub async fn resolved(
     c: Caller,
     P((app, env)): P<(String, String)>,
     Q(q): Q<ResolveQuery>,
-    headers: HeaderMap,
+    inm: IfNoneMatch,
 ) -> ApiResult<Response> {
     let wait = q
         .wait
@@ -401,19 +401,12 @@ pub async fn resolved(
         }
         (None, None) => svc.resolve(&c.who, &app, &env)?,
     };
-    Ok(view_response(&view, &headers))
+    Ok(view_response(&view, &inm))
 }
 
-fn view_response(view: &ResolvedView, headers: &HeaderMap) -> Response {
+fn view_response(view: &ResolvedView, inm: &IfNoneMatch) -> Response {
     let etag = HeaderValue::from_str(&view.etag).unwrap_or(HeaderValue::from_static("\"\""));
-    let matches = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == "*" || t == view.etag);
-    if matches {
+    if inm.matches(&view.etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
     (

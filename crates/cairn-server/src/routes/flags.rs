@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_core::{Error, FlagInfo, FlagView, Principal, Service};
 use cairn_eval::{EvalContext, Resolution, TARGETING_KEY};
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{Caller, Json, P, Q};
+use crate::extract::{Caller, IfNoneMatch, Json, P, Q};
 use crate::problem::{ApiResult, Denied, Problem};
 
 // ----------------------------------------------------------------------
@@ -37,11 +37,11 @@ pub async fn flagd_json(
     State(svc): State<Arc<Service>>,
     c: Caller,
     P((app, env)): P<(String, String)>,
-    headers: HeaderMap,
+    inm: IfNoneMatch,
 ) -> ApiResult<Response> {
     let view = svc.flag_set(&c.who, &app, &env)?;
     let etag = header_value(&view.etag);
-    if etag_matches(&headers, &view.etag) {
+    if inm.matches(&view.etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     Ok((
@@ -60,16 +60,6 @@ pub async fn flagd_json(
 
 fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("\"\""))
-}
-
-fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == "*" || t == etag)
 }
 
 // ----------------------------------------------------------------------
@@ -282,7 +272,7 @@ fn evaluate_one(view: &FlagView, key: &str, body: &[u8]) -> Response {
     )
 }
 
-fn evaluate_all(view: &FlagView, body: &[u8], headers: &HeaderMap) -> Response {
+fn evaluate_all(view: &FlagView, body: &[u8], inm: &IfNoneMatch) -> Response {
     let (context, ctx) = match parse_context(body) {
         Ok(c) => c,
         Err((code, details)) => return failure(StatusCode::BAD_REQUEST, None, code, &details),
@@ -295,7 +285,7 @@ fn evaluate_all(view: &FlagView, body: &[u8], headers: &HeaderMap) -> Response {
     let items: Vec<Item<'_>> = resolutions.iter().map(|(k, r)| item(k, r)).collect();
     let body = serde_json::to_vec(&serde_json::json!({ "flags": items })).unwrap_or_default();
     let etag = view.bulk_etag(&context, &body);
-    if etag_matches(headers, &etag) {
+    if inm.matches(&etag) {
         return (
             StatusCode::NOT_MODIFIED,
             [(header::ETAG, header_value(&etag))],
@@ -354,14 +344,14 @@ pub async fn ofrep_flag_in(
 pub async fn ofrep_bulk(
     State(svc): State<Arc<Service>>,
     c: Caller,
-    headers: HeaderMap,
+    inm: IfNoneMatch,
     body: Bytes,
 ) -> Response {
     let Some((app, env)) = bound_view(&c.who) else {
         return failure(StatusCode::BAD_REQUEST, None, "GENERAL", UNBOUND);
     };
     match svc.flag_set(&c.who, app, env) {
-        Ok(view) => evaluate_all(&view, &body, &headers),
+        Ok(view) => evaluate_all(&view, &body, &inm),
         Err(e) => view_error(e, None),
     }
 }
@@ -376,11 +366,11 @@ pub async fn ofrep_bulk_in(
     State(svc): State<Arc<Service>>,
     c: Caller,
     P((app, env)): P<(String, String)>,
-    headers: HeaderMap,
+    inm: IfNoneMatch,
     body: Bytes,
 ) -> Response {
     match svc.flag_set(&c.who, &app, &env) {
-        Ok(view) => evaluate_all(&view, &body, &headers),
+        Ok(view) => evaluate_all(&view, &body, &inm),
         Err(e) => view_error(e, None),
     }
 }
