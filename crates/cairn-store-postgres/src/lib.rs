@@ -21,13 +21,16 @@ use async_trait::async_trait;
 use cairn_model::{Revision, Scope};
 use cairn_store::{
     AuditContext, AuditEvent, AuditFilter, AuditHead, AuditKey, AuditRecord, AuditSink, Catalog,
-    Commit, Committed, EntryVersion, FlagCount, Head, SchemaRecord, Snapshot, Store, StoreError,
-    StoreResult, TokenRecord, UserRecord,
+    Commit, Committed, EntryVersion, FlagCount, Head, SchemaRecord, SecretRecord, SecretVersion,
+    Snapshot, Store, StoreError, StoreResult, TokenRecord, UserRecord,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
 
-use rows::{err, AUDIT_COLS, ENTRY_COLS, SCHEMA_COLS, TOKEN_COLS, USER_COLS};
+use rows::{
+    err, AUDIT_COLS, ENTRY_COLS, SCHEMA_COLS, SECRET_COLS, SECRET_VERSION_COLS, TOKEN_COLS,
+    USER_COLS,
+};
 
 /// Connections per store (per replica).
 const MAX_CONNECTIONS: u32 = 10;
@@ -442,6 +445,63 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn secrets(&self) -> StoreResult<Vec<SecretRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SECRET_COLS} FROM secrets WHERE NOT deleted ORDER BY app, env, name"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err("read secrets"))?;
+        rows.iter().map(|r| rows::secret(r).map(|s| s.0)).collect()
+    }
+
+    async fn secret(&self, scope: &Scope, name: &str) -> StoreResult<Option<(SecretRecord, bool)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SECRET_COLS} FROM secrets WHERE app = $1 AND env = $2 AND name = $3"
+        ))
+        .bind(scope.app_str())
+        .bind(scope.env_str())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err("read secret"))?;
+        row.as_ref().map(rows::secret).transpose()
+    }
+
+    async fn secret_versions(&self, scope: &Scope, name: &str) -> StoreResult<Vec<SecretVersion>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SECRET_VERSION_COLS} FROM secret_versions \
+             WHERE app = $1 AND env = $2 AND name = $3 ORDER BY version"
+        ))
+        .bind(scope.app_str())
+        .bind(scope.env_str())
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err("read secret versions"))?;
+        rows.iter().map(rows::secret_version).collect()
+    }
+
+    async fn secret_version(
+        &self,
+        scope: &Scope,
+        name: &str,
+        version: i64,
+    ) -> StoreResult<Option<SecretVersion>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SECRET_VERSION_COLS} FROM secret_versions \
+             WHERE app = $1 AND env = $2 AND name = $3 AND version = $4"
+        ))
+        .bind(scope.app_str())
+        .bind(scope.env_str())
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err("read secret version"))?;
+        row.as_ref().map(rows::secret_version).transpose()
     }
 
     async fn audit_head(&self) -> StoreResult<AuditHead> {

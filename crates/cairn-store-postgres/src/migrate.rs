@@ -21,6 +21,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "flag_counts",
         include_str!("../migrations/0003_flag_counts.sql"),
     ),
+    (4, "secrets", include_str!("../migrations/0004_secrets.sql")),
 ];
 
 /// Advisory lock key of Cairn migrations (arbitrary, fixed: "cairn" in ASCII).

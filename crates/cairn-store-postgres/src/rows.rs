@@ -2,8 +2,8 @@
 
 use cairn_model::{EntryKind, MergeMode, Scope};
 use cairn_store::{
-    App, AuditRecord, EntryVersion, Environment, Role, SchemaRecord, StoreError, StoreResult,
-    TokenRecord, UserRecord,
+    App, AuditRecord, EntryVersion, Environment, Role, SchemaRecord, SealedSecret, SecretPolicy,
+    SecretRecord, SecretVersion, StoreError, StoreResult, TokenRecord, UserRecord,
 };
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -19,6 +19,10 @@ pub(crate) const AUDIT_COLS: &str = "seq, revision, at, actor, action, app, env,
      from_version, to_version, message, client_ip, user_agent, replica, detail, mac";
 pub(crate) const TOKEN_COLS: &str =
     "id, name, hash, role, app, env, created_at, expires_at, revoked_at, user_name";
+pub(crate) const SECRET_COLS: &str = "app, env, name, version, deleted, rotation_days, \
+     grace_days, generator, created_at, updated_at, revision";
+pub(crate) const SECRET_VERSION_COLS: &str =
+    "app, env, name, version, kek_id, wrapped_key, ciphertext, created_at, revision, actor";
 pub(crate) const USER_COLS: &str = "name, password_hash, bindings, created_at, disabled";
 
 /// Maps a sqlx error to a [`StoreError`]: connection trouble is
@@ -179,5 +183,41 @@ pub(crate) fn user(row: &PgRow) -> StoreResult<UserRecord> {
             .map_err(|e| StoreError::Backend(format!("bad bindings column: {e}")))?,
         created_at: time_col(row, "created_at")?,
         disabled: col(row, "disabled")?,
+    })
+}
+
+/// A `secrets` row and whether it is deleted.
+pub(crate) fn secret(row: &PgRow) -> StoreResult<(SecretRecord, bool)> {
+    Ok((
+        SecretRecord {
+            scope: Scope::from_stored(&col::<String>(row, "app")?, &col::<String>(row, "env")?),
+            name: col(row, "name")?,
+            current_version: col(row, "version")?,
+            policy: SecretPolicy {
+                rotation_days: col(row, "rotation_days")?,
+                grace_days: col(row, "grace_days")?,
+                generator: col(row, "generator")?,
+            },
+            created_at: time_col(row, "created_at")?,
+            updated_at: time_col(row, "updated_at")?,
+            revision: col(row, "revision")?,
+        },
+        col(row, "deleted")?,
+    ))
+}
+
+pub(crate) fn secret_version(row: &PgRow) -> StoreResult<SecretVersion> {
+    Ok(SecretVersion {
+        scope: Scope::from_stored(&col::<String>(row, "app")?, &col::<String>(row, "env")?),
+        name: col(row, "name")?,
+        version: col(row, "version")?,
+        sealed: SealedSecret {
+            kek_id: col(row, "kek_id")?,
+            wrapped_key: col(row, "wrapped_key")?,
+            ciphertext: col(row, "ciphertext")?,
+        },
+        created_at: time_col(row, "created_at")?,
+        revision: col(row, "revision")?,
+        actor: col(row, "actor")?,
     })
 }

@@ -3,7 +3,7 @@
 use cairn_model::{EntryKind, MergeMode, Scope};
 use cairn_store::{
     chain, Applied, AuditContext, AuditEvent, AuditKey, AuditRecord, Binding, Commit, Committed,
-    Mutation, StoreError, StoreResult, TokenRecord,
+    Mutation, SealedSecret, SecretPolicy, StoreError, StoreResult, TokenRecord,
 };
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -202,7 +202,254 @@ async fn apply(
             };
             put_user(conn, ctx, change).await
         }
+        Mutation::PutSecret {
+            scope,
+            name,
+            version,
+            sealed,
+            policy,
+            value_hash,
+            expected_version,
+        } => {
+            let new = NewSecret {
+                scope,
+                name,
+                version: *version,
+                sealed,
+                policy: policy.as_ref(),
+                value_hash,
+                expected_version: *expected_version,
+            };
+            put_secret(conn, ctx, new).await
+        }
+        Mutation::DeleteSecret { scope, name } => delete_secret(conn, ctx, scope, name).await,
+        Mutation::RewrapSecret {
+            scope,
+            name,
+            version,
+            kek_id,
+            wrapped_key,
+        } => rewrap_secret(conn, scope, name, *version, kek_id, wrapped_key).await,
     }
+}
+
+struct NewSecret<'a> {
+    scope: &'a Scope,
+    name: &'a str,
+    version: i64,
+    sealed: &'a SealedSecret,
+    policy: Option<&'a SecretPolicy>,
+    value_hash: &'a str,
+    expected_version: Option<i64>,
+}
+
+fn secret_facts(scope: &Scope, name: &str, from: i64, to: i64, detail: Value) -> AuditFacts {
+    AuditFacts {
+        app: Some(scope.app_str().to_owned()),
+        env: Some(scope.env_str().to_owned()),
+        key: Some(name.to_owned()),
+        from_version: Some(from),
+        to_version: Some(to),
+        detail,
+    }
+}
+
+async fn put_secret(
+    conn: &mut SqliteConnection,
+    ctx: &Ctx<'_>,
+    s: NewSecret<'_>,
+) -> StoreResult<(Applied, AuditFacts)> {
+    let (app, env) = (s.scope.app_str(), s.scope.env_str());
+    type Current = (i64, bool, Option<i32>, i32, Option<String>);
+    let current: Option<Current> = sqlx::query_as(
+        "SELECT version, deleted, rotation_days, grace_days, generator FROM secrets \
+         WHERE app = $1 AND env = $2 AND name = $3",
+    )
+    .bind(app)
+    .bind(env)
+    .bind(s.name)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(err("read secret"))?;
+    let latest: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(version), 0) FROM secret_versions \
+         WHERE app = $1 AND env = $2 AND name = $3",
+    )
+    .bind(app)
+    .bind(env)
+    .bind(s.name)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(err("read secret versions"))?;
+    let live = match &current {
+        Some((v, false, ..)) => *v,
+        _ => 0,
+    };
+    let conflict = |expected: i64, actual: i64| StoreError::Conflict {
+        scope: s.scope.clone(),
+        key: s.name.to_owned(),
+        expected,
+        actual,
+    };
+    if let Some(expected) = s.expected_version {
+        if expected != live {
+            return Err(conflict(expected, live));
+        }
+    }
+    if s.version != latest + 1 {
+        return Err(conflict(s.version - 1, latest));
+    }
+    let policy = match (s.policy, &current) {
+        (Some(p), _) => p.clone(),
+        (None, Some((_, _, rotation_days, grace_days, generator))) => SecretPolicy {
+            rotation_days: *rotation_days,
+            grace_days: *grace_days,
+            generator: generator.clone(),
+        },
+        (None, None) => SecretPolicy::default(),
+    };
+    sqlx::query(
+        "INSERT INTO secret_versions (app, env, name, version, kek_id, wrapped_key, ciphertext, \
+         created_at, revision, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(app)
+    .bind(env)
+    .bind(s.name)
+    .bind(s.version)
+    .bind(&s.sealed.kek_id)
+    .bind(&s.sealed.wrapped_key)
+    .bind(&s.sealed.ciphertext)
+    .bind(ts(&ctx.at))
+    .bind(ctx.revision.unwrap_or(0))
+    .bind(&ctx.context.actor)
+    .execute(&mut *conn)
+    .await
+    .map_err(err("insert secret version"))?;
+    // A re-created secret (after a delete) starts a new life: new created_at.
+    sqlx::query(
+        "INSERT INTO secrets (app, env, name, version, deleted, rotation_days, grace_days, \
+         generator, created_at, updated_at, revision) \
+         VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $8, $9) \
+         ON CONFLICT (app, env, name) DO UPDATE SET version = excluded.version, \
+         deleted = FALSE, rotation_days = excluded.rotation_days, \
+         grace_days = excluded.grace_days, generator = excluded.generator, \
+         created_at = CASE WHEN secrets.deleted THEN excluded.created_at ELSE secrets.created_at END, \
+         updated_at = excluded.updated_at, revision = excluded.revision",
+    )
+    .bind(app)
+    .bind(env)
+    .bind(s.name)
+    .bind(s.version)
+    .bind(policy.rotation_days)
+    .bind(policy.grace_days)
+    .bind(&policy.generator)
+    .bind(ts(&ctx.at))
+    .bind(ctx.revision.unwrap_or(0))
+    .execute(&mut *conn)
+    .await
+    .map_err(err("update secret"))?;
+    Ok((
+        Applied {
+            from_version: Some(live),
+            to_version: Some(s.version),
+        },
+        secret_facts(
+            s.scope,
+            s.name,
+            live,
+            s.version,
+            json!({
+                "value_hmac": s.value_hash,
+                "kek_id": s.sealed.kek_id,
+                "rotation_days": policy.rotation_days,
+                "grace_days": policy.grace_days,
+                "generator": policy.generator,
+            }),
+        ),
+    ))
+}
+
+async fn delete_secret(
+    conn: &mut SqliteConnection,
+    ctx: &Ctx<'_>,
+    scope: &Scope,
+    name: &str,
+) -> StoreResult<(Applied, AuditFacts)> {
+    let live: Option<i64> = sqlx::query_scalar(
+        "UPDATE secrets SET deleted = TRUE, revision = $4 \
+         WHERE app = $1 AND env = $2 AND name = $3 AND NOT deleted RETURNING version",
+    )
+    .bind(scope.app_str())
+    .bind(scope.env_str())
+    .bind(name)
+    .bind(ctx.revision.unwrap_or(0))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(err("delete secret"))?;
+    let Some(live) = live else {
+        return Err(StoreError::NotFound {
+            what: format!("secret {name} at {scope}"),
+        });
+    };
+    Ok((
+        Applied {
+            from_version: Some(live),
+            to_version: Some(live),
+        },
+        secret_facts(scope, name, live, live, json!({})),
+    ))
+}
+
+async fn rewrap_secret(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    name: &str,
+    version: i64,
+    kek_id: &str,
+    wrapped_key: &[u8],
+) -> StoreResult<(Applied, AuditFacts)> {
+    let old: Option<String> = sqlx::query_scalar(
+        "SELECT kek_id FROM secret_versions \
+         WHERE app = $1 AND env = $2 AND name = $3 AND version = $4",
+    )
+    .bind(scope.app_str())
+    .bind(scope.env_str())
+    .bind(name)
+    .bind(version)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(err("read secret version"))?;
+    let Some(old) = old else {
+        return Err(StoreError::NotFound {
+            what: format!("secret {name} version {version} at {scope}"),
+        });
+    };
+    sqlx::query(
+        "UPDATE secret_versions SET kek_id = $5, wrapped_key = $6 \
+         WHERE app = $1 AND env = $2 AND name = $3 AND version = $4",
+    )
+    .bind(scope.app_str())
+    .bind(scope.env_str())
+    .bind(name)
+    .bind(version)
+    .bind(kek_id)
+    .bind(wrapped_key)
+    .execute(&mut *conn)
+    .await
+    .map_err(err("rewrap secret version"))?;
+    Ok((
+        Applied {
+            from_version: Some(version),
+            to_version: Some(version),
+        },
+        secret_facts(
+            scope,
+            name,
+            version,
+            version,
+            json!({ "from_kek_id": old, "kek_id": kek_id }),
+        ),
+    ))
 }
 
 struct NewEntry<'a> {

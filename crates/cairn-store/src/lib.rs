@@ -148,6 +148,24 @@ pub trait Store: Send + Sync + 'static {
     /// The signed head of the audit chain.
     async fn audit_head(&self) -> StoreResult<AuditHead>;
 
+    /// Every secret that is not deleted (metadata only).
+    async fn secrets(&self) -> StoreResult<Vec<SecretRecord>>;
+
+    /// The secret at exactly this scope, deleted or not, with its policy:
+    /// `(record, deleted)`.
+    async fn secret(&self, scope: &Scope, name: &str) -> StoreResult<Option<(SecretRecord, bool)>>;
+
+    /// Every version of one secret, oldest first (sealed).
+    async fn secret_versions(&self, scope: &Scope, name: &str) -> StoreResult<Vec<SecretVersion>>;
+
+    /// One version of one secret (sealed).
+    async fn secret_version(
+        &self,
+        scope: &Scope,
+        name: &str,
+        version: i64,
+    ) -> StoreResult<Option<SecretVersion>>;
+
     /// Revisions before this one are no longer retained (history compaction;
     /// no backend compacts yet).
     async fn compacted_revision(&self) -> StoreResult<Revision> {

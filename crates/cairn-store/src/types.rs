@@ -224,6 +224,33 @@ pub enum Mutation {
         bindings: Option<Vec<Binding>>,
         disabled: Option<bool>,
     },
+    /// Write the next version of a secret (sealed bytes only; never plaintext).
+    /// `expected_version` as for entries (`Some(0)`: must not exist or be
+    /// deleted). `policy: None` keeps the current policy (a new secret gets
+    /// the default). `value_hash` is a keyed hash of the plaintext for the
+    /// audit record. `version` is the number the ciphertext is bound to: it
+    /// must be the last version ever written + 1, else `Conflict`.
+    PutSecret {
+        scope: Scope,
+        name: String,
+        version: i64,
+        sealed: SealedSecret,
+        policy: Option<SecretPolicy>,
+        value_hash: String,
+        expected_version: Option<i64>,
+    },
+    /// Mark a secret deleted (its versions stay for the audit trail);
+    /// `NotFound` if absent or deleted.
+    DeleteSecret { scope: Scope, name: String },
+    /// Replace the wrapped data key of one version in place (rekey);
+    /// `NotFound` if no such version.
+    RewrapSecret {
+        scope: Scope,
+        name: String,
+        version: i64,
+        kek_id: String,
+        wrapped_key: Vec<u8>,
+    },
 }
 
 impl Mutation {
@@ -240,6 +267,13 @@ impl Mutation {
             Mutation::RevokeToken { .. } => "token.revoke",
             Mutation::PutUser { create: true, .. } => "user.create",
             Mutation::PutUser { .. } => "user.update",
+            Mutation::PutSecret {
+                expected_version: Some(0),
+                ..
+            } => "secret.create",
+            Mutation::PutSecret { .. } => "secret.rotate",
+            Mutation::DeleteSecret { .. } => "secret.delete",
+            Mutation::RewrapSecret { .. } => "secret.rewrap",
         }
     }
 
@@ -354,4 +388,49 @@ pub struct FlagCount {
     pub variant: String,
     pub count: i64,
     pub last_at: Option<DateTime<Utc>>,
+}
+
+/// The sealed form of one secret version: the data key wrapped under a KEK,
+/// and the ciphertext (nonce included). Never plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    pub kek_id: String,
+    pub wrapped_key: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+/// How a secret is rotated.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SecretPolicy {
+    /// Rotate every this many days; `None`: never automatically.
+    pub rotation_days: Option<i32>,
+    /// How long the previous version stays readable after a rotation.
+    pub grace_days: i32,
+    /// `random:LEN:CHARSET`; `None`: values are supplied by the caller.
+    pub generator: Option<String>,
+}
+
+/// A secret's metadata (no key material, no ciphertext).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SecretRecord {
+    pub scope: Scope,
+    pub name: String,
+    pub current_version: i64,
+    pub policy: SecretPolicy,
+    pub created_at: DateTime<Utc>,
+    /// When the current version was written.
+    pub updated_at: DateTime<Utc>,
+    pub revision: Revision,
+}
+
+/// One stored version of a secret, sealed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretVersion {
+    pub scope: Scope,
+    pub name: String,
+    pub version: i64,
+    pub sealed: SealedSecret,
+    pub created_at: DateTime<Utc>,
+    pub revision: Revision,
+    pub actor: String,
 }

@@ -16,6 +16,7 @@ mod catalog;
 mod concurrency;
 mod entries;
 pub mod pg;
+mod secrets;
 mod values;
 
 use std::future::Future;
@@ -61,6 +62,7 @@ pub const CASES: &[(&str, CaseFn)] = cases![
     audit::audit_filters,
     audit::audit_chain_is_sealed,
     values::values_round_trip_exactly,
+    secrets::secrets_versions_delete_and_rewrap,
     concurrency::concurrent_commits_are_serialized,
 ];
 

@@ -1,0 +1,148 @@
+//! Secrets: sealed versions, policy, delete, rewrap in place, audit without plaintext.
+
+use std::sync::Arc;
+
+use cairn_model::Scope;
+
+use super::commit;
+use crate::{AuditFilter, Mutation, SealedSecret, SecretPolicy, Store, StoreError};
+
+fn sealed(tag: u8) -> SealedSecret {
+    SealedSecret {
+        kek_id: "kek_a".to_owned(),
+        wrapped_key: vec![tag; 60],
+        ciphertext: vec![tag, 0, 255, tag],
+    }
+}
+
+fn put(scope: &Scope, version: i64, tag: u8, expected: Option<i64>) -> Mutation {
+    Mutation::PutSecret {
+        scope: scope.clone(),
+        name: "db/password".to_owned(),
+        version,
+        sealed: sealed(tag),
+        policy: (version == 1).then(|| SecretPolicy {
+            rotation_days: Some(30),
+            grace_days: 7,
+            generator: Some("random:32:alnum".to_owned()),
+        }),
+        value_hash: format!("hmac-{tag}"),
+        expected_version: expected,
+    }
+}
+
+pub(super) async fn secrets_versions_delete_and_rewrap(s: Arc<dyn Store>) {
+    let scope = Scope::new(Some("shop"), Some("prod"));
+    let name = "db/password";
+    assert!(s.secrets().await.unwrap().is_empty());
+    commit(&*s, vec![put(&scope, 1, 1, Some(0))]).await.unwrap();
+    // Creating again conflicts; a wrong version number conflicts.
+    let again = commit(&*s, vec![put(&scope, 2, 9, Some(0))]).await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict { .. })),
+        "{again:?}"
+    );
+    let skip = commit(&*s, vec![put(&scope, 3, 9, None)]).await;
+    assert!(matches!(skip, Err(StoreError::Conflict { .. })), "{skip:?}");
+    commit(&*s, vec![put(&scope, 2, 2, Some(1))]).await.unwrap();
+
+    let all = s.secrets().await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].name, name);
+    assert_eq!(all[0].scope, scope);
+    assert_eq!(all[0].current_version, 2);
+    // The policy is kept when a rotation passes none.
+    assert_eq!(all[0].policy.rotation_days, Some(30));
+    assert_eq!(all[0].policy.grace_days, 7);
+    assert_eq!(all[0].policy.generator.as_deref(), Some("random:32:alnum"));
+    let versions = s.secret_versions(&scope, name).await.unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(versions[0].sealed, sealed(1));
+    assert_eq!(versions[1].sealed, sealed(2));
+    assert_eq!(versions[1].actor, "test");
+    assert!(s.secret_version(&scope, name, 3).await.unwrap().is_none());
+    assert!(s
+        .secret_version(&Scope::global(), name, 1)
+        .await
+        .unwrap()
+        .is_none());
+
+    // Rewrap in place: the ciphertext stays, the wrapped key and KEK change.
+    commit(
+        &*s,
+        vec![Mutation::RewrapSecret {
+            scope: scope.clone(),
+            name: name.to_owned(),
+            version: 1,
+            kek_id: "kek_b".to_owned(),
+            wrapped_key: vec![42; 60],
+        }],
+    )
+    .await
+    .unwrap();
+    let v1 = s.secret_version(&scope, name, 1).await.unwrap().unwrap();
+    assert_eq!(v1.sealed.kek_id, "kek_b");
+    assert_eq!(v1.sealed.wrapped_key, vec![42; 60]);
+    assert_eq!(v1.sealed.ciphertext, sealed(1).ciphertext);
+    let missing = commit(
+        &*s,
+        vec![Mutation::RewrapSecret {
+            scope: scope.clone(),
+            name: name.to_owned(),
+            version: 7,
+            kek_id: "kek_b".to_owned(),
+            wrapped_key: vec![42; 60],
+        }],
+    )
+    .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+
+    // Delete hides it from the list; versions stay; re-create continues numbering.
+    let delete = || Mutation::DeleteSecret {
+        scope: scope.clone(),
+        name: name.to_owned(),
+    };
+    commit(&*s, vec![delete()]).await.unwrap();
+    assert!(s.secrets().await.unwrap().is_empty());
+    let (_, deleted) = s.secret(&scope, name).await.unwrap().unwrap();
+    assert!(deleted);
+    let twice = commit(&*s, vec![delete()]).await;
+    assert!(
+        matches!(twice, Err(StoreError::NotFound { .. })),
+        "{twice:?}"
+    );
+    commit(&*s, vec![put(&scope, 3, 3, Some(0))]).await.unwrap();
+    let (record, deleted) = s.secret(&scope, name).await.unwrap().unwrap();
+    assert!(!deleted);
+    assert_eq!(record.current_version, 3);
+
+    // One audit record per mutation, with the keyed hash and never the bytes.
+    let audit = s
+        .audit(&AuditFilter {
+            key: Some(name.to_owned()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec![
+            "secret.create",
+            "secret.rotate",
+            "secret.rewrap",
+            "secret.delete",
+            "secret.create"
+        ]
+    );
+    assert_eq!(audit[0].detail["value_hmac"], "hmac-1");
+    assert_eq!(audit[0].app.as_deref(), Some("shop"));
+    assert_eq!(audit[1].from_version, Some(1));
+    assert_eq!(audit[1].to_version, Some(2));
+}
