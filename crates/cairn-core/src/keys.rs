@@ -34,6 +34,8 @@ pub enum Purpose {
     Audit,
     /// Key-encryption key that wraps secrets' data keys.
     SecretsKek,
+    /// HMAC key of the keyed hashes of secret values in audit records.
+    SecretsAudit,
 }
 
 impl Purpose {
@@ -41,6 +43,7 @@ impl Purpose {
         match self {
             Purpose::Audit => b"cairn/audit-chain/v1",
             Purpose::SecretsKek => b"cairn/secrets-kek/v1",
+            Purpose::SecretsAudit => b"cairn/secrets-audit/v1",
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod jwt;
 pub mod keys;
 pub mod policy;
 pub mod schema;
+pub mod secrets;
 mod service;
 pub mod sink;
 pub mod state;

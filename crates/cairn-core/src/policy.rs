@@ -24,19 +24,23 @@ pub enum Action {
     Write,
     /// Apps, environments, schemas, tokens, users; the whole audit log.
     Admin,
+    /// Read a secret's plaintext (admins only; SDK tokens get the secrets
+    /// their view references through resolution, not through this action).
+    ReadSecret,
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Action::Resolve,
         Action::Read,
         Action::Audit,
         Action::Write,
         Action::Admin,
+        Action::ReadSecret,
     ];
 
     fn needs_exact_scope(self) -> bool {
-        matches!(self, Action::Write | Action::Admin)
+        matches!(self, Action::Write | Action::Admin | Action::ReadSecret)
     }
 }
 
@@ -111,6 +115,10 @@ mod tests {
         assert!(role_allows(Role::Operator, Write) && !role_allows(Role::Operator, Admin));
         assert!(role_allows(Role::Viewer, Read) && !role_allows(Role::Viewer, Write));
         assert!(role_allows(Role::Sdk, Resolve) && !role_allows(Role::Sdk, Read));
+        // Secret plaintext: admins only.
+        for r in [Role::Operator, Role::Viewer, Role::Sdk] {
+            assert!(!role_allows(r, ReadSecret), "{r:?}");
+        }
     }
 
     #[test]

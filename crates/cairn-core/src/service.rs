@@ -37,6 +37,9 @@ pub struct Options {
     pub replica: String,
     /// The master key (held outside the database); the audit chain's key derives from it.
     pub master_key: MasterKey,
+    /// Master keys being retired: secrets still wrapped under them stay
+    /// readable until `rekey` re-wraps them under `master_key`.
+    pub previous_master_keys: Vec<MasterKey>,
     /// Accept JWTs from an identity provider.
     pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
     /// A second audit destination (fail closed).
@@ -52,6 +55,7 @@ impl Default for Options {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             replica: "cairn".into(),
             master_key: MasterKey::generate().0,
+            previous_master_keys: Vec::new(),
             jwt: None,
             audit_sink: None,
             watch_heartbeat: Duration::from_secs(15),
@@ -398,6 +402,12 @@ impl Service {
                     items.len()
                 ),
             });
+        }
+        // Secret references must name secrets that exist (422 otherwise).
+        for item in &items {
+            if let Some(value) = &item.value {
+                self.check_references(&item.scope, value).await?;
+            }
         }
         let many = items.len() > 1;
         let mut seen = HashSet::new();
@@ -1113,7 +1123,7 @@ fn check_read(who: &Principal, scope: &Scope) -> Result<()> {
 
 /// Writing where one can read but not write is forbidden; where one cannot
 /// even read, the scope does not exist for the caller.
-fn check_write(who: &Principal, scope: &Scope) -> Result<()> {
+pub(crate) fn check_write(who: &Principal, scope: &Scope) -> Result<()> {
     let (app, env) = (scope.app.as_deref(), scope.env.as_deref());
     if who.can(Action::Write, app, env) {
         Ok(())

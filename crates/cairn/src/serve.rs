@@ -355,6 +355,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             max_value_bytes: settings.max_value_bytes,
             replica: settings.replica.clone(),
             master_key: load_master_key(&settings)?,
+            previous_master_keys: Vec::new(),
             jwt: load_jwt(&settings).await?,
             audit_sink: match &settings.audit_file {
                 Some(p) => Some(Arc::new(

@@ -1,0 +1,889 @@
+//! Secrets: envelope-encrypted values with versions, rotation with a grace
+//! period, references from configuration, and master-key rekeying.
+//!
+//! Key hierarchy: master key (outside the database) → HKDF → KEK (wraps each
+//! version's random data key) and the audit HMAC key (keyed hashes of values
+//! in audit records). See [`crate::envelope`] for the cipher.
+//!
+//! Plaintext only ever lives in [`Plaintext`] (its `Debug` is redacted) and
+//! in the response of an allowed read; it is never stored, logged, cached or
+//! put into an audit record.
+
+use std::collections::BTreeSet;
+
+use cairn_model::{validate_key, Scope};
+use cairn_store::{
+    AuditContext, AuditEvent, Mutation, Role, SealedSecret, SecretPolicy, SecretRecord,
+    SecretVersion,
+};
+use chrono::{DateTime, Duration, Utc};
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::auth::{Origin, Principal};
+use crate::envelope::{self, Kek, Sealed, SecretId};
+use crate::keys::{MasterKey, Purpose};
+use crate::policy::{self, Action};
+use crate::service::{check_write, require_admin};
+use crate::{Error, Result, Service};
+
+/// The key of a reference object in configuration: `{"$secret": "db/password"}`.
+pub const REFERENCE_KEY: &str = "$secret";
+
+/// A secret value in memory. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Plaintext(Vec<u8>);
+
+impl Plaintext {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Plaintext(bytes.into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The value as text (secrets are UTF-8 text in this slice).
+    pub fn as_str(&self) -> Result<&str> {
+        std::str::from_utf8(&self.0)
+            .map_err(|_| Error::Internal("a secret value is not UTF-8 text".into()))
+    }
+}
+
+impl std::fmt::Debug for Plaintext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Plaintext(<redacted>)")
+    }
+}
+
+/// Where a version is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionState {
+    /// The version readers get.
+    Current,
+    /// Superseded, still readable until `grace_until`.
+    PreviousInGrace,
+    /// Superseded and past its grace period: no longer readable.
+    Retired,
+}
+
+/// Metadata of one version (no key material, no ciphertext).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SecretVersionInfo {
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub actor: String,
+    pub state: VersionState,
+    /// For a superseded version: when its grace period ends (ended).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<DateTime<Utc>>,
+    /// The key-encryption key its data key is wrapped under.
+    pub kek_id: String,
+}
+
+/// Metadata of one secret.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SecretInfo {
+    pub name: String,
+    /// `None`: every app.
+    pub app: Option<String>,
+    /// `None`: every environment.
+    pub env: Option<String>,
+    pub current_version: i64,
+    pub policy: SecretPolicy,
+    pub created_at: DateTime<Utc>,
+    /// When the current version was written (the last rotation).
+    pub rotated_at: DateTime<Utc>,
+    /// When the scheduler should rotate it next (with a rotation period).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_rotation: Option<DateTime<Utc>>,
+    /// Oldest first; only from [`Service::secret_info`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<SecretVersionInfo>,
+}
+
+impl SecretInfo {
+    fn from_record(r: &SecretRecord) -> Self {
+        SecretInfo {
+            name: r.name.clone(),
+            app: r.scope.app.clone(),
+            env: r.scope.env.clone(),
+            current_version: r.current_version,
+            policy: r.policy.clone(),
+            created_at: r.created_at,
+            rotated_at: r.updated_at,
+            next_rotation: r
+                .policy
+                .rotation_days
+                .map(|d| r.updated_at + Duration::days(i64::from(d))),
+            versions: Vec::new(),
+        }
+    }
+}
+
+/// What a new secret or a rotation gets as its value.
+#[derive(Debug, Clone)]
+pub enum NewValue {
+    /// Supplied by the caller.
+    Given(Plaintext),
+    /// Made by the secret's generator.
+    Generate,
+}
+
+/// The outcome of creating or rotating a secret.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SecretWritten {
+    pub name: String,
+    pub version: i64,
+    pub revision: i64,
+}
+
+/// The outcome of a rekey.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Rekeyed {
+    /// The KEK every data key is now wrapped under.
+    pub kek_id: String,
+    /// Versions re-wrapped.
+    pub rewrapped: usize,
+    /// Versions already under the current KEK.
+    pub unchanged: usize,
+}
+
+/// Parse and run a generator: `random:LEN:CHARSET` (`alnum`, `alpha`,
+/// `numeric`, `hex`, `base64url`), LEN 8..=4096.
+pub fn validate_generator(spec: &str) -> Result<()> {
+    charset_and_len(spec).map(|_| ())
+}
+
+fn charset_and_len(spec: &str) -> Result<(&'static [u8], usize)> {
+    let bad = |m: &str| Error::invalid("generator", format!("{m} (use random:LEN:CHARSET)"));
+    let mut parts = spec.split(':');
+    let (Some("random"), Some(len), Some(charset), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("unknown generator"));
+    };
+    let len: usize = len.parse().map_err(|_| bad("LEN is not a number"))?;
+    if !(8..=4096).contains(&len) {
+        return Err(bad("LEN must be 8 to 4096"));
+    }
+    const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let set: &'static [u8] = match charset {
+        "alnum" => ALNUM,
+        "alpha" => ALPHA,
+        "numeric" => b"0123456789",
+        "hex" => b"0123456789abcdef",
+        "base64url" => B64URL,
+        _ => {
+            return Err(bad(
+                "CHARSET must be alnum, alpha, numeric, hex or base64url",
+            ))
+        }
+    };
+    Ok((set, len))
+}
+
+fn generate(spec: &str) -> Result<Plaintext> {
+    let (set, len) = charset_and_len(spec)?;
+    let mut rng = rand::rngs::OsRng;
+    let bytes = (0..len)
+        .map(|_| set[rng.gen_range(0..set.len())])
+        .collect::<Vec<u8>>();
+    Ok(Plaintext(bytes))
+}
+
+/// Every secret name referenced anywhere in `value`.
+pub fn references(value: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    collect_refs(value, &mut out);
+    out
+}
+
+fn reference_name(value: &Value) -> Option<&str> {
+    match value {
+        Value::Object(m) if m.len() == 1 => m.get(REFERENCE_KEY)?.as_str(),
+        _ => None,
+    }
+}
+
+fn collect_refs(value: &Value, out: &mut BTreeSet<String>) {
+    if let Some(name) = reference_name(value) {
+        out.insert(name.to_owned());
+        return;
+    }
+    match value {
+        Value::Object(m) => m.values().for_each(|v| collect_refs(v, out)),
+        Value::Array(a) => a.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
+/// Can configuration at `from` see a secret at `secret`? (Its app and env
+/// are each either "every" or the same.)
+fn visible_from(secret: &Scope, from: &Scope) -> bool {
+    let part = |s: &Option<String>, f: &Option<String>| s.is_none() || s == f;
+    part(&secret.app, &from.app) && part(&secret.env, &from.env)
+}
+
+fn to_sealed(s: &SealedSecret) -> Sealed {
+    Sealed {
+        kek_id: s.kek_id.clone(),
+        wrapped_key: s.wrapped_key.clone(),
+        ciphertext: s.ciphertext.clone(),
+    }
+}
+
+fn to_stored(s: Sealed) -> SealedSecret {
+    SealedSecret {
+        kek_id: s.kek_id,
+        wrapped_key: s.wrapped_key,
+        ciphertext: s.ciphertext,
+    }
+}
+
+fn state_of(
+    versions: &[SecretVersion],
+    i: usize,
+    grace_days: i32,
+) -> (VersionState, Option<DateTime<Utc>>) {
+    match versions.get(i + 1) {
+        None => (VersionState::Current, None),
+        Some(next) => {
+            let until = next.created_at + Duration::days(i64::from(grace_days));
+            if Utc::now() < until {
+                (VersionState::PreviousInGrace, Some(until))
+            } else {
+                (VersionState::Retired, Some(until))
+            }
+        }
+    }
+}
+
+impl Service {
+    fn kek(&self) -> Kek {
+        Kek::from_master(&self.opts.master_key)
+    }
+
+    /// The KEK with this id: the current master key's or a previous one's.
+    fn kek_by_id(&self, id: &str) -> Result<Kek> {
+        std::iter::once(&self.opts.master_key)
+            .chain(self.opts.previous_master_keys.iter())
+            .map(Kek::from_master)
+            .find(|k| k.id() == id)
+            .ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "the key-encryption key {id} is not loaded (configure the previous master key)"
+                ))
+            })
+    }
+
+    /// `hmac-sha256:<hex>` of a value, keyed by a key derived from the master
+    /// key: lets an auditor tell whether two reads saw the same value without
+    /// revealing it.
+    pub fn secret_value_hash(&self, value: &Plaintext) -> String {
+        let key = self.opts.master_key.derive(Purpose::SecretsAudit);
+        let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&key) {
+            Ok(m) => m,
+            // HMAC takes keys of any length: cannot happen.
+            Err(_) => return String::new(),
+        };
+        mac.update(value.as_bytes());
+        format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    async fn secret_record(&self, scope: &Scope, name: &str) -> Result<SecretRecord> {
+        match self.store.secret(scope, name).await? {
+            Some((r, false)) => Ok(r),
+            _ => Err(Error::not_found(format!("secret {name} at {scope}"))),
+        }
+    }
+
+    /// Create a secret (operator or admin at its scope).
+    #[allow(clippy::too_many_arguments)] // who, where from, what, policy, why
+    pub async fn create_secret(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        scope: &Scope,
+        name: &str,
+        value: NewValue,
+        policy: SecretPolicy,
+        message: &str,
+    ) -> Result<SecretWritten> {
+        validate_key(name).map_err(|e| rename(e.into(), "name"))?;
+        check_write(who, scope)?;
+        self.read().check_scope(scope)?;
+        if let Some(g) = &policy.generator {
+            validate_generator(g)?;
+        }
+        if policy.rotation_days.is_some_and(|d| d < 1) {
+            return Err(Error::invalid("rotation_days", "must be 1 or more"));
+        }
+        if policy.grace_days < 0 {
+            return Err(Error::invalid("grace_days", "must be 0 or more"));
+        }
+        let latest = match self.store.secret(scope, name).await? {
+            Some((_, false)) => {
+                return Err(Error::Conflict {
+                    message: format!("secret {name} at {scope} already exists"),
+                    current_version: None,
+                })
+            }
+            _ => self
+                .store
+                .secret_versions(scope, name)
+                .await?
+                .last()
+                .map_or(0, |v| v.version),
+        };
+        let value = self.value_for(value, policy.generator.as_deref())?;
+        self.write_version(
+            who,
+            origin,
+            scope,
+            name,
+            latest + 1,
+            &value,
+            Some(policy),
+            Some(0),
+            message,
+        )
+        .await
+    }
+
+    /// Rotate: write a new version from the generator (or the given value).
+    /// The previous version stays readable for the grace period.
+    pub async fn rotate_secret(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        scope: &Scope,
+        name: &str,
+        value: NewValue,
+        message: &str,
+    ) -> Result<SecretWritten> {
+        validate_key(name).map_err(|e| rename(e.into(), "name"))?;
+        check_write(who, scope)?;
+        let record = self.secret_record(scope, name).await?;
+        let latest = self
+            .store
+            .secret_versions(scope, name)
+            .await?
+            .last()
+            .map_or(0, |v| v.version);
+        let value = self.value_for(value, record.policy.generator.as_deref())?;
+        self.write_version(
+            who,
+            origin,
+            scope,
+            name,
+            latest + 1,
+            &value,
+            None,
+            Some(record.current_version),
+            message,
+        )
+        .await
+    }
+
+    fn value_for(&self, value: NewValue, generator: Option<&str>) -> Result<Plaintext> {
+        match (value, generator) {
+            (NewValue::Given(v), _) => {
+                if v.as_bytes().is_empty() {
+                    return Err(Error::invalid("value", "must not be empty"));
+                }
+                if v.as_bytes().len() > 64 * 1024 {
+                    return Err(Error::TooLarge {
+                        field: "value".into(),
+                        message: "at most 65536 bytes".into(),
+                    });
+                }
+                v.as_str()
+                    .map_err(|_| Error::invalid("value", "must be UTF-8 text"))?;
+                Ok(v)
+            }
+            (NewValue::Generate, Some(g)) => generate(g),
+            (NewValue::Generate, None) => Err(Error::invalid(
+                "value",
+                "give a value, or a generator to make one",
+            )),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // the one place a version is sealed
+    async fn write_version(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        scope: &Scope,
+        name: &str,
+        version: i64,
+        value: &Plaintext,
+        policy: Option<SecretPolicy>,
+        expected_version: Option<i64>,
+        message: &str,
+    ) -> Result<SecretWritten> {
+        let id = SecretId {
+            name,
+            app: scope.app_str(),
+            env: scope.env_str(),
+            version,
+        };
+        let sealed = envelope::seal(&self.kek(), &id, value.as_bytes());
+        let m = Mutation::PutSecret {
+            scope: scope.clone(),
+            name: name.to_owned(),
+            version,
+            sealed: to_stored(sealed),
+            policy,
+            value_hash: self.secret_value_hash(value),
+            expected_version,
+        };
+        let committed = self.commit(who, origin, message, vec![(None, m)]).await?;
+        Ok(SecretWritten {
+            name: name.to_owned(),
+            version,
+            revision: committed.revision,
+        })
+    }
+
+    /// Delete a secret. Refused (409) while configuration references it,
+    /// unless `force`.
+    pub async fn delete_secret(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        scope: &Scope,
+        name: &str,
+        force: bool,
+        message: &str,
+    ) -> Result<i64> {
+        validate_key(name).map_err(|e| rename(e.into(), "name"))?;
+        check_write(who, scope)?;
+        self.secret_record(scope, name).await?;
+        if !force {
+            let users = self.referencing_entries(scope, name);
+            if !users.is_empty() {
+                return Err(Error::Conflict {
+                    message: format!(
+                        "secret {name} is referenced by {}; delete with force to delete anyway",
+                        users.join(", ")
+                    ),
+                    current_version: None,
+                });
+            }
+        }
+        let m = Mutation::DeleteSecret {
+            scope: scope.clone(),
+            name: name.to_owned(),
+        };
+        Ok(self
+            .commit(who, origin, message, vec![(None, m)])
+            .await?
+            .revision)
+    }
+
+    /// Live entries (as `key at scope`) that can see the secret at `scope` and reference `name`.
+    fn referencing_entries(&self, scope: &Scope, name: &str) -> Vec<String> {
+        let st = self.read();
+        let mut out = Vec::new();
+        for (entry_scope, entries) in &st.scopes {
+            if !visible_from(scope, entry_scope) {
+                continue;
+            }
+            for (key, v) in &entries.entries {
+                if v.value
+                    .as_ref()
+                    .is_some_and(|val| references(val).contains(name))
+                {
+                    out.push(format!("{key} at {entry_scope}"));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Metadata of every secret the caller can see (no values).
+    pub async fn secrets(&self, who: &Principal) -> Result<Vec<SecretInfo>> {
+        Ok(self
+            .store
+            .secrets()
+            .await?
+            .iter()
+            .filter(|r| who.can(Action::Read, r.scope.app.as_deref(), r.scope.env.as_deref()))
+            .map(SecretInfo::from_record)
+            .collect())
+    }
+
+    /// Metadata of one secret and its versions (no values).
+    pub async fn secret_info(
+        &self,
+        who: &Principal,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<SecretInfo> {
+        validate_key(name).map_err(|e| rename(e.into(), "name"))?;
+        check_read(who, scope)?;
+        let record = self.secret_record(scope, name).await?;
+        let versions = self.store.secret_versions(scope, name).await?;
+        let mut info = SecretInfo::from_record(&record);
+        info.versions = versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let (state, grace_until) = state_of(&versions, i, record.policy.grace_days);
+                SecretVersionInfo {
+                    version: v.version,
+                    created_at: v.created_at,
+                    actor: v.actor.clone(),
+                    state,
+                    grace_until,
+                    kek_id: v.sealed.kek_id.clone(),
+                }
+            })
+            .collect();
+        Ok(info)
+    }
+
+    /// The plaintext of a secret (admins only): the current version, or a
+    /// given one that is current or still in its grace period. Audited as
+    /// `secret.read` with the keyed hash of the value.
+    pub async fn get_secret(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        scope: &Scope,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<(i64, Plaintext)> {
+        validate_key(name).map_err(|e| rename(e.into(), "name"))?;
+        check_read(who, scope)?;
+        if !who.can(
+            Action::ReadSecret,
+            scope.app.as_deref(),
+            scope.env.as_deref(),
+        ) {
+            return Err(Error::Forbidden(
+                "reading a secret's value needs the admin role".into(),
+            ));
+        }
+        let (version, value) = self.open_version(scope, name, version).await?;
+        self.record_read(who, origin, scope, name, version, &value, "read")
+            .await?;
+        Ok((version, value))
+    }
+
+    /// Decrypt one readable version (current or previous-in-grace).
+    async fn open_version(
+        &self,
+        scope: &Scope,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<(i64, Plaintext)> {
+        let record = self.secret_record(scope, name).await?;
+        let versions = self.store.secret_versions(scope, name).await?;
+        let want = version.unwrap_or(record.current_version);
+        let Some(i) = versions.iter().position(|v| v.version == want) else {
+            return Err(Error::not_found(format!(
+                "version {want} of secret {name} at {scope}"
+            )));
+        };
+        if state_of(&versions, i, record.policy.grace_days).0 == VersionState::Retired {
+            return Err(Error::Gone(format!(
+                "version {want} of secret {name} is retired (its grace period ended)"
+            )));
+        }
+        let v = &versions[i];
+        let id = SecretId {
+            name,
+            app: scope.app_str(),
+            env: scope.env_str(),
+            version: v.version,
+        };
+        let kek = self.kek_by_id(&v.sealed.kek_id)?;
+        let bytes = envelope::open(&kek, &id, &to_sealed(&v.sealed)).map_err(|e| {
+            Error::Internal(format!(
+                "secret {name} version {want} does not decrypt: {e}"
+            ))
+        })?;
+        Ok((v.version, Plaintext(bytes)))
+    }
+
+    #[allow(clippy::too_many_arguments)] // one audit record, all of it needed
+    async fn record_read(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        scope: &Scope,
+        name: &str,
+        version: i64,
+        value: &Plaintext,
+        how: &str,
+    ) -> Result<()> {
+        let context = AuditContext {
+            actor: who.actor(),
+            message: format!("secret {how}"),
+            client_ip: origin.client_ip.clone(),
+            user_agent: origin.user_agent.clone(),
+            replica: Some(self.opts.replica.clone()),
+        };
+        let event = AuditEvent {
+            action: "secret.read".into(),
+            app: Some(scope.app_str().to_owned()),
+            env: Some(scope.env_str().to_owned()),
+            key: Some(name.to_owned()),
+            detail: json!({
+                "version": version,
+                "via": how,
+                "value_hmac": self.secret_value_hash(value),
+            }),
+        };
+        // Fail closed: a read that cannot be audited is not served.
+        self.store
+            .append_audit(
+                &context,
+                vec![event],
+                Some(self.audit_key),
+                self.opts.audit_sink.as_ref(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Check at write time that every secret `value` references exists at a
+    /// scope visible from `scope` (422 otherwise).
+    pub(crate) async fn check_references(&self, scope: &Scope, value: &Value) -> Result<()> {
+        let refs = references(value);
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let secrets = self.store.secrets().await?;
+        for name in refs {
+            validate_key(&name).map_err(|e| rename(e.into(), "value"))?;
+            if !secrets
+                .iter()
+                .any(|s| s.name == name && visible_from(&s.scope, scope))
+            {
+                return Err(Error::invalid(
+                    "value",
+                    format!("references secret {name}, which does not exist at a scope visible from {scope}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The resolved values of (app, env) with secret references replaced by
+    /// plaintext, just in time, for a principal that may read them: admins
+    /// (at the secret's scope) and SDK tokens bound to this view. Every
+    /// other reference stays as it is. Each substitution is audited.
+    pub async fn resolve_with_secrets(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        app: &str,
+        env: &str,
+    ) -> Result<Value> {
+        let view = self.resolve(who, app, env)?;
+        let mut values = Value::Object(view.values.clone().into_iter().collect());
+        let names = references(&values);
+        if names.is_empty() {
+            return Ok(values);
+        }
+        let sdk: Vec<_> = who
+            .bindings
+            .iter()
+            .filter(|b| b.role == Role::Sdk)
+            .cloned()
+            .collect();
+        let sdk_here = policy::allowed(&sdk, Action::Resolve, Some(app), Some(env));
+        let layers = Scope::layers(app, env);
+        let secrets = self.store.secrets().await?;
+        let mut plain = std::collections::BTreeMap::new();
+        for name in names {
+            // The most specific secret of that name among the view's layers.
+            let Some(scope) = layers
+                .iter()
+                .rev()
+                .find(|l| secrets.iter().any(|s| s.name == name && s.scope == **l))
+            else {
+                continue;
+            };
+            let may = sdk_here
+                || who.can(
+                    Action::ReadSecret,
+                    scope.app.as_deref(),
+                    scope.env.as_deref(),
+                );
+            if !may {
+                continue;
+            }
+            let (version, value) = self.open_version(scope, &name, None).await?;
+            self.record_read(who, origin, scope, &name, version, &value, "resolve")
+                .await?;
+            plain.insert(name, value);
+        }
+        substitute(&mut values, &plain)?;
+        Ok(values)
+    }
+
+    /// Re-wrap every data key under the current master key's KEK (admin).
+    /// `old` is the master key being retired (versions wrapped under a key in
+    /// `Options::previous_master_keys` are re-wrapped too). Online: each
+    /// version is re-wrapped in place, reads work throughout.
+    pub async fn rekey(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        old: Option<&MasterKey>,
+        message: &str,
+    ) -> Result<Rekeyed> {
+        require_admin(who, None)?;
+        let new = self.kek();
+        let mut rewrapped = 0;
+        let mut unchanged = 0;
+        let mut all = self.store.secrets().await?;
+        // Deleted secrets keep their versions; they are not listed, so they
+        // keep their old wrapping (they can no longer be read).
+        all.sort_by(|a, b| (&a.scope, &a.name).cmp(&(&b.scope, &b.name)));
+        for record in all {
+            let versions = self
+                .store
+                .secret_versions(&record.scope, &record.name)
+                .await?;
+            for v in versions {
+                if v.sealed.kek_id == new.id() {
+                    unchanged += 1;
+                    continue;
+                }
+                let old_kek = match old.map(Kek::from_master) {
+                    Some(k) if k.id() == v.sealed.kek_id => k,
+                    _ => self.kek_by_id(&v.sealed.kek_id)?,
+                };
+                let id = SecretId {
+                    name: &record.name,
+                    app: record.scope.app_str(),
+                    env: record.scope.env_str(),
+                    version: v.version,
+                };
+                let sealed =
+                    envelope::rewrap(&old_kek, &new, &id, &to_sealed(&v.sealed)).map_err(|e| {
+                        Error::Internal(format!(
+                            "re-wrapping secret {} version {}: {e}",
+                            record.name, v.version
+                        ))
+                    })?;
+                let m = Mutation::RewrapSecret {
+                    scope: record.scope.clone(),
+                    name: record.name.clone(),
+                    version: v.version,
+                    kek_id: sealed.kek_id,
+                    wrapped_key: sealed.wrapped_key,
+                };
+                self.commit(who, origin, message, vec![(None, m)]).await?;
+                rewrapped += 1;
+            }
+        }
+        Ok(Rekeyed {
+            kek_id: new.id().to_owned(),
+            rewrapped,
+            unchanged,
+        })
+    }
+}
+
+fn substitute(
+    value: &mut Value,
+    plain: &std::collections::BTreeMap<String, Plaintext>,
+) -> Result<()> {
+    if let Some(name) = reference_name(value) {
+        if let Some(p) = plain.get(name) {
+            *value = Value::String(p.as_str()?.to_owned());
+        }
+        return Ok(());
+    }
+    match value {
+        Value::Object(m) => m.values_mut().try_for_each(|v| substitute(v, plain)),
+        Value::Array(a) => a.iter_mut().try_for_each(|v| substitute(v, plain)),
+        _ => Ok(()),
+    }
+}
+
+fn check_read(who: &Principal, scope: &Scope) -> Result<()> {
+    if who.can(Action::Read, scope.app.as_deref(), scope.env.as_deref()) {
+        Ok(())
+    } else {
+        Err(Error::Hidden {
+            what: format!("scope {scope}"),
+        })
+    }
+}
+
+fn rename(e: Error, field: &str) -> Error {
+    match e {
+        Error::Invalid { message, .. } => Error::Invalid {
+            field: field.to_owned(),
+            message,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_found_anywhere() {
+        let v = json!({"db": {"password": {"$secret": "db/password"}}, "list": [{"$secret": "a"}], "not": {"$secret": "x", "other": 1}});
+        let r: Vec<_> = references(&v).into_iter().collect();
+        assert_eq!(r, vec!["a".to_owned(), "db/password".to_owned()]);
+    }
+
+    #[test]
+    fn generators() {
+        let p = generate("random:32:alnum").unwrap();
+        assert_eq!(p.as_bytes().len(), 32);
+        assert!(p.as_bytes().iter().all(u8::is_ascii_alphanumeric));
+        assert_ne!(p, generate("random:32:alnum").unwrap());
+        assert!(generate("random:8:hex")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit()));
+        for bad in [
+            "random:4:alnum",
+            "random:x:alnum",
+            "random:32:emoji",
+            "hook:32:alnum",
+            "random:32",
+        ] {
+            assert!(validate_generator(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plaintext_debug_is_redacted() {
+        let p = Plaintext::new("canary-value");
+        assert!(!format!("{p:?}").contains("canary"));
+    }
+
+    #[test]
+    fn visibility() {
+        let g = Scope::global();
+        let shop = Scope::new(Some("shop"), None);
+        let shop_prod = Scope::new(Some("shop"), Some("prod"));
+        assert!(visible_from(&g, &shop_prod));
+        assert!(visible_from(&shop, &shop_prod));
+        assert!(!visible_from(&shop_prod, &shop));
+        assert!(!visible_from(&Scope::new(Some("other"), None), &shop_prod));
+    }
+}
