@@ -16,6 +16,8 @@ pub enum ErrorCode {
     TooLarge,
     /// A value breaks a registered JSON Schema; lists every violation.
     SchemaViolation,
+    /// A value references a secret that does not exist where the value is visible.
+    UnknownReference,
     /// The thing does not exist (or the caller may not know it does).
     NotFound,
     /// A compare-and-set failed, or the thing exists already.
@@ -42,6 +44,7 @@ impl ErrorCode {
             ErrorCode::Invalid => "invalid",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::SchemaViolation => "schema_violation",
+            ErrorCode::UnknownReference => "unknown_reference",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
             ErrorCode::SchemaDrift => "schema_drift",
@@ -79,6 +82,8 @@ pub enum Error {
         key: String,
         violations: Vec<Violation>,
     },
+    #[error("{message}")]
+    UnknownReference { field: String, message: String },
     #[error("{what} not found")]
     NotFound { what: String },
     /// Exists, perhaps, but the caller may not know: answered exactly like
@@ -114,6 +119,7 @@ impl Error {
             Error::Invalid { .. } => ErrorCode::Invalid,
             Error::TooLarge { .. } => ErrorCode::TooLarge,
             Error::SchemaViolation { .. } => ErrorCode::SchemaViolation,
+            Error::UnknownReference { .. } => ErrorCode::UnknownReference,
             Error::NotFound { .. } | Error::Hidden { .. } => ErrorCode::NotFound,
             Error::Conflict { .. } => ErrorCode::Conflict,
             Error::SchemaDrift { .. } => ErrorCode::SchemaDrift,
@@ -148,7 +154,9 @@ impl Error {
     /// The field the error names, if any.
     pub fn field(&self) -> Option<&str> {
         match self {
-            Error::Invalid { field, .. } | Error::TooLarge { field, .. } => Some(field),
+            Error::Invalid { field, .. }
+            | Error::TooLarge { field, .. }
+            | Error::UnknownReference { field, .. } => Some(field),
             Error::SchemaViolation { .. } => Some("value"),
             _ => None,
         }

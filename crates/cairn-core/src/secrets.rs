@@ -671,10 +671,12 @@ impl Service {
                 .iter()
                 .any(|s| s.name == name && visible_from(&s.scope, scope))
             {
-                return Err(Error::invalid(
-                    "value",
-                    format!("references secret {name}, which does not exist at a scope visible from {scope}"),
-                ));
+                return Err(Error::UnknownReference {
+                    field: "value".into(),
+                    message: format!(
+                        "references secret {name}, which does not exist at a scope visible from {scope}"
+                    ),
+                });
             }
         }
         Ok(())

@@ -103,7 +103,7 @@ async fn roles_audit_references_rotation_and_rekey() {
         .write_entries(&op, &o, "ref", vec![item("nope")], None)
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::Invalid { .. }), "{e:?}");
+    assert!(matches!(e, Error::UnknownReference { .. }), "{e:?}");
     svc.write_entries(&op, &o, "ref", vec![item("db/password")], None)
         .await
         .unwrap();

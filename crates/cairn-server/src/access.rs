@@ -95,6 +95,21 @@ pub const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/v1/flags", Access::Needs(Action::Read)),
     ("GET", "/v1/flags/stale", Access::Needs(Action::Read)),
     ("GET", "/v1/watch", Access::Needs(Action::Resolve)),
+    ("GET", "/v1/secrets", Access::Needs(Action::Read)),
+    ("POST", "/v1/secrets", Access::Needs(Action::Write)),
+    // Metadata for readers; `reveal=true` is checked in core (admins only).
+    ("GET", "/v1/secrets/{*name}", Access::Needs(Action::Read)),
+    (
+        "DELETE",
+        "/v1/secrets/{*name}",
+        Access::Needs(Action::Write),
+    ),
+    (
+        "POST",
+        "/v1/secret-rotate/{*name}",
+        Access::Needs(Action::Write),
+    ),
+    ("POST", "/v1/admin/rekey", Access::Needs(Action::Admin)),
 ];
 
 /// The rule of a matched route.

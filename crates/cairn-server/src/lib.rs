@@ -84,6 +84,19 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
         .route("/v1/flags", get(f::list_flags))
         .route("/v1/flags/stale", get(f::stale_flags))
         .route("/v1/watch", get(routes::watch::watch))
+        .route(
+            "/v1/secrets",
+            get(routes::secrets::list_secrets).post(routes::secrets::create_secret),
+        )
+        .route(
+            "/v1/secrets/{*name}",
+            get(routes::secrets::get_secret).delete(routes::secrets::delete_secret),
+        )
+        .route(
+            "/v1/secret-rotate/{*name}",
+            post(routes::secrets::rotate_secret),
+        )
+        .route("/v1/admin/rekey", post(routes::secrets::rekey))
         .route_layer(axum::middleware::from_fn_with_state(
             guard,
             access::authorize,
@@ -115,6 +128,8 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
         routes::flags::ofrep_flag_in, routes::flags::ofrep_bulk_in,
         routes::flags::list_flags, routes::flags::stale_flags,
         routes::watch::watch,
+        routes::secrets::list_secrets, routes::secrets::create_secret, routes::secrets::get_secret,
+        routes::secrets::delete_secret, routes::secrets::rotate_secret, routes::secrets::rekey,
     ),
     modifiers(&BearerAuth),
 )]

@@ -11,7 +11,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::Invalid => StatusCode::BAD_REQUEST,
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::SchemaViolation => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::SchemaViolation | ErrorCode::UnknownReference => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::Conflict | ErrorCode::SchemaDrift => StatusCode::CONFLICT,
         ErrorCode::Gone => StatusCode::GONE,

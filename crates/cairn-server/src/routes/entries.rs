@@ -132,6 +132,10 @@ pub struct ResolveQuery {
     pub index: Option<Revision>,
     /// … or after this long (`30s`, `500ms`, `2m`; default 30s, at most 5m), with the current view.
     pub wait: Option<String>,
+    /// Substitute `{"$secret": name}` references with plaintext where the
+    /// caller may read them (admins; SDK tokens of this view). Never cached.
+    #[serde(default)]
+    pub secrets: bool,
 }
 
 /// What a write did.
@@ -385,6 +389,29 @@ pub async fn resolved(
     Q(q): Q<ResolveQuery>,
     inm: IfNoneMatch,
 ) -> ApiResult<Response> {
+    if q.secrets {
+        if q.revision.is_some() || q.index.is_some() || q.wait.is_some() {
+            return Err(Error::invalid(
+                "secrets",
+                "cannot be combined with revision, index or wait",
+            )
+            .into());
+        }
+        let view = svc.resolve(&c.who, &app, &env)?;
+        let values = svc
+            .resolve_with_secrets(&c.who, &c.origin, &app, &env)
+            .await?;
+        let body = serde_json::json!({
+            "app": app,
+            "env": env,
+            "revision": view.revision,
+            "values": values,
+        });
+        let mut resp = Json(body).into_response();
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(resp);
+    }
     let wait = q
         .wait
         .as_deref()

@@ -312,8 +312,60 @@ async fn request(
             None,
             bs,
         ),
+        ("GET", "/v1/secrets") => (path.into(), None, None),
+        ("POST", "/v1/secrets") => (
+            path.into(),
+            Some(
+                json!({"name": unique("walk-secret"), "app": "billing", "env": "staging",
+                "value": CANARY}),
+            ),
+            bs,
+        ),
+        ("GET", "/v1/secrets/{*name}") => {
+            walk_secret(t, "walk/get").await;
+            (
+                "/v1/secrets/walk/get?app=billing&env=staging".into(),
+                None,
+                bs,
+            )
+        }
+        ("DELETE", "/v1/secrets/{*name}") => {
+            let name = unique("walk-del");
+            walk_secret(t, &name).await;
+            (
+                format!("/v1/secrets/{name}?app=billing&env=staging&message=walk"),
+                None,
+                bs,
+            )
+        }
+        ("POST", "/v1/secret-rotate/{*name}") => {
+            walk_secret(t, "walk/rotate").await;
+            (
+                "/v1/secret-rotate/walk/rotate?app=billing&env=staging".into(),
+                Some(json!({"message": "walk"})),
+                bs,
+            )
+        }
+        ("POST", "/v1/admin/rekey") => (path.into(), Some(json!({})), Some((None, None))),
         other => panic!("the walk has no request for matrix row {other:?}: add one"),
     }
+}
+
+/// A secret at billing/staging with a generator, created by the admin once.
+async fn walk_secret(t: &TestApp, name: &str) {
+    let r = t
+        .call(
+            Method::POST,
+            "/v1/secrets",
+            Some(json!({"name": name, "app": "billing", "env": "staging",
+                "generator": "random:16:alnum"})),
+        )
+        .await;
+    assert!(
+        r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT,
+        "{}",
+        r.body
+    );
 }
 
 /// A flag at (app, env), written by the admin.

@@ -11,4 +11,5 @@ mod audit_sink;
 mod flags;
 mod identity;
 mod openapi;
+mod secrets;
 mod watch;
