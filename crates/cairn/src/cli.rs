@@ -14,7 +14,9 @@ use crate::output::{self, table, Format};
 use crate::serve::ServeArgs;
 
 mod flag;
+mod secret;
 pub use flag::FlagCmd;
+pub use secret::{AdminCmd, SecretCmd};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -125,6 +127,9 @@ pub enum Command {
         env: String,
         #[arg(long)]
         revision: Option<i64>,
+        /// Substitute secret references with plaintext (where you may read them; audited).
+        #[arg(long, conflicts_with = "revision")]
+        secrets: bool,
     },
     /// Print the changes of the resolved configuration of (app, env) as they happen.
     Watch(crate::realtime::WatchArgs),
@@ -192,6 +197,12 @@ pub enum Command {
     /// Feature flags (flagd definitions) and their evaluation.
     #[command(subcommand)]
     Flag(FlagCmd),
+    /// Secrets: envelope-encrypted, versioned, referenced from configuration as {"$secret": NAME}.
+    #[command(subcommand)]
+    Secret(SecretCmd),
+    /// Server administration.
+    #[command(subcommand)]
+    Admin(AdminCmd),
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -594,19 +605,31 @@ impl Ctx {
                     )
                 });
             }
-            Command::Resolve { app, env, revision } => {
+            Command::Resolve {
+                app,
+                env,
+                revision,
+                secrets,
+            } => {
                 let r = self
                     .get(
                         &format!("/v1/apps/{app}/envs/{env}/config"),
-                        &[("revision", revision.map(|v| v.to_string()))],
+                        &[
+                            ("revision", revision.map(|v| v.to_string())),
+                            ("secrets", secrets.then(|| "true".to_owned())),
+                        ],
                     )
                     .await?;
                 self.print(&r, |r| {
-                    println!(
-                        "# {app}/{env} at revision {} checksum {}",
-                        r["revision"],
-                        cell_str(&r["checksum"])
-                    );
+                    if secrets {
+                        println!("# {app}/{env} at revision {} with secrets", r["revision"]);
+                    } else {
+                        println!(
+                            "# {app}/{env} at revision {} checksum {}",
+                            r["revision"],
+                            cell_str(&r["checksum"])
+                        );
+                    }
                     output::json(&r["values"]);
                 });
             }
@@ -924,6 +947,8 @@ impl Ctx {
             }
             Command::User(cmd) => self.user(cmd).await?,
             Command::Flag(cmd) => self.flag(cmd).await?,
+            Command::Secret(cmd) => self.secret(cmd).await?,
+            Command::Admin(cmd) => self.admin(cmd).await?,
             Command::Watch(a) => crate::realtime::watch(&self.client, self.output, a).await?,
             Command::Agent(a) => crate::realtime::agent(&self.client, a).await?,
             Command::Run(a) => {

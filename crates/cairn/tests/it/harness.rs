@@ -42,6 +42,11 @@ impl Server {
     }
 
     pub fn start(data_dir: &Path, opts: ServeOpts) -> Server {
+        Server::start_logging(data_dir, opts, "warn")
+    }
+
+    /// [`Server::start`] with this `RUST_LOG` for the server.
+    pub fn start_logging(data_dir: &Path, opts: ServeOpts, rust_log: &str) -> Server {
         let log_dir = tempfile::tempdir().expect("temp dir for the server log");
         let log_path = log_dir.path().join("server.log");
         let log = File::create(&log_path).expect("create the server log");
@@ -56,7 +61,7 @@ impl Server {
         }
         cmd.args(&opts.extra);
         clear_cairn_env(&mut cmd);
-        cmd.env("RUST_LOG", "warn")
+        cmd.env("RUST_LOG", rust_log)
             .current_dir(log_dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

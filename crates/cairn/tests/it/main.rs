@@ -3,6 +3,7 @@
 //! - `tour`: the README's five-minute tour through the CLI, with exit codes.
 //! - `restart`: stop and start on the same data directory.
 //! - `postgres`: two server processes on one PostgreSQL database.
+//! - `secrets_cli`: the secret commands as admin, operator and viewer; a canary search.
 //! - `crash`: SIGKILL during concurrent writes loses no acknowledged write.
 
 mod crash;
@@ -13,5 +14,6 @@ mod ofrep_python;
 mod postgres;
 mod realtime;
 mod restart;
+mod secrets_cli;
 mod tls;
 mod tour;

@@ -1,0 +1,262 @@
+//! `cairn secret …` and `cairn admin rekey`: secrets are shown as metadata;
+//! `secret get` prints the plaintext to a principal allowed to read it.
+
+use std::io::Read;
+
+use anyhow::{anyhow, Result};
+use cairn_client::HttpMethod as Method;
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use super::{cell_str, Ctx, ScopeArgs};
+use crate::output::table;
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCmd {
+    /// Create a secret from VALUE, - (stdin), or its --generator.
+    Create {
+        name: String,
+        /// The value, or - to read it from stdin (preferred: a command line is visible to others).
+        value: Option<String>,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Rotate every N days (the scheduler is not in this version; `secret rotate` is).
+        #[arg(long = "rotation-days")]
+        rotation_days: Option<i32>,
+        /// Keep the previous version readable for N days after a rotation.
+        #[arg(long = "grace-days", default_value_t = 0)]
+        grace_days: i32,
+        /// `random:LEN:CHARSET` (alnum, alpha, numeric, hex, base64url).
+        #[arg(long)]
+        generator: Option<String>,
+        #[arg(short = 'm', long = "message", default_value = "")]
+        message: String,
+    },
+    /// Print a secret's plaintext (admins only; audited).
+    Get {
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Secrets you can see (metadata only).
+    List,
+    /// A secret's versions and their state (current / previous in grace / retired).
+    Versions {
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Rotate now: a new version from the generator (or VALUE / - for stdin).
+    Rotate {
+        name: String,
+        value: Option<String>,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Rotate even if not due (rotation is always immediate from the CLI).
+        #[arg(long)]
+        force: bool,
+        #[arg(short = 'm', long = "message", default_value = "")]
+        message: String,
+    },
+    /// Delete a secret; refused while configuration references it, unless --force.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[arg(short = 'm', long = "message")]
+        message: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCmd {
+    /// Re-wrap every secret's data key under the server's current master key.
+    Rekey {
+        /// File holding the master key being retired (unless the server has it configured).
+        #[arg(long = "old-key-file")]
+        old_key_file: Option<std::path::PathBuf>,
+        #[arg(short = 'm', long = "message", default_value = "rekey")]
+        message: String,
+    },
+}
+
+/// A value from the command line, or from stdin for `-`.
+fn secret_value(value: Option<String>) -> Result<Option<String>> {
+    match value.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| anyhow!("reading the value from stdin: {e}"))?;
+            Ok(Some(s.trim_end_matches(['\r', '\n']).to_owned()))
+        }
+        _ => Ok(value),
+    }
+}
+
+impl Ctx {
+    pub(super) async fn secret(&self, cmd: SecretCmd) -> Result<()> {
+        match cmd {
+            SecretCmd::Create {
+                name,
+                value,
+                scope,
+                rotation_days,
+                grace_days,
+                generator,
+                message,
+            } => {
+                let body = json!({
+                    "name": name, "app": scope.app, "env": scope.env,
+                    "value": secret_value(value)?, "rotation_days": rotation_days,
+                    "grace_days": grace_days, "generator": generator, "message": message,
+                });
+                let r = self
+                    .send(Method::POST, "/v1/secrets", &[], Some(&body))
+                    .await?;
+                self.print(&r, |r| {
+                    println!(
+                        "secret {name}: version {} (revision {})",
+                        r["version"], r["revision"]
+                    )
+                });
+            }
+            SecretCmd::Get {
+                name,
+                scope,
+                version,
+            } => {
+                let mut q = scope.query();
+                q.push(("reveal", Some("true".into())));
+                q.push(("version", version.map(|v| v.to_string())));
+                let r = self.get(&format!("/v1/secrets/{name}"), &q).await?;
+                self.print(&r, |r| println!("{}", cell_str(&r["value"])));
+            }
+            SecretCmd::List => {
+                let r = self.get("/v1/secrets", &[]).await?;
+                self.print(&r, |r| {
+                    let rows: Vec<Value> = r
+                        .as_array()
+                        .map(|a| a.iter().map(flatten).collect())
+                        .unwrap_or_default();
+                    table(
+                        &Value::Array(rows),
+                        &[
+                            ("NAME", "name"),
+                            ("APP", "app"),
+                            ("ENV", "env"),
+                            ("VERSION", "current_version"),
+                            ("CREATED", "created_at"),
+                            ("ROTATED", "rotated_at"),
+                            ("NEXT ROTATION", "next_rotation"),
+                            ("GENERATOR", "generator"),
+                        ],
+                    )
+                });
+            }
+            SecretCmd::Versions { name, scope } => {
+                let r = self
+                    .get(&format!("/v1/secrets/{name}"), &scope.query())
+                    .await?;
+                self.print(&r, |r| {
+                    table(
+                        &r["versions"],
+                        &[
+                            ("VERSION", "version"),
+                            ("STATE", "state"),
+                            ("CREATED", "created_at"),
+                            ("GRACE UNTIL", "grace_until"),
+                            ("BY", "actor"),
+                            ("KEK", "kek_id"),
+                        ],
+                    )
+                });
+            }
+            SecretCmd::Rotate {
+                name,
+                value,
+                scope,
+                force: _,
+                message,
+            } => {
+                let body = json!({"value": secret_value(value)?, "message": message});
+                let r = self
+                    .send(
+                        Method::POST,
+                        &format!("/v1/secret-rotate/{name}"),
+                        &scope.query(),
+                        Some(&body),
+                    )
+                    .await?;
+                self.print(&r, |r| {
+                    println!(
+                        "secret {name}: version {} (revision {})",
+                        r["version"], r["revision"]
+                    )
+                });
+            }
+            SecretCmd::Delete {
+                name,
+                scope,
+                message,
+                force,
+            } => {
+                let mut q = scope.query();
+                q.push(("message", Some(message)));
+                q.push(("force", force.then(|| "true".to_owned())));
+                let r = self
+                    .send(Method::DELETE, &format!("/v1/secrets/{name}"), &q, None)
+                    .await?;
+                self.print(&r, |r| {
+                    println!("secret {name} deleted (revision {})", r["revision"])
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn admin(&self, cmd: AdminCmd) -> Result<()> {
+        match cmd {
+            AdminCmd::Rekey {
+                old_key_file,
+                message,
+            } => {
+                let old_key = old_key_file
+                    .map(|p| {
+                        std::fs::read_to_string(&p)
+                            .map(|s| s.trim().to_owned())
+                            .map_err(|e| anyhow!("reading {}: {e}", p.display()))
+                    })
+                    .transpose()?;
+                let body = json!({"old_key": old_key, "message": message});
+                let r = self
+                    .send(Method::POST, "/v1/admin/rekey", &[], Some(&body))
+                    .await?;
+                self.print(&r, |r| {
+                    println!(
+                        "re-wrapped {} version(s) under {} ({} already were)",
+                        r["rewrapped"],
+                        cell_str(&r["kek_id"]),
+                        r["unchanged"]
+                    )
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A list row with the policy's fields at the top level.
+fn flatten(s: &Value) -> Value {
+    let mut row = s.clone();
+    if let (Some(obj), Some(policy)) = (row.as_object_mut(), s["policy"].as_object()) {
+        for (k, v) in policy {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    row
+}

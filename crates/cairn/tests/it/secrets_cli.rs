@@ -1,0 +1,123 @@
+//! `cairn secret …`, `cairn resolve --secrets` and `cairn admin rekey`
+//! against a real server; the canary never shows up where it must not.
+
+use crate::harness::{ServeOpts, Server};
+
+const CANARY: &str = "CLI-CANARY-4b7e1d";
+
+#[test]
+fn secret_commands_roles_and_canary() {
+    let data = tempfile::tempdir().expect("data dir");
+    let server = Server::start_logging(data.path(), ServeOpts::default(), "trace");
+    let admin = server.cli(&server.admin_token());
+    admin.ok(&["app", "create", "shop"]);
+    let token_of = |role: &str| {
+        let v = admin.json(&["token", "create", "--name", role, "--role", role]);
+        v["token"].as_str().expect("token").to_owned()
+    };
+    let op = admin.with_token(&token_of("operator"));
+    let viewer = admin.with_token(&token_of("viewer"));
+    let mut outputs = Vec::new();
+
+    // Create from stdin as an operator; a generated one too.
+    let out = op.run_stdin(
+        &[
+            "secret",
+            "create",
+            "db/password",
+            "-",
+            "--rotation-days",
+            "30",
+            "--grace-days",
+            "7",
+        ],
+        Some(&format!("{CANARY}\n")),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.starts_with("secret db/password: version 1"),
+        "{out:?}"
+    );
+    outputs.push(out);
+    outputs.push(op.ok(&[
+        "secret",
+        "create",
+        "api/key",
+        "--app",
+        "shop",
+        "--generator",
+        "random:20:hex",
+    ]));
+
+    // Metadata for everyone; plaintext for the admin only (exit 5 otherwise).
+    for cli in [&op, &viewer] {
+        outputs.push(cli.expect(5, &["secret", "get", "db/password"]));
+        outputs.push(cli.ok(&["secret", "list"]));
+        outputs.push(cli.ok(&["secret", "versions", "db/password"]));
+        outputs.push(cli.ok(&["secret", "list", "-o", "json"]));
+    }
+    let got = admin.ok(&["secret", "get", "db/password"]);
+    assert_eq!(got.stdout.trim(), CANARY);
+
+    // References: missing → exit 4; present → resolve --secrets substitutes for the admin.
+    outputs.push(op.expect(
+        4,
+        &[
+            "set",
+            "db",
+            "--app",
+            "shop",
+            "--value",
+            r#"{"password": {"$secret": "nope"}}"#,
+        ],
+    ));
+    op.ok(&[
+        "set",
+        "db",
+        "--app",
+        "shop",
+        "--value",
+        r#"{"password": {"$secret": "db/password"}}"#,
+    ]);
+    let resolved = admin.json(&["resolve", "--app", "shop", "--env", "prod", "--secrets"]);
+    assert_eq!(resolved["values"]["db"]["password"], CANARY);
+    let out = viewer.ok(&["resolve", "--app", "shop", "--env", "prod", "--secrets"]);
+    assert!(out.stdout.contains("$secret"), "{out:?}");
+    outputs.push(out);
+    outputs.push(viewer.ok(&["resolve", "--app", "shop", "--env", "prod"]));
+
+    // Delete refused while referenced (exit 4), rotate, previous still readable.
+    outputs.push(op.expect(4, &["secret", "delete", "db/password", "-m", "cleanup"]));
+    let out = op.run_stdin(
+        &["secret", "rotate", "db/password", "--force", "-"],
+        Some("second-value-xyz"),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    outputs.push(out);
+    let previous = admin.ok(&["secret", "get", "db/password", "--version", "1"]);
+    assert_eq!(previous.stdout.trim(), CANARY);
+    let versions = viewer.json(&["secret", "versions", "db/password"]);
+    assert_eq!(versions["versions"][0]["state"], "previous_in_grace");
+    outputs.push(admin.ok(&["admin", "rekey"]));
+    outputs.push(viewer.expect(5, &["admin", "rekey"]));
+    outputs.push(op.ok(&[
+        "secret",
+        "delete",
+        "db/password",
+        "-m",
+        "cleanup",
+        "--force",
+    ]));
+    outputs.push(admin.ok(&["audit"]));
+    outputs.push(admin.ok(&["audit", "-o", "json"]));
+
+    let mut hits: Vec<String> = outputs
+        .iter()
+        .filter(|o| o.stdout.contains(CANARY) || o.stderr.contains(CANARY))
+        .map(|o| o.args.join(" "))
+        .collect();
+    if server.log().contains(CANARY) {
+        hits.push("server log at trace level".into());
+    }
+    assert!(hits.is_empty(), "canary found in {hits:?}");
+}
