@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// DATA_DIR/master.key (SQLite only; replicas on PostgreSQL must share one).
     #[arg(long, env = "CAIRN_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// File holding master keys being retired, one per line: secrets still
+    /// wrapped under them stay readable until `cairn admin rekey` re-wraps them.
+    #[arg(long, env = "CAIRN_PREVIOUS_MASTER_KEY_FILE")]
+    pub previous_master_key_file: Option<PathBuf>,
     /// Also append every audit record to this JSON-lines file; if it cannot be
     /// written within 2 s, the change fails (fail closed).
     #[arg(long, env = "CAIRN_AUDIT_FILE")]
@@ -93,6 +97,7 @@ struct FileConfig {
     replica: Option<String>,
     sync_interval_ms: Option<u64>,
     master_key_file: Option<PathBuf>,
+    previous_master_key_file: Option<PathBuf>,
     audit_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -116,6 +121,7 @@ pub struct Settings {
     pub replica: String,
     pub sync_interval: Duration,
     pub master_key_file: Option<PathBuf>,
+    pub previous_master_key_file: Option<PathBuf>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub audit_file: Option<PathBuf>,
     pub rate_limit: f64,
@@ -205,6 +211,10 @@ impl ServeArgs {
                     .unwrap_or(500),
             ),
             master_key_file: self.master_key_file.clone().or(file.master_key_file),
+            previous_master_key_file: self
+                .previous_master_key_file
+                .clone()
+                .or(file.previous_master_key_file),
             audit_file: self.audit_file.clone().or(file.audit_file),
             tls: match (
                 self.tls_cert.clone().or(file.tls_cert),
@@ -300,6 +310,24 @@ fn load_master_key(s: &Settings) -> Result<MasterKey> {
     }
 }
 
+/// The master keys being retired (`--previous-master-key-file`, one per line).
+fn load_previous_master_keys(s: &Settings) -> Result<Vec<MasterKey>> {
+    let Some(path) = &s.previous_master_key_file else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading previous master keys {}", path.display()))?;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            MasterKey::parse(l)
+                .map_err(|e| anyhow::anyhow!("{} key {}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
 async fn load_jwt(s: &Settings) -> Result<Option<Arc<JwtVerifier>>> {
     let Some(o) = &s.oidc else { return Ok(None) };
     let jwks = match (&o.jwks_file, &o.jwks_url) {
@@ -355,7 +383,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             max_value_bytes: settings.max_value_bytes,
             replica: settings.replica.clone(),
             master_key: load_master_key(&settings)?,
-            previous_master_keys: Vec::new(),
+            previous_master_keys: load_previous_master_keys(&settings)?,
             jwt: load_jwt(&settings).await?,
             audit_sink: match &settings.audit_file {
                 Some(p) => Some(Arc::new(

@@ -121,3 +121,57 @@ fn secret_commands_roles_and_canary() {
     }
     assert!(hits.is_empty(), "canary found in {hits:?}");
 }
+
+/// `cairn admin rekey` across a master-key change: the server restarts with a
+/// new master key and the old one as previous; reads work before and after
+/// the rekey, and after it without the old key.
+#[test]
+fn rekey_after_a_master_key_change() {
+    let data = tempfile::tempdir().expect("data dir");
+    let keys = tempfile::tempdir().expect("key dir");
+    let server = Server::sqlite(data.path());
+    let token = server.admin_token();
+    let admin = server.cli(&token);
+    let out = admin.run_stdin(&["secret", "create", "db/password", "-"], Some(CANARY));
+    assert_eq!(out.code, 0, "{out:?}");
+    server.terminate();
+
+    let old_key = data.path().join("master.key");
+    let new_key = crate::harness::write_file(keys.path(), "new.key", &"ab".repeat(32));
+    let with_keys = |previous: bool| {
+        let mut extra = vec!["--master-key-file".to_owned(), new_key.clone()];
+        if previous {
+            extra.push("--previous-master-key-file".into());
+            extra.push(old_key.display().to_string());
+        }
+        Server::start(
+            data.path(),
+            ServeOpts {
+                extra,
+                ..ServeOpts::default()
+            },
+        )
+    };
+    let server = with_keys(true);
+    let admin = server.cli(&token);
+    assert_eq!(
+        admin.ok(&["secret", "get", "db/password"]).stdout.trim(),
+        CANARY
+    );
+    let out = admin.json(&["admin", "rekey"]);
+    assert_eq!(out["rewrapped"], 1, "{out}");
+    server.terminate();
+
+    let server = with_keys(false);
+    let admin = server.cli(&token);
+    assert_eq!(
+        admin.ok(&["secret", "get", "db/password"]).stdout.trim(),
+        CANARY
+    );
+    let versions = admin.json(&["secret", "versions", "db/password"]);
+    assert_eq!(versions["versions"][0]["kek_id"], json_str(&out["kek_id"]));
+}
+
+fn json_str(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
