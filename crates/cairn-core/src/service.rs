@@ -403,9 +403,12 @@ impl Service {
                 ),
             });
         }
-        // Secret references must name secrets that exist (422 otherwise).
+        // Secret references must name secrets that exist (422 otherwise);
+        // checked only where the caller may write, so that nobody else learns
+        // which secrets exist (the checks below refuse them).
         for item in &items {
-            if let Some(value) = &item.value {
+            let (app, env) = (item.scope.app.as_deref(), item.scope.env.as_deref());
+            if let (Some(value), true) = (&item.value, who.can(Action::Write, app, env)) {
                 self.check_references(&item.scope, value).await?;
             }
         }

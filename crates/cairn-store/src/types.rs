@@ -277,9 +277,15 @@ impl Mutation {
         }
     }
 
-    /// Does this mutation change the catalog (anything but entries)?
+    /// Does this mutation change the catalog (anything but entries and secrets)?
     pub fn is_catalog(&self) -> bool {
-        !matches!(self, Mutation::PutEntry { .. })
+        !matches!(
+            self,
+            Mutation::PutEntry { .. }
+                | Mutation::PutSecret { .. }
+                | Mutation::DeleteSecret { .. }
+                | Mutation::RewrapSecret { .. }
+        )
     }
 }
 

@@ -145,4 +145,6 @@ pub(super) async fn secrets_versions_delete_and_rewrap(s: Arc<dyn Store>) {
     assert_eq!(audit[0].app.as_deref(), Some("shop"));
     assert_eq!(audit[1].from_version, Some(1));
     assert_eq!(audit[1].to_version, Some(2));
+    // Secrets are not catalog: replicas need not reload apps, tokens and users.
+    assert_eq!(s.head().await.unwrap().catalog_revision, 0);
 }
