@@ -247,11 +247,17 @@ fn to_stored(s: Sealed) -> SealedSecret {
     }
 }
 
+/// The state of `versions[i]` of `record`. Versions from before a delete
+/// (older than the re-created secret) are retired.
 fn state_of(
     versions: &[SecretVersion],
     i: usize,
-    grace_days: i32,
+    record: &SecretRecord,
 ) -> (VersionState, Option<DateTime<Utc>>) {
+    let grace_days = record.policy.grace_days;
+    if versions[i].created_at < record.created_at {
+        return (VersionState::Retired, None);
+    }
     match versions.get(i + 1) {
         None => (VersionState::Current, None),
         Some(next) => {
@@ -538,7 +544,7 @@ impl Service {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                let (state, grace_until) = state_of(&versions, i, record.policy.grace_days);
+                let (state, grace_until) = state_of(&versions, i, &record);
                 SecretVersionInfo {
                     version: v.version,
                     created_at: v.created_at,
@@ -595,7 +601,7 @@ impl Service {
                 "version {want} of secret {name} at {scope}"
             )));
         };
-        if state_of(&versions, i, record.policy.grace_days).0 == VersionState::Retired {
+        if state_of(&versions, i, &record).0 == VersionState::Retired {
             return Err(Error::Gone(format!(
                 "version {want} of secret {name} is retired (its grace period ended)"
             )));

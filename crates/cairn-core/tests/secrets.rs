@@ -222,6 +222,35 @@ async fn roles_audit_references_rotation_and_rekey() {
     svc.delete_secret(&op, &o, &g, "db/password", true, "rm")
         .await
         .unwrap();
+    // Re-created: numbering continues; the versions of its former life are retired.
+    let again = svc
+        .create_secret(
+            &op,
+            &o,
+            &g,
+            "db/password",
+            NewValue::Given(Plaintext::new("new-life")),
+            policy(7),
+            "again",
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.version, 3);
+    let info = svc.secret_info(&viewer, &g, "db/password").await.unwrap();
+    let states: Vec<_> = info.versions.iter().map(|v| v.state).collect();
+    assert_eq!(
+        states,
+        vec![
+            VersionState::Retired,
+            VersionState::Retired,
+            VersionState::Current
+        ]
+    );
+    let e = svc
+        .get_secret(&admin, &o, &g, "db/password", Some(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Gone(_)), "{e:?}");
     drop(svc);
     for f in ["cairn.db", "cairn.db-wal"] {
         if let Ok(bytes) = std::fs::read(dir.path().join(f)) {
