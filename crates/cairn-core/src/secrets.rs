@@ -151,6 +151,8 @@ pub struct Rekeyed {
     pub rewrapped: usize,
     /// Versions already under the current KEK.
     pub unchanged: usize,
+    /// Retired versions under a key that is no longer loaded (left as they are).
+    pub skipped: usize,
 }
 
 /// Parse and run a generator: `random:LEN:CHARSET` (`alnum`, `alpha`,
@@ -757,6 +759,7 @@ impl Service {
         let new = self.kek();
         let mut rewrapped = 0;
         let mut unchanged = 0;
+        let mut skipped = 0;
         let mut all = self.store.secrets().await?;
         // Deleted secrets keep their versions; they are not listed, so they
         // keep their old wrapping (they can no longer be read).
@@ -766,14 +769,23 @@ impl Service {
                 .store
                 .secret_versions(&record.scope, &record.name)
                 .await?;
-            for v in versions {
+            for (i, v) in versions.iter().enumerate() {
                 if v.sealed.kek_id == new.id() {
                     unchanged += 1;
                     continue;
                 }
                 let old_kek = match old.map(Kek::from_master) {
                     Some(k) if k.id() == v.sealed.kek_id => k,
-                    _ => self.kek_by_id(&v.sealed.kek_id)?,
+                    _ => match self.kek_by_id(&v.sealed.kek_id) {
+                        Ok(k) => k,
+                        // A retired version can never be read again: it
+                        // need not keep a retired master key around.
+                        Err(_) if state_of(&versions, i, &record).0 == VersionState::Retired => {
+                            skipped += 1;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    },
                 };
                 let id = SecretId {
                     name: &record.name,
@@ -803,6 +815,7 @@ impl Service {
             kek_id: new.id().to_owned(),
             rewrapped,
             unchanged,
+            skipped,
         })
     }
 }
