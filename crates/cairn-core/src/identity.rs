@@ -320,7 +320,16 @@ impl Service {
                 break;
             }
         }
-        Ok(match chain::verify(&self.audit_key, &records, &head) {
+        // After a master-key change, older records were sealed with the
+        // previous key's audit key: verify with every key we hold.
+        let mut keys = vec![self.audit_key];
+        keys.extend(
+            self.opts
+                .previous_master_keys
+                .iter()
+                .map(|k| k.derive(crate::keys::Purpose::Audit)),
+        );
+        Ok(match chain::verify_with(&keys, &records, &head) {
             Ok(n) => AuditVerification {
                 ok: true,
                 records: n,

@@ -73,6 +73,17 @@ pub struct Tamper {
 /// match, and the head must be signed and point at the last record.
 /// Returns how many records were verified.
 pub fn verify(key: &AuditKey, records: &[AuditRecord], head: &AuditHead) -> Result<i64, Tamper> {
+    verify_with(std::slice::from_ref(key), records, head)
+}
+
+/// [`verify`] with every key the chain may have been sealed with (the current
+/// master key's and those of previous master keys, after a key change): each
+/// record and the head must verify under one of them.
+pub fn verify_with(
+    keys: &[AuditKey],
+    records: &[AuditRecord],
+    head: &AuditHead,
+) -> Result<i64, Tamper> {
     let mut prev = String::new();
     for (i, r) in records.iter().enumerate() {
         let expected_seq = i as i64 + 1;
@@ -87,7 +98,7 @@ pub fn verify(key: &AuditKey, records: &[AuditRecord], head: &AuditHead) -> Resu
                 reason,
             });
         }
-        if r.mac != record_mac(key, &prev, r) {
+        if !keys.iter().any(|key| r.mac == record_mac(key, &prev, r)) {
             return Err(Tamper {
                 seq: r.seq,
                 reason: "mac does not match: the record was edited, inserted or moved".into(),
@@ -101,7 +112,10 @@ pub fn verify(key: &AuditKey, records: &[AuditRecord], head: &AuditHead) -> Resu
     if records.is_empty() && *head == AuditHead::default() {
         return Ok(0);
     }
-    if head.signature != head_signature(key, head.seq, &head.mac) {
+    if !keys
+        .iter()
+        .any(|key| head.signature == head_signature(key, head.seq, &head.mac))
+    {
         return Err(Tamper {
             seq: head.seq,
             reason: "the chain head's signature does not match".into(),
@@ -200,6 +214,30 @@ mod tests {
             10 => flip(&mut r.mac, byte),
             _ => flip(r.env.get_or_insert_with(String::new), byte),
         }
+    }
+
+    #[test]
+    fn a_chain_sealed_under_two_keys_verifies_with_both() {
+        let (mut records, _) = chain(4);
+        // Records 3 and 4 re-sealed under a new key, as after a master-key change.
+        let new = [43u8; 32];
+        let mut prev = records[1].mac.clone();
+        for r in &mut records[2..] {
+            r.mac = record_mac(&new, &prev, r);
+            prev = r.mac.clone();
+        }
+        let head = AuditHead {
+            seq: 4,
+            mac: prev.clone(),
+            signature: head_signature(&new, 4, &prev),
+        };
+        assert_eq!(verify_with(&[new, KEY], &records, &head), Ok(4));
+        assert_eq!(
+            verify(&new, &records, &head).unwrap_err().seq,
+            1,
+            "the old part needs the old key"
+        );
+        assert_eq!(verify(&KEY, &records, &head).unwrap_err().seq, 3);
     }
 
     #[test]
