@@ -298,15 +298,35 @@ impl Service {
 
     /// Keep this replica current with changes other replicas commit.
     pub fn spawn_sync_loop(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        self.spawn_every(
+            every,
+            "sync with the store failed; serving from memory",
+            |svc| async move { svc.sync().await },
+        )
+    }
+
+    /// Run `job` every `every` (first after one period) until the service is
+    /// dropped; failures are logged with `failure` and retried next period.
+    fn spawn_every<F, Fut>(
+        self: &Arc<Self>,
+        every: Duration,
+        failure: &'static str,
+        job: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Arc<Service>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<()>> + Send,
+    {
         let svc = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
             loop {
                 tick.tick().await;
                 let Some(svc) = svc.upgrade() else { return };
-                if let Err(e) = svc.sync().await {
-                    tracing::warn!(error = %e, "sync with the store failed; serving from memory");
+                if let Err(e) = job(svc).await {
+                    tracing::warn!(error = %e, "{failure}");
                 }
             }
         })
@@ -325,19 +345,11 @@ impl Service {
 
     /// Flush flag evaluation counts every `every`.
     pub fn spawn_count_flusher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let svc = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(svc) = svc.upgrade() else { return };
-                if let Err(e) = svc.flush_flag_counts().await {
-                    tracing::warn!(error = %e, "flushing flag evaluation counts failed; will retry");
-                }
-            }
-        })
+        self.spawn_every(
+            every,
+            "flushing flag evaluation counts failed; will retry",
+            |svc| async move { svc.flush_flag_counts().await },
+        )
     }
 
     /// Is the database reachable?
