@@ -8,6 +8,7 @@
 //! commit. Multi-statement reads run in one `REPEATABLE READ` transaction.
 //! Migrations run under a session advisory lock, so replicas may start at once.
 
+mod applied;
 mod commit;
 mod listen;
 mod migrate;
@@ -56,6 +57,11 @@ impl PostgresStore {
             .await
             .map_err(err("connect"))?;
         Ok(PostgresStore { pool })
+    }
+
+    /// Every migration version this build knows, ascending.
+    pub fn known_migrations() -> Vec<i64> {
+        migrate::MIGRATIONS.iter().map(|m| m.0).collect()
     }
 
     /// Migration versions applied to this database, ascending.
@@ -502,6 +508,43 @@ impl Store for PostgresStore {
         .await
         .map_err(err("read secret version"))?;
         row.as_ref().map(rows::secret_version).transpose()
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
+        // The database's clock decides, so replicas' clocks need not agree.
+        let held: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leases (name, holder, expires_at) \
+             VALUES ($1, $2, now() + make_interval(secs => $3)) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+             expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at < now() \
+             RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(ttl.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err("take lease"))?;
+        Ok(held.is_some())
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(err("release lease"))?;
+        Ok(())
+    }
+
+    async fn put_applied(&self, state: &cairn_store::AppliedState) -> StoreResult<()> {
+        applied::put(&self.pool, state).await
+    }
+
+    async fn applied(&self, app: &str, env: &str) -> StoreResult<Vec<cairn_store::AppliedState>> {
+        applied::list(&self.pool, app, env).await
     }
 
     async fn audit_head(&self) -> StoreResult<AuditHead> {

@@ -22,6 +22,12 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0003_flag_counts.sql"),
     ),
     (4, "secrets", include_str!("../migrations/0004_secrets.sql")),
+    (
+        5,
+        "rotation",
+        include_str!("../migrations/0005_rotation.sql"),
+    ),
+    (6, "applied", include_str!("../migrations/0006_applied.sql")),
 ];
 
 /// Advisory lock key of Cairn migrations (arbitrary, fixed: "cairn" in ASCII).

@@ -5,6 +5,7 @@
 //! small separate pool of read-only connections, so they never wait for a
 //! writer. One process owns the file.
 
+mod applied;
 mod commit;
 mod migrate;
 mod rows;
@@ -504,6 +505,46 @@ impl Store for SqliteStore {
         .await
         .map_err(err("read secret version"))?;
         row.as_ref().map(rows::secret_version).transpose()
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
+        let now = chrono::Utc::now();
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        let expires = now.checked_add_signed(ttl).unwrap_or(now);
+        // Fixed-width timestamps (`rows::ts`) compare as text.
+        let held: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+             expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at < $4 \
+             RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(ts(&expires))
+        .bind(ts(&now))
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(err("take lease"))?;
+        Ok(held.is_some())
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.writer)
+            .await
+            .map_err(err("release lease"))?;
+        Ok(())
+    }
+
+    async fn put_applied(&self, state: &cairn_store::AppliedState) -> StoreResult<()> {
+        applied::put(&self.writer, state).await
+    }
+
+    async fn applied(&self, app: &str, env: &str) -> StoreResult<Vec<cairn_store::AppliedState>> {
+        applied::list(&self.reader, app, env).await
     }
 
     async fn audit_head(&self) -> StoreResult<AuditHead> {

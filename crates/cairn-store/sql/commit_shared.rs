@@ -156,9 +156,9 @@ async fn put_secret(
     s: NewSecret<'_>,
 ) -> StoreResult<(Applied, AuditFacts)> {
     let (app, env) = (s.scope.app_str(), s.scope.env_str());
-    type Current = (i64, bool, Option<i32>, i32, Option<String>);
+    type Current = (i64, bool, Option<i32>, Option<i64>, i32, Option<String>);
     let current: Option<Current> = sqlx::query_as(
-        "SELECT version, deleted, rotation_days, grace_days, generator FROM secrets \
+        "SELECT version, deleted, rotation_days, rotation_seconds, grace_days, generator FROM secrets \
          WHERE app = $1 AND env = $2 AND name = $3",
     )
     .bind(app)
@@ -197,8 +197,9 @@ async fn put_secret(
     }
     let policy = match (s.policy, &current) {
         (Some(p), _) => p.clone(),
-        (None, Some((_, _, rotation_days, grace_days, generator))) => SecretPolicy {
+        (None, Some((_, _, rotation_days, rotation_seconds, grace_days, generator))) => SecretPolicy {
             rotation_days: *rotation_days,
+            rotation_seconds: *rotation_seconds,
             grace_days: *grace_days,
             generator: generator.clone(),
         },
@@ -224,10 +225,11 @@ async fn put_secret(
     // A re-created secret (after a delete) starts a new life: new created_at.
     sqlx::query(
         "INSERT INTO secrets (app, env, name, version, deleted, rotation_days, grace_days, \
-         generator, created_at, updated_at, revision) \
-         VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $8, $9) \
+         generator, created_at, updated_at, revision, rotation_seconds) \
+         VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $8, $9, $10) \
          ON CONFLICT (app, env, name) DO UPDATE SET version = excluded.version, \
          deleted = FALSE, rotation_days = excluded.rotation_days, \
+         rotation_seconds = excluded.rotation_seconds, \
          grace_days = excluded.grace_days, generator = excluded.generator, \
          created_at = CASE WHEN secrets.deleted THEN excluded.created_at ELSE secrets.created_at END, \
          updated_at = excluded.updated_at, revision = excluded.revision",
@@ -241,6 +243,7 @@ async fn put_secret(
     .bind(&policy.generator)
     .bind(ts_param(&ctx.at))
     .bind(ctx.revision.unwrap_or(0))
+    .bind(policy.rotation_seconds)
     .execute(&mut *conn)
     .await
     .map_err(err("update secret"))?;
@@ -258,6 +261,7 @@ async fn put_secret(
                 "value_hmac": s.value_hash,
                 "kek_id": s.sealed.kek_id,
                 "rotation_days": policy.rotation_days,
+                "rotation_seconds": policy.rotation_seconds,
                 "grace_days": policy.grace_days,
                 "generator": policy.generator,
             }),

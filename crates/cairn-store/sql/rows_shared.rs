@@ -119,6 +119,7 @@ pub(crate) fn secret(row: &DbRow) -> StoreResult<(SecretRecord, bool)> {
             current_version: col(row, "version")?,
             policy: SecretPolicy {
                 rotation_days: col(row, "rotation_days")?,
+                rotation_seconds: col(row, "rotation_seconds")?,
                 grace_days: col(row, "grace_days")?,
                 generator: col(row, "generator")?,
             },

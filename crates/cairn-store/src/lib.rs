@@ -9,12 +9,14 @@
 //!   audit record per mutation*, or writes nothing at all.
 //! - Versions are immutable: a write adds a version, a delete adds a tombstone.
 
+mod applied;
 pub mod chain;
 mod types;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use applied::AppliedState;
 pub use chain::AuditKey;
 pub use types::*;
 
@@ -165,6 +167,27 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         version: i64,
     ) -> StoreResult<Option<SecretVersion>>;
+
+    /// Take or renew the lease `name` for `holder` for `ttl`. `true` if
+    /// `holder` holds it now (it was free, expired, or `holder`'s already).
+    /// Elects the one process that runs work which must run once (the
+    /// secret-rotation scheduler), across every process sharing the database.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> StoreResult<bool>;
+
+    /// Give up the lease `name` if `holder` holds it.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
+
+    /// Record what `state.instance` of (app, env) applied: insert, or replace
+    /// its previous report. Telemetry: no revision, no audit record.
+    async fn put_applied(&self, state: &AppliedState) -> StoreResult<()>;
+
+    /// The last report of every instance of (app, env), by instance.
+    async fn applied(&self, app: &str, env: &str) -> StoreResult<Vec<AppliedState>>;
 
     /// Revisions before this one are no longer retained (history compaction;
     /// no backend compacts yet).

@@ -410,10 +410,27 @@ pub struct SealedSecret {
 pub struct SecretPolicy {
     /// Rotate every this many days; `None`: never automatically.
     pub rotation_days: Option<i32>,
+    /// Rotate every this many seconds (intervals shorter than a day);
+    /// exclusive with `rotation_days`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_seconds: Option<i64>,
     /// How long the previous version stays readable after a rotation.
     pub grace_days: i32,
-    /// `random:LEN:CHARSET`; `None`: values are supplied by the caller.
+    /// How new values are made by rotations: `random:LEN:CHARSET`, or
+    /// `hook:URL` (an HTTP hook performs the rotation and returns the new
+    /// value); `None`: values are supplied by the caller.
     pub generator: Option<String>,
+}
+
+impl SecretPolicy {
+    /// The rotation interval, if the secret rotates automatically.
+    pub fn rotation_interval(&self) -> Option<chrono::Duration> {
+        match (self.rotation_seconds, self.rotation_days) {
+            (Some(s), _) => Some(chrono::Duration::seconds(s)),
+            (None, Some(d)) => Some(chrono::Duration::days(i64::from(d))),
+            (None, None) => None,
+        }
+    }
 }
 
 /// A secret's metadata (no key material, no ciphertext).

@@ -89,7 +89,8 @@ async fn concurrent_startup_migrates_once() {
         stores.push(h.await.unwrap().unwrap());
     }
     let applied = stores[0].applied_migrations().await.unwrap();
-    assert_eq!(applied, vec![1, 2, 3, 4]);
+    assert_eq!(applied, PostgresStore::known_migrations());
+    assert!(applied.len() >= 5);
     assert_eq!(stores[1].head().await.unwrap(), Head::default());
 }
 
@@ -103,7 +104,10 @@ async fn reconnecting_keeps_data_and_migrations() {
         .unwrap();
     first.close().await;
     let second = PostgresStore::connect(&url).await.unwrap();
-    assert_eq!(second.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(
+        second.applied_migrations().await.unwrap(),
+        PostgresStore::known_migrations()
+    );
     assert_eq!(second.head().await.unwrap().revision, 1);
     assert_eq!(
         second.load().await.unwrap().entries[0].value,

@@ -11,6 +11,7 @@
 //! Every case gets a fresh, empty store from the factory. All cases run; the
 //! suite then panics naming every case that failed and why.
 
+mod applied;
 mod audit;
 mod catalog;
 mod concurrency;
@@ -63,6 +64,9 @@ pub const CASES: &[(&str, CaseFn)] = cases![
     audit::audit_chain_is_sealed,
     values::values_round_trip_exactly,
     secrets::secrets_versions_delete_and_rewrap,
+    secrets::secret_policy_round_trips,
+    secrets::leases_elect_one_holder,
+    applied::applied_state_per_instance,
     concurrency::concurrent_commits_are_serialized,
 ];
 

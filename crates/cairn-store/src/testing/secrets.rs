@@ -23,6 +23,7 @@ fn put(scope: &Scope, version: i64, tag: u8, expected: Option<i64>) -> Mutation 
         sealed: sealed(tag),
         policy: (version == 1).then(|| SecretPolicy {
             rotation_days: Some(30),
+            rotation_seconds: None,
             grace_days: 7,
             generator: Some("random:32:alnum".to_owned()),
         }),
@@ -147,4 +148,70 @@ pub(super) async fn secrets_versions_delete_and_rewrap(s: Arc<dyn Store>) {
     assert_eq!(audit[1].to_version, Some(2));
     // Secrets are not catalog: replicas need not reload apps, tokens and users.
     assert_eq!(s.head().await.unwrap().catalog_revision, 0);
+}
+
+/// A sub-day rotation interval and a hook generator round-trip and are kept
+/// by a rotation that passes no policy.
+pub(super) async fn secret_policy_round_trips(s: Arc<dyn Store>) {
+    let scope = Scope::global();
+    let policy = SecretPolicy {
+        rotation_days: None,
+        rotation_seconds: Some(90),
+        grace_days: 0,
+        generator: Some("hook:https://rotate.example.com/db".to_owned()),
+    };
+    let mut first = put(&scope, 1, 1, Some(0));
+    if let Mutation::PutSecret { policy: p, .. } = &mut first {
+        *p = Some(policy.clone());
+    }
+    commit(&*s, vec![first]).await.unwrap();
+    commit(&*s, vec![put(&scope, 2, 2, Some(1))]).await.unwrap();
+    let (record, deleted) = s.secret(&scope, "db/password").await.unwrap().unwrap();
+    assert!(!deleted);
+    assert_eq!(record.policy, policy);
+    assert_eq!(
+        record.policy.rotation_interval(),
+        Some(chrono::Duration::seconds(90))
+    );
+}
+
+/// One holder at a time; the holder renews; another takes over only after
+/// expiry or release.
+pub(super) async fn leases_elect_one_holder(s: Arc<dyn Store>) {
+    use std::time::Duration;
+    let long = Duration::from_secs(60);
+    assert!(s.try_lease("rotation", "a", long).await.unwrap());
+    assert!(!s.try_lease("rotation", "b", long).await.unwrap());
+    // Renewal by the holder; other lease names are independent.
+    assert!(s.try_lease("rotation", "a", long).await.unwrap());
+    assert!(s.try_lease("other", "b", long).await.unwrap());
+    // Releasing someone else's lease does nothing.
+    s.release_lease("rotation", "b").await.unwrap();
+    assert!(!s.try_lease("rotation", "b", long).await.unwrap());
+    s.release_lease("rotation", "a").await.unwrap();
+    assert!(s.try_lease("rotation", "b", long).await.unwrap());
+    assert!(!s.try_lease("rotation", "a", long).await.unwrap());
+    // An expired lease can be taken.
+    assert!(s
+        .try_lease("short", "a", Duration::from_millis(200))
+        .await
+        .unwrap());
+    assert!(!s.try_lease("short", "b", long).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(s.try_lease("short", "b", long).await.unwrap());
+    assert!(!s.try_lease("short", "a", long).await.unwrap());
+
+    // Many contenders at once: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.try_lease("race", &format!("h{i}"), long).await.unwrap()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1, "exactly one contender holds the lease");
 }
