@@ -12,6 +12,7 @@ pub mod flags;
 pub mod identity;
 pub mod jwt;
 pub mod keys;
+pub mod outbound;
 pub mod policy;
 pub mod schema;
 pub mod secrets;
@@ -23,6 +24,7 @@ pub mod watch;
 pub use auth::{Origin, Principal};
 pub use error::{Error, ErrorCode, Result, Violation};
 pub use flags::{Evaluation, FlagInfo, FlagView};
+pub use outbound::{Outbound, OutboundError, OutboundResponse};
 pub use policy::Action;
 pub use service::{
     ChangeItem, CreatedToken, EnvSettings, Options, SchemaRegistered, Service, DEFAULT_ENVS,

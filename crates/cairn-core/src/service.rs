@@ -46,6 +46,9 @@ pub struct Options {
     pub audit_sink: Option<Arc<dyn cairn_store::AuditSink>>,
     /// Interval of the heartbeat comments on watch streams.
     pub watch_heartbeat: Duration,
+    /// Allow outbound HTTP (webhooks, rotation hooks) to loopback, private and
+    /// link-local addresses (`--allow-private-targets`); see `crate::outbound`.
+    pub allow_private_targets: bool,
 }
 
 impl Default for Options {
@@ -59,6 +62,7 @@ impl Default for Options {
             jwt: None,
             audit_sink: None,
             watch_heartbeat: Duration::from_secs(15),
+            allow_private_targets: false,
         }
     }
 }
@@ -222,6 +226,12 @@ impl Service {
             Err(Error::Conflict { .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The outbound HTTP guard configured by [`Options::allow_private_targets`]:
+    /// the only way Cairn calls out over HTTP.
+    pub fn outbound(&self) -> crate::outbound::Outbound {
+        crate::outbound::Outbound::new(self.opts.allow_private_targets)
     }
 
     pub fn options(&self) -> &Options {

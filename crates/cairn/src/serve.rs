@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// Claim holding roles: `role` or `role:app:env` strings (default cairn_roles).
     #[arg(long, env = "CAIRN_OIDC_ROLES_CLAIM")]
     pub oidc_roles_claim: Option<String>,
+    /// Allow webhooks and rotation hooks to call loopback, private, link-local
+    /// and other non-public addresses (refused by default, checked after DNS).
+    #[arg(long, env = "CAIRN_ALLOW_PRIVATE_TARGETS")]
+    pub allow_private_targets: bool,
 }
 
 /// The TOML file layer.
@@ -108,6 +112,7 @@ struct FileConfig {
     oidc_jwks_file: Option<PathBuf>,
     oidc_jwks_url: Option<String>,
     oidc_roles_claim: Option<String>,
+    allow_private_targets: Option<bool>,
 }
 
 /// Settings after layering.
@@ -127,6 +132,7 @@ pub struct Settings {
     pub rate_limit: f64,
     pub ip_rate_limit: f64,
     pub oidc: Option<Oidc>,
+    pub allow_private_targets: bool,
 }
 
 /// Where JWTs come from.
@@ -251,6 +257,8 @@ impl ServeArgs {
                 }
                 _ => bail!("OIDC needs both --oidc-issuer and --oidc-audience"),
             },
+            allow_private_targets: self.allow_private_targets
+                || file.allow_private_targets.unwrap_or(false),
         })
     }
 }
@@ -393,6 +401,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 None => None,
             },
             watch_heartbeat: Duration::from_secs(15),
+            allow_private_targets: settings.allow_private_targets,
         },
     )
     .await
