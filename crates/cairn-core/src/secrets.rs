@@ -116,10 +116,7 @@ impl SecretInfo {
             policy: r.policy.clone(),
             created_at: r.created_at,
             rotated_at: r.updated_at,
-            next_rotation: r
-                .policy
-                .rotation_days
-                .map(|d| r.updated_at + Duration::days(i64::from(d))),
+            next_rotation: crate::rotation::next_rotation(r),
             versions: Vec::new(),
         }
     }
@@ -155,14 +152,29 @@ pub struct Rekeyed {
     pub skipped: usize,
 }
 
-/// Parse and run a generator: `random:LEN:CHARSET` (`alnum`, `alpha`,
-/// `numeric`, `hex`, `base64url`), LEN 8..=4096.
+/// Check a generator: `random:LEN:CHARSET` (`alnum`, `alpha`, `numeric`,
+/// `hex`, `base64url`; LEN 8..=4096), or `hook:URL` (an `http`/`https` URL).
 pub fn validate_generator(spec: &str) -> Result<()> {
+    if let Some(url) = hook_url(spec) {
+        return crate::outbound::Outbound::parse_url(url)
+            .map(|_| ())
+            .map_err(|e| Error::invalid("generator", format!("hook: {e}")));
+    }
     charset_and_len(spec).map(|_| ())
 }
 
+/// The URL of a `hook:URL` generator.
+pub fn hook_url(spec: &str) -> Option<&str> {
+    spec.strip_prefix("hook:")
+}
+
 fn charset_and_len(spec: &str) -> Result<(&'static [u8], usize)> {
-    let bad = |m: &str| Error::invalid("generator", format!("{m} (use random:LEN:CHARSET)"));
+    let bad = |m: &str| {
+        Error::invalid(
+            "generator",
+            format!("{m} (use random:LEN:CHARSET or hook:URL)"),
+        )
+    };
     let mut parts = spec.split(':');
     let (Some("random"), Some(len), Some(charset), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -329,9 +341,25 @@ impl Service {
         self.read().check_scope(scope)?;
         if let Some(g) = &policy.generator {
             validate_generator(g)?;
+            if let Some(url) = hook_url(g) {
+                // Refuse a loopback/private target now rather than at the first rotation.
+                self.outbound()
+                    .check(url)
+                    .await
+                    .map_err(|e| Error::invalid("generator", format!("hook: {e}")))?;
+            }
         }
         if policy.rotation_days.is_some_and(|d| d < 1) {
             return Err(Error::invalid("rotation_days", "must be 1 or more"));
+        }
+        if policy.rotation_seconds.is_some_and(|s| s < 1) {
+            return Err(Error::invalid("rotation_seconds", "must be 1 or more"));
+        }
+        if policy.rotation_days.is_some() && policy.rotation_seconds.is_some() {
+            return Err(Error::invalid(
+                "rotation_seconds",
+                "give rotation_days or rotation_seconds, not both",
+            ));
         }
         if policy.grace_days < 0 {
             return Err(Error::invalid("grace_days", "must be 0 or more"));
@@ -350,7 +378,9 @@ impl Service {
                 .last()
                 .map_or(0, |v| v.version),
         };
-        let value = self.value_for(value, policy.generator.as_deref())?;
+        let value = self
+            .value_for(value, policy.generator.as_deref(), scope, name, 0, latest + 1)
+            .await?;
         self.write_version(
             who,
             origin,
@@ -379,13 +409,37 @@ impl Service {
         validate_key(name).map_err(|e| rename(e.into(), "name"))?;
         check_write(who, scope)?;
         let record = self.secret_record(scope, name).await?;
+        self.rotate_record(who, origin, &record, value, message)
+            .await
+    }
+
+    /// Rotate `record` as it was read: compare-and-set against its current
+    /// version, so a rotation that raced another one writes nothing (409).
+    pub(crate) async fn rotate_record(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        record: &SecretRecord,
+        value: NewValue,
+        message: &str,
+    ) -> Result<SecretWritten> {
+        let (scope, name) = (&record.scope, record.name.as_str());
         let latest = self
             .store
             .secret_versions(scope, name)
             .await?
             .last()
             .map_or(0, |v| v.version);
-        let value = self.value_for(value, record.policy.generator.as_deref())?;
+        let value = self
+            .value_for(
+                value,
+                record.policy.generator.as_deref(),
+                scope,
+                name,
+                record.current_version,
+                latest + 1,
+            )
+            .await?;
         self.write_version(
             who,
             origin,
@@ -400,7 +454,24 @@ impl Service {
         .await
     }
 
-    fn value_for(&self, value: NewValue, generator: Option<&str>) -> Result<Plaintext> {
+    /// The value of a new version: the given one, or one from the generator
+    /// (`random:…` here, `hook:URL` from the hook).
+    async fn value_for(
+        &self,
+        value: NewValue,
+        generator: Option<&str>,
+        scope: &Scope,
+        name: &str,
+        current_version: i64,
+        new_version: i64,
+    ) -> Result<Plaintext> {
+        let value = match (value, generator.and_then(hook_url)) {
+            (NewValue::Generate, Some(url)) => NewValue::Given(
+                self.call_rotation_hook(url, scope, name, current_version, new_version)
+                    .await?,
+            ),
+            (value, _) => value,
+        };
         match (value, generator) {
             (NewValue::Given(v), _) => {
                 if v.as_bytes().is_empty() {

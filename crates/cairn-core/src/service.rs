@@ -49,6 +49,8 @@ pub struct Options {
     /// Allow outbound HTTP (webhooks, rotation hooks) to loopback, private and
     /// link-local addresses (`--allow-private-targets`); see `crate::outbound`.
     pub allow_private_targets: bool,
+    /// First retry delay after a failed scheduled rotation (doubles per failure).
+    pub rotation_retry_base: Duration,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
             audit_sink: None,
             watch_heartbeat: Duration::from_secs(15),
             allow_private_targets: false,
+            rotation_retry_base: Duration::from_secs(30),
         }
     }
 }
@@ -119,6 +122,9 @@ pub struct Service {
     /// The last sync failed: memory may be behind the database.
     pub(crate) stale: std::sync::atomic::AtomicBool,
     pub(crate) compacted: std::sync::atomic::AtomicI64,
+    /// The secret-rotation scheduler's state in this process.
+    pub(crate) scheduler: crate::rotation::Scheduler,
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl Service {
@@ -147,11 +153,13 @@ impl Service {
             state: RwLock::new(state),
             sync_lock: tokio::sync::Mutex::new(()),
             audit_key: opts.master_key.derive(Purpose::Audit),
+            scheduler: crate::rotation::Scheduler::new(&opts.replica, opts.rotation_retry_base),
             opts,
             head_tx,
             hub: Default::default(),
             stale: Default::default(),
             compacted: compacted.into(),
+            metrics: Default::default(),
         });
         let counts = svc.store.flag_counts().await?;
         svc.read().flag_stats.seed(&counts);
@@ -232,6 +240,16 @@ impl Service {
     /// the only way Cairn calls out over HTTP.
     pub fn outbound(&self) -> crate::outbound::Outbound {
         crate::outbound::Outbound::new(self.opts.allow_private_targets)
+    }
+
+    /// This process's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The text exposition of every metric (Prometheus `/metrics`).
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(self.read().head.revision)
     }
 
     pub fn options(&self) -> &Options {
@@ -317,7 +335,7 @@ impl Service {
 
     /// Run `job` every `every` (first after one period) until the service is
     /// dropped; failures are logged with `failure` and retried next period.
-    fn spawn_every<F, Fut>(
+    pub(crate) fn spawn_every<F, Fut>(
         self: &Arc<Self>,
         every: Duration,
         failure: &'static str,

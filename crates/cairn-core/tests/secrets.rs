@@ -37,6 +37,7 @@ async fn service(path: &std::path::Path, key: MasterKey, previous: Vec<MasterKey
 fn policy(grace_days: i32) -> SecretPolicy {
     SecretPolicy {
         rotation_days: Some(30),
+        rotation_seconds: None,
         grace_days,
         generator: Some("random:24:alnum".into()),
     }

@@ -34,6 +34,7 @@ pub const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/healthz", Access::Public),
     ("GET", "/readyz", Access::Public),
     ("GET", "/openapi.json", Access::Public),
+    ("GET", "/metrics", Access::Needs(Action::Read)),
     ("POST", "/v1/login", Access::Public),
     ("GET", "/v1/apps", Access::Needs(Action::Read)),
     ("POST", "/v1/apps", Access::Needs(Action::Admin)),
@@ -159,13 +160,28 @@ fn too_many(retry_after: std::time::Duration) -> Response {
 /// The access middleware (see the module docs). OFREP routes answer its
 /// refusals (401, 403, 429) without a body, as the protocol wants.
 pub async fn authorize(state: State<Guard>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let svc = state.svc.clone();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
     let ofrep = req.uri().path().contains("/ofrep/");
     let resp = check(state, req, next).await;
-    if ofrep {
+    let resp = if ofrep {
         crate::routes::flags::bare_ofrep_refusal(resp)
     } else {
         resp
-    }
+    };
+    svc.metrics().http_request(
+        method.as_str(),
+        &route,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    resp
 }
 
 async fn check(State(g): State<Guard>, mut req: Request, next: Next) -> Response {

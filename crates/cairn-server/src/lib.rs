@@ -46,6 +46,7 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
         .route("/healthz", get(s::healthz))
         .route("/readyz", get(s::readyz))
         .route("/openapi.json", get(s::openapi))
+        .route("/metrics", get(s::metrics))
         .route("/v1/apps", get(c::list_apps).post(c::create_app))
         .route("/v1/apps/{app}", get(c::get_app))
         .route("/v1/apps/{app}/envs/{env}/config", get(e::resolved))
@@ -113,7 +114,7 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
 #[openapi(
     info(title = "Cairn", description = "Configuration, feature flags and secrets: versioned, validated, audited."),
     paths(
-        routes::system::healthz, routes::system::readyz, routes::system::openapi,
+        routes::system::healthz, routes::system::readyz, routes::system::openapi, routes::system::metrics,
         routes::catalog::list_apps, routes::catalog::get_app, routes::catalog::create_app,
         routes::catalog::list_envs, routes::catalog::get_env, routes::catalog::create_env, routes::catalog::update_env,
         routes::entries::list_entries, routes::entries::get_entry, routes::entries::set_entry, routes::entries::delete_entry,

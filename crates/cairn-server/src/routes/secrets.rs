@@ -31,9 +31,12 @@ pub struct CreateSecretBody {
     pub env: Option<String>,
     pub value: Option<String>,
     pub rotation_days: Option<i32>,
+    /// A rotation interval in seconds (instead of `rotation_days`).
+    pub rotation_seconds: Option<i64>,
     #[serde(default)]
     pub grace_days: i32,
-    /// `random:LEN:CHARSET` (alnum, alpha, numeric, hex, base64url).
+    /// `random:LEN:CHARSET` (alnum, alpha, numeric, hex, base64url), or
+    /// `hook:URL`: rotations POST to the URL, which returns the new value.
     pub generator: Option<String>,
     #[serde(default)]
     pub message: String,
@@ -140,6 +143,7 @@ pub async fn create_secret(
     };
     let policy = SecretPolicy {
         rotation_days: b.rotation_days,
+        rotation_seconds: b.rotation_seconds,
         grace_days: b.grace_days,
         generator: b.generator,
     };

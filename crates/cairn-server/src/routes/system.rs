@@ -82,3 +82,19 @@ pub async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], String) 
         crate::openapi_json(),
     )
 }
+
+/// Prometheus metrics (text exposition format): requests by route and
+/// status, latency, the applied revision, secret rotations and their failures.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus / OpenMetrics text")), security(("bearer" = [])))]
+pub async fn metrics(
+    axum::extract::State(svc): axum::extract::State<std::sync::Arc<cairn_core::Service>>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        svc.render_metrics(),
+    )
+}

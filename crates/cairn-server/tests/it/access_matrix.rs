@@ -184,6 +184,7 @@ async fn request(
         | ("GET", "/v1/audit")
         | ("GET", "/v1/audit/verify")
         | ("GET", "/v1/tokens")
+        | ("GET", "/metrics")
         | ("GET", "/v1/users") => (path.into(), None, None),
         ("POST", "/v1/apps") => (
             path.into(),
@@ -347,6 +348,13 @@ async fn request(
             )
         }
         ("POST", "/v1/admin/rekey") => (path.into(), Some(json!({})), Some((None, None))),
+        ("POST", "/v1/report") => (
+            path.into(),
+            Some(json!({"app": "billing", "env": "staging", "instance": "walk",
+                "revision": 1, "checksum": format!("sha256:{}", "0".repeat(64))})),
+            bs,
+        ),
+        ("GET", "/v1/applied") => ("/v1/applied?app=billing&env=staging".into(), None, bs),
         other => panic!("the walk has no request for matrix row {other:?}: add one"),
     }
 }

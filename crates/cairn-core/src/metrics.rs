@@ -1,0 +1,137 @@
+//! Prometheus metrics (`/metrics`, text exposition format), one registry per
+//! process. Metrics never carry values, secret names of values, or tokens:
+//! only counts, routes (as declared, not as requested) and status codes.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Every metric Cairn exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    rotations: Counter,
+    rotation_failures: Counter,
+    rotation_overdue: Gauge,
+    revision: Gauge,
+    http_requests: Family<Labels, Counter>,
+    http_seconds: Family<Labels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("cairn");
+        let rotations = Counter::default();
+        registry.register(
+            "secret_rotations",
+            "Secret rotations done by the scheduler",
+            rotations.clone(),
+        );
+        let rotation_failures = Counter::default();
+        registry.register(
+            "secret_rotation_failures",
+            "Scheduled secret rotations that failed (retried with backoff)",
+            rotation_failures.clone(),
+        );
+        let rotation_overdue = Gauge::default();
+        registry.register(
+            "secrets_rotation_overdue",
+            "Secrets past their rotation time that have no generator (rotate them by hand)",
+            rotation_overdue.clone(),
+        );
+        let revision = Gauge::default();
+        registry.register(
+            "revision",
+            "The latest revision this replica has applied",
+            revision.clone(),
+        );
+        let http_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            http_requests.clone(),
+        );
+        let http_seconds = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 4.0, 9))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method and route",
+            http_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            rotations,
+            rotation_failures,
+            rotation_overdue,
+            revision,
+            http_requests,
+            http_seconds,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn rotation_succeeded(&self) {
+        self.rotations.inc();
+    }
+
+    pub fn rotation_failed(&self) {
+        self.rotation_failures.inc();
+    }
+
+    pub fn set_rotation_overdue(&self, n: usize) {
+        self.rotation_overdue
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// One answered request; `route` is the declared route pattern.
+    pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let route_labels = vec![("method", method.to_owned()), ("route", route.to_owned())];
+        self.http_seconds
+            .get_or_create(&route_labels)
+            .observe(seconds);
+        let mut labels = route_labels;
+        labels.push(("status", status.to_string()));
+        self.http_requests.get_or_create(&labels).inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self, revision: i64) -> String {
+        self.revision.set(revision);
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_requests() {
+        let m = Metrics::default();
+        m.rotation_succeeded();
+        m.rotation_failed();
+        m.rotation_failed();
+        m.set_rotation_overdue(3);
+        m.http_request("GET", "/v1/apps", 200, 0.001);
+        let text = m.render(42);
+        assert!(text.contains("cairn_secret_rotations_total 1"), "{text}");
+        assert!(text.contains("cairn_secret_rotation_failures_total 2"), "{text}");
+        assert!(text.contains("cairn_secrets_rotation_overdue 3"), "{text}");
+        assert!(text.contains("cairn_revision 42"), "{text}");
+        assert!(
+            text.contains(r#"cairn_http_requests_total{method="GET",route="/v1/apps",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
