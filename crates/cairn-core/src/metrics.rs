@@ -125,11 +125,16 @@ mod tests {
         m.http_request("GET", "/v1/apps", 200, 0.001);
         let text = m.render(42);
         assert!(text.contains("cairn_secret_rotations_total 1"), "{text}");
-        assert!(text.contains("cairn_secret_rotation_failures_total 2"), "{text}");
+        assert!(
+            text.contains("cairn_secret_rotation_failures_total 2"),
+            "{text}"
+        );
         assert!(text.contains("cairn_secrets_rotation_overdue 3"), "{text}");
         assert!(text.contains("cairn_revision 42"), "{text}");
         assert!(
-            text.contains(r#"cairn_http_requests_total{method="GET",route="/v1/apps",status="200"} 1"#),
+            text.contains(
+                r#"cairn_http_requests_total{method="GET",route="/v1/apps",status="200"} 1"#
+            ),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");

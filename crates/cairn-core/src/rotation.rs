@@ -222,7 +222,13 @@ impl Service {
                 continue;
             }
             match self
-                .rotate_record(&who, &origin, &record, NewValue::Generate, "scheduled rotation")
+                .rotate_record(
+                    &who,
+                    &origin,
+                    &record,
+                    NewValue::Generate,
+                    "scheduled rotation",
+                )
                 .await
             {
                 Ok(written) => {
@@ -253,7 +259,12 @@ impl Service {
 
     /// A failed rotation: error log, metric, and an audit record (the
     /// webhook dispatcher turns it into a `secret.rotation_failed` event).
-    async fn report_rotation_failure(&self, who: &Principal, record: &SecretRecord, item: &RotationItem) {
+    async fn report_rotation_failure(
+        &self,
+        who: &Principal,
+        record: &SecretRecord,
+        item: &RotationItem,
+    ) {
         let error = item.error.as_deref().unwrap_or("");
         tracing::error!(secret = %record.name, scope = %record.scope, attempts = item.attempts, error, "secret rotation failed");
         self.metrics.rotation_failed();
@@ -278,7 +289,12 @@ impl Service {
         };
         if let Err(e) = self
             .store
-            .append_audit(&context, vec![event], Some(self.audit_key), self.opts.audit_sink.as_ref())
+            .append_audit(
+                &context,
+                vec![event],
+                Some(self.audit_key),
+                self.opts.audit_sink.as_ref(),
+            )
             .await
         {
             tracing::error!(error = %e, secret = %record.name, "could not audit a failed rotation");
@@ -286,12 +302,18 @@ impl Service {
     }
 
     /// Rotate every `every` while this process holds the lease (renewed each
-    /// tick; it lapses after three missed ticks, and another replica takes over).
-    pub fn spawn_rotation_scheduler(self: &Arc<Self>, every: StdDuration) -> tokio::task::JoinHandle<()> {
-        let ttl = (every * 3).max(StdDuration::from_secs(1));
-        self.spawn_every(every, "the secret-rotation scheduler failed; will retry", move |svc| async move {
-            svc.rotation_tick(ttl).await.map(|_| ())
-        })
+    /// tick; it lapses after three missed ticks, at least 2 s, and another
+    /// replica takes over).
+    pub fn spawn_rotation_scheduler(
+        self: &Arc<Self>,
+        every: StdDuration,
+    ) -> tokio::task::JoinHandle<()> {
+        let ttl = (every * 3).max(StdDuration::from_secs(2));
+        self.spawn_every(
+            every,
+            "the secret-rotation scheduler failed; will retry",
+            move |svc| async move { svc.rotation_tick(ttl).await.map(|_| ()) },
+        )
     }
 
     /// Ask a rotation hook for the next value: POST `{name, app, env,

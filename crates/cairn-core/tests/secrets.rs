@@ -10,9 +10,12 @@ use cairn_store::{AuditFilter, Binding, Role, SecretPolicy, Store};
 use cairn_store_sqlite::SqliteStore;
 use serde_json::json;
 
+#[path = "secrets/rotation.rs"]
+mod rotation;
+
 const CANARY: &str = "canary-7f3a9c-plaintext";
 
-fn who(role: Role) -> Principal {
+pub(crate) fn who(role: Role) -> Principal {
     Principal {
         actor: format!("test:{}", role.as_str()),
         name: role.as_str().into(),

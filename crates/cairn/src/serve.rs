@@ -44,6 +44,14 @@ pub struct ServeArgs {
     /// How often a PostgreSQL replica catches up with others' writes, in ms (default 500).
     #[arg(long, env = "CAIRN_SYNC_INTERVAL_MS")]
     pub sync_interval_ms: Option<u64>,
+    /// How often the secret-rotation scheduler looks for due secrets, in ms
+    /// (default 30000). One replica at a time rotates (a lease in the database).
+    #[arg(long, env = "CAIRN_ROTATION_CHECK_MS")]
+    pub rotation_check_ms: Option<u64>,
+    /// First retry delay after a failed scheduled rotation, in ms; doubles per
+    /// failure up to an hour (default 30000).
+    #[arg(long, env = "CAIRN_ROTATION_RETRY_MS")]
+    pub rotation_retry_ms: Option<u64>,
     /// File holding the master key (32 bytes, base64 or hex). `CAIRN_MASTER_KEY`
     /// gives the key itself. Without either, the key is generated into
     /// DATA_DIR/master.key (SQLite only; replicas on PostgreSQL must share one).
@@ -100,6 +108,8 @@ struct FileConfig {
     max_value_bytes: Option<usize>,
     replica: Option<String>,
     sync_interval_ms: Option<u64>,
+    rotation_check_ms: Option<u64>,
+    rotation_retry_ms: Option<u64>,
     master_key_file: Option<PathBuf>,
     previous_master_key_file: Option<PathBuf>,
     audit_file: Option<PathBuf>,
@@ -125,6 +135,8 @@ pub struct Settings {
     pub max_value_bytes: usize,
     pub replica: String,
     pub sync_interval: Duration,
+    pub rotation_check: Duration,
+    pub rotation_retry: Duration,
     pub master_key_file: Option<PathBuf>,
     pub previous_master_key_file: Option<PathBuf>,
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -215,6 +227,17 @@ impl ServeArgs {
                 self.sync_interval_ms
                     .or(file.sync_interval_ms)
                     .unwrap_or(500),
+            ),
+            rotation_check: Duration::from_millis(
+                self.rotation_check_ms
+                    .or(file.rotation_check_ms)
+                    .unwrap_or(30_000)
+                    .max(10),
+            ),
+            rotation_retry: Duration::from_millis(
+                self.rotation_retry_ms
+                    .or(file.rotation_retry_ms)
+                    .unwrap_or(30_000),
             ),
             master_key_file: self.master_key_file.clone().or(file.master_key_file),
             previous_master_key_file: self
@@ -402,6 +425,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             },
             watch_heartbeat: Duration::from_secs(15),
             allow_private_targets: settings.allow_private_targets,
+            rotation_retry_base: settings.rotation_retry,
         },
     )
     .await
@@ -417,6 +441,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     }
     svc.spawn_count_flusher(Duration::from_secs(30));
+    svc.spawn_rotation_scheduler(settings.rotation_check);
     if backend == "postgres" {
         // LISTEN/NOTIFY delivers other replicas' commits fast; the periodic
         // sync is the safety net (the change table is the truth).

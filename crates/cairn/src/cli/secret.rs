@@ -20,15 +20,22 @@ pub enum SecretCmd {
         value: Option<String>,
         #[command(flatten)]
         scope: ScopeArgs,
-        /// Rotate every N days (the scheduler is not in this version; `secret rotate` is).
-        #[arg(long = "rotation-days")]
+        /// The server's scheduler rotates it every N days (with a --generator or --hook).
+        #[arg(long = "rotation-days", conflicts_with = "rotation_interval")]
         rotation_days: Option<i32>,
+        /// Rotate at another interval: 12h, 90m, 45s, 2d.
+        #[arg(long = "rotation-interval")]
+        rotation_interval: Option<String>,
         /// Keep the previous version readable for N days after a rotation.
         #[arg(long = "grace-days", default_value_t = 0)]
         grace_days: i32,
         /// `random:LEN:CHARSET` (alnum, alpha, numeric, hex, base64url).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "hook")]
         generator: Option<String>,
+        /// Rotations POST to this URL, which changes the credential where it is
+        /// used and answers `{"value": "…"}` with the new value.
+        #[arg(long)]
+        hook: Option<String>,
         #[arg(short = 'm', long = "message", default_value = "")]
         message: String,
     },
@@ -106,13 +113,20 @@ impl Ctx {
                 value,
                 scope,
                 rotation_days,
+                rotation_interval,
                 grace_days,
                 generator,
+                hook,
                 message,
             } => {
+                let rotation_seconds = rotation_interval
+                    .map(|i| super::parse_age(&i).map(|d| d.num_seconds()))
+                    .transpose()?;
+                let generator = generator.or(hook.map(|url| format!("hook:{url}")));
                 let body = json!({
                     "name": name, "app": scope.app, "env": scope.env,
                     "value": secret_value(value)?, "rotation_days": rotation_days,
+                    "rotation_seconds": rotation_seconds,
                     "grace_days": grace_days, "generator": generator, "message": message,
                 });
                 let r = self
