@@ -3,7 +3,7 @@
 use cairn_model::{EntryKind, MergeMode, Scope};
 use cairn_store::{
     chain, Applied, AuditContext, AuditEvent, AuditKey, AuditRecord, Binding, Commit, Committed,
-    Mutation, SealedSecret, SecretPolicy, StoreError, StoreResult, TokenRecord,
+    Mutation, NewWebhook, SealedSecret, SecretPolicy, StoreError, StoreResult, TokenRecord,
 };
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -132,3 +132,4 @@ fn opt_ts_param(t: Option<&DateTime<Utc>>) -> Option<DateTime<Utc>> {
 }
 
 include!("../../cairn-store/sql/commit_shared.rs");
+include!("../../cairn-store/sql/webhooks_commit_shared.rs");

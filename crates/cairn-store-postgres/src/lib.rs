@@ -13,6 +13,7 @@ mod commit;
 mod listen;
 mod migrate;
 mod rows;
+mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -545,6 +546,53 @@ impl Store for PostgresStore {
 
     async fn applied(&self, app: &str, env: &str) -> StoreResult<Vec<cairn_store::AppliedState>> {
         applied::list(&self.pool, app, env).await
+    }
+
+    async fn webhooks(&self) -> StoreResult<Vec<cairn_store::WebhookRecord>> {
+        webhooks::list(&self.pool).await
+    }
+
+    async fn webhook(&self, id: &str) -> StoreResult<Option<cairn_store::WebhookRecord>> {
+        webhooks::one(&self.pool, id).await
+    }
+
+    async fn webhook_cursor(&self) -> StoreResult<i64> {
+        webhooks::cursor(&self.pool).await
+    }
+
+    async fn enqueue_webhook_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[cairn_store::NewDelivery],
+    ) -> StoreResult<bool> {
+        webhooks::enqueue(&self.pool, from, to, deliveries).await
+    }
+
+    async fn claim_webhook_deliveries(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<cairn_store::DeliveryRecord>> {
+        webhooks::claim(&self.pool, now, lease_until, limit).await
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        id: &str,
+        attempt: &cairn_store::DeliveryAttempt,
+        outcome: &cairn_store::DeliveryOutcome,
+    ) -> StoreResult<()> {
+        webhooks::record_attempt(&self.pool, id, attempt, outcome).await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        webhook_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<cairn_store::DeliveryRecord>> {
+        webhooks::deliveries(&self.pool, webhook_id, limit).await
     }
 
     async fn audit_head(&self) -> StoreResult<AuditHead> {

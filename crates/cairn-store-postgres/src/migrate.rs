@@ -28,6 +28,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0005_rotation.sql"),
     ),
     (6, "applied", include_str!("../migrations/0006_applied.sql")),
+    (
+        7,
+        "webhooks",
+        include_str!("../migrations/0007_webhooks.sql"),
+    ),
 ];
 
 /// Advisory lock key of Cairn migrations (arbitrary, fixed: "cairn" in ASCII).

@@ -9,6 +9,7 @@ mod applied;
 mod commit;
 mod migrate;
 mod rows;
+mod webhooks;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -545,6 +546,53 @@ impl Store for SqliteStore {
 
     async fn applied(&self, app: &str, env: &str) -> StoreResult<Vec<cairn_store::AppliedState>> {
         applied::list(&self.reader, app, env).await
+    }
+
+    async fn webhooks(&self) -> StoreResult<Vec<cairn_store::WebhookRecord>> {
+        webhooks::list(&self.reader).await
+    }
+
+    async fn webhook(&self, id: &str) -> StoreResult<Option<cairn_store::WebhookRecord>> {
+        webhooks::one(&self.reader, id).await
+    }
+
+    async fn webhook_cursor(&self) -> StoreResult<i64> {
+        webhooks::cursor(&self.reader).await
+    }
+
+    async fn enqueue_webhook_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[cairn_store::NewDelivery],
+    ) -> StoreResult<bool> {
+        webhooks::enqueue(&self.writer, from, to, deliveries).await
+    }
+
+    async fn claim_webhook_deliveries(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<cairn_store::DeliveryRecord>> {
+        webhooks::claim(&self.writer, now, lease_until, limit).await
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        id: &str,
+        attempt: &cairn_store::DeliveryAttempt,
+        outcome: &cairn_store::DeliveryOutcome,
+    ) -> StoreResult<()> {
+        webhooks::record_attempt(&self.writer, id, attempt, outcome).await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        webhook_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<cairn_store::DeliveryRecord>> {
+        webhooks::deliveries(&self.reader, webhook_id, limit).await
     }
 
     async fn audit_head(&self) -> StoreResult<AuditHead> {

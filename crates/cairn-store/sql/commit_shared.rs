@@ -126,6 +126,8 @@ async fn apply(
             kek_id,
             wrapped_key,
         } => rewrap_secret(conn, scope, name, *version, kek_id, wrapped_key).await,
+        Mutation::CreateWebhook { webhook } => create_webhook(conn, ctx, webhook).await,
+        Mutation::DeleteWebhook { id } => delete_webhook(conn, ctx, id).await,
     }
 }
 

@@ -12,6 +12,7 @@
 mod applied;
 pub mod chain;
 mod types;
+mod webhooks;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -19,6 +20,10 @@ pub mod testing;
 pub use applied::AppliedState;
 pub use chain::AuditKey;
 pub use types::*;
+pub use webhooks::{
+    DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DeliveryStatus, NewDelivery, NewWebhook,
+    WebhookRecord,
+};
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -188,6 +193,54 @@ pub trait Store: Send + Sync + 'static {
 
     /// The last report of every instance of (app, env), by instance.
     async fn applied(&self, app: &str, env: &str) -> StoreResult<Vec<AppliedState>>;
+
+    /// Every webhook subscription, deleted ones included (the dispatcher
+    /// matches each audit record against the subscriptions live at its `seq`).
+    async fn webhooks(&self) -> StoreResult<Vec<WebhookRecord>>;
+
+    /// One subscription, deleted or not.
+    async fn webhook(&self, id: &str) -> StoreResult<Option<WebhookRecord>>;
+
+    /// The audit `seq` up to which records have been turned into deliveries.
+    async fn webhook_cursor(&self) -> StoreResult<i64>;
+
+    /// In one transaction: move the cursor from `from` to `to` (compare-and-set)
+    /// and insert `deliveries` (a delivery already present for the same
+    /// webhook and audit record is skipped). `false`, writing nothing, if the
+    /// cursor was not at `from` (another process enqueued them).
+    async fn enqueue_webhook_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[NewDelivery],
+    ) -> StoreResult<bool>;
+
+    /// Claim up to `limit` pending deliveries due at `now`: their next attempt
+    /// moves to `lease_until`, so no other worker takes them meanwhile (a
+    /// worker that dies leaves them due again then). PostgreSQL: `FOR UPDATE
+    /// SKIP LOCKED`, so concurrent claimers get disjoint rows.
+    async fn claim_webhook_deliveries(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<DeliveryRecord>>;
+
+    /// Append an attempt to a delivery's log and apply its outcome. A
+    /// delivery that is no longer pending (cancelled meanwhile) is left as is.
+    async fn record_webhook_attempt(
+        &self,
+        id: &str,
+        attempt: &DeliveryAttempt,
+        outcome: &DeliveryOutcome,
+    ) -> StoreResult<()>;
+
+    /// The deliveries of one webhook, newest first, at most `limit`.
+    async fn webhook_deliveries(
+        &self,
+        webhook_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<DeliveryRecord>>;
 
     /// Revisions before this one are no longer retained (history compaction;
     /// no backend compacts yet).

@@ -251,6 +251,11 @@ pub enum Mutation {
         kek_id: String,
         wrapped_key: Vec<u8>,
     },
+    /// Subscribe a webhook; `AlreadyExists` if the id is taken.
+    CreateWebhook { webhook: crate::NewWebhook },
+    /// Delete a webhook (kept for its delivery log) and cancel its pending
+    /// deliveries; `NotFound` if absent or deleted.
+    DeleteWebhook { id: String },
 }
 
 impl Mutation {
@@ -274,6 +279,8 @@ impl Mutation {
             Mutation::PutSecret { .. } => "secret.rotate",
             Mutation::DeleteSecret { .. } => "secret.delete",
             Mutation::RewrapSecret { .. } => "secret.rewrap",
+            Mutation::CreateWebhook { .. } => "webhook.create",
+            Mutation::DeleteWebhook { .. } => "webhook.delete",
         }
     }
 
@@ -285,6 +292,8 @@ impl Mutation {
                 | Mutation::PutSecret { .. }
                 | Mutation::DeleteSecret { .. }
                 | Mutation::RewrapSecret { .. }
+                | Mutation::CreateWebhook { .. }
+                | Mutation::DeleteWebhook { .. }
         )
     }
 }

@@ -19,6 +19,7 @@ mod entries;
 pub mod pg;
 mod secrets;
 mod values;
+mod webhooks;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -67,6 +68,7 @@ pub const CASES: &[(&str, CaseFn)] = cases![
     secrets::secret_policy_round_trips,
     secrets::leases_elect_one_holder,
     applied::applied_state_per_instance,
+    webhooks::webhooks_subscriptions_and_delivery_queue,
     concurrency::concurrent_commits_are_serialized,
 ];
 
