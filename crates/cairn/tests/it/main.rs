@@ -14,6 +14,7 @@ mod ofrep_python;
 mod postgres;
 mod realtime;
 mod restart;
+mod rotation;
 mod secrets_cli;
 mod tls;
 mod tour;
