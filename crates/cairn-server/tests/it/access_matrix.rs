@@ -15,9 +15,9 @@ use crate::harness::TestApp;
 
 const CANARY: &str = "BILLING-CANARY-7f3a";
 
-struct Who {
-    label: &'static str,
-    token: Option<String>,
+pub(crate) struct Who {
+    pub(crate) label: &'static str,
+    pub(crate) token: Option<String>,
     /// `None`: not authenticated at all (anonymous, expired, revoked).
     bindings: Option<Vec<Binding>>,
 }
@@ -39,7 +39,7 @@ async fn token(t: &TestApp, body: Value) -> (String, String) {
     )
 }
 
-async fn fixture() -> (TestApp, Vec<Who>) {
+pub(crate) async fn fixture() -> (TestApp, Vec<Who>) {
     let t = TestApp::new().await;
     for app in ["billing", "payments"] {
         t.call(Method::POST, "/v1/apps", Some(json!({"name": app})))
@@ -158,7 +158,7 @@ fn unique(prefix: &str) -> String {
 
 /// A concrete request for a matrix row, the scope of the object it touches
 /// (`None`: no single object), and whether the admin must prepare something.
-async fn request(
+pub(crate) async fn request(
     t: &TestApp,
     method: &str,
     path: &str,

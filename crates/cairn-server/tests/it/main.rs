@@ -11,5 +11,6 @@ mod audit_sink;
 mod flags;
 mod identity;
 mod openapi;
+mod secret_canary;
 mod secrets;
 mod watch;
