@@ -111,6 +111,85 @@ fn secret_commands_roles_and_canary() {
     outputs.push(admin.ok(&["audit"]));
     outputs.push(admin.ok(&["audit", "-o", "json"]));
 
+    // Every reading command, as every role, in both output formats: only
+    // an admin's `secret get` / `resolve --secrets` and the view's SDK
+    // token's `resolve --secrets` may print a value.
+    let out = admin.run_stdin(
+        &["secret", "create", "api/token", "-", "--app", "shop"],
+        Some(CANARY),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    op.ok(&[
+        "set",
+        "svc",
+        "--app",
+        "shop",
+        "--value",
+        r#"{"token": {"$secret": "api/token"}}"#,
+    ]);
+    let sdk_token = admin.json(&[
+        "token",
+        "create",
+        "--name",
+        "shop-prod",
+        "--sdk",
+        "--app",
+        "shop",
+        "--env",
+        "prod",
+    ]);
+    let sdk = admin.with_token(sdk_token["token"].as_str().expect("sdk token"));
+    let commands: &[&[&str]] = &[
+        &["get", "svc", "--app", "shop"],
+        &["list", "--app", "shop"],
+        &["versions", "svc", "--app", "shop"],
+        &["resolve", "--app", "shop", "--env", "prod"],
+        &["resolve", "--app", "shop", "--env", "prod", "--secrets"],
+        &["secret", "list"],
+        &["secret", "versions", "api/token", "--app", "shop"],
+        &["secret", "get", "api/token", "--app", "shop"],
+        &["audit"],
+        &["audit", "api/token"],
+        &["audit", "verify"],
+        &["flag", "list", "--app", "shop", "--env", "prod"],
+        &["flag", "export", "--app", "shop", "--env", "prod"],
+        &["token", "list"],
+        &["app", "list"],
+        &["env", "list"],
+        &["schema", "list"],
+    ];
+    let mut allowed_hits = 0;
+    for (role, cli) in [
+        ("admin", &admin),
+        ("operator", &op),
+        ("viewer", &viewer),
+        ("sdk", &sdk),
+    ] {
+        for command in commands {
+            for json in [false, true] {
+                let mut args = command.to_vec();
+                if json {
+                    args.extend(["-o", "json"]);
+                }
+                let out = cli.run(&args);
+                let may = matches!(
+                    (role, command),
+                    ("admin", ["secret", "get", ..])
+                        | ("admin" | "sdk", ["resolve", .., "--secrets"])
+                );
+                if may {
+                    allowed_hits += usize::from(out.stdout.contains(CANARY));
+                } else {
+                    outputs.push(out);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        allowed_hits, 6,
+        "admin get, admin and sdk resolve --secrets, in both formats"
+    );
+
     let mut hits: Vec<String> = outputs
         .iter()
         .filter(|o| o.stdout.contains(CANARY) || o.stderr.contains(CANARY))
@@ -120,6 +199,11 @@ fn secret_commands_roles_and_canary() {
         hits.push("server log at trace level".into());
     }
     assert!(hits.is_empty(), "canary found in {hits:?}");
+    assert!(
+        outputs.len() >= 140,
+        "searched {} command outputs",
+        outputs.len()
+    );
 }
 
 /// `cairn admin rekey` across a master-key change: the server restarts with a
