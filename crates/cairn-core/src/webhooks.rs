@@ -1,0 +1,868 @@
+//! Webhooks: subscriptions, the dispatcher, and signed deliveries.
+//!
+//! **Source of events: the audit log.** Every mutation writes its audit
+//! record in its own transaction, so an event can't be lost between a change
+//! and its announcement. The dispatcher ([`Service::dispatch_webhooks`]) reads
+//! the audit records after a stored cursor, maps each to an event type
+//! ([`event_of`]), matches the subscriptions live at that record's `seq` by
+//! event type and scope ([`affects`]), and enqueues one delivery per match in
+//! the transaction that advances the cursor (compare-and-set: two replicas
+//! never enqueue the same record twice). Workers
+//! ([`Service::deliver_due_webhooks`]) claim due deliveries, sign and send
+//! them through [`crate::outbound`], and log every attempt; failures are
+//! retried with exponential backoff.
+//!
+//! **Signature**: `Cairn-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
+//! "<t>.<body>")>`, computed at each attempt over the exact body bytes.
+//!
+//! **Payloads** name what changed (scope, key or secret name, versions,
+//! checksum, actor, message) and never carry values: no secret value ever,
+//! and no configuration value either (a receiver reads it with its own
+//! token, so a webhook does not widen who may read configuration).
+//!
+//! The signing secret is sealed with the envelope encryption of secrets
+//! (under the master key's KEK, identity `@webhook/<id>`) and never returned
+//! after creation.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_model::{validate_app, validate_env};
+use cairn_store::{
+    AuditFilter, AuditRecord, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, Mutation,
+    NewDelivery, NewWebhook, SealedSecret, WebhookRecord,
+};
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use rand::{Rng, RngCore};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::auth::{Origin, Principal};
+use crate::envelope::{self, Kek, Sealed, SecretId};
+use crate::outbound::OutboundError;
+use crate::service::require_admin;
+use crate::{Error, Result, Service};
+
+/// Every event type a subscription may ask for (`*` asks for all).
+pub const EVENT_TYPES: &[&str] = &[
+    "config.changed",
+    "flag.changed",
+    "segment.changed",
+    "schema.changed",
+    "secret.created",
+    "secret.rotated",
+    "secret.deleted",
+    "secret.rotation_failed",
+    "app.created",
+    "env.changed",
+];
+
+/// Shortest signing secret accepted.
+pub const MIN_SECRET_LEN: usize = 16;
+const MAX_SECRET_LEN: usize = 1024;
+const MAX_URL_LEN: usize = 2048;
+/// The associated-data "app" of sealed signing secrets: not a valid app name,
+/// so no secret's identity can collide with a webhook's.
+const SEAL_SCOPE: &str = "@webhook";
+
+/// The event type an audit record announces, if any.
+pub fn event_of(r: &AuditRecord) -> Option<&'static str> {
+    let a = r.action.as_str();
+    if a.starts_with("entry.") {
+        return match r.detail.get("kind").and_then(Value::as_str) {
+            Some("config") => Some("config.changed"),
+            Some("flag") => Some("flag.changed"),
+            Some("segment") => Some("segment.changed"),
+            _ => None,
+        };
+    }
+    match a {
+        "secret.create" => Some("secret.created"),
+        "secret.delete" => Some("secret.deleted"),
+        "secret.rotation_failed" => Some("secret.rotation_failed"),
+        "schema.register" => Some("schema.changed"),
+        "app.create" => Some("app.created"),
+        "env.create" | "env.update" => Some("env.changed"),
+        // `secret.rotate` and its variants (scheduled, forced …).
+        _ if a.starts_with("secret.rotate") && !a.contains("fail") => Some("secret.rotated"),
+        _ => None,
+    }
+}
+
+/// Does a record at (`app`, `env`) (`""`/`None`: global / every environment)
+/// affect a subscription's scope? A subscription to app `billing`, env `prod`
+/// hears every change to billing's resolved view in prod: at global,
+/// global+prod, billing and billing+prod.
+pub fn affects(
+    sub_app: Option<&str>,
+    sub_env: Option<&str>,
+    app: Option<&str>,
+    env: Option<&str>,
+) -> bool {
+    let app = app.filter(|a| !a.is_empty());
+    let env = env.filter(|e| !e.is_empty());
+    let app_ok = match (sub_app, app) {
+        (Some(s), Some(a)) => s == a,
+        _ => true,
+    };
+    let env_ok = match (sub_env, env) {
+        (Some(s), Some(e)) => s == e,
+        _ => true,
+    };
+    app_ok && env_ok
+}
+
+/// `t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    // HMAC accepts keys of any length.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
+/// Does `header` carry a valid `v1` signature of `body` under `secret`,
+/// made at most `tolerance` away from `now`? What a receiver does.
+pub fn verify_signature(
+    secret: &[u8],
+    header: &str,
+    body: &[u8],
+    now: i64,
+    tolerance: Duration,
+) -> bool {
+    let mut t = None;
+    let mut sigs = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => t = v.parse::<i64>().ok(),
+            Some(("v1", v)) => sigs.push(v),
+            _ => {}
+        }
+    }
+    let Some(t) = t else { return false };
+    if now.abs_diff(t) > tolerance.as_secs() {
+        return false;
+    }
+    let expected = signature(secret, t, body);
+    let expected = expected.rsplit_once("v1=").map(|p| p.1).unwrap_or_default();
+    sigs.iter().any(|s| {
+        use subtle::ConstantTimeEq;
+        s.len() == expected.len() && bool::from(s.as_bytes().ct_eq(expected.as_bytes()))
+    })
+}
+
+/// Timing of the dispatcher and the delivery workers.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// How often the audit log is tailed and due deliveries are claimed.
+    pub poll: Duration,
+    /// Delay before the first retry; doubles with every failed attempt.
+    pub retry_base: Duration,
+    /// Longest delay between attempts.
+    pub retry_max: Duration,
+    /// Attempts before a delivery is failed for good.
+    pub max_attempts: i32,
+    /// Time for one attempt (connect, send, read the answer).
+    pub timeout: Duration,
+    /// Deliveries in flight at once (per process).
+    pub concurrency: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            poll: Duration::from_millis(500),
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(3600),
+            max_attempts: 12,
+            timeout: Duration::from_secs(10),
+            concurrency: 16,
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// Delay after the `attempt`-th failed attempt (1-based): `retry_base *
+    /// 2^(attempt-1)`, at most `retry_max`, plus up to 10% jitter.
+    pub fn backoff(&self, attempt: i32) -> Duration {
+        let exp = attempt.clamp(1, 31) as u32 - 1;
+        let delay = self
+            .retry_base
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(self.retry_max);
+        let jitter = rand::thread_rng().gen_range(0.0..=0.1);
+        delay + delay.mul_f64(jitter)
+    }
+}
+
+/// What creating a subscription takes.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+pub struct WebhookRequest {
+    /// `https://…` (or `http://…`); loopback and private targets are refused
+    /// unless the server runs with `--allow-private-targets`.
+    pub url: String,
+    /// Event types (see the README), or `["*"]` for all.
+    pub events: Vec<String>,
+    /// Only events affecting this app (absent: every app).
+    #[serde(default)]
+    pub app: Option<String>,
+    /// Only events affecting this environment (absent: every environment).
+    #[serde(default)]
+    pub env: Option<String>,
+    /// The signing secret (at least 16 characters). Never returned.
+    pub secret: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A subscription as shown (never its secret).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct WebhookInfo {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub revision: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<&WebhookRecord> for WebhookInfo {
+    fn from(w: &WebhookRecord) -> Self {
+        WebhookInfo {
+            id: w.id.clone(),
+            url: w.url.clone(),
+            events: w.events.clone(),
+            app: w.app.clone(),
+            env: w.env.clone(),
+            description: w.description.clone(),
+            created_at: w.created_at,
+            revision: w.revision,
+            deleted_at: w.deleted_at,
+        }
+    }
+}
+
+fn random_id(prefix: &str) -> String {
+    let mut b = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("{prefix}_{}", hex::encode(b))
+}
+
+fn seal_id(id: &str) -> SecretId<'_> {
+    SecretId {
+        name: id,
+        app: SEAL_SCOPE,
+        env: "",
+        version: 1,
+    }
+}
+
+fn subscribed(w: &WebhookRecord, event: &str) -> bool {
+    w.events.iter().any(|e| e == "*" || e == event)
+}
+
+/// The JSON body announcing audit record `r` as `event`.
+fn payload(r: &AuditRecord, event: &str, delivery: &str, webhook: &str) -> Value {
+    let blank = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    let mut p = json!({
+        "id": delivery,
+        "event": event,
+        "webhook_id": webhook,
+        "occurred_at": r.at,
+        "audit_seq": r.seq,
+        "revision": r.revision,
+        "action": r.action,
+        "actor": r.actor,
+        "message": r.message,
+        "app": blank(&r.app),
+        "env": blank(&r.env),
+        "key": r.key,
+        "from_version": r.from_version,
+        "to_version": r.to_version,
+    });
+    // Only these facts of the audit detail: never a value or a value's hash.
+    let keep: &[&str] = match event {
+        "config.changed" | "flag.changed" | "segment.changed" => &["kind", "checksum"],
+        "secret.rotation_failed" => &["version", "error", "attempts", "retry_at"],
+        "env.changed" => &["protected", "required_approvals", "auto_approve"],
+        _ => &[],
+    };
+    for k in keep {
+        if let Some(v) = r.detail.get(*k) {
+            p[*k] = v.clone();
+        }
+    }
+    if r.action == "entry.delete" {
+        p["deleted"] = json!(true);
+    }
+    p
+}
+
+impl Service {
+    fn webhook_kek(&self, id: &str) -> Result<Kek> {
+        std::iter::once(&self.opts.master_key)
+            .chain(self.opts.previous_master_keys.iter())
+            .map(Kek::from_master)
+            .find(|k| k.id() == id)
+            .ok_or_else(|| Error::Unavailable(format!("the key-encryption key {id} is not loaded")))
+    }
+
+    /// Validate a subscription request (every field, nothing written).
+    async fn check_webhook_request(&self, req: &WebhookRequest) -> Result<()> {
+        if req.url.len() > MAX_URL_LEN {
+            return Err(Error::TooLarge {
+                field: "url".into(),
+                message: format!("at most {MAX_URL_LEN} bytes"),
+            });
+        }
+        crate::outbound::Outbound::parse_url(&req.url)
+            .map_err(|e| Error::invalid("url", e.to_string()))?;
+        if req.events.is_empty() {
+            return Err(Error::invalid("events", "name at least one event type"));
+        }
+        for e in &req.events {
+            if e != "*" && !EVENT_TYPES.contains(&e.as_str()) {
+                return Err(Error::invalid(
+                    "events",
+                    format!(
+                        "unknown event type {e:?} (known: {})",
+                        EVENT_TYPES.join(", ")
+                    ),
+                ));
+            }
+        }
+        {
+            let st = self.read();
+            if let Some(app) = &req.app {
+                validate_app(app)?;
+                if !st.apps.contains_key(app) {
+                    return Err(Error::invalid("app", format!("no app named {app:?}")));
+                }
+            }
+            if let Some(env) = &req.env {
+                validate_env(env)?;
+                if !st.envs.contains_key(env) {
+                    return Err(Error::invalid(
+                        "env",
+                        format!("no environment named {env:?}"),
+                    ));
+                }
+            }
+        }
+        let n = req.secret.chars().count();
+        if n < MIN_SECRET_LEN || req.secret.len() > MAX_SECRET_LEN {
+            return Err(Error::invalid(
+                "secret",
+                format!(
+                    "the signing secret must be {MIN_SECRET_LEN} to {MAX_SECRET_LEN} characters"
+                ),
+            ));
+        }
+        if req.description.len() > 1024 {
+            return Err(Error::TooLarge {
+                field: "description".into(),
+                message: "at most 1024 bytes".into(),
+            });
+        }
+        // The target as resolved now; each delivery checks again.
+        match self.outbound().check(&req.url).await {
+            Ok(_) => Ok(()),
+            Err(e @ OutboundError::Refused { .. }) => Err(Error::invalid("url", e.to_string())),
+            Err(e) => Err(Error::invalid("url", e.to_string())),
+        }
+    }
+
+    /// Subscribe a webhook (admins). The secret is sealed and never shown again.
+    pub async fn create_webhook(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        req: WebhookRequest,
+    ) -> Result<WebhookInfo> {
+        require_admin(who, None)?;
+        self.check_webhook_request(&req).await?;
+        let id = random_id("wh");
+        let sealed = envelope::seal(
+            &Kek::from_master(&self.opts.master_key),
+            &seal_id(&id),
+            req.secret.as_bytes(),
+        );
+        let mut events = req.events.clone();
+        events.sort();
+        events.dedup();
+        let m = Mutation::CreateWebhook {
+            webhook: NewWebhook {
+                id: id.clone(),
+                url: req.url.clone(),
+                events,
+                app: req.app.clone(),
+                env: req.env.clone(),
+                description: req.description.clone(),
+                sealed_secret: SealedSecret {
+                    kek_id: sealed.kek_id,
+                    wrapped_key: sealed.wrapped_key,
+                    ciphertext: sealed.ciphertext,
+                },
+            },
+        };
+        self.commit(
+            who,
+            origin,
+            &format!("create webhook {id}"),
+            vec![(None, m)],
+        )
+        .await?;
+        self.webhook(who, &id).await
+    }
+
+    /// Every live subscription (admins).
+    pub async fn webhooks(&self, who: &Principal) -> Result<Vec<WebhookInfo>> {
+        require_admin(who, None)?;
+        Ok(self
+            .store
+            .webhooks()
+            .await?
+            .iter()
+            .filter(|w| w.deleted_at.is_none())
+            .map(WebhookInfo::from)
+            .collect())
+    }
+
+    /// One subscription, deleted ones included (admins).
+    pub async fn webhook(&self, who: &Principal, id: &str) -> Result<WebhookInfo> {
+        require_admin(who, None)?;
+        match self.store.webhook(id).await? {
+            Some(w) => Ok(WebhookInfo::from(&w)),
+            None => Err(Error::not_found(format!("webhook {id}"))),
+        }
+    }
+
+    /// Unsubscribe (admins); pending deliveries are cancelled, the log stays.
+    pub async fn delete_webhook(&self, who: &Principal, origin: &Origin, id: &str) -> Result<()> {
+        require_admin(who, None)?;
+        let m = Mutation::DeleteWebhook { id: id.to_owned() };
+        self.commit(
+            who,
+            origin,
+            &format!("delete webhook {id}"),
+            vec![(None, m)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The delivery log of a subscription, newest first (admins).
+    pub async fn webhook_deliveries(
+        &self,
+        who: &Principal,
+        id: &str,
+        limit: i64,
+    ) -> Result<Vec<DeliveryRecord>> {
+        self.webhook(who, id).await?;
+        Ok(self
+            .store
+            .webhook_deliveries(id, limit.clamp(1, 1000))
+            .await?)
+    }
+
+    /// Turn the audit records after the cursor into deliveries, batch by
+    /// batch. Returns how many deliveries this process enqueued.
+    pub async fn dispatch_webhooks(&self) -> Result<usize> {
+        const BATCH: i64 = 500;
+        let mut enqueued = 0;
+        loop {
+            let cursor = self.store.webhook_cursor().await?;
+            let records = self
+                .store
+                .audit(&AuditFilter {
+                    after_seq: Some(cursor),
+                    limit: Some(BATCH),
+                    ..AuditFilter::default()
+                })
+                .await?;
+            let Some(last) = records.last().map(|r| r.seq) else {
+                return Ok(enqueued);
+            };
+            // Read after the records: every subscription created by one of
+            // them is visible.
+            let hooks = self.store.webhooks().await?;
+            let now = Utc::now();
+            let mut deliveries = Vec::new();
+            for r in &records {
+                let Some(event) = event_of(r) else { continue };
+                for w in hooks.iter().filter(|w| {
+                    w.live_at(r.seq)
+                        && subscribed(w, event)
+                        && affects(
+                            w.app.as_deref(),
+                            w.env.as_deref(),
+                            r.app.as_deref(),
+                            r.env.as_deref(),
+                        )
+                }) {
+                    let id = random_id("dlv");
+                    let body = payload(r, event, &id, &w.id);
+                    deliveries.push(NewDelivery {
+                        id,
+                        webhook_id: w.id.clone(),
+                        audit_seq: r.seq,
+                        event: event.to_owned(),
+                        payload: body.to_string(),
+                        created_at: now,
+                    });
+                }
+            }
+            if self
+                .store
+                .enqueue_webhook_deliveries(cursor, last, &deliveries)
+                .await?
+            {
+                enqueued += deliveries.len();
+            }
+            if (records.len() as i64) < BATCH {
+                return Ok(enqueued);
+            }
+        }
+    }
+
+    /// Claim up to `limit` due deliveries and attempt them concurrently,
+    /// waiting for all. Returns how many were attempted.
+    pub async fn deliver_due_webhooks(
+        self: &Arc<Self>,
+        settings: &WebhookSettings,
+        limit: usize,
+    ) -> Result<usize> {
+        let claimed = self.claim_deliveries(settings, limit).await?;
+        let n = claimed.len();
+        let mut tasks = tokio::task::JoinSet::new();
+        for d in claimed {
+            let (svc, settings) = (self.clone(), settings.clone());
+            tasks.spawn(async move { svc.attempt_delivery(d, &settings).await });
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(n)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        settings: &WebhookSettings,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        // Held while the attempt runs; a worker that dies leaves it due then.
+        let lease = chrono::Duration::from_std(settings.timeout * 3)
+            .unwrap_or_else(|_| chrono::Duration::seconds(60));
+        Ok(self
+            .store
+            .claim_webhook_deliveries(now, now + lease, limit as i64)
+            .await?)
+    }
+
+    /// One attempt: sign, send, log, and decide what next.
+    async fn attempt_delivery(&self, d: DeliveryRecord, settings: &WebhookSettings) {
+        let at = Utc::now();
+        let started = Instant::now();
+        let (status, error, outcome) = match self.send_delivery(&d, settings, at).await {
+            Ok(code @ 200..=299) => (Some(code), None, DeliveryOutcome::Delivered),
+            Ok(code) => {
+                let why = if (300..400).contains(&code) {
+                    format!("HTTP {code} (redirects are not followed)")
+                } else {
+                    format!("HTTP {code}")
+                };
+                (Some(code), Some(why), self.retry_or_fail(&d, settings))
+            }
+            Err(SendError::Permanent(why)) => (None, Some(why), DeliveryOutcome::Failed),
+            Err(SendError::Transient(why)) => (None, Some(why), self.retry_or_fail(&d, settings)),
+        };
+        let attempt = DeliveryAttempt {
+            at,
+            status,
+            error: error.clone(),
+            duration_ms: started.elapsed().as_millis() as i64,
+        };
+        match &outcome {
+            DeliveryOutcome::Delivered => {
+                tracing::debug!(delivery = %d.id, webhook = %d.webhook_id, "webhook delivered")
+            }
+            _ => tracing::warn!(
+                delivery = %d.id,
+                webhook = %d.webhook_id,
+                attempt = d.attempts + 1,
+                error = error.as_deref().unwrap_or(""),
+                "webhook delivery failed"
+            ),
+        }
+        if let Err(e) = self
+            .store
+            .record_webhook_attempt(&d.id, &attempt, &outcome)
+            .await
+        {
+            tracing::warn!(error = %e, delivery = %d.id, "could not record a webhook attempt");
+        }
+    }
+
+    fn retry_or_fail(&self, d: &DeliveryRecord, settings: &WebhookSettings) -> DeliveryOutcome {
+        let attempt = d.attempts + 1;
+        if attempt >= settings.max_attempts {
+            return DeliveryOutcome::Failed;
+        }
+        let delay = chrono::Duration::from_std(settings.backoff(attempt))
+            .unwrap_or_else(|_| chrono::Duration::hours(1));
+        DeliveryOutcome::Retry(Utc::now() + delay)
+    }
+
+    /// The HTTP status of the receiver's answer.
+    async fn send_delivery(
+        &self,
+        d: &DeliveryRecord,
+        settings: &WebhookSettings,
+        at: DateTime<Utc>,
+    ) -> std::result::Result<u16, SendError> {
+        let w = match self.store.webhook(&d.webhook_id).await {
+            Ok(Some(w)) if w.deleted_at.is_none() => w,
+            Ok(_) => return Err(SendError::Permanent("the subscription was deleted".into())),
+            Err(e) => return Err(SendError::Transient(format!("store: {e}"))),
+        };
+        let sealed = Sealed {
+            kek_id: w.sealed_secret.kek_id.clone(),
+            wrapped_key: w.sealed_secret.wrapped_key.clone(),
+            ciphertext: w.sealed_secret.ciphertext.clone(),
+        };
+        let kek = self
+            .webhook_kek(&sealed.kek_id)
+            .map_err(|e| SendError::Transient(e.to_string()))?;
+        let secret = envelope::open(&kek, &seal_id(&w.id), &sealed)
+            .map_err(|e| SendError::Permanent(format!("cannot open the signing secret: {e}")))?;
+        let body = d.payload.as_bytes();
+        let sig = signature(&secret, at.timestamp(), body);
+        let headers = [
+            ("Cairn-Event", d.event.as_str()),
+            ("Cairn-Delivery", d.id.as_str()),
+            ("Cairn-Signature", sig.as_str()),
+        ];
+        match self
+            .outbound()
+            .with_timeout(settings.timeout)
+            .post_json(&w.url, &headers, body)
+            .await
+        {
+            Ok(r) => Ok(r.status),
+            Err(e @ (OutboundError::Refused { .. } | OutboundError::InvalidUrl(_))) => {
+                Err(SendError::Permanent(e.to_string()))
+            }
+            Err(e) => Err(SendError::Transient(e.to_string())),
+        }
+    }
+
+    /// Tail the audit log and deliver, every `settings.poll`, until the
+    /// service is dropped. Each process runs one; on PostgreSQL several
+    /// replicas share the work (the cursor's compare-and-set and the claims
+    /// keep every event delivered once per subscription).
+    pub fn spawn_webhook_dispatcher(
+        self: &Arc<Self>,
+        settings: WebhookSettings,
+    ) -> tokio::task::JoinHandle<()> {
+        let slots = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
+        let settings = Arc::new(settings);
+        self.spawn_every(
+            settings.poll,
+            "webhook dispatch failed; will retry",
+            move |svc| {
+                let (slots, settings) = (slots.clone(), settings.clone());
+                async move {
+                    svc.dispatch_webhooks().await?;
+                    let free = slots.available_permits();
+                    for d in svc.claim_deliveries(&settings, free).await? {
+                        let Ok(permit) = slots.clone().try_acquire_owned() else {
+                            break;
+                        };
+                        let (svc, settings) = (svc.clone(), settings.clone());
+                        tokio::spawn(async move {
+                            svc.attempt_delivery(d, &settings).await;
+                            drop(permit);
+                        });
+                    }
+                    Ok(())
+                }
+            },
+        )
+    }
+}
+
+enum SendError {
+    /// Retrying cannot help (refused target, deleted subscription).
+    Permanent(String),
+    Transient(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(action: &str, app: &str, env: &str, detail: Value) -> AuditRecord {
+        AuditRecord {
+            seq: 7,
+            revision: Some(3),
+            at: Utc::now(),
+            actor: "token:tok_x (admin)".into(),
+            action: action.into(),
+            app: Some(app.into()),
+            env: Some(env.into()),
+            key: Some("k".into()),
+            from_version: Some(1),
+            to_version: Some(2),
+            message: "m".into(),
+            client_ip: None,
+            user_agent: None,
+            replica: None,
+            detail,
+            mac: String::new(),
+        }
+    }
+
+    #[test]
+    fn actions_map_to_event_types() {
+        let cases = [
+            (
+                "entry.set",
+                json!({"kind": "config"}),
+                Some("config.changed"),
+            ),
+            (
+                "entry.delete",
+                json!({"kind": "flag"}),
+                Some("flag.changed"),
+            ),
+            (
+                "entry.rollback",
+                json!({"kind": "segment"}),
+                Some("segment.changed"),
+            ),
+            ("secret.create", json!({}), Some("secret.created")),
+            ("secret.rotate", json!({}), Some("secret.rotated")),
+            ("secret.delete", json!({}), Some("secret.deleted")),
+            (
+                "secret.rotation_failed",
+                json!({}),
+                Some("secret.rotation_failed"),
+            ),
+            ("schema.register", json!({}), Some("schema.changed")),
+            ("env.update", json!({}), Some("env.changed")),
+            ("secret.read", json!({}), None),
+            ("secret.rewrap", json!({}), None),
+            ("token.create", json!({}), None),
+            ("access.denied", json!({}), None),
+            ("webhook.create", json!({}), None),
+        ];
+        for (action, detail, want) in cases {
+            assert_eq!(event_of(&record(action, "", "", detail)), want, "{action}");
+        }
+        for e in EVENT_TYPES {
+            assert!(!e.is_empty());
+        }
+    }
+
+    #[test]
+    fn scope_matching() {
+        // (subscription app, env), (record app, env), heard?
+        let cases = [
+            ((None, None), ("billing", "prod"), true),
+            ((Some("billing"), None), ("billing", "prod"), true),
+            ((Some("billing"), None), ("", "prod"), true),
+            ((Some("billing"), None), ("", ""), true),
+            ((Some("billing"), None), ("shop", ""), false),
+            ((Some("billing"), Some("prod")), ("billing", ""), true),
+            ((Some("billing"), Some("prod")), ("", "prod"), true),
+            ((Some("billing"), Some("prod")), ("billing", "dev"), false),
+            ((Some("billing"), Some("prod")), ("shop", "prod"), false),
+            ((None, Some("prod")), ("shop", "prod"), true),
+            ((None, Some("prod")), ("shop", "dev"), false),
+        ];
+        for ((sa, se), (a, e), want) in cases {
+            assert_eq!(
+                affects(sa, se, Some(a), Some(e)),
+                want,
+                "{sa:?}/{se:?} vs {a}/{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn signatures_verify_with_the_secret_only() {
+        let body = br#"{"event":"config.changed"}"#;
+        let sig = signature(b"0123456789abcdef", 1_700_000_000, body);
+        assert!(sig.starts_with("t=1700000000,v1="));
+        let ok = |secret: &[u8], body: &[u8], now| {
+            verify_signature(secret, &sig, body, now, Duration::from_secs(300))
+        };
+        assert!(ok(b"0123456789abcdef", body, 1_700_000_100));
+        assert!(!ok(b"0123456789abcdeX", body, 1_700_000_100));
+        assert!(!ok(b"0123456789abcdef", b"{}", 1_700_000_100));
+        assert!(!ok(b"0123456789abcdef", body, 1_700_001_000), "too old");
+        // Known answer: HMAC-SHA256("key", "1.body").
+        assert_eq!(
+            signature(b"key", 1, b"body"),
+            format!("t=1,v1={}", {
+                let mut m = <Hmac<Sha256> as Mac>::new_from_slice(b"key").unwrap();
+                m.update(b"1.body");
+                hex::encode(m.finalize().into_bytes())
+            })
+        );
+    }
+
+    #[test]
+    fn payloads_carry_no_values() {
+        let r = record(
+            "secret.rotate",
+            "billing",
+            "",
+            json!({"value_hmac": "hmac-sha256:abc", "kek_id": "k"}),
+        );
+        let p = payload(&r, "secret.rotated", "dlv_1", "wh_1");
+        let text = p.to_string();
+        assert!(!text.contains("hmac-sha256"), "{text}");
+        assert_eq!(p["app"], "billing");
+        assert_eq!(p["env"], Value::Null);
+        assert_eq!(p["to_version"], 2);
+        let r = record(
+            "entry.set",
+            "",
+            "prod",
+            json!({"kind": "config", "checksum": "sha256:1"}),
+        );
+        let p = payload(&r, "config.changed", "dlv_1", "wh_1");
+        assert_eq!(p["checksum"], "sha256:1");
+        assert_eq!(p["app"], Value::Null);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let s = WebhookSettings {
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(60),
+            ..WebhookSettings::default()
+        };
+        let within = |d: Duration, base: u64| {
+            d >= Duration::from_secs(base) && d <= Duration::from_secs(base).mul_f64(1.1)
+        };
+        assert!(within(s.backoff(1), 2));
+        assert!(within(s.backoff(2), 4));
+        assert!(within(s.backoff(3), 8));
+        assert!(within(s.backoff(10), 60));
+        assert!(within(s.backoff(1000), 60));
+    }
+}
