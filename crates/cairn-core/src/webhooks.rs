@@ -201,8 +201,9 @@ impl WebhookSettings {
     }
 }
 
-/// What creating a subscription takes.
-#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+/// What creating a subscription takes. (Its `Debug` hides the secret.)
+#[derive(Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookRequest {
     /// `https://…` (or `http://…`); loopback and private targets are refused
     /// unless the server runs with `--allow-private-targets`.
@@ -219,6 +220,19 @@ pub struct WebhookRequest {
     pub secret: String,
     #[serde(default)]
     pub description: String,
+}
+
+impl std::fmt::Debug for WebhookRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookRequest")
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("app", &self.app)
+            .field("env", &self.env)
+            .field("secret", &"<redacted>")
+            .field("description", &self.description)
+            .finish()
+    }
 }
 
 /// A subscription as shown (never its secret).

@@ -96,6 +96,15 @@ pub const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/v1/flags", Access::Needs(Action::Read)),
     ("GET", "/v1/flags/stale", Access::Needs(Action::Read)),
     ("GET", "/v1/watch", Access::Needs(Action::Resolve)),
+    ("GET", "/v1/webhooks", Access::Needs(Action::Admin)),
+    ("POST", "/v1/webhooks", Access::Needs(Action::Admin)),
+    ("GET", "/v1/webhooks/{id}", Access::Needs(Action::Admin)),
+    ("DELETE", "/v1/webhooks/{id}", Access::Needs(Action::Admin)),
+    (
+        "GET",
+        "/v1/webhooks/{id}/deliveries",
+        Access::Needs(Action::Admin),
+    ),
     ("GET", "/v1/secrets", Access::Needs(Action::Read)),
     ("POST", "/v1/secrets", Access::Needs(Action::Write)),
     // Metadata for readers; `reveal=true` is checked in core (admins only).

@@ -86,6 +86,18 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
         .route("/v1/flags/stale", get(f::stale_flags))
         .route("/v1/watch", get(routes::watch::watch))
         .route(
+            "/v1/webhooks",
+            get(routes::webhooks::list_webhooks).post(routes::webhooks::create_webhook),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            get(routes::webhooks::get_webhook).delete(routes::webhooks::delete_webhook),
+        )
+        .route(
+            "/v1/webhooks/{id}/deliveries",
+            get(routes::webhooks::webhook_deliveries),
+        )
+        .route(
             "/v1/secrets",
             get(routes::secrets::list_secrets).post(routes::secrets::create_secret),
         )
@@ -131,6 +143,8 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
         routes::watch::watch,
         routes::secrets::list_secrets, routes::secrets::create_secret, routes::secrets::get_secret,
         routes::secrets::delete_secret, routes::secrets::rotate_secret, routes::secrets::rekey,
+        routes::webhooks::list_webhooks, routes::webhooks::create_webhook, routes::webhooks::get_webhook,
+        routes::webhooks::delete_webhook, routes::webhooks::webhook_deliveries,
     ),
     modifiers(&BearerAuth),
 )]

@@ -5,3 +5,4 @@ pub mod identity;
 pub mod secrets;
 pub mod system;
 pub mod watch;
+pub mod webhooks;

@@ -355,6 +355,28 @@ pub(crate) async fn request(
             bs,
         ),
         ("GET", "/v1/applied") => ("/v1/applied?app=billing&env=staging".into(), None, bs),
+        ("GET", "/v1/webhooks") => (path.into(), None, Some((None, None))),
+        ("POST", "/v1/webhooks") => (
+            path.into(),
+            Some(json!({"url": WALK_HOOK_URL, "events": ["config.changed"],
+                "secret": "walk-signing-secret"})),
+            Some((None, None)),
+        ),
+        ("GET", "/v1/webhooks/{id}") => (
+            format!("/v1/webhooks/{}", walk_webhook(t).await),
+            None,
+            Some((None, None)),
+        ),
+        ("DELETE", "/v1/webhooks/{id}") => (
+            format!("/v1/webhooks/{}", walk_webhook(t).await),
+            None,
+            Some((None, None)),
+        ),
+        ("GET", "/v1/webhooks/{id}/deliveries") => (
+            format!("/v1/webhooks/{}/deliveries", walk_webhook(t).await),
+            None,
+            Some((None, None)),
+        ),
         other => panic!("the walk has no request for matrix row {other:?}: add one"),
     }
 }
@@ -374,6 +396,23 @@ async fn walk_secret(t: &TestApp, name: &str) {
         "{}",
         r.body
     );
+}
+
+/// A public address literal: passes the target check without DNS (the
+/// in-process server runs no dispatcher, so nothing is ever sent to it).
+const WALK_HOOK_URL: &str = "https://1.1.1.1/cairn-walk";
+
+/// A webhook subscription made by the admin; its id.
+async fn walk_webhook(t: &TestApp) -> String {
+    let r = t
+        .call(
+            Method::POST,
+            "/v1/webhooks",
+            Some(json!({"url": WALK_HOOK_URL, "events": ["*"], "secret": "walk-signing-secret"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
 }
 
 /// A flag at (app, env), written by the admin.
