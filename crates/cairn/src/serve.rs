@@ -442,6 +442,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     svc.spawn_count_flusher(Duration::from_secs(30));
     svc.spawn_rotation_scheduler(settings.rotation_check);
+    svc.spawn_webhook_dispatcher(cairn_core::webhooks::WebhookSettings::default());
     if backend == "postgres" {
         // LISTEN/NOTIFY delivers other replicas' commits fast; the periodic
         // sync is the safety net (the change table is the truth).

@@ -14,3 +14,4 @@ mod openapi;
 mod secret_canary;
 mod secrets;
 mod watch;
+mod webhooks;
