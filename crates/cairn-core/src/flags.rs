@@ -267,20 +267,25 @@ pub struct FlagCounter {
 
 impl FlagCounter {
     fn record(&self, variant: Option<&str>, now_unix: i64) {
-        self.total.fetch_add(1, Ordering::Relaxed);
+        self.record_n(variant, 1, now_unix);
+    }
+
+    /// Count `n` evaluations at once (an SDK's report).
+    fn record_n(&self, variant: Option<&str>, n: u64, now_unix: i64) {
+        self.total.fetch_add(n, Ordering::Relaxed);
         self.last.fetch_max(now_unix, Ordering::Relaxed);
         let variant = variant.unwrap_or("");
         {
             let map = self.by_variant.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = map.get(variant) {
-                n.fetch_add(1, Ordering::Relaxed);
+            if let Some(c) = map.get(variant) {
+                c.fetch_add(n, Ordering::Relaxed);
                 return;
             }
         }
         let mut map = self.by_variant.write().unwrap_or_else(|p| p.into_inner());
         map.entry(variant.to_owned())
             .or_default()
-            .fetch_add(1, Ordering::Relaxed);
+            .fetch_add(n, Ordering::Relaxed);
     }
 
     /// Start from stored totals (already flushed).
@@ -545,6 +550,24 @@ impl FlagView {
             c.record(r.variant, now_unix);
         }
         r
+    }
+
+    /// Count `n` evaluations of flag `key` to `variant` (`""`: no variant)
+    /// made elsewhere (an SDK evaluating locally). `false`, counting nothing,
+    /// when the view has no such flag or the flag no such variant.
+    pub fn count_reported(&self, key: &str, variant: &str, n: u64, now_unix: i64) -> bool {
+        let Some(c) = self.counters.get(key) else {
+            return false;
+        };
+        let known = variant.is_empty()
+            || self
+                .set
+                .get(key)
+                .is_some_and(|f| f.variants().any(|(v, _)| v == variant));
+        if known {
+            c.record_n(Some(variant), n, now_unix);
+        }
+        known
     }
 
     /// Every flag key of the view, sorted.

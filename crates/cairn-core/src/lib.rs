@@ -5,6 +5,7 @@
 //! serves every read from [`state::State`], the in-memory copy of the current
 //! configuration with pre-serialized [`ResolvedView`]s.
 
+pub mod applied;
 pub mod auth;
 pub mod envelope;
 mod error;

@@ -119,6 +119,9 @@ pub const MATRIX: &[(&str, &str, Access)] = &[
         "/v1/secret-rotate/{*name}",
         Access::Needs(Action::Write),
     ),
+    // SDK reports: whoever may resolve the view reports on it; readers list them.
+    ("POST", "/v1/report", Access::Needs(Action::Resolve)),
+    ("GET", "/v1/applied", Access::Needs(Action::Read)),
     ("POST", "/v1/admin/rekey", Access::Needs(Action::Admin)),
 ];
 

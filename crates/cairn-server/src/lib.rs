@@ -109,6 +109,8 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
             "/v1/secret-rotate/{*name}",
             post(routes::secrets::rotate_secret),
         )
+        .route("/v1/report", post(routes::reports::report))
+        .route("/v1/applied", get(routes::reports::applied))
         .route("/v1/admin/rekey", post(routes::secrets::rekey))
         .route_layer(axum::middleware::from_fn_with_state(
             guard,
@@ -145,6 +147,7 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
         routes::secrets::delete_secret, routes::secrets::rotate_secret, routes::secrets::rekey,
         routes::webhooks::list_webhooks, routes::webhooks::create_webhook, routes::webhooks::get_webhook,
         routes::webhooks::delete_webhook, routes::webhooks::webhook_deliveries,
+        routes::reports::report, routes::reports::applied,
     ),
     modifiers(&BearerAuth),
 )]

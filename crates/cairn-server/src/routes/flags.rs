@@ -213,7 +213,7 @@ fn view_error(e: Error, key: Option<&str>) -> Response {
 }
 
 /// The (app, env) a principal bound to exactly one app and one environment evaluates in.
-fn bound_view(who: &Principal) -> Option<(&str, &str)> {
+pub(crate) fn bound_view(who: &Principal) -> Option<(&str, &str)> {
     let exact = |s: &str| !s.is_empty() && !s.contains(['*', '?']);
     match who.bindings.as_slice() {
         [b] if exact(&b.app) && exact(&b.env) => Some((&b.app, &b.env)),

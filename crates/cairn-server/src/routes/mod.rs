@@ -2,6 +2,7 @@ pub mod catalog;
 pub mod entries;
 pub mod flags;
 pub mod identity;
+pub mod reports;
 pub mod secrets;
 pub mod system;
 pub mod watch;

@@ -11,6 +11,7 @@ mod audit_sink;
 mod flags;
 mod identity;
 mod openapi;
+mod reports;
 mod secret_canary;
 mod secrets;
 mod watch;
