@@ -1,5 +1,18 @@
-//! A thin, typed-enough client for Cairn's HTTP API. The CLI uses it; the
-//! SDK (watch, local evaluation, cache) will build on it.
+//! Rust client of Cairn's HTTP API.
+//!
+//! - [`Client`]: a thin, typed-enough HTTP client (the CLI uses it).
+//! - [`sdk::CairnClient`]: the SDK for applications — typed reads of the
+//!   resolved configuration, local flag evaluation with `cairn-eval`, a
+//!   background watch keeping an in-memory snapshot current, change
+//!   notification, a last-known-good cache file, and reports of applied state
+//!   and evaluation counts.
+//! - `openfeature::CairnProvider` (feature `openfeature`): an OpenFeature
+//!   provider evaluating through the SDK.
+
+#[cfg(feature = "openfeature")]
+pub mod openfeature;
+pub mod sdk;
+pub mod sse;
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;

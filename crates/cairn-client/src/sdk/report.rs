@@ -1,0 +1,129 @@
+//! Evaluation counts kept in memory between reports, and the report body
+//! (`POST /v1/report`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// Evaluations per (flag, variant) since the last successful report.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    /// flag → variant (`""`: none) → count.
+    by: Mutex<HashMap<String, HashMap<String, u64>>>,
+}
+
+/// The server takes at most this many counts per report.
+const MAX_PER_REPORT: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Count {
+    pub flag: String,
+    pub variant: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ReportBody<'a> {
+    pub instance: &'a str,
+    pub revision: i64,
+    pub checksum: &'a str,
+    pub evaluations: &'a [Count],
+}
+
+impl Counts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, u64>>> {
+        self.by.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Count one evaluation (`None`: no variant).
+    pub fn record(&self, flag: &str, variant: Option<&str>) {
+        let variant = variant.unwrap_or("");
+        let mut by = self.lock();
+        // No allocation once the (flag, variant) has been seen.
+        if let Some(n) = by.get_mut(flag).and_then(|m| m.get_mut(variant)) {
+            *n += 1;
+            return;
+        }
+        *by.entry(flag.to_owned())
+            .or_default()
+            .entry(variant.to_owned())
+            .or_default() += 1;
+    }
+
+    /// Take up to one report's worth of counts.
+    pub fn take(&self) -> Vec<Count> {
+        let mut by = self.lock();
+        let mut out = Vec::new();
+        let flags: Vec<String> = by.keys().cloned().collect();
+        for flag in flags {
+            let Some(variants) = by.get_mut(&flag) else {
+                continue;
+            };
+            let names: Vec<String> = variants.keys().cloned().collect();
+            for variant in names {
+                if out.len() == MAX_PER_REPORT {
+                    return out;
+                }
+                if let Some(count) = variants.remove(&variant) {
+                    out.push(Count {
+                        flag: flag.clone(),
+                        variant,
+                        count,
+                    });
+                }
+            }
+            by.remove(&flag);
+        }
+        out
+    }
+
+    /// Give back counts whose report failed (they go with the next one).
+    pub fn give_back(&self, counts: Vec<Count>) {
+        let mut by = self.lock();
+        for c in counts {
+            *by.entry(c.flag).or_default().entry(c.variant).or_default() += c.count;
+        }
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.lock().values().all(|m| m.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_taken_once_and_given_back_on_failure() {
+        let c = Counts::default();
+        c.record("f", Some("on"));
+        c.record("f", Some("on"));
+        c.record("f", None);
+        let mut taken = c.take();
+        taken.sort_by(|a, b| a.variant.cmp(&b.variant));
+        assert_eq!(
+            taken,
+            vec![
+                Count {
+                    flag: "f".into(),
+                    variant: "".into(),
+                    count: 1
+                },
+                Count {
+                    flag: "f".into(),
+                    variant: "on".into(),
+                    count: 2
+                },
+            ]
+        );
+        assert!(c.is_empty());
+        c.record("f", Some("on"));
+        c.give_back(taken);
+        let mut again = c.take();
+        again.sort_by(|a, b| a.variant.cmp(&b.variant));
+        assert_eq!(again[1].count, 3);
+    }
+}

@@ -1,0 +1,351 @@
+//! The SDK: start from the cache with the server down, converge when it comes
+//! up; the watch keeps the snapshot current; secrets only in memory; reports.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_client::sdk::{CairnClient, EvalContext, Reason, SdkError, Source};
+use cairn_client::HttpMethod;
+use serde_json::{json, Value};
+
+use crate::harness::{free_port, read, wait_for, Admin, Data, TestServer};
+
+const PASSWORD: &str = "s3cr3t-PLAINTEXT-canary";
+
+fn new_ui() -> Value {
+    json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+        "targeting": {"if": [{"ends_with": [{"var": "email"}, "@example.com"]}, "on"]}})
+}
+
+/// A server with app `shop`: config, a flag, a secret referenced by config; an SDK token.
+async fn fixture(data: &Data, addr: std::net::SocketAddr) -> (TestServer, Admin, String) {
+    let server = TestServer::start(data, addr);
+    let admin = Admin::new(&server.url(), server.token.as_deref().unwrap());
+    admin.app("shop").await;
+    admin
+        .set("shop", None, "db", json!({"pool": 5, "host": "db"}))
+        .await;
+    admin.put("shop", None, "new-ui", "flag", new_ui()).await;
+    admin
+        .send(
+            HttpMethod::POST,
+            "/v1/secrets",
+            json!({"name": "db/pw", "app": "shop", "value": PASSWORD}),
+        )
+        .await;
+    admin
+        .set(
+            "shop",
+            Some("prod"),
+            "creds",
+            json!({"user": "app", "password": {"$secret": "db/pw"}}),
+        )
+        .await;
+    let token = admin.sdk_token("shop", "prod").await;
+    (server, admin, token)
+}
+
+fn builder(url: &str, token: &str, data: &Data) -> cairn_client::sdk::Builder {
+    CairnClient::builder(url, "shop", "prod")
+        .token(token)
+        .cache_file(data.path("shop.cache.json"))
+        .initial_timeout(Duration::from_secs(2))
+        .backoff(Duration::from_millis(50), Duration::from_millis(400))
+        .report_interval(Duration::ZERO)
+}
+
+fn ann() -> EvalContext {
+    EvalContext::from_value(json!({"targetingKey": "u1", "email": "ann@example.com"})).unwrap()
+}
+
+#[derive(Debug, serde::Deserialize, PartialEq)]
+struct Db {
+    pool: u32,
+    host: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_from_the_cache_with_the_server_down_then_converges() {
+    let data = Data::new();
+    let (server, admin, token) = fixture(&data, free_port()).await;
+    let addr = server.addr;
+    let url = server.url();
+    let cache = data.path("shop.cache.json");
+
+    // 1. Online: the snapshot comes from the server, secrets substituted in memory only.
+    let sdk = builder(&url, &token, &data).build().await.unwrap();
+    assert_eq!(sdk.snapshot().source, Source::Server);
+    assert_eq!(
+        sdk.get::<Db>("db").unwrap(),
+        Db {
+            pool: 5,
+            host: "db".into()
+        }
+    );
+    assert_eq!(sdk.get::<Value>("creds").unwrap()["password"], PASSWORD);
+    assert!(sdk.evaluate_bool("new-ui", &ann(), false).value);
+    let text = read(&cache);
+    assert!(text.contains("\"pool\":5"), "{text}");
+    assert!(
+        text.contains("$secret"),
+        "the cache keeps the reference: {text}"
+    );
+    assert!(!text.contains(PASSWORD), "a secret reached the cache file");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let applied_revision = sdk.snapshot().revision;
+    sdk.close().await;
+    drop(sdk);
+
+    // 2. The server goes down. Without a cache there is nothing to start from.
+    server.stop();
+    let err = CairnClient::builder(&url, "shop", "prod")
+        .token(&token)
+        .initial_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SdkError::NoConfiguration(_)), "{err:?}");
+    // With the cache, the application starts with the last configuration.
+    let sdk = builder(&url, &token, &data).build().await.unwrap();
+    let snap = sdk.snapshot();
+    assert_eq!(snap.source, Source::Cache);
+    assert_eq!(snap.revision, applied_revision);
+    assert_eq!(sdk.get::<Db>("db").unwrap().pool, 5);
+    // Flags evaluate from the cached document; secrets are not there.
+    let e = sdk.evaluate_bool("new-ui", &ann(), false);
+    assert!(e.value);
+    assert_eq!(e.reason, Reason::TargetingMatch);
+    assert_eq!(
+        sdk.get::<Value>("creds").unwrap()["password"],
+        json!({"$secret": "db/pw"})
+    );
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    let seen = changes.clone();
+    sdk.on_change(move |s| seen.lock().unwrap().push((s.revision, s.source)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        changes.lock().unwrap().is_empty(),
+        "nothing changes while the server is down"
+    );
+
+    // 3. The server comes back (same port, same data) and the value changes: the SDK converges.
+    let server = TestServer::start(&data, addr);
+    admin
+        .set("shop", None, "db", json!({"pool": 9, "host": "db"}))
+        .await;
+    wait_for(&sdk, 20, "pool 9 from the server", |s| {
+        s.source == Source::Server && s.value("db").is_some_and(|v| v["pool"] == 9)
+    })
+    .await;
+    assert_eq!(sdk.get::<Value>("creds").unwrap()["password"], PASSWORD);
+    assert!(sdk.snapshot().revision > applied_revision);
+    assert!(changes
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, src)| *src == Source::Server));
+    // The cache follows (written just after the snapshot is published).
+    let mut text = read(&cache);
+    for _ in 0..50 {
+        if text.contains("\"pool\":9") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = read(&cache);
+    }
+    assert!(
+        text.contains("\"pool\":9") && !text.contains(PASSWORD),
+        "{text}"
+    );
+    sdk.close().await;
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_keeps_the_snapshot_current_across_a_restart() {
+    let data = Data::new();
+    let (server, admin, token) = fixture(&data, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = server.addr;
+    let sdk = builder(&server.url(), &token, &data).build().await.unwrap();
+    let revisions = Arc::new(Mutex::new(Vec::new()));
+    let seen = revisions.clone();
+    sdk.on_change(move |s| seen.lock().unwrap().push(s.revision));
+    for pool in 10..15 {
+        admin
+            .set("shop", Some("prod"), "db", json!({"pool": pool}))
+            .await;
+        wait_for(&sdk, 10, &format!("pool {pool}"), |s| {
+            s.value("db").is_some_and(|v| v["pool"] == pool)
+        })
+        .await;
+    }
+    // Merged across scopes: host from the app scope, pool from app+env.
+    assert_eq!(
+        sdk.get::<Db>("db").unwrap(),
+        Db {
+            pool: 14,
+            host: "db".into()
+        }
+    );
+    // A flag change reaches local evaluation.
+    let mut off = new_ui();
+    off["state"] = json!("DISABLED");
+    admin.put("shop", None, "new-ui", "flag", off).await;
+    wait_for(&sdk, 10, "new-ui disabled", |s| {
+        s.flags().evaluate("new-ui", &ann(), 0).reason == Reason::Disabled
+    })
+    .await;
+    let e = sdk.evaluate_bool("new-ui", &ann(), true);
+    assert_eq!(
+        (e.value, e.variant.as_deref(), e.reason),
+        (false, Some("off"), Reason::Disabled)
+    );
+    // Another view's change wakes nothing here.
+    let before = revisions.lock().unwrap().len();
+    admin
+        .set("shop", Some("dev"), "db", json!({"pool": 1}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        revisions.lock().unwrap().len(),
+        before,
+        "{:?}",
+        revisions.lock().unwrap()
+    );
+    let seen = revisions.lock().unwrap().clone();
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "revisions only grow: {seen:?}"
+    );
+    // Restart: the stream reconnects and resumes.
+    server.stop();
+    let _server = TestServer::start(&data, addr);
+    admin
+        .set("shop", Some("prod"), "db", json!({"pool": 99}))
+        .await;
+    wait_for(&sdk, 20, "pool 99 after the restart", |s| {
+        s.value("db").is_some_and(|v| v["pool"] == 99)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_carry_applied_state_and_local_evaluation_counts() {
+    let data = Data::new();
+    let (server, admin, token) = fixture(&data, "127.0.0.1:0".parse().unwrap()).await;
+    let sdk = builder(&server.url(), &token, &data)
+        .instance_id("web-1")
+        .build()
+        .await
+        .unwrap();
+    let bob = EvalContext::from_value(json!({"email": "bob@other.org"})).unwrap();
+    for _ in 0..3 {
+        sdk.evaluate_bool("new-ui", &ann(), false);
+    }
+    sdk.evaluate_bool("new-ui", &bob, false);
+    sdk.evaluate_bool("no-such-flag", &bob, false);
+    sdk.report().await.unwrap();
+    let applied = admin
+        .0
+        .get::<Value>(
+            "/v1/applied",
+            &[("app", Some("shop".into())), ("env", Some("prod".into()))],
+        )
+        .await
+        .unwrap();
+    let snap = sdk.snapshot();
+    assert_eq!(applied[0]["instance"], "web-1", "{applied}");
+    assert_eq!(applied[0]["revision"], snap.revision);
+    assert_eq!(applied[0]["checksum"], snap.checksum.as_str());
+    assert_eq!(applied[0]["current"], true);
+    let flags = admin
+        .0
+        .get::<Value>(
+            "/v1/flags",
+            &[("app", Some("shop".into())), ("env", Some("prod".into()))],
+        )
+        .await
+        .unwrap();
+    let f = flags
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["key"] == "new-ui")
+        .unwrap();
+    assert_eq!(f["counts"], json!({"on": 3, "off": 1}), "{f}");
+    assert!(f["last_evaluated"].is_string());
+    // Counts are sent once.
+    sdk.report().await.unwrap();
+    let flags = admin
+        .0
+        .get::<Value>(
+            "/v1/flags",
+            &[("app", Some("shop".into())), ("env", Some("prod".into()))],
+        )
+        .await
+        .unwrap();
+    let f = flags
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["key"] == "new-ui")
+        .unwrap();
+    assert_eq!(f["evaluations"], 4);
+    // With the server down a report fails and its counts wait for the next one.
+    let addr = server.addr;
+    server.stop();
+    sdk.evaluate_bool("new-ui", &ann(), false);
+    assert!(sdk.report().await.is_err());
+    let _server = TestServer::start(&data, addr);
+    sdk.report().await.unwrap();
+    let flags = admin
+        .0
+        .get::<Value>(
+            "/v1/flags",
+            &[("app", Some("shop".into())), ("env", Some("prod".into()))],
+        )
+        .await
+        .unwrap();
+    // The restarted server holds what was reported since it started (this
+    // test server never flushes counts to the database): the given-back one.
+    let f = flags
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["key"] == "new-ui")
+        .unwrap();
+    assert_eq!(f["counts"], json!({"on": 1}), "{f}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_at_start_is_not_hidden_behind_the_cache() {
+    let data = Data::new();
+    let (server, _admin, token) = fixture(&data, "127.0.0.1:0".parse().unwrap()).await;
+    // Fill the cache, then start with a view the token may not read.
+    let sdk = builder(&server.url(), &token, &data).build().await.unwrap();
+    drop(sdk);
+    let err = CairnClient::builder(&server.url(), "shop", "dev")
+        .token(&token)
+        .cache_file(data.path("shop.cache.json"))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SdkError::Client(ref e) if e.status() == Some(404)),
+        "{err:?}"
+    );
+    let err = CairnClient::builder(&server.url(), "shop", "prod")
+        .token("cairn_000000000000_not-a-real-token-but-long-enough-to-look-like-one")
+        .cache_file(data.path("shop.cache.json"))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SdkError::Client(ref e) if e.status() == Some(401)),
+        "{err:?}"
+    );
+}
