@@ -15,8 +15,10 @@ use crate::serve::ServeArgs;
 
 mod flag;
 mod secret;
+mod webhook;
 pub use flag::FlagCmd;
 pub use secret::{AdminCmd, SecretCmd};
+pub use webhook::WebhookCmd;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -200,6 +202,9 @@ pub enum Command {
     /// Secrets: envelope-encrypted, versioned, referenced from configuration as {"$secret": NAME}.
     #[command(subcommand)]
     Secret(SecretCmd),
+    /// Webhooks: signed event deliveries with retries and a delivery log (admins).
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
     /// Server administration.
     #[command(subcommand)]
     Admin(AdminCmd),
@@ -948,6 +953,7 @@ impl Ctx {
             Command::User(cmd) => self.user(cmd).await?,
             Command::Flag(cmd) => self.flag(cmd).await?,
             Command::Secret(cmd) => self.secret(cmd).await?,
+            Command::Webhook(cmd) => self.webhook(cmd).await?,
             Command::Admin(cmd) => self.admin(cmd).await?,
             Command::Watch(a) => crate::realtime::watch(&self.client, self.output, a).await?,
             Command::Agent(a) => crate::realtime::agent(&self.client, a).await?,

@@ -18,3 +18,4 @@ mod rotation;
 mod secrets_cli;
 mod tls;
 mod tour;
+mod webhooks_cli;
