@@ -236,11 +236,14 @@ impl FeatureProvider for CairnProvider {
         &self.metadata
     }
 
-    /// Ready with a snapshot from the server; stale when started from the cache file.
+    /// Ready while in touch with the server; stale while serving the cache
+    /// file or the last snapshot during a reconnection.
     fn status(&self) -> ProviderStatus {
-        match self.sdk.snapshot().source {
-            Source::Server => ProviderStatus::Ready,
-            Source::Cache => ProviderStatus::STALE,
+        let from_server = self.sdk.snapshot().source == Source::Server;
+        if from_server && self.sdk.is_connected() {
+            ProviderStatus::Ready
+        } else {
+            ProviderStatus::STALE
         }
     }
 

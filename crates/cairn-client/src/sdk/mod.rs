@@ -304,6 +304,7 @@ impl Builder {
             server: Mutex::default(),
             refresh_lock: tokio::sync::Mutex::new(()),
             stop: stop_tx,
+            online: Default::default(),
         });
         inner.start().await?;
         let guard = Arc::new(Guard(inner.clone()));
@@ -362,6 +363,8 @@ pub(crate) struct Inner {
     pub server: Mutex<ServerState>,
     pub refresh_lock: tokio::sync::Mutex<()>,
     pub stop: watch::Sender<bool>,
+    /// The last exchange with the server succeeded (and the watch stream is up).
+    pub online: std::sync::atomic::AtomicBool,
 }
 
 /// Stops the background tasks when the last [`CairnClient`] clone is dropped.
@@ -452,6 +455,12 @@ impl CairnClient {
     /// Send a report now (applied state and the counts since the last one).
     pub async fn report(&self) -> Result<(), SdkError> {
         Ok(self.inner.report().await?)
+    }
+
+    /// Is the client in touch with the server (last read succeeded, watch
+    /// stream up)? `false` while it serves the cache or reconnects.
+    pub fn is_connected(&self) -> bool {
+        self.inner.online.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The instance id this client reports as.

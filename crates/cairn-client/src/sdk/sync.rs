@@ -2,6 +2,7 @@
 //! refresh (conditional reads of the view and the flagd document, secrets
 //! resolved through the server), the watch loop and the reporter.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -312,6 +313,7 @@ async fn follow(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 stream(&inner, &mut stop).await
             }
         };
+        inner.online.store(false, Ordering::Relaxed);
         match outcome {
             End::Stop => return,
             End::Reconnect(why) => {
@@ -341,6 +343,7 @@ async fn stream(inner: &Inner, stop: &mut watch::Receiver<bool>) -> End {
         Ok(Err(e)) => return End::Reconnect(e.to_string()),
         Err(_) => return End::Reconnect("opening the watch stream timed out".into()),
     };
+    inner.online.store(true, Ordering::Relaxed);
     let mut parser = SseParser::new();
     let mut events: Vec<SseEvent> = Vec::new();
     let mut poll = tokio::time::interval(inner.timing.poll_interval);

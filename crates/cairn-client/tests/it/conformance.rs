@@ -85,6 +85,7 @@ async fn local_evaluation_equals_server_evaluation_on_the_conformance_cases() {
         let sdk = CairnClient::builder(&server.url(), &app, "dev")
             .token(server.token.as_deref().unwrap())
             .report_interval(Duration::ZERO)
+            .initial_timeout(Duration::from_secs(30))
             .build()
             .await
             .unwrap();

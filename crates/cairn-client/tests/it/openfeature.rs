@@ -44,10 +44,17 @@ async fn the_provider_returns_value_variant_and_reason() {
     let sdk = CairnClient::builder(&server.url(), "shop", "prod")
         .token(token)
         .report_interval(Duration::ZERO)
+        .initial_timeout(Duration::from_secs(30))
         .build()
         .await
         .unwrap();
     let p = CairnProvider::new(sdk.clone());
+    for _ in 0..100 {
+        if sdk.is_connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(p.status(), ProviderStatus::Ready);
     assert_eq!(p.metadata().name, "cairn");
     let ann = EvaluationContext::default()

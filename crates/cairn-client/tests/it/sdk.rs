@@ -49,7 +49,8 @@ fn builder(url: &str, token: &str, data: &Data) -> cairn_client::sdk::Builder {
     CairnClient::builder(url, "shop", "prod")
         .token(token)
         .cache_file(data.path("shop.cache.json"))
-        .initial_timeout(Duration::from_secs(2))
+        // Generous: the machine may be busy; a down server is refused at once anyway.
+        .initial_timeout(Duration::from_secs(20))
         .backoff(Duration::from_millis(50), Duration::from_millis(400))
         .report_interval(Duration::ZERO)
 }
@@ -114,6 +115,7 @@ async fn starts_from_the_cache_with_the_server_down_then_converges() {
     let snap = sdk.snapshot();
     assert_eq!(snap.source, Source::Cache);
     assert_eq!(snap.revision, applied_revision);
+    assert!(!sdk.is_connected());
     assert_eq!(sdk.get::<Db>("db").unwrap().pool, 5);
     // Flags evaluate from the cached document; secrets are not there.
     let e = sdk.evaluate_bool("new-ui", &ann(), false);
@@ -143,6 +145,13 @@ async fn starts_from_the_cache_with_the_server_down_then_converges() {
     .await;
     assert_eq!(sdk.get::<Value>("creds").unwrap()["password"], PASSWORD);
     assert!(sdk.snapshot().revision > applied_revision);
+    for _ in 0..100 {
+        if sdk.is_connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sdk.is_connected());
     assert!(changes
         .lock()
         .unwrap()
