@@ -350,8 +350,10 @@ pub(crate) async fn request(
         ("POST", "/v1/admin/rekey") => (path.into(), Some(json!({})), Some((None, None))),
         ("POST", "/v1/report") => (
             path.into(),
-            Some(json!({"app": "billing", "env": "staging", "instance": "walk",
-                "revision": 1, "checksum": format!("sha256:{}", "0".repeat(64))})),
+            Some(
+                json!({"app": "billing", "env": "staging", "instance": "walk",
+                "revision": 1, "checksum": format!("sha256:{}", "0".repeat(64))}),
+            ),
             bs,
         ),
         ("GET", "/v1/applied") => ("/v1/applied?app=billing&env=staging".into(), None, bs),
