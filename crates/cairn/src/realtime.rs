@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use cairn_client::sse::{SseEvent, SseParser};
 use cairn_client::{Client, ClientError};
 use serde_json::{json, Value};
 
@@ -66,62 +67,6 @@ pub struct RunArgs {
     /// The command and its arguments (after `--`).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
-}
-
-/// One Server-Sent Event.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct SseEvent {
-    pub id: Option<String>,
-    pub event: String,
-    pub data: String,
-}
-
-/// Incremental SSE parser (text/event-stream).
-#[derive(Default)]
-struct SseParser {
-    buf: Vec<u8>,
-    cur: SseEvent,
-    has_data: bool,
-}
-
-impl SseParser {
-    fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
-        self.buf.extend_from_slice(chunk);
-        while let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=nl).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                if self.has_data {
-                    let mut e = std::mem::take(&mut self.cur);
-                    if e.event.is_empty() {
-                        e.event = "message".into();
-                    }
-                    out.push(e);
-                }
-                self.cur = SseEvent::default();
-                self.has_data = false;
-                continue;
-            }
-            if line.starts_with(':') {
-                continue;
-            }
-            let (field, value) = line.split_once(':').unwrap_or((line, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "id" => self.cur.id = Some(value.to_owned()),
-                "event" => self.cur.event = value.to_owned(),
-                "data" => {
-                    if self.has_data {
-                        self.cur.data.push('\n');
-                    }
-                    self.cur.data.push_str(value);
-                    self.has_data = true;
-                }
-                _ => {}
-            }
-        }
-    }
 }
 
 /// Follow the watch stream of (app, env) forever, reconnecting with
@@ -422,30 +367,6 @@ mod tests {
         assert_eq!(vars["FEATURE_LIST"], "[1,2]");
         assert_eq!(vars["EMPTY"], "");
         assert_eq!(vars.len(), 5);
-    }
-
-    #[test]
-    fn sse_parser_handles_split_chunks_and_comments() {
-        let mut p = SseParser::default();
-        let mut out = Vec::new();
-        p.feed(b": heartbeat\n\nid: 3\nevent: chan", &mut out);
-        assert!(out.is_empty());
-        p.feed(b"ge\ndata: {\"a\":1}\n\ndata: x\n\n", &mut out);
-        assert_eq!(
-            out,
-            vec![
-                SseEvent {
-                    id: Some("3".into()),
-                    event: "change".into(),
-                    data: "{\"a\":1}".into()
-                },
-                SseEvent {
-                    id: None,
-                    event: "message".into(),
-                    data: "x".into()
-                }
-            ]
-        );
     }
 
     #[test]

@@ -56,6 +56,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::watch;
 
+#[cfg(feature = "openfeature")]
 pub(crate) use flags::as_int;
 pub use flags::{Evaluation, Flags};
 
