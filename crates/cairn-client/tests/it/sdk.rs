@@ -358,3 +358,36 @@ async fn a_refusal_at_start_is_not_hidden_behind_the_cache() {
         "{err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_sent_periodically_in_the_background() {
+    let data = Data::new();
+    let (server, admin, token) = fixture(&data, "127.0.0.1:0".parse().unwrap()).await;
+    let sdk = builder(&server.url(), &token, &data)
+        .instance_id("worker-7")
+        .report_interval(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    sdk.evaluate_bool("new-ui", &ann(), false);
+    let query = [("app", Some("shop".into())), ("env", Some("prod".into()))];
+    let mut counted = Value::Null;
+    for _ in 0..100 {
+        let flags = admin.0.get::<Value>("/v1/flags", &query).await.unwrap();
+        counted = flags
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == "new-ui")
+            .unwrap()["counts"]
+            .clone();
+        if counted == json!({"on": 1}) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counted, json!({"on": 1}));
+    let applied = admin.0.get::<Value>("/v1/applied", &query).await.unwrap();
+    assert_eq!(applied[0]["instance"], "worker-7", "{applied}");
+    assert_eq!(applied[0]["current"], true);
+}
