@@ -305,17 +305,24 @@ enum End {
 /// refresh on every event; on any failure back off and start over.
 async fn follow(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let mut backoff = inner.timing.min_backoff;
+    // Say it once per outage (at warn), then quietly (debug) until it recovers.
+    let mut failing = false;
     loop {
         let outcome = match inner.refresh(false).await {
             Err(e) => End::Reconnect(e.to_string()),
             Ok(_) => {
                 backoff = inner.timing.min_backoff;
+                failing = false;
                 stream(&inner, &mut stop).await
             }
         };
         inner.online.store(false, Ordering::Relaxed);
         match outcome {
             End::Stop => return,
+            End::Reconnect(why) if !failing => {
+                tracing::warn!(reason = %why, "Cairn: lost the server; serving the last snapshot, reconnecting");
+                failing = true;
+            }
             End::Reconnect(why) => {
                 tracing::debug!(reason = %why, ?backoff, "Cairn watch: reconnecting");
             }
