@@ -882,10 +882,13 @@ impl Service {
                 rewrapped += 1;
             }
         }
+        // Webhook signing secrets are sealed the same way.
+        let (hooks_rewrapped, hooks_unchanged) =
+            self.rekey_webhooks(who, origin, old, message).await?;
         Ok(Rekeyed {
             kek_id: new.id().to_owned(),
-            rewrapped,
-            unchanged,
+            rewrapped: rewrapped + hooks_rewrapped,
+            unchanged: unchanged + hooks_unchanged,
             skipped,
         })
     }

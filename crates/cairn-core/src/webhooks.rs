@@ -281,6 +281,14 @@ fn seal_id(id: &str) -> SecretId<'_> {
     }
 }
 
+fn to_sealed(w: &WebhookRecord) -> Sealed {
+    Sealed {
+        kek_id: w.sealed_secret.kek_id.clone(),
+        wrapped_key: w.sealed_secret.wrapped_key.clone(),
+        ciphertext: w.sealed_secret.ciphertext.clone(),
+    }
+}
+
 fn subscribed(w: &WebhookRecord, event: &str) -> bool {
     w.events.iter().any(|e| e == "*" || e == event)
 }
@@ -489,6 +497,45 @@ impl Service {
             .await?)
     }
 
+    /// Re-wrap the signing secrets of live subscriptions under the current
+    /// master key (part of `rekey`); `old` is the retiring master key unless
+    /// the server has it among its previous keys. Returns (re-wrapped,
+    /// already under the current key).
+    pub async fn rekey_webhooks(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        old: Option<&crate::keys::MasterKey>,
+        message: &str,
+    ) -> Result<(usize, usize)> {
+        require_admin(who, None)?;
+        let new = Kek::from_master(&self.opts.master_key);
+        let (mut rewrapped, mut unchanged) = (0, 0);
+        for w in self.store.webhooks().await? {
+            if w.deleted_at.is_some() {
+                continue;
+            }
+            if w.sealed_secret.kek_id == new.id() {
+                unchanged += 1;
+                continue;
+            }
+            let old_kek = match old.map(Kek::from_master) {
+                Some(k) if k.id() == w.sealed_secret.kek_id => k,
+                _ => self.webhook_kek(&w.sealed_secret.kek_id)?,
+            };
+            let sealed = envelope::rewrap(&old_kek, &new, &seal_id(&w.id), &to_sealed(&w))
+                .map_err(|e| Error::Internal(format!("re-wrapping webhook {}: {e}", w.id)))?;
+            let m = Mutation::RewrapWebhook {
+                id: w.id.clone(),
+                kek_id: sealed.kek_id,
+                wrapped_key: sealed.wrapped_key,
+            };
+            self.commit(who, origin, message, vec![(None, m)]).await?;
+            rewrapped += 1;
+        }
+        Ok((rewrapped, unchanged))
+    }
+
     /// Turn the audit records after the cursor into deliveries, batch by
     /// batch. Returns how many deliveries this process enqueued.
     pub async fn dispatch_webhooks(&self) -> Result<usize> {
@@ -651,11 +698,7 @@ impl Service {
             Ok(_) => return Err(SendError::Permanent("the subscription was deleted".into())),
             Err(e) => return Err(SendError::Transient(format!("store: {e}"))),
         };
-        let sealed = Sealed {
-            kek_id: w.sealed_secret.kek_id.clone(),
-            wrapped_key: w.sealed_secret.wrapped_key.clone(),
-            ciphertext: w.sealed_secret.ciphertext.clone(),
-        };
+        let sealed = to_sealed(&w);
         let kek = self
             .webhook_kek(&sealed.kek_id)
             .map_err(|e| SendError::Transient(e.to_string()))?;

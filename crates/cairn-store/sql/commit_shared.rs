@@ -128,6 +128,11 @@ async fn apply(
         } => rewrap_secret(conn, scope, name, *version, kek_id, wrapped_key).await,
         Mutation::CreateWebhook { webhook } => create_webhook(conn, ctx, webhook).await,
         Mutation::DeleteWebhook { id } => delete_webhook(conn, ctx, id).await,
+        Mutation::RewrapWebhook {
+            id,
+            kek_id,
+            wrapped_key,
+        } => rewrap_webhook(conn, id, kek_id, wrapped_key).await,
     }
 }
 

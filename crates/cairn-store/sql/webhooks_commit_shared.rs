@@ -125,3 +125,36 @@ async fn delete_webhook(
         },
     ))
 }
+
+async fn rewrap_webhook(
+    conn: &mut Conn,
+    id: &str,
+    kek_id: &str,
+    wrapped_key: &[u8],
+) -> StoreResult<(Applied, AuditFacts)> {
+    let old: Option<String> = sqlx::query_scalar("SELECT kek_id FROM webhooks WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(err("read webhook"))?;
+    let Some(old) = old else {
+        return Err(StoreError::NotFound {
+            what: format!("webhook {id}"),
+        });
+    };
+    sqlx::query("UPDATE webhooks SET kek_id = $2, wrapped_key = $3 WHERE id = $1")
+        .bind(id)
+        .bind(kek_id)
+        .bind(wrapped_key)
+        .execute(&mut *conn)
+        .await
+        .map_err(err("rewrap webhook"))?;
+    Ok((
+        no_versions(),
+        AuditFacts {
+            key: Some(id.to_owned()),
+            detail: json!({ "from_kek_id": old, "kek_id": kek_id }),
+            ..AuditFacts::default()
+        },
+    ))
+}

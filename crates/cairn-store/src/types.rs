@@ -256,6 +256,13 @@ pub enum Mutation {
     /// Delete a webhook (kept for its delivery log) and cancel its pending
     /// deliveries; `NotFound` if absent or deleted.
     DeleteWebhook { id: String },
+    /// Replace the wrapped data key of a webhook's signing secret (rekey);
+    /// `NotFound` if no such webhook.
+    RewrapWebhook {
+        id: String,
+        kek_id: String,
+        wrapped_key: Vec<u8>,
+    },
 }
 
 impl Mutation {
@@ -281,6 +288,7 @@ impl Mutation {
             Mutation::RewrapSecret { .. } => "secret.rewrap",
             Mutation::CreateWebhook { .. } => "webhook.create",
             Mutation::DeleteWebhook { .. } => "webhook.delete",
+            Mutation::RewrapWebhook { .. } => "webhook.rewrap",
         }
     }
 
@@ -294,6 +302,7 @@ impl Mutation {
                 | Mutation::RewrapSecret { .. }
                 | Mutation::CreateWebhook { .. }
                 | Mutation::DeleteWebhook { .. }
+                | Mutation::RewrapWebhook { .. }
         )
     }
 }

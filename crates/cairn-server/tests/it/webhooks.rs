@@ -526,3 +526,64 @@ async fn the_signing_secret_is_stored_sealed_and_never_returned() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rekey_rewraps_signing_secrets() {
+    let t = allowing().await;
+    let rx = Receiver::start(0).await;
+    create(
+        &t,
+        json!({"url": rx.url(), "events": ["config.changed"], "secret": SECRET}),
+    )
+    .await;
+    let key_a = t.svc.options().master_key.clone();
+    let (key_b, _) = cairn_core::keys::MasterKey::generate();
+    let server = |master_key, previous_master_keys| {
+        let (path, token) = (t.db_path(), t.token.clone());
+        async move {
+            let store = cairn_store_sqlite::SqliteStore::open(&path).await.unwrap();
+            let opts = Options {
+                master_key,
+                previous_master_keys,
+                allow_private_targets: true,
+                ..Options::default()
+            };
+            let (svc, _) = Service::open(Arc::new(store), opts).await.unwrap();
+            TestApp {
+                router: cairn_server::router(svc.clone()),
+                svc,
+                token,
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+    };
+    // The new key with the old one as previous: rekey re-wraps the secret.
+    let b = server(key_b.clone(), vec![key_a]).await;
+    let r = b
+        .call(
+            Method::POST,
+            "/v1/admin/rekey",
+            Some(json!({"message": "new key"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["rewrapped"], 1, "{}", r.body);
+    let audit = b.get("/v1/audit?action=webhook.rewrap").await.body;
+    assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
+    // Only the new key: deliveries are still signed with the same secret.
+    let c = server(key_b, vec![]).await;
+    c.set("k", "", json!(1)).await;
+    assert_eq!(c.svc.dispatch_webhooks().await.unwrap(), 1);
+    assert_eq!(c.svc.deliver_due_webhooks(&fast(), 10).await.unwrap(), 1);
+    let got = rx.requests();
+    assert_eq!(got.len(), 1);
+    let (headers, body) = &got[0];
+    let now = chrono::Utc::now().timestamp();
+    assert!(verify_signature(
+        SECRET.as_bytes(),
+        header(headers, "cairn-signature"),
+        body,
+        now,
+        Duration::from_secs(300)
+    ));
+}

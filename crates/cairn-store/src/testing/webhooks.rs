@@ -94,6 +94,37 @@ pub(super) async fn webhooks_subscriptions_and_delivery_queue(s: Arc<dyn Store>)
     assert_eq!(s.webhook("wh_1").await.unwrap().as_ref(), Some(w));
     assert_eq!(s.webhook("wh_nope").await.unwrap(), None);
 
+    // Rekey: only the wrapped data key and its KEK id change.
+    s.commit(commit(Mutation::RewrapWebhook {
+        id: "wh_1".into(),
+        kek_id: "kek2".into(),
+        wrapped_key: vec![4, 5, 6],
+    }))
+    .await
+    .unwrap();
+    let rewrapped = s.webhook("wh_1").await.unwrap().unwrap();
+    assert_eq!(
+        rewrapped.sealed_secret,
+        SealedSecret {
+            kek_id: "kek2".into(),
+            wrapped_key: vec![4, 5, 6],
+            ciphertext: vec![9, 8, 7],
+        }
+    );
+    assert_eq!(rewrapped.created_seq, w.created_seq);
+    let audit = s.audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(audit.last().unwrap().action, "webhook.rewrap");
+    assert_eq!(audit.last().unwrap().detail["from_kek_id"], "kek1");
+    assert!(matches!(
+        s.commit(commit(Mutation::RewrapWebhook {
+            id: "wh_nope".into(),
+            kek_id: "k".into(),
+            wrapped_key: vec![],
+        }))
+        .await,
+        Err(StoreError::NotFound { .. })
+    ));
+
     // A taken id: AlreadyExists, nothing written (not even audit).
     let before = s.audit(&AuditFilter::default()).await.unwrap().len();
     match s
