@@ -1,5 +1,9 @@
 //! `bench-watch`: write-to-event latency with N open watch streams on one
-//! replica, and memory per open stream.
+//! replica, and memory per open stream. With `--across-replicas`: two
+//! services (two connection pools, as two replicas) on one PostgreSQL
+//! database; writes go through replica A, the streams watch replica B, which
+//! learns of A's commits from `LISTEN/NOTIFY` and reads them from the change
+//! table (its 500 ms poll stays as the safety net).
 //!
 //! The real router serves SSE on a loopback socket; N minimal HTTP/1.1 clients
 //! (raw TCP, one task each) hold `GET /v1/watch` streams open. Each round writes
@@ -24,6 +28,7 @@ use crate::stats::{fmt_duration, Latencies};
 pub struct Args {
     pub streams: usize,
     pub rounds: usize,
+    pub across_replicas: bool,
 }
 
 fn rss_kib() -> u64 {
@@ -72,8 +77,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("cairn-bench-watch-")
         .tempdir()?;
-    let store = cairn_store_sqlite::SqliteStore::open(&dir.path().join("cairn.db")).await?;
-    let (svc, token) = Service::open(Arc::new(store), Default::default()).await?;
+    let mut pg = None;
+    let (svc, watched, token) = if args.across_replicas {
+        let db = crate::pg::BenchPg::start(dir.path()).await?;
+        println!("postgres: {}", db.settings().await?);
+        let opts = || cairn_core::Options {
+            master_key: cairn_core::keys::MasterKey::from_bytes([7; 32]),
+            ..Default::default()
+        };
+        let a = cairn_store_postgres::PostgresStore::connect(&db.url).await?;
+        let (a, token) = Service::open(Arc::new(a), opts()).await?;
+        let b = cairn_store_postgres::PostgresStore::connect(&db.url).await?;
+        let (b, _) = Service::open(Arc::new(b), opts()).await?;
+        for svc in [&a, &b] {
+            svc.spawn_change_listener().await;
+            svc.spawn_sync_loop(Duration::from_millis(500));
+        }
+        pg = Some(db);
+        println!("replicas: writes through A, streams on B");
+        (a, b, token)
+    } else {
+        let store = cairn_store_sqlite::SqliteStore::open(&dir.path().join("cairn.db")).await?;
+        let (svc, token) = Service::open(Arc::new(store), Default::default()).await?;
+        (svc.clone(), svc, token)
+    };
     let token = token.context("bootstrap token")?;
     let admin = svc.authenticate(&token)?;
     svc.create_app(&admin, &Origin::default(), "bench", "")
@@ -94,13 +121,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     write(svc.clone(), 0).await?;
+    // The watched replica has the app and the first write before streams open.
+    if args.across_replicas {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while watched.authenticate(&token).is_err()
+            || watched.resolve(&admin, "bench", "prod").is_err()
+        {
+            anyhow::ensure!(Instant::now() < deadline, "replica B did not catch up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
     tokio::spawn(cairn_server::serve(
         listener,
-        cairn_server::router(svc.clone()),
+        cairn_server::router(watched.clone()),
         async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         },
@@ -178,5 +215,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         fmt_duration(l.percentile(99.0))
     );
     let _ = stop_tx.send(true);
+    if let Some(db) = pg {
+        drop((svc, watched));
+        db.finish().await.ok();
+    }
     Ok(())
 }

@@ -4,7 +4,8 @@
 //!   through `Service::write_entries`, on SQLite and on PostgreSQL with fsync on.
 //! - `bench-http`: requests/s and latency of the resolved view over HTTP, next
 //!   to a bare axum "hello" handler served and loaded the same way (`wrk`).
-//! - `bench-watch`: write-to-event latency with N open watch streams, and
+//! - `bench-watch`: write-to-event latency with N open watch streams (one
+//!   replica on SQLite, or `--across-replicas` on PostgreSQL), and
 //!   memory per open stream.
 //!
 //! What they measured, and how, is written up in `docs/benchmarks.md`.
@@ -83,6 +84,10 @@ enum Task {
         /// Writes to time.
         #[arg(long, default_value_t = 10)]
         rounds: usize,
+        /// Across two replicas on PostgreSQL: write through one, watch the other
+        /// (LISTEN/NOTIFY hint + change-table catch-up), instead of one on SQLite.
+        #[arg(long)]
+        across_replicas: bool,
     },
 }
 
@@ -129,8 +134,17 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Task::BenchWatch { streams, rounds } => {
-            bench_watch::run(bench_watch::Args { streams, rounds }).await
+        Task::BenchWatch {
+            streams,
+            rounds,
+            across_replicas,
+        } => {
+            bench_watch::run(bench_watch::Args {
+                streams,
+                rounds,
+                across_replicas,
+            })
+            .await
         }
     }
 }
