@@ -208,7 +208,7 @@ impl Service {
             .filter_map(|r| next_rotation(&r).map(|at| (at, r)))
             .filter(|(at, _)| *at <= now)
             .collect();
-        due.sort_by(|a, b| a.0.cmp(&b.0));
+        due.sort_by_key(|d| d.0);
         let mut run = RotationRun::default();
         let who = scheduler_principal();
         let origin = Origin::default();
