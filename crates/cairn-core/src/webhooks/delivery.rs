@@ -1,0 +1,311 @@
+//! The dispatcher (audit log → deliveries) and the delivery workers
+//! (claim, sign, send through `crate::outbound`, log, retry with backoff).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_store::{AuditFilter, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, NewDelivery};
+use chrono::{DateTime, Utc};
+use rand::Rng;
+
+use super::{affects, event_of, payload, random_id, seal_id, signature, subscribed, to_sealed};
+use crate::envelope;
+use crate::outbound::OutboundError;
+use crate::{Result, Service};
+
+/// Timing of the dispatcher and the delivery workers.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// How often the audit log is tailed and due deliveries are claimed.
+    pub poll: Duration,
+    /// Delay before the first retry; doubles with every failed attempt.
+    pub retry_base: Duration,
+    /// Longest delay between attempts.
+    pub retry_max: Duration,
+    /// Attempts before a delivery is failed for good.
+    pub max_attempts: i32,
+    /// Time for one attempt (connect, send, read the answer).
+    pub timeout: Duration,
+    /// Deliveries in flight at once (per process).
+    pub concurrency: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            poll: Duration::from_millis(500),
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(3600),
+            max_attempts: 12,
+            timeout: Duration::from_secs(10),
+            concurrency: 16,
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// Delay after the `attempt`-th failed attempt (1-based): `retry_base *
+    /// 2^(attempt-1)`, at most `retry_max`, plus up to 10% jitter.
+    pub fn backoff(&self, attempt: i32) -> Duration {
+        let exp = attempt.clamp(1, 31) as u32 - 1;
+        let delay = self
+            .retry_base
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(self.retry_max);
+        let jitter = rand::thread_rng().gen_range(0.0..=0.1);
+        delay + delay.mul_f64(jitter)
+    }
+}
+
+impl Service {
+    /// Turn the audit records after the cursor into deliveries, batch by
+    /// batch. Returns how many deliveries this process enqueued.
+    pub async fn dispatch_webhooks(&self) -> Result<usize> {
+        const BATCH: i64 = 500;
+        let mut enqueued = 0;
+        loop {
+            let cursor = self.store.webhook_cursor().await?;
+            let records = self
+                .store
+                .audit(&AuditFilter {
+                    after_seq: Some(cursor),
+                    limit: Some(BATCH),
+                    ..AuditFilter::default()
+                })
+                .await?;
+            let Some(last) = records.last().map(|r| r.seq) else {
+                return Ok(enqueued);
+            };
+            // Read after the records: every subscription created by one of
+            // them is visible.
+            let hooks = self.store.webhooks().await?;
+            let now = Utc::now();
+            let mut deliveries = Vec::new();
+            for r in &records {
+                let Some(event) = event_of(r) else { continue };
+                for w in hooks.iter().filter(|w| {
+                    w.live_at(r.seq)
+                        && subscribed(w, event)
+                        && affects(
+                            w.app.as_deref(),
+                            w.env.as_deref(),
+                            r.app.as_deref(),
+                            r.env.as_deref(),
+                        )
+                }) {
+                    let id = random_id("dlv");
+                    let body = payload(r, event, &id, &w.id);
+                    deliveries.push(NewDelivery {
+                        id,
+                        webhook_id: w.id.clone(),
+                        audit_seq: r.seq,
+                        event: event.to_owned(),
+                        payload: body.to_string(),
+                        created_at: now,
+                    });
+                }
+            }
+            if self
+                .store
+                .enqueue_webhook_deliveries(cursor, last, &deliveries)
+                .await?
+            {
+                enqueued += deliveries.len();
+            }
+            if (records.len() as i64) < BATCH {
+                return Ok(enqueued);
+            }
+        }
+    }
+
+    /// Claim up to `limit` due deliveries and attempt them concurrently,
+    /// waiting for all. Returns how many were attempted.
+    pub async fn deliver_due_webhooks(
+        self: &Arc<Self>,
+        settings: &WebhookSettings,
+        limit: usize,
+    ) -> Result<usize> {
+        let claimed = self.claim_deliveries(settings, limit).await?;
+        let n = claimed.len();
+        let mut tasks = tokio::task::JoinSet::new();
+        for d in claimed {
+            let (svc, settings) = (self.clone(), settings.clone());
+            tasks.spawn(async move { svc.attempt_delivery(d, &settings).await });
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(n)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        settings: &WebhookSettings,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        // Held while the attempt runs; a worker that dies leaves it due then.
+        let lease = chrono::Duration::from_std(settings.timeout * 3)
+            .unwrap_or_else(|_| chrono::Duration::seconds(60));
+        Ok(self
+            .store
+            .claim_webhook_deliveries(now, now + lease, limit as i64)
+            .await?)
+    }
+
+    /// One attempt: sign, send, log, and decide what next.
+    async fn attempt_delivery(&self, d: DeliveryRecord, settings: &WebhookSettings) {
+        let at = Utc::now();
+        let started = Instant::now();
+        let (status, error, outcome) = match self.send_delivery(&d, settings, at).await {
+            Ok(code @ 200..=299) => (Some(code), None, DeliveryOutcome::Delivered),
+            Ok(code) => {
+                let why = if (300..400).contains(&code) {
+                    format!("HTTP {code} (redirects are not followed)")
+                } else {
+                    format!("HTTP {code}")
+                };
+                (Some(code), Some(why), self.retry_or_fail(&d, settings))
+            }
+            Err(SendError::Permanent(why)) => (None, Some(why), DeliveryOutcome::Failed),
+            Err(SendError::Transient(why)) => (None, Some(why), self.retry_or_fail(&d, settings)),
+        };
+        let attempt = DeliveryAttempt {
+            at,
+            status,
+            error: error.clone(),
+            duration_ms: started.elapsed().as_millis() as i64,
+        };
+        match &outcome {
+            DeliveryOutcome::Delivered => {
+                tracing::debug!(delivery = %d.id, webhook = %d.webhook_id, "webhook delivered")
+            }
+            _ => tracing::warn!(
+                delivery = %d.id,
+                webhook = %d.webhook_id,
+                attempt = d.attempts + 1,
+                error = error.as_deref().unwrap_or(""),
+                "webhook delivery failed"
+            ),
+        }
+        if let Err(e) = self
+            .store
+            .record_webhook_attempt(&d.id, &attempt, &outcome)
+            .await
+        {
+            tracing::warn!(error = %e, delivery = %d.id, "could not record a webhook attempt");
+        }
+    }
+
+    fn retry_or_fail(&self, d: &DeliveryRecord, settings: &WebhookSettings) -> DeliveryOutcome {
+        let attempt = d.attempts + 1;
+        if attempt >= settings.max_attempts {
+            return DeliveryOutcome::Failed;
+        }
+        let delay = chrono::Duration::from_std(settings.backoff(attempt))
+            .unwrap_or_else(|_| chrono::Duration::hours(1));
+        DeliveryOutcome::Retry(Utc::now() + delay)
+    }
+
+    /// The HTTP status of the receiver's answer.
+    async fn send_delivery(
+        &self,
+        d: &DeliveryRecord,
+        settings: &WebhookSettings,
+        at: DateTime<Utc>,
+    ) -> std::result::Result<u16, SendError> {
+        let w = match self.store.webhook(&d.webhook_id).await {
+            Ok(Some(w)) if w.deleted_at.is_none() => w,
+            Ok(_) => return Err(SendError::Permanent("the subscription was deleted".into())),
+            Err(e) => return Err(SendError::Transient(format!("store: {e}"))),
+        };
+        let sealed = to_sealed(&w);
+        let kek = self
+            .webhook_kek(&sealed.kek_id)
+            .map_err(|e| SendError::Transient(e.to_string()))?;
+        let secret = envelope::open(&kek, &seal_id(&w.id), &sealed)
+            .map_err(|e| SendError::Permanent(format!("cannot open the signing secret: {e}")))?;
+        let body = d.payload.as_bytes();
+        let sig = signature(&secret, at.timestamp(), body);
+        let headers = [
+            ("Cairn-Event", d.event.as_str()),
+            ("Cairn-Delivery", d.id.as_str()),
+            ("Cairn-Signature", sig.as_str()),
+        ];
+        match self
+            .outbound()
+            .with_timeout(settings.timeout)
+            .post_json(&w.url, &headers, body)
+            .await
+        {
+            Ok(r) => Ok(r.status),
+            Err(e @ (OutboundError::Refused { .. } | OutboundError::InvalidUrl(_))) => {
+                Err(SendError::Permanent(e.to_string()))
+            }
+            Err(e) => Err(SendError::Transient(e.to_string())),
+        }
+    }
+
+    /// Tail the audit log and deliver, every `settings.poll`, until the
+    /// service is dropped. Each process runs one; on PostgreSQL several
+    /// replicas share the work (the cursor's compare-and-set and the claims
+    /// keep every event delivered once per subscription).
+    pub fn spawn_webhook_dispatcher(
+        self: &Arc<Self>,
+        settings: WebhookSettings,
+    ) -> tokio::task::JoinHandle<()> {
+        let slots = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
+        let settings = Arc::new(settings);
+        self.spawn_every(
+            settings.poll,
+            "webhook dispatch failed; will retry",
+            move |svc| {
+                let (slots, settings) = (slots.clone(), settings.clone());
+                async move {
+                    svc.dispatch_webhooks().await?;
+                    let free = slots.available_permits();
+                    for d in svc.claim_deliveries(&settings, free).await? {
+                        let Ok(permit) = slots.clone().try_acquire_owned() else {
+                            break;
+                        };
+                        let (svc, settings) = (svc.clone(), settings.clone());
+                        tokio::spawn(async move {
+                            svc.attempt_delivery(d, &settings).await;
+                            drop(permit);
+                        });
+                    }
+                    Ok(())
+                }
+            },
+        )
+    }
+}
+
+enum SendError {
+    /// Retrying cannot help (refused target, deleted subscription).
+    Permanent(String),
+    Transient(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let s = WebhookSettings {
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(60),
+            ..WebhookSettings::default()
+        };
+        let within = |d: Duration, base: u64| {
+            d >= Duration::from_secs(base) && d <= Duration::from_secs(base).mul_f64(1.1)
+        };
+        assert!(within(s.backoff(1), 2));
+        assert!(within(s.backoff(2), 4));
+        assert!(within(s.backoff(3), 8));
+        assert!(within(s.backoff(10), 60));
+        assert!(within(s.backoff(1000), 60));
+    }
+}
