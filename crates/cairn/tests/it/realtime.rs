@@ -293,3 +293,107 @@ fn a_change_on_one_postgres_replica_reaches_a_watcher_on_the_other() {
     assert_eq!(e["revision"], rev, "{e}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// A watcher on replica B while B's database connections are cut again and
+/// again (its LISTEN connection and its pool): every change written through
+/// replica A meanwhile reaches the watcher once, in order, without a gap —
+/// B catches up from the change table when it reconnects.
+#[test]
+fn a_replica_whose_database_connections_are_cut_loses_no_event() {
+    let Some(pg) = TestPg::shared() else {
+        return; // CAIRN_SKIP_PG=1
+    };
+    let url = pg.create_database();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url_b = format!("{url}{sep}application_name=cairn-replica-b");
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = write_file(keys.path(), "master.key", &"4d".repeat(32));
+    let opts = |url: &str| ServeOpts {
+        database_url: Some(url.to_owned()),
+        extra: vec![
+            "--sync-interval-ms".into(),
+            "200".into(),
+            "--master-key-file".into(),
+            key_file.clone(),
+        ],
+    };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Server::start(da.path(), opts(&url));
+    let token = a.admin_token();
+    let b = Server::start(db.path(), opts(&url_b));
+    let (cli_a, cli_b) = (a.cli(&token), b.cli(&token));
+    cli_a.ok(&["app", "create", "svc"]);
+    poll(Duration::from_secs(10), "B to see app svc", || {
+        let out = cli_b.run(&["app", "list"]);
+        if out.stdout.contains("svc") {
+            Ok(())
+        } else {
+            Err(out.to_string())
+        }
+    });
+    let mut watch = spawn(
+        &b.addr,
+        &token,
+        &["watch", "--app", "svc", "--env", "dev", "--output", "json"],
+        Stdio::piped(),
+    );
+    let rx = lines(&mut watch);
+    std::thread::sleep(Duration::from_millis(500));
+    while rx.try_recv().is_ok() {}
+
+    // Cut B's connections every 150 ms while A writes.
+    let cutting = Arc::new(AtomicBool::new(true));
+    let cutter = {
+        let cutting = cutting.clone();
+        std::thread::spawn(move || {
+            let mut cuts = 0;
+            while cutting.load(Ordering::Relaxed) {
+                pg.psql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = 'cairn-replica-b'",
+                );
+                cuts += 1;
+                std::thread::sleep(Duration::from_millis(150));
+            }
+            cuts
+        })
+    };
+    let mut written = Vec::new();
+    for i in 0..15 {
+        let out = cli_a.ok(&["set", "k", "--app", "svc", "--value", &i.to_string()]);
+        let rev: i64 = out
+            .stdout
+            .split("revision ")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches([')', '\n'])
+            .parse()
+            .unwrap();
+        written.push(rev);
+        // Another view's change must not show up on this stream.
+        cli_a.ok(&["set", "other", "--env", "prod", "--value", "0"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cutting.store(false, Ordering::Relaxed);
+    let cuts = cutter.join().unwrap();
+    assert!(cuts >= 5, "B's connections were cut {cuts} times");
+    assert!(
+        b.log().contains("LISTEN connection lost"),
+        "the cuts reached B's listening connection:\n{}",
+        b.log()
+    );
+
+    let last = *written.last().unwrap();
+    let mut seen = Vec::new();
+    while seen.last() != Some(&last) {
+        let e = next_event(&rx, Duration::from_secs(30));
+        assert_eq!(e["keys"], serde_json::json!(["k"]), "{e}");
+        seen.push(e["revision"].as_i64().unwrap());
+    }
+    assert_eq!(seen, written, "every change once, in order");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(rx.try_recv().is_err(), "no duplicate or extra events");
+    // B serves the final value and is ready again.
+    let v = cli_b.json(&["get", "k", "--app", "svc"]);
+    assert_eq!(v["value"], 14, "{v}");
+}
