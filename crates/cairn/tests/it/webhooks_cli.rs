@@ -10,7 +10,7 @@ use std::time::Duration;
 use cairn_core::webhooks::verify_signature;
 use serde_json::Value;
 
-use crate::harness::{poll, ServeOpts, Server};
+use crate::harness::{poll, write_file, ServeOpts, Server};
 
 const SECRET: &str = "cli-signing-secret-5e1f";
 
@@ -66,6 +66,75 @@ fn receiver(fail_first: usize) -> (u16, Got) {
         }
     });
     (port, got)
+}
+
+/// The fenced block of README.md that starts with `first_line`.
+fn readme_block(first_line: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README.md");
+    let start = readme
+        .find(first_line)
+        .unwrap_or_else(|| panic!("README has {first_line:?}"));
+    let end = start + readme[start..].find("```").expect("end of the block");
+    readme[start..end].to_owned()
+}
+
+/// The README's verification examples (Python, openssl) accept a real delivery.
+fn readme_examples_verify(headers: &[(String, String)], body: &[u8]) {
+    let sig = headers
+        .iter()
+        .find(|(k, _)| k == "cairn-signature")
+        .map(|(_, v)| v.clone())
+        .expect("a signature");
+    let t = sig
+        .split(',')
+        .next()
+        .unwrap()
+        .trim_start_matches("t=")
+        .to_owned();
+    let v1 = sig.rsplit_once("v1=").unwrap().1.to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("body.json"), body).unwrap();
+
+    let openssl = readme_block("printf '%s.' \"$T\" | cat - body.json");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&openssl)
+        .current_dir(dir.path())
+        .env("T", &t)
+        .env("WEBHOOK_SECRET", SECRET)
+        .output()
+        .expect("run sh");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        printed.split_whitespace().last(),
+        Some(v1.as_str()),
+        "{printed}"
+    );
+
+    if std::env::var_os("CAIRN_SKIP_PYTHON").is_some() {
+        return;
+    }
+    let python = readme_block("import hashlib, hmac, time");
+    let script = write_file(
+        dir.path(),
+        "verify.py",
+        &format!(
+            "{python}\nimport sys\nbody = open(sys.argv[3], 'rb').read()\n\
+             ok = verify(sys.argv[1].encode(), sys.argv[2], body)\n\
+             bad = verify(b'not-the-secret', sys.argv[2], body)\n\
+             sys.exit(0 if ok and not bad else 1)\n"
+        ),
+    );
+    let status = std::process::Command::new("python3")
+        .args([&script, SECRET, &sig])
+        .arg(dir.path().join("body.json"))
+        .status()
+        .expect("run python3 (CAIRN_SKIP_PYTHON=1 skips)");
+    assert!(
+        status.success(),
+        "the README's Python verify() rejected a real delivery"
+    );
 }
 
 #[test]
@@ -205,6 +274,8 @@ fn webhook_commands_against_the_real_binary() {
         assert_eq!(payload["key"], "feature/limits");
         assert_eq!(payload["message"], "hook me");
     }
+
+    readme_examples_verify(&got[1].0, &got[1].1);
 
     cli.ok(&["webhook", "delete", &id]);
     assert_eq!(cli.json(&["webhook", "list"]), serde_json::json!([]));
