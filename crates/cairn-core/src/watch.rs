@@ -37,6 +37,10 @@ pub struct ViewEvent {
     pub checksum: String,
     /// Keys whose resolved value changed (added, changed or removed).
     pub keys: Vec<String>,
+    /// The JSON of this event, made once however many streams send it.
+    #[serde(skip)]
+    #[schema(ignore)]
+    json: std::sync::OnceLock<String>,
 }
 
 impl ViewEvent {
@@ -55,7 +59,14 @@ impl ViewEvent {
             previous,
             checksum: new.checksum.clone(),
             keys,
+            json: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The event as JSON (`{revision, checksum, keys}`), serialized on first use.
+    pub fn json(&self) -> &str {
+        self.json
+            .get_or_init(|| serde_json::to_string(self).unwrap_or_default())
     }
 }
 

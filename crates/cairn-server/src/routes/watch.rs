@@ -146,7 +146,7 @@ fn change_event(e: &ViewEvent) -> Event {
     Event::default()
         .id(e.revision.to_string())
         .event("change")
-        .data(serde_json::to_string(e).unwrap_or_default())
+        .data(e.json())
 }
 
 fn resync_event(view: &ResolvedView) -> Event {
