@@ -587,6 +587,13 @@ impl Store for PostgresStore {
         webhooks::record_attempt(&self.pool, id, attempt, outcome).await
     }
 
+    async fn prune_webhook_deliveries(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<u64> {
+        webhooks::prune(&self.pool, before).await
+    }
+
     async fn webhook_deliveries(
         &self,
         webhook_id: &str,

@@ -587,6 +587,13 @@ impl Store for SqliteStore {
         webhooks::record_attempt(&self.writer, id, attempt, outcome).await
     }
 
+    async fn prune_webhook_deliveries(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<u64> {
+        webhooks::prune(&self.writer, before).await
+    }
+
     async fn webhook_deliveries(
         &self,
         webhook_id: &str,

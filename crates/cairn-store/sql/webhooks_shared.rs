@@ -214,3 +214,14 @@ pub(crate) async fn deliveries(
     .map_err(err("read webhook deliveries"))?;
     found.iter().map(delivery_row).collect()
 }
+
+pub(crate) async fn prune(pool: &Pool, before: DateTime<Utc>) -> StoreResult<u64> {
+    Ok(
+        sqlx::query("DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at < $1")
+            .bind(ts_param(&before))
+            .execute(pool)
+            .await
+            .map_err(err("prune webhook deliveries"))?
+            .rows_affected(),
+    )
+}

@@ -235,6 +235,13 @@ pub trait Store: Send + Sync + 'static {
         outcome: &DeliveryOutcome,
     ) -> StoreResult<()>;
 
+    /// Delete finished (delivered, failed, cancelled) deliveries created
+    /// before `before`; returns how many. Pending ones are kept.
+    async fn prune_webhook_deliveries(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<u64>;
+
     /// The deliveries of one webhook, newest first, at most `limit`.
     async fn webhook_deliveries(
         &self,

@@ -28,6 +28,9 @@ pub struct WebhookSettings {
     pub timeout: Duration,
     /// Deliveries in flight at once (per process).
     pub concurrency: usize,
+    /// Finished deliveries are deleted from the log after this long
+    /// (checked hourly).
+    pub retention: Duration,
 }
 
 impl Default for WebhookSettings {
@@ -39,6 +42,7 @@ impl Default for WebhookSettings {
             max_attempts: 12,
             timeout: Duration::from_secs(10),
             concurrency: 16,
+            retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -57,7 +61,19 @@ impl WebhookSettings {
     }
 }
 
+/// How often finished deliveries older than the retention are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 impl Service {
+    /// Delete finished deliveries older than `retention`; returns how many.
+    pub async fn prune_webhook_deliveries(&self, retention: Duration) -> Result<u64> {
+        let age = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
+        Ok(self
+            .store
+            .prune_webhook_deliveries(Utc::now() - age)
+            .await?)
+    }
+
     /// Turn the audit records after the cursor into deliveries, batch by
     /// batch. Returns how many deliveries this process enqueued.
     pub async fn dispatch_webhooks(&self) -> Result<usize> {
@@ -257,12 +273,24 @@ impl Service {
     ) -> tokio::task::JoinHandle<()> {
         let slots = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
         let settings = Arc::new(settings);
+        let pruned_at = Arc::new(std::sync::Mutex::new(None::<Instant>));
         self.spawn_every(
             settings.poll,
             "webhook dispatch failed; will retry",
             move |svc| {
                 let (slots, settings) = (slots.clone(), settings.clone());
+                let prune = {
+                    let mut at = pruned_at.lock().unwrap_or_else(|e| e.into_inner());
+                    let due = at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
+                    if due {
+                        *at = Some(Instant::now());
+                    }
+                    due
+                };
                 async move {
+                    if prune {
+                        svc.prune_webhook_deliveries(settings.retention).await?;
+                    }
                     svc.dispatch_webhooks().await?;
                     let free = slots.available_permits();
                     for d in svc.claim_deliveries(&settings, free).await? {

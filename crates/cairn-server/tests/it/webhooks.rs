@@ -79,6 +79,7 @@ fn fast() -> WebhookSettings {
         max_attempts: 5,
         timeout: Duration::from_secs(3),
         concurrency: 4,
+        retention: Duration::from_secs(3600),
     }
 }
 
@@ -298,6 +299,23 @@ async fn events_follow_the_subscription_lifecycle() {
     assert!(!r.body["deleted_at"].is_null(), "{}", r.body);
     let r = t.get(&format!("/v1/webhooks/{id}/deliveries")).await;
     assert_eq!(r.body.as_array().unwrap().len(), 2, "{}", r.body);
+    // The log is pruned after the retention (finished deliveries only).
+    assert_eq!(
+        t.svc
+            .prune_webhook_deliveries(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        t.svc
+            .prune_webhook_deliveries(Duration::ZERO)
+            .await
+            .unwrap(),
+        2
+    );
+    let r = t.get(&format!("/v1/webhooks/{id}/deliveries")).await;
+    assert_eq!(r.body, json!([]));
     t.call(Method::DELETE, &format!("/v1/webhooks/{id}"), None)
         .await
         .assert_problem(404, "not_found", None);

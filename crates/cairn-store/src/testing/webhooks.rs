@@ -272,6 +272,25 @@ pub(super) async fn webhooks_subscriptions_and_delivery_queue(s: Arc<dyn Store>)
         Err(StoreError::NotFound { .. }) => {}
         other => panic!("expected NotFound, got {other:?}"),
     }
+    // Pruning removes finished deliveries older than the limit, never pending ones.
+    let c = s.webhook_cursor().await.unwrap();
+    assert!(s
+        .enqueue_webhook_deliveries(c, c + 1, &[delivery("dlv_3", "wh_1", c + 1)])
+        .await
+        .unwrap());
+    let old = Utc::now() - Duration::seconds(60);
+    assert_eq!(s.prune_webhook_deliveries(old).await.unwrap(), 0);
+    let pruned = s
+        .prune_webhook_deliveries(Utc::now() + Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2, "dlv_1 (delivered) and dlv_2 (cancelled)");
+    let left = s.webhook_deliveries("wh_1", 10).await.unwrap();
+    assert_eq!(
+        left.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        vec!["dlv_3"]
+    );
+
     // Still listed (deleted subscriptions stay for the dispatcher and the log).
     assert_eq!(s.webhooks().await.unwrap().len(), 1);
 }
