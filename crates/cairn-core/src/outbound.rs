@@ -600,6 +600,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_connection_goes_to_the_checked_addresses_only() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = sock.read(&mut buf).await.unwrap();
+            sock.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+        });
+        // A name that never resolves (RFC 6761), pinned to the address a
+        // check produced: the request reaches it, so no second lookup is
+        // made (a rebinding DNS answer would have no effect).
+        let target = CheckedTarget {
+            url: reqwest::Url::parse(&format!("http://pinned.invalid:{}/x", addr.port())).unwrap(),
+            host: "pinned.invalid".into(),
+            addrs: vec![addr],
+        };
+        let res = Outbound::new(false)
+            .post_checked(&target, &[], b"{}")
+            .await
+            .unwrap();
+        assert_eq!(res.status, 204);
+        // And the name itself does not resolve.
+        assert!(matches!(
+            Outbound::new(true).check("http://pinned.invalid/x").await,
+            Err(OutboundError::Resolve { .. })
+        ));
+    }
+
+    #[tokio::test]
     async fn transport_errors_name_neither_body_nor_path() {
         // A port nothing listens on (bound then dropped).
         let port = std::net::TcpListener::bind("127.0.0.1:0")
