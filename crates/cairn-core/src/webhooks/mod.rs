@@ -37,7 +37,6 @@ use sha2::Sha256;
 
 use crate::auth::{Origin, Principal};
 use crate::envelope::{self, Kek, Sealed, SecretId};
-use crate::outbound::OutboundError;
 use crate::service::require_admin;
 use crate::{Error, Result, Service};
 
@@ -352,11 +351,11 @@ impl Service {
             });
         }
         // The target as resolved now; each delivery checks again.
-        match self.outbound().check(&req.url).await {
-            Ok(_) => Ok(()),
-            Err(e @ OutboundError::Refused { .. }) => Err(Error::invalid("url", e.to_string())),
-            Err(e) => Err(Error::invalid("url", e.to_string())),
-        }
+        self.outbound()
+            .check(&req.url)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::invalid("url", e.to_string()))
     }
 
     /// Subscribe a webhook (admins). The secret is sealed and never shown again.
