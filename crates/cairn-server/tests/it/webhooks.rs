@@ -31,6 +31,11 @@ struct Receiver {
 
 impl Receiver {
     async fn start(fail_first: usize) -> Receiver {
+        Self::start_failing_with(fail_first, StatusCode::INTERNAL_SERVER_ERROR).await
+    }
+
+    /// Answers `failure` to the first `fail_first` requests, then 204.
+    async fn start_failing_with(fail_first: usize, failure: StatusCode) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let got: Got = Arc::default();
@@ -43,7 +48,7 @@ impl Receiver {
                     let mut g = g.lock().unwrap();
                     g.push((headers, body.to_vec()));
                     if g.len() <= fail_first {
-                        StatusCode::INTERNAL_SERVER_ERROR
+                        failure
                     } else {
                         StatusCode::NO_CONTENT
                     }
@@ -604,4 +609,40 @@ async fn rekey_rewraps_signing_secrets() {
         now,
         Duration::from_secs(300)
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_fails_for_good_after_the_last_attempt() {
+    let t = allowing().await;
+    // Redirects count as failures: they are never followed.
+    let rx = Receiver::start_failing_with(usize::MAX, StatusCode::FOUND).await;
+    let id = create(
+        &t,
+        json!({"url": rx.url(), "events": ["config.changed"], "secret": SECRET}),
+    )
+    .await;
+    let settings = WebhookSettings {
+        max_attempts: 3,
+        ..fast()
+    };
+    let dispatcher = t.svc.spawn_webhook_dispatcher(settings);
+    t.set("k", "", json!(1)).await;
+    let mut d = Value::Null;
+    for _ in 0..300 {
+        d = t.get(&format!("/v1/webhooks/{id}/deliveries")).await.body[0].clone();
+        if d["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(d["status"], "failed", "{d}");
+    assert_eq!(d["attempts"], 3, "{d}");
+    assert!(d["next_attempt_at"].is_null(), "{d}");
+    for a in d["attempt_log"].as_array().unwrap() {
+        assert_eq!(a["status"], 302, "{d}");
+        assert_eq!(a["error"], "HTTP 302 (redirects are not followed)", "{d}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.requests().len(), 3, "no attempt after the last");
+    dispatcher.abort();
 }
