@@ -23,8 +23,8 @@ mod service;
 pub mod sink;
 pub mod state;
 pub mod watch;
-
 pub mod webhooks;
+
 pub use auth::{Origin, Principal};
 pub use error::{Error, ErrorCode, Result, Violation};
 pub use flags::{Evaluation, FlagInfo, FlagView};
