@@ -379,7 +379,14 @@ impl Service {
                 .map_or(0, |v| v.version),
         };
         let value = self
-            .value_for(value, policy.generator.as_deref(), scope, name, 0, latest + 1)
+            .value_for(
+                value,
+                policy.generator.as_deref(),
+                scope,
+                name,
+                0,
+                latest + 1,
+            )
             .await?;
         self.write_version(
             who,
