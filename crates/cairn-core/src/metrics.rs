@@ -21,6 +21,7 @@ pub struct Metrics {
     revision: Gauge,
     http_requests: Family<Labels, Counter>,
     http_seconds: Family<Labels, Histogram>,
+    webhook_attempts: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -64,8 +65,15 @@ impl Default for Metrics {
             "HTTP request latency by method and route",
             http_seconds.clone(),
         );
+        let webhook_attempts = Family::<Labels, Counter>::default();
+        registry.register(
+            "webhook_delivery_attempts",
+            "Webhook delivery attempts by outcome (delivered, retry, failed)",
+            webhook_attempts.clone(),
+        );
         Metrics {
             registry,
+            webhook_attempts,
             rotations,
             rotation_failures,
             rotation_overdue,
@@ -88,6 +96,13 @@ impl Metrics {
     pub fn set_rotation_overdue(&self, n: usize) {
         self.rotation_overdue
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// One webhook delivery attempt: `delivered`, `retry` or `failed` (given up).
+    pub fn webhook_attempt(&self, outcome: &'static str) {
+        self.webhook_attempts
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
     }
 
     /// One answered request; `route` is the declared route pattern.
@@ -123,6 +138,8 @@ mod tests {
         m.rotation_failed();
         m.set_rotation_overdue(3);
         m.http_request("GET", "/v1/apps", 200, 0.001);
+        m.webhook_attempt("retry");
+        m.webhook_attempt("delivered");
         let text = m.render(42);
         assert!(text.contains("cairn_secret_rotations_total 1"), "{text}");
         assert!(
@@ -135,6 +152,10 @@ mod tests {
             text.contains(
                 r#"cairn_http_requests_total{method="GET",route="/v1/apps",status="200"} 1"#
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"cairn_webhook_delivery_attempts_total{outcome="retry"} 1"#),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");

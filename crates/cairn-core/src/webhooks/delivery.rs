@@ -193,6 +193,11 @@ impl Service {
             error: error.clone(),
             duration_ms: started.elapsed().as_millis() as i64,
         };
+        self.metrics.webhook_attempt(match &outcome {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::Retry(_) => "retry",
+            DeliveryOutcome::Failed => "failed",
+        });
         match &outcome {
             DeliveryOutcome::Delivered => {
                 tracing::debug!(delivery = %d.id, webhook = %d.webhook_id, "webhook delivered")

@@ -242,6 +242,18 @@ async fn signed_deliveries_are_retried_until_the_receiver_accepts() {
     assert!(attempts[2]["error"].is_null());
     assert!(!d["delivered_at"].is_null());
     assert!(d.get("payload").is_none());
+    // Counted in the metrics, outcome by outcome.
+    let metrics = t.get("/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&metrics.raw).into_owned();
+    assert!(
+        text.contains(r#"cairn_webhook_delivery_attempts_total{outcome="retry"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"cairn_webhook_delivery_attempts_total{outcome="delivered"} 1"#),
+        "{text}"
+    );
     dispatcher.abort();
 }
 
