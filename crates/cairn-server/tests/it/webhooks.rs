@@ -658,3 +658,97 @@ async fn a_delivery_fails_for_good_after_the_last_attempt() {
     assert_eq!(rx.requests().len(), 3, "no attempt after the last");
     dispatcher.abort();
 }
+
+/// The rotation scheduler's work is announced: a failed scheduled rotation
+/// (`secret.rotation_failed`, with the error and the retry time) and the
+/// rotation that succeeds after the backoff (`secret.rotated`); neither
+/// payload carries the value the hook made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_rotations_and_their_failures_are_announced() {
+    const HOOK_VALUE: &str = "HOOK-MADE-VALUE-5e21";
+    let t = allowing().await;
+    let rx = Receiver::start(0).await;
+    // A rotation hook that fails once, then makes values.
+    let calls = Arc::new(Mutex::new(0usize));
+    let c = calls.clone();
+    let hook = axum::Router::new().route(
+        "/rotate",
+        axum::routing::post(move || {
+            let c = c.clone();
+            async move {
+                let mut n = c.lock().unwrap();
+                *n += 1;
+                if *n == 1 {
+                    (StatusCode::BAD_GATEWAY, String::new())
+                } else {
+                    (
+                        StatusCode::OK,
+                        json!({"value": format!("{HOOK_VALUE}-{n}")}).to_string(),
+                    )
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/rotate", listener.local_addr().unwrap());
+    let hook_task = tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+
+    create(
+        &t,
+        json!({"url": rx.url(), "events": ["secret.rotated", "secret.rotation_failed"],
+            "secret": SECRET}),
+    )
+    .await;
+    let r = t
+        .call(
+            Method::POST,
+            "/v1/secrets",
+            Some(json!({"name": "db/password", "value": "initial-value-1",
+                "generator": format!("hook:{hook_url}"), "rotation_seconds": 60})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let due = chrono::Utc::now() + chrono::Duration::minutes(2);
+    let run = t.svc.rotate_due(due).await.unwrap();
+    assert_eq!(run.failed.len(), 1, "{run:?}");
+    let run = t
+        .svc
+        .rotate_due(due + chrono::Duration::seconds(31))
+        .await
+        .unwrap();
+    assert_eq!(run.rotated.len(), 1, "{run:?}");
+
+    let dispatcher = t.svc.spawn_webhook_dispatcher(fast());
+    eventually("two announcements", || rx.requests().len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = rx.requests();
+    assert_eq!(got.len(), 2);
+    let events: Vec<Value> = got
+        .iter()
+        .map(|(_, body)| serde_json::from_slice(body).unwrap())
+        .collect();
+    assert_eq!(
+        events[0]["event"], "secret.rotation_failed",
+        "{}",
+        events[0]
+    );
+    assert_eq!(events[0]["key"], "db/password");
+    assert_eq!(events[0]["attempts"], 1);
+    assert!(
+        events[0]["error"].as_str().unwrap().contains("HTTP 502"),
+        "{}",
+        events[0]
+    );
+    assert!(!events[0]["retry_at"].is_null());
+    assert_eq!(events[1]["event"], "secret.rotated", "{}", events[1]);
+    assert_eq!(events[1]["to_version"], 2);
+    assert_eq!(events[1]["actor"], "system:rotation");
+    for (headers, body) in &got {
+        assert!(!String::from_utf8_lossy(body).contains(HOOK_VALUE));
+        let sig = header(headers, "cairn-signature");
+        let t_part = sig.split(',').next().unwrap().trim_start_matches("t=");
+        assert!(sig.ends_with(&hmac_hex(SECRET, t_part, body)), "{sig}");
+    }
+    dispatcher.abort();
+    hook_task.abort();
+}
