@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use cairn_model::Scope;
-use cairn_store::{AuditContext, AuditEvent, SecretRecord};
+use cairn_store::{AuditContext, AuditEvent, SecretPolicy, SecretRecord};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -62,7 +62,10 @@ pub fn spread(scope: &Scope, name: &str, interval: Duration) -> Duration {
 /// When the scheduler rotates `record` next, if it rotates automatically.
 pub fn next_rotation(record: &SecretRecord) -> Option<DateTime<Utc>> {
     let interval = record.policy.rotation_interval()?;
-    Some(record.updated_at + interval + spread(&record.scope, &record.name, interval))
+    record
+        .updated_at
+        .checked_add_signed(interval)?
+        .checked_add_signed(spread(&record.scope, &record.name, interval))
 }
 
 /// Delay before retry number `failures` (1 = after the first failure).
@@ -177,6 +180,17 @@ impl Scheduler {
     }
 }
 
+/// Names one rotation: the same for every attempt at making `new_version`
+/// (a retry after a failure, a second replica), so a hook can answer a
+/// repeated request with the value it made the first time.
+pub fn idempotency_key(scope: &Scope, name: &str, new_version: i64) -> String {
+    format!(
+        "{}/{}/{name}/v{new_version}",
+        scope.app.as_deref().unwrap_or("*"),
+        scope.env.as_deref().unwrap_or("*")
+    )
+}
+
 /// The principal scheduled rotations act as.
 fn scheduler_principal() -> Principal {
     Principal {
@@ -194,12 +208,25 @@ impl Service {
         if !self.store.try_lease(LEASE, holder, lease_ttl).await? {
             return Ok(None);
         }
-        Ok(Some(self.rotate_due(Utc::now()).await?))
+        Ok(Some(
+            self.rotate_due_leased(Utc::now(), Some(lease_ttl)).await?,
+        ))
     }
 
     /// Rotate every secret due at `now` (the scheduler's work, without the
     /// lease; `now` is a parameter so tests can look ahead).
     pub async fn rotate_due(&self, now: DateTime<Utc>) -> Result<RotationRun> {
+        self.rotate_due_leased(now, None).await
+    }
+
+    /// [`Service::rotate_due`], renewing the lease before each secret (a run
+    /// of slow hooks may outlast one lease period) and stopping as soon as
+    /// another replica holds it.
+    async fn rotate_due_leased(
+        &self,
+        now: DateTime<Utc>,
+        lease: Option<StdDuration>,
+    ) -> Result<RotationRun> {
         let mut due: Vec<(DateTime<Utc>, SecretRecord)> = self
             .store
             .secrets()
@@ -221,6 +248,24 @@ impl Service {
             if self.scheduler.backing_off(&record.scope, &record.name, now) {
                 continue;
             }
+            if let Some(ttl) = lease {
+                if !self
+                    .store
+                    .try_lease(LEASE, self.scheduler.holder(), ttl)
+                    .await?
+                {
+                    tracing::info!(
+                        "the rotation lease moved to another replica; stopping this run"
+                    );
+                    break;
+                }
+            }
+            let hooked = record
+                .policy
+                .generator
+                .as_deref()
+                .and_then(crate::secrets::hook_url)
+                .is_some();
             match self
                 .rotate_record(
                     &who,
@@ -238,9 +283,20 @@ impl Service {
                     run.rotated.push(RotationItem::of(&record, written.version));
                 }
                 // Someone rotated it meanwhile (a person, another replica):
-                // it is no longer due as we saw it.
-                Err(Error::Conflict { .. }) => {}
+                // it is no longer due as we saw it. With a hook that already
+                // changed the credential, say so loudly: only a hook that
+                // honours the idempotency key keeps the two in step.
+                Err(Error::Conflict { .. }) if !hooked => {}
                 Err(e) => {
+                    let e = match e {
+                        Error::Conflict { .. } => Error::Conflict {
+                            message: "the secret was rotated meanwhile, after the hook answered: \
+                                      the hook must return the same value for the same Idempotency-Key"
+                                .into(),
+                            current_version: None,
+                        },
+                        e => e,
+                    };
                     let failure = self.scheduler.failed(&record.scope, &record.name, now);
                     let item = RotationItem {
                         error: Some(e.to_string()),
@@ -316,28 +372,63 @@ impl Service {
         )
     }
 
-    /// Ask a rotation hook for the next value: POST `{name, app, env,
-    /// current_version, new_version}`; a 2xx answer `{"value": "…"}` is the
-    /// new value (the hook is where, say, a database password is changed).
+    /// Ask a rotation hook for the next value: POST `{event, name, app, env,
+    /// current_version, new_version}`, signed like webhooks (`Cairn-Signature:
+    /// t=<unix>,v1=<hex HMAC-SHA256(key, "<t>.<body>")>`) with the value of
+    /// the policy's `hook_secret`; a 2xx answer `{"value": "…"}` is the new
+    /// value (the hook is where, say, a database password is changed).
     pub(crate) async fn call_rotation_hook(
         &self,
         url: &str,
-        record_scope: &Scope,
+        policy: &SecretPolicy,
+        scope: &Scope,
         name: &str,
         current_version: i64,
         new_version: i64,
     ) -> Result<Plaintext> {
-        let body = json!({
+        let signer = policy
+            .hook_secret
+            .as_deref()
+            .ok_or_else(|| Error::invalid("hook_secret", "a hook generator needs a hook_secret"))?;
+        let signer_scope = self.signing_secret(scope, signer).await?.ok_or_else(|| {
+            Error::Unavailable(format!(
+                "the hook's signing secret {signer} no longer exists at a scope visible from {scope}"
+            ))
+        })?;
+        let (key_version, key) = self.open_version(&signer_scope, signer, None).await?;
+        self.record_read(
+            &scheduler_principal(),
+            &Origin::default(),
+            &signer_scope,
+            signer,
+            key_version,
+            &key,
+            "hook-signature",
+        )
+        .await?;
+        let body = serde_json::to_vec(&json!({
             "event": "secret.rotate",
             "name": name,
-            "app": record_scope.app,
-            "env": record_scope.env,
+            "app": scope.app,
+            "env": scope.env,
             "current_version": current_version,
             "new_version": new_version,
-        });
+            "idempotency_key": idempotency_key(scope, name, new_version),
+        }))
+        .map_err(|e| Error::Internal(format!("hook body: {e}")))?;
+        let signature = crate::webhooks::signature(key.as_bytes(), Utc::now().timestamp(), &body);
+        let idempotency = idempotency_key(scope, name, new_version);
         let response = self
             .outbound()
-            .post_value(url, &[("Cairn-Event", "secret.rotate")], &body)
+            .post_json(
+                url,
+                &[
+                    ("Cairn-Event", "secret.rotate"),
+                    ("Cairn-Signature", &signature),
+                    ("Idempotency-Key", &idempotency),
+                ],
+                &body,
+            )
             .await
             .map_err(|e| Error::Unavailable(format!("rotation hook: {e}")))?;
         if !response.is_success() {

@@ -30,6 +30,9 @@ use crate::policy::{self, Action};
 use crate::service::{check_write, require_admin};
 use crate::{Error, Result, Service};
 
+/// The longest rotation interval and grace period: ten years.
+pub const MAX_DAYS: i32 = 3650;
+
 /// The key of a reference object in configuration: `{"$secret": "db/password"}`.
 pub const REFERENCE_KEY: &str = "$secret";
 
@@ -107,6 +110,20 @@ pub struct SecretInfo {
 }
 
 impl SecretInfo {
+    /// What `who` may see of `r`: a hook's full URL only for admins at its
+    /// scope, its origin for everyone else.
+    fn for_principal(r: &SecretRecord, who: &Principal) -> Self {
+        let mut info = SecretInfo::from_record(r);
+        if !who.can(
+            Action::Admin,
+            r.scope.app.as_deref(),
+            r.scope.env.as_deref(),
+        ) {
+            info.policy.generator = r.policy.generator_redacted();
+        }
+        info
+    }
+
     fn from_record(r: &SecretRecord) -> Self {
         SecretInfo {
             name: r.name.clone(),
@@ -275,7 +292,9 @@ fn state_of(
     match versions.get(i + 1) {
         None => (VersionState::Current, None),
         Some(next) => {
-            let until = next.created_at + Duration::days(i64::from(grace_days));
+            let until = Duration::try_days(i64::from(grace_days))
+                .and_then(|g| next.created_at.checked_add_signed(g))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
             if Utc::now() < until {
                 (VersionState::PreviousInGrace, Some(until))
             } else {
@@ -339,6 +358,31 @@ impl Service {
         validate_key(name).map_err(|e| rename(e.into(), "name"))?;
         check_write(who, scope)?;
         self.read().check_scope(scope)?;
+        let hooked = policy.generator.as_deref().and_then(hook_url).is_some();
+        match (&policy.hook_secret, hooked) {
+            (None, true) => {
+                return Err(Error::invalid(
+                    "hook_secret",
+                    "a hook generator needs hook_secret: the name of a secret whose value signs the hook's requests",
+                ))
+            }
+            (Some(_), false) => {
+                return Err(Error::invalid(
+                    "hook_secret",
+                    "only a hook:URL generator takes a hook_secret",
+                ))
+            }
+            (Some(signer), true) => {
+                validate_key(signer).map_err(|e| rename(e.into(), "hook_secret"))?;
+                if signer == name || self.signing_secret(scope, signer).await?.is_none() {
+                    return Err(Error::invalid(
+                        "hook_secret",
+                        format!("{signer} is not another secret visible from {scope}"),
+                    ));
+                }
+            }
+            (None, false) => {}
+        }
         if let Some(g) = &policy.generator {
             validate_generator(g)?;
             if let Some(url) = hook_url(g) {
@@ -349,11 +393,29 @@ impl Service {
                     .map_err(|e| Error::invalid("generator", format!("hook: {e}")))?;
             }
         }
-        if policy.rotation_days.is_some_and(|d| d < 1) {
-            return Err(Error::invalid("rotation_days", "must be 1 or more"));
+        if policy
+            .rotation_days
+            .is_some_and(|d| !(1..=MAX_DAYS).contains(&d))
+        {
+            return Err(Error::invalid(
+                "rotation_days",
+                format!("must be 1 to {MAX_DAYS}"),
+            ));
         }
-        if policy.rotation_seconds.is_some_and(|s| s < 1) {
-            return Err(Error::invalid("rotation_seconds", "must be 1 or more"));
+        if policy
+            .rotation_seconds
+            .is_some_and(|s| !(1..=i64::from(MAX_DAYS) * 86_400).contains(&s))
+        {
+            return Err(Error::invalid(
+                "rotation_seconds",
+                format!("must be 1 to {} (ten years)", i64::from(MAX_DAYS) * 86_400),
+            ));
+        }
+        if policy.grace_days > MAX_DAYS {
+            return Err(Error::invalid(
+                "grace_days",
+                format!("must be at most {MAX_DAYS}"),
+            ));
         }
         if policy.rotation_days.is_some() && policy.rotation_seconds.is_some() {
             return Err(Error::invalid(
@@ -379,14 +441,7 @@ impl Service {
                 .map_or(0, |v| v.version),
         };
         let value = self
-            .value_for(
-                value,
-                policy.generator.as_deref(),
-                scope,
-                name,
-                0,
-                latest + 1,
-            )
+            .value_for(value, &policy, scope, name, 0, latest + 1)
             .await?;
         self.write_version(
             who,
@@ -440,7 +495,7 @@ impl Service {
         let value = self
             .value_for(
                 value,
-                record.policy.generator.as_deref(),
+                &record.policy,
                 scope,
                 name,
                 record.current_version,
@@ -466,15 +521,16 @@ impl Service {
     async fn value_for(
         &self,
         value: NewValue,
-        generator: Option<&str>,
+        policy: &SecretPolicy,
         scope: &Scope,
         name: &str,
         current_version: i64,
         new_version: i64,
     ) -> Result<Plaintext> {
+        let generator = policy.generator.as_deref();
         let value = match (value, generator.and_then(hook_url)) {
             (NewValue::Generate, Some(url)) => NewValue::Given(
-                self.call_rotation_hook(url, scope, name, current_version, new_version)
+                self.call_rotation_hook(url, policy, scope, name, current_version, new_version)
                     .await?,
             ),
             (value, _) => value,
@@ -604,7 +660,7 @@ impl Service {
             .await?
             .iter()
             .filter(|r| who.can(Action::Read, r.scope.app.as_deref(), r.scope.env.as_deref()))
-            .map(SecretInfo::from_record)
+            .map(|r| SecretInfo::for_principal(r, who))
             .collect())
     }
 
@@ -619,7 +675,7 @@ impl Service {
         check_read(who, scope)?;
         let record = self.secret_record(scope, name).await?;
         let versions = self.store.secret_versions(scope, name).await?;
-        let mut info = SecretInfo::from_record(&record);
+        let mut info = SecretInfo::for_principal(&record, who);
         info.versions = versions
             .iter()
             .enumerate()
@@ -666,8 +722,21 @@ impl Service {
         Ok((version, value))
     }
 
+    /// The most specific secret named `name` that configuration at `scope`
+    /// can see (the key that signs a rotation hook's requests).
+    pub(crate) async fn signing_secret(&self, scope: &Scope, name: &str) -> Result<Option<Scope>> {
+        Ok(self
+            .store
+            .secrets()
+            .await?
+            .into_iter()
+            .filter(|s| s.name == name && visible_from(&s.scope, scope))
+            .map(|s| s.scope)
+            .max_by_key(|s| (s.app.is_some(), s.env.is_some())))
+    }
+
     /// Decrypt one readable version (current or previous-in-grace).
-    async fn open_version(
+    pub(crate) async fn open_version(
         &self,
         scope: &Scope,
         name: &str,
@@ -703,7 +772,7 @@ impl Service {
     }
 
     #[allow(clippy::too_many_arguments)] // one audit record, all of it needed
-    async fn record_read(
+    pub(crate) async fn record_read(
         &self,
         who: &Principal,
         origin: &Origin,

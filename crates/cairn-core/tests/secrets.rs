@@ -43,6 +43,7 @@ fn policy(grace_days: i32) -> SecretPolicy {
         rotation_seconds: None,
         grace_days,
         generator: Some("random:24:alnum".into()),
+        hook_secret: None,
     }
 }
 

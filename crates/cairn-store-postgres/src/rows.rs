@@ -20,7 +20,7 @@ pub(crate) const AUDIT_COLS: &str = "seq, revision, at, actor, action, app, env,
 pub(crate) const TOKEN_COLS: &str =
     "id, name, hash, role, app, env, created_at, expires_at, revoked_at, user_name";
 pub(crate) const SECRET_COLS: &str = "app, env, name, version, deleted, rotation_days, \
-     rotation_seconds, grace_days, generator, created_at, updated_at, revision";
+     rotation_seconds, grace_days, generator, created_at, updated_at, revision, hook_secret";
 pub(crate) const SECRET_VERSION_COLS: &str =
     "app, env, name, version, kek_id, wrapped_key, ciphertext, created_at, revision, actor";
 pub(crate) const USER_COLS: &str = "name, password_hash, bindings, created_at, disabled";

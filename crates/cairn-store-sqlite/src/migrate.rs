@@ -31,6 +31,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhooks",
         include_str!("../migrations/0007_webhooks.sql"),
     ),
+    (
+        8,
+        "hook_secret",
+        include_str!("../migrations/0008_hook_secret.sql"),
+    ),
 ];
 
 /// Applies every migration not applied yet. Safe to run on every open.

@@ -163,17 +163,18 @@ async fn put_secret(
     s: NewSecret<'_>,
 ) -> StoreResult<(Applied, AuditFacts)> {
     let (app, env) = (s.scope.app_str(), s.scope.env_str());
-    type Current = (i64, bool, Option<i32>, Option<i64>, i32, Option<String>);
-    let current: Option<Current> = sqlx::query_as(
-        "SELECT version, deleted, rotation_days, rotation_seconds, grace_days, generator FROM secrets \
-         WHERE app = $1 AND env = $2 AND name = $3",
-    )
+    let current: Option<(cairn_store::SecretRecord, bool)> = sqlx::query(&format!(
+        "SELECT {} FROM secrets WHERE app = $1 AND env = $2 AND name = $3",
+        crate::rows::SECRET_COLS
+    ))
     .bind(app)
     .bind(env)
     .bind(s.name)
     .fetch_optional(&mut *conn)
     .await
-    .map_err(err("read secret"))?;
+    .map_err(err("read secret"))?
+    .map(|row| crate::rows::secret(&row))
+    .transpose()?;
     let latest: i64 = sqlx::query_scalar(
         "SELECT COALESCE(MAX(version), 0) FROM secret_versions \
          WHERE app = $1 AND env = $2 AND name = $3",
@@ -185,7 +186,7 @@ async fn put_secret(
     .await
     .map_err(err("read secret versions"))?;
     let live = match &current {
-        Some((v, false, ..)) => *v,
+        Some((r, false)) => r.current_version,
         _ => 0,
     };
     let conflict = |expected: i64, actual: i64| StoreError::Conflict {
@@ -202,14 +203,10 @@ async fn put_secret(
     if s.version != latest + 1 {
         return Err(conflict(s.version - 1, latest));
     }
-    let policy = match (s.policy, &current) {
+    // A rotation passes no policy: the stored one stays.
+    let policy = match (s.policy, current) {
         (Some(p), _) => p.clone(),
-        (None, Some((_, _, rotation_days, rotation_seconds, grace_days, generator))) => SecretPolicy {
-            rotation_days: *rotation_days,
-            rotation_seconds: *rotation_seconds,
-            grace_days: *grace_days,
-            generator: generator.clone(),
-        },
+        (None, Some((r, _))) => r.policy,
         (None, None) => SecretPolicy::default(),
     };
     sqlx::query(
@@ -232,11 +229,11 @@ async fn put_secret(
     // A re-created secret (after a delete) starts a new life: new created_at.
     sqlx::query(
         "INSERT INTO secrets (app, env, name, version, deleted, rotation_days, grace_days, \
-         generator, created_at, updated_at, revision, rotation_seconds) \
-         VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $8, $9, $10) \
+         generator, created_at, updated_at, revision, rotation_seconds, hook_secret) \
+         VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $8, $9, $10, $11) \
          ON CONFLICT (app, env, name) DO UPDATE SET version = excluded.version, \
          deleted = FALSE, rotation_days = excluded.rotation_days, \
-         rotation_seconds = excluded.rotation_seconds, \
+         rotation_seconds = excluded.rotation_seconds, hook_secret = excluded.hook_secret, \
          grace_days = excluded.grace_days, generator = excluded.generator, \
          created_at = CASE WHEN secrets.deleted THEN excluded.created_at ELSE secrets.created_at END, \
          updated_at = excluded.updated_at, revision = excluded.revision",
@@ -251,6 +248,7 @@ async fn put_secret(
     .bind(ts_param(&ctx.at))
     .bind(ctx.revision.unwrap_or(0))
     .bind(policy.rotation_seconds)
+    .bind(&policy.hook_secret)
     .execute(&mut *conn)
     .await
     .map_err(err("update secret"))?;
@@ -269,8 +267,9 @@ async fn put_secret(
                 "kek_id": s.sealed.kek_id,
                 "rotation_days": policy.rotation_days,
                 "rotation_seconds": policy.rotation_seconds,
+                "hook_secret": policy.hook_secret,
                 "grace_days": policy.grace_days,
-                "generator": policy.generator,
+                "generator": policy.generator_redacted(),
             }),
         ),
     ))

@@ -120,6 +120,7 @@ pub(crate) fn secret(row: &DbRow) -> StoreResult<(SecretRecord, bool)> {
             policy: SecretPolicy {
                 rotation_days: col(row, "rotation_days")?,
                 rotation_seconds: col(row, "rotation_seconds")?,
+                hook_secret: col(row, "hook_secret")?,
                 grace_days: col(row, "grace_days")?,
                 generator: col(row, "generator")?,
             },

@@ -438,16 +438,34 @@ pub struct SecretPolicy {
     /// `hook:URL` (an HTTP hook performs the rotation and returns the new
     /// value); `None`: values are supplied by the caller.
     pub generator: Option<String>,
+    /// With a `hook:` generator: the name of the secret whose value signs
+    /// the hook's requests (`Cairn-Signature`, as webhooks). A name, never a value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_secret: Option<String>,
 }
 
 impl SecretPolicy {
     /// The rotation interval, if the secret rotates automatically.
     pub fn rotation_interval(&self) -> Option<chrono::Duration> {
         match (self.rotation_seconds, self.rotation_days) {
-            (Some(s), _) => Some(chrono::Duration::seconds(s)),
-            (None, Some(d)) => Some(chrono::Duration::days(i64::from(d))),
+            (Some(s), _) => chrono::Duration::try_seconds(s),
+            (None, Some(d)) => chrono::Duration::try_days(i64::from(d)),
             (None, None) => None,
         }
+    }
+
+    /// The generator as audit records and non-admins see it: a hook's URL
+    /// cut to its origin (`hook:https://host:port`), without user info,
+    /// path or query, which may carry credentials.
+    pub fn generator_redacted(&self) -> Option<String> {
+        let g = self.generator.as_deref()?;
+        let Some(url) = g.strip_prefix("hook:") else {
+            return Some(g.to_owned());
+        };
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = authority.rsplit('@').next().unwrap_or("");
+        Some(format!("hook:{scheme}://{host}"))
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration as StdDuration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use cairn_core::secrets::{NewValue, Plaintext, VersionState};
 use cairn_core::{Error, Options, Origin, Service};
 use cairn_model::Scope;
@@ -31,13 +31,35 @@ async fn service(dir: &std::path::Path, allow_private: bool) -> Arc<Service> {
     Service::open(store, opts).await.unwrap().0
 }
 
+/// The name and value of the secret that signs hook requests.
+const SIGNER: &str = "hooks/signing";
+const SIGNING_KEY: &str = "hook-signing-key-0123456789";
+
 fn every(seconds: i64, generator: Option<&str>) -> SecretPolicy {
     SecretPolicy {
         rotation_days: None,
         rotation_seconds: Some(seconds),
         grace_days: 1,
         generator: generator.map(str::to_owned),
+        hook_secret: generator
+            .is_some_and(|g| g.starts_with("hook:"))
+            .then(|| SIGNER.to_owned()),
     }
+}
+
+/// The global secret whose value signs hook requests.
+async fn signer(svc: &Service) {
+    svc.create_secret(
+        &who(Role::Admin),
+        &Origin::default(),
+        &Scope::global(),
+        SIGNER,
+        NewValue::Given(Plaintext::new(SIGNING_KEY)),
+        SecretPolicy::default(),
+        "hook signing key",
+    )
+    .await
+    .unwrap();
 }
 
 /// A rotation hook on 127.0.0.1: fails the first `fail_first` calls with a
@@ -49,9 +71,33 @@ struct Hook {
     fail_first: usize,
 }
 
-async fn hook_handler(State(h): State<Hook>, Json(body): Json<Value>) -> (StatusCode, String) {
+async fn hook_handler(
+    State(h): State<Hook>,
+    headers: axum::http::HeaderMap,
+    raw: axum::body::Bytes,
+) -> (StatusCode, String) {
     let n = h.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    let signature = headers
+        .get("cairn-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let signed = cairn_core::webhooks::verify_signature(
+        SIGNING_KEY.as_bytes(),
+        signature,
+        &raw,
+        Utc::now().timestamp(),
+        StdDuration::from_secs(300),
+    );
+    let mut body: Value = serde_json::from_slice(&raw).unwrap();
+    body["signed"] = json!(signed);
+    body["idempotency_header"] = json!(headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(""));
     h.bodies.lock().unwrap().push(body);
+    if !signed {
+        return (StatusCode::UNAUTHORIZED, String::new());
+    }
     if n <= h.fail_first {
         return (StatusCode::INTERNAL_SERVER_ERROR, HOOK_CANARY.to_owned());
     }
@@ -227,6 +273,7 @@ async fn a_hook_makes_the_values() {
     let (admin, o) = (who(Role::Admin), Origin::default());
     let shop = Scope::new(Some("shop"), Some("prod"));
     svc.create_app(&admin, &o, "shop", "").await.unwrap();
+    signer(&svc).await;
     let (url, hook) = start_hook(0).await;
     // Created without a value: the hook makes the first one too.
     let made = svc
@@ -262,8 +309,32 @@ async fn a_hook_makes_the_values() {
     assert_eq!(
         bodies[1],
         json!({"event": "secret.rotate", "name": "db/password", "app": "shop", "env": "prod",
-               "current_version": 1, "new_version": 2})
+               "current_version": 1, "new_version": 2, "idempotency_key": "shop/prod/db/password/v2",
+               "signed": true, "idempotency_header": "shop/prod/db/password/v2"})
     );
+    // Every use of the signing key is audited, as a read by the scheduler.
+    let reads = svc
+        .audit(
+            &admin,
+            &AuditFilter {
+                action: Some("secret.read".into()),
+                key: Some(SIGNER.into()),
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert!(reads.iter().all(|r| r.detail["via"] == "hook-signature"));
+    // Non-admins see the hook's origin only.
+    let info = svc
+        .secret_info(&who(Role::Viewer), &shop, "db/password")
+        .await
+        .unwrap();
+    let origin = url.trim_end_matches("/rotate");
+    assert_eq!(info.policy.generator, Some(format!("hook:{origin}")));
+    let info = svc.secret_info(&admin, &shop, "db/password").await.unwrap();
+    assert_eq!(info.policy.generator, Some(format!("hook:{url}")));
 }
 
 #[tokio::test]
@@ -271,6 +342,7 @@ async fn failing_hooks_back_off_are_reported_and_recover() {
     let dir = tempfile::tempdir().unwrap();
     let svc = service(dir.path(), true).await;
     let (admin, o, g) = (who(Role::Admin), Origin::default(), Scope::global());
+    signer(&svc).await;
     let (url, hook) = start_hook(2).await;
     svc.create_secret(
         &admin,
@@ -346,7 +418,8 @@ async fn hooks_to_private_targets_are_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let svc = service(dir.path(), false).await;
     let (admin, o, g) = (who(Role::Admin), Origin::default(), Scope::global());
-    let (url, hook) = start_hook(0).await;
+    signer(&svc).await;
+    let (url, hook_server) = start_hook(0).await;
     let e = svc
         .create_secret(
             &admin,
@@ -382,7 +455,33 @@ async fn hooks_to_private_targets_are_refused_unless_allowed() {
             "{bad}: {e:?}"
         );
     }
+    let hook = |hook_secret: Option<&str>| SecretPolicy {
+        generator: Some("hook:https://rotator.example.com/db".into()),
+        hook_secret: hook_secret.map(str::to_owned),
+        ..SecretPolicy::default()
+    };
+    let plain = |f: &dyn Fn(&mut SecretPolicy)| {
+        let mut p = SecretPolicy::default();
+        f(&mut p);
+        p
+    };
     for (policy, field) in [
+        (hook(None), "hook_secret"),
+        (hook(Some("no/such/secret")), "hook_secret"),
+        (hook(Some("db/password")), "hook_secret"),
+        (
+            plain(&|p| p.hook_secret = Some(SIGNER.into())),
+            "hook_secret",
+        ),
+        (
+            plain(&|p| p.rotation_days = Some(100_000_000)),
+            "rotation_days",
+        ),
+        (
+            plain(&|p| p.rotation_seconds = Some(i64::MAX)),
+            "rotation_seconds",
+        ),
+        (plain(&|p| p.grace_days = 100_000_000), "grace_days"),
         (
             SecretPolicy {
                 rotation_seconds: Some(0),
@@ -416,12 +515,16 @@ async fn hooks_to_private_targets_are_refused_unless_allowed() {
             "{e:?}"
         );
     }
-    assert!(
-        svc.secrets(&admin).await.unwrap().is_empty(),
-        "nothing was written"
-    );
+    let names: Vec<_> = svc
+        .secrets(&admin)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, vec![SIGNER.to_owned()], "nothing else was written");
     assert_eq!(
-        hook.calls.load(Ordering::SeqCst),
+        hook_server.calls.load(Ordering::SeqCst),
         0,
         "the hook was never called"
     );

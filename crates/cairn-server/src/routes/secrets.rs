@@ -38,6 +38,9 @@ pub struct CreateSecretBody {
     /// `random:LEN:CHARSET` (alnum, alpha, numeric, hex, base64url), or
     /// `hook:URL`: rotations POST to the URL, which returns the new value.
     pub generator: Option<String>,
+    /// With a `hook:URL` generator (required): the name of another secret
+    /// whose value signs the hook's requests (`Cairn-Signature`).
+    pub hook_secret: Option<String>,
     #[serde(default)]
     pub message: String,
 }
@@ -146,6 +149,7 @@ pub async fn create_secret(
         rotation_seconds: b.rotation_seconds,
         grace_days: b.grace_days,
         generator: b.generator,
+        hook_secret: b.hook_secret,
     };
     let written = svc
         .create_secret(

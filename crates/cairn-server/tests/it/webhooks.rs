@@ -703,8 +703,17 @@ async fn scheduled_rotations_and_their_failures_are_announced() {
         .call(
             Method::POST,
             "/v1/secrets",
+            Some(json!({"name": "hooks/signing", "value": "hook-signing-key-42"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = t
+        .call(
+            Method::POST,
+            "/v1/secrets",
             Some(json!({"name": "db/password", "value": "initial-value-1",
-                "generator": format!("hook:{hook_url}"), "rotation_seconds": 60})),
+                "generator": format!("hook:{hook_url}"), "hook_secret": "hooks/signing",
+                "rotation_seconds": 60})),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
@@ -723,10 +732,12 @@ async fn scheduled_rotations_and_their_failures_are_announced() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = rx.requests();
     assert_eq!(got.len(), 2);
-    let events: Vec<Value> = got
+    // Deliveries are not ordered: order by the audit record they announce.
+    let mut events: Vec<Value> = got
         .iter()
         .map(|(_, body)| serde_json::from_slice(body).unwrap())
         .collect();
+    events.sort_by_key(|e| e["audit_seq"].as_i64());
     assert_eq!(
         events[0]["event"], "secret.rotation_failed",
         "{}",

@@ -26,6 +26,7 @@ fn put(scope: &Scope, version: i64, tag: u8, expected: Option<i64>) -> Mutation 
             rotation_seconds: None,
             grace_days: 7,
             generator: Some("random:32:alnum".to_owned()),
+            hook_secret: None,
         }),
         value_hash: format!("hmac-{tag}"),
         expected_version: expected,
@@ -158,7 +159,8 @@ pub(super) async fn secret_policy_round_trips(s: Arc<dyn Store>) {
         rotation_days: None,
         rotation_seconds: Some(90),
         grace_days: 0,
-        generator: Some("hook:https://rotate.example.com/db".to_owned()),
+        generator: Some("hook:https://user:pw@rotate.example.com:8443/db?token=T0K3N".to_owned()),
+        hook_secret: Some("hooks/db".to_owned()),
     };
     let mut first = put(&scope, 1, 1, Some(0));
     if let Mutation::PutSecret { policy: p, .. } = &mut first {
@@ -173,6 +175,22 @@ pub(super) async fn secret_policy_round_trips(s: Arc<dyn Store>) {
         record.policy.rotation_interval(),
         Some(chrono::Duration::seconds(90))
     );
+    // The audit record names the hook's origin only: no credentials, path or query.
+    let audit = s
+        .audit(&AuditFilter {
+            action: Some("secret.create".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let text = serde_json::to_string(&audit).unwrap();
+    assert!(
+        text.contains("hook:https://rotate.example.com:8443"),
+        "{text}"
+    );
+    for hidden in ["T0K3N", "user:pw", "8443/db"] {
+        assert!(!text.contains(hidden), "{hidden} in {text}");
+    }
 }
 
 /// One holder at a time; the holder renews; another takes over only after

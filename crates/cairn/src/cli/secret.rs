@@ -34,8 +34,11 @@ pub enum SecretCmd {
         generator: Option<String>,
         /// Rotations POST to this URL, which changes the credential where it is
         /// used and answers `{"value": "…"}` with the new value.
-        #[arg(long)]
+        #[arg(long, requires = "hook_secret")]
         hook: Option<String>,
+        /// The secret whose value signs the hook's requests (`Cairn-Signature`).
+        #[arg(long = "hook-secret", requires = "hook")]
+        hook_secret: Option<String>,
         #[arg(short = 'm', long = "message", default_value = "")]
         message: String,
     },
@@ -117,6 +120,7 @@ impl Ctx {
                 grace_days,
                 generator,
                 hook,
+                hook_secret,
                 message,
             } => {
                 let rotation_seconds = rotation_interval
@@ -126,7 +130,7 @@ impl Ctx {
                 let body = json!({
                     "name": name, "app": scope.app, "env": scope.env,
                     "value": secret_value(value)?, "rotation_days": rotation_days,
-                    "rotation_seconds": rotation_seconds,
+                    "rotation_seconds": rotation_seconds, "hook_secret": hook_secret,
                     "grace_days": grace_days, "generator": generator, "message": message,
                 });
                 let r = self

@@ -98,19 +98,30 @@ fn postgres_two_replicas_rotate_each_secret_exactly_once() {
     let cli_a = servers["replica-a"].cli(&token);
     let cli_b = servers["replica-b"].cli(&token);
 
-    // A hook on a loopback address is refused: these servers don't allow private targets.
-    let refused = cli_a.expect(
-        1,
-        &[
-            "secret",
-            "create",
-            "hooked",
-            "--hook",
-            "http://127.0.0.1:9/rotate",
-            "--rotation-interval",
-            "1h",
-        ],
+    // A hook needs a signing secret (usage error without one); on a loopback
+    // address it is refused: these servers don't allow private targets.
+    let hook = [
+        "secret",
+        "create",
+        "hooked",
+        "--hook",
+        "http://127.0.0.1:9/rotate",
+    ];
+    let usage = cli_a.expect(2, &hook);
+    assert!(usage.stderr.contains("--hook-secret"), "{usage}");
+    let out = cli_a.run_stdin(
+        &["secret", "create", "hooks/signing", "-"],
+        Some("hook-signing-key-7"),
     );
+    assert_eq!(out.code, 0, "{out}");
+    let mut args = hook.to_vec();
+    args.extend([
+        "--hook-secret",
+        "hooks/signing",
+        "--rotation-interval",
+        "1h",
+    ]);
+    let refused = cli_a.expect(1, &args);
     assert!(
         refused.stderr.contains("--allow-private-targets"),
         "{refused}"
@@ -142,6 +153,7 @@ fn postgres_two_replicas_rotate_each_secret_exactly_once() {
                 .as_array()
                 .unwrap()
                 .iter()
+                .filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with("svc/")))
                 .filter(|s| s["current_version"].as_i64().unwrap_or(0) < 3)
                 .map(|s| format!("{}@{}", s["name"], s["current_version"]))
                 .collect();
