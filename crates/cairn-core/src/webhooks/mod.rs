@@ -16,9 +16,11 @@
 //! "<t>.<body>")>`, computed at each attempt over the exact body bytes.
 //!
 //! **Payloads** name what changed (scope, key or secret name, versions,
-//! checksum, actor, message) and never carry values: no secret value ever,
-//! and no configuration value either (a receiver reads it with its own
-//! token, so a webhook does not widen who may read configuration).
+//! actor, message) and never carry values: no secret value ever, no
+//! configuration value either, nor a value's unkeyed hash (a `true` or a
+//! small number is found again by hashing candidates); a receiver reads
+//! the value with its own token, so a webhook does not widen who may read
+//! configuration.
 //!
 //! The signing secret is sealed with the envelope encryption of secrets
 //! (under the master key's KEK, identity `@webhook/<id>`) and never returned
@@ -268,7 +270,7 @@ fn payload(r: &AuditRecord, event: &str, delivery: &str, webhook: &str) -> Value
     });
     // Only these facts of the audit detail: never a value or a value's hash.
     let keep: &[&str] = match event {
-        "config.changed" | "flag.changed" | "segment.changed" => &["kind", "checksum"],
+        "config.changed" | "flag.changed" | "segment.changed" => &["kind"],
         "secret.rotation_failed" => &["version", "error", "attempts", "retry_at"],
         "env.changed" => &["protected", "required_approvals", "auto_approve"],
         _ => &[],
@@ -627,7 +629,11 @@ mod tests {
             json!({"kind": "config", "checksum": "sha256:1"}),
         );
         let p = payload(&r, "config.changed", "dlv_1", "wh_1");
-        assert_eq!(p["checksum"], "sha256:1");
+        assert_eq!(p["kind"], "config");
+        assert!(
+            p.get("checksum").is_none(),
+            "a value's hash is not sent: {p}"
+        );
         assert_eq!(p["app"], Value::Null);
     }
 }

@@ -213,7 +213,10 @@ async fn signed_deliveries_are_retried_until_the_receiver_accepts() {
     assert_eq!(payload["key"], "db/pool");
     assert_eq!(payload["kind"], "config");
     assert_eq!(payload["to_version"], 1);
-    assert!(payload["checksum"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        payload.get("checksum").is_none(),
+        "no hash of the value: {payload}"
+    );
     assert!(
         !String::from_utf8_lossy(body0).contains(CANARY),
         "no values in payloads"
