@@ -139,7 +139,7 @@ impl Snapshot {
         })?;
         T::deserialize(v).map_err(|e| SdkError::Decode {
             key: key.to_owned(),
-            message: e.to_string(),
+            message: redact_decode_error(&e.to_string()),
         })
     }
 
@@ -586,5 +586,66 @@ mod tests {
         };
         let d = format!("{s:?}");
         assert!(d.contains("db") && !d.contains("hunter2"), "{d}");
+    }
+}
+
+/// serde's message without the data it quotes: `invalid type: string
+/// "s3cr3t", expected u64` names the value, which may be a substituted
+/// secret, and errors get logged. Quoted and back-ticked spans become `…`,
+/// except the field name of a `missing field` (it comes from the type).
+fn redact_decode_error(message: &str) -> String {
+    if message.starts_with("missing field") {
+        return message.to_owned();
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut open: Option<char> = None;
+    for c in message.chars() {
+        match open {
+            Some(q) if c == q => {
+                out.push('…');
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None if c == '"' || c == '`' => {
+                out.push(c);
+                open = Some(c);
+            }
+            None => out.push(c),
+        }
+    }
+    if open.is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    #[test]
+    fn decode_errors_do_not_quote_the_value() {
+        use serde::Deserialize;
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Db {
+            port: u16,
+        }
+        let snapshot_value = serde_json::json!({"port": "s3cr3t-canary"});
+        let e = Db::deserialize(&snapshot_value).unwrap_err().to_string();
+        assert!(e.contains("s3cr3t-canary"), "serde quotes it: {e}");
+        let redacted = redact_decode_error(&e);
+        assert!(!redacted.contains("s3cr3t"), "{redacted}");
+        assert!(redacted.contains("expected u16"), "{redacted}");
+        let e = u64::deserialize(&serde_json::json!(true))
+            .unwrap_err()
+            .to_string();
+        assert!(!redact_decode_error(&e).contains("true"), "{e}");
+        assert_eq!(
+            redact_decode_error("missing field `port`"),
+            "missing field `port`"
+        );
+        assert_eq!(redact_decode_error("bad \"open"), "bad \"…");
     }
 }
