@@ -180,6 +180,24 @@ impl Service {
         })
     }
 
+    /// Forget instances that have not reported for `max_age`.
+    pub async fn prune_applied(&self, max_age: std::time::Duration) -> Result<u64> {
+        let age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::days(30));
+        Ok(self.store.prune_applied(Utc::now() - age).await?)
+    }
+
+    /// Forget silent instances every hour: kept `max_age` after their last report.
+    pub fn spawn_applied_pruner(
+        self: &std::sync::Arc<Self>,
+        max_age: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        self.spawn_every(
+            std::time::Duration::from_secs(3600),
+            "pruning applied state failed; will retry",
+            move |svc| async move { svc.prune_applied(max_age).await.map(|_| ()) },
+        )
+    }
+
     /// The last report of every instance of (app, env) (readers of the view).
     pub async fn applied(
         &self,

@@ -548,6 +548,15 @@ impl Store for PostgresStore {
         applied::list(&self.pool, app, env).await
     }
 
+    async fn prune_applied(&self, before: chrono::DateTime<chrono::Utc>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM applied WHERE reported_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(err("prune applied state"))?;
+        Ok(done.rows_affected())
+    }
+
     async fn webhooks(&self) -> StoreResult<Vec<cairn_store::WebhookRecord>> {
         webhooks::list(&self.pool).await
     }

@@ -194,6 +194,10 @@ pub trait Store: Send + Sync + 'static {
     /// The last report of every instance of (app, env), by instance.
     async fn applied(&self, app: &str, env: &str) -> StoreResult<Vec<AppliedState>>;
 
+    /// Forget instances whose last report is older than `before` (restarted
+    /// processes report under new ids); returns how many.
+    async fn prune_applied(&self, before: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
+
     /// Every webhook subscription, deleted ones included (the dispatcher
     /// matches each audit record against the subscriptions live at its `seq`).
     async fn webhooks(&self) -> StoreResult<Vec<WebhookRecord>>;

@@ -442,6 +442,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     svc.spawn_count_flusher(Duration::from_secs(30));
     svc.spawn_rotation_scheduler(settings.rotation_check);
+    // Instances silent for 30 days are forgotten (restarts report under new ids).
+    svc.spawn_applied_pruner(Duration::from_secs(30 * 86_400));
     svc.spawn_webhook_dispatcher(cairn_core::webhooks::WebhookSettings::default());
     if backend == "postgres" {
         // LISTEN/NOTIFY delivers other replicas' commits fast; the periodic

@@ -51,4 +51,13 @@ pub(super) async fn applied_state_per_instance(s: Arc<dyn Store>) {
     assert!(s.applied("payments", "prod").await.unwrap().is_empty());
     // Telemetry is not a change: no revision is used.
     assert_eq!(s.head().await.unwrap().revision, 0);
+    // Pruning forgets instances silent since before the cut, only those.
+    let cut = Utc.timestamp_opt(150, 0).single().unwrap();
+    assert_eq!(s.prune_applied(cut).await.unwrap(), 2);
+    assert_eq!(
+        s.applied("billing", "prod").await.unwrap(),
+        vec![state("billing", "prod", "web-1", 7, 200)]
+    );
+    assert!(s.applied("billing", "dev").await.unwrap().is_empty());
+    assert_eq!(s.prune_applied(cut).await.unwrap(), 0);
 }
