@@ -15,9 +15,17 @@ pub struct SseEvent {
 #[derive(Debug, Default)]
 pub struct SseParser {
     buf: Vec<u8>,
+    /// `buf[..scanned]` holds no newline (so each byte is scanned once).
+    scanned: usize,
+    /// The current line outgrew [`MAX_LINE`]: dropped up to its newline.
+    skipping: bool,
     cur: SseEvent,
     has_data: bool,
 }
+
+/// The longest line kept (a watch event is a few hundred bytes); a longer
+/// one, from a misbehaving server, is dropped rather than buffered.
+pub const MAX_LINE: usize = 1 << 20;
 
 impl SseParser {
     pub fn new() -> Self {
@@ -28,13 +36,24 @@ impl SseParser {
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
         self.buf.extend_from_slice(chunk);
         let mut start = 0;
-        while let Some(nl) = self.buf[start..].iter().position(|b| *b == b'\n') {
-            let end = start + nl;
-            let line = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
+        let mut from = self.scanned;
+        while let Some(nl) = self.buf[from..].iter().position(|b| *b == b'\n') {
+            let end = from + nl;
+            if std::mem::take(&mut self.skipping) {
+                // The tail of an overlong line.
+            } else {
+                let line = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
+                self.line(line.trim_end_matches('\r'), out);
+            }
             start = end + 1;
-            self.line(line.trim_end_matches('\r'), out);
+            from = start;
         }
         self.buf.drain(..start);
+        if self.buf.len() > MAX_LINE {
+            self.buf.clear();
+            self.skipping = true;
+        }
+        self.scanned = self.buf.len();
     }
 
     fn line(&mut self, line: &str, out: &mut Vec<SseEvent>) {
@@ -73,6 +92,32 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_by_byte_and_overlong_lines() {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        for b in b"id: 7\nevent: change\ndata: {\"revision\":7}\n\n" {
+            p.feed(&[*b], &mut out);
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].id.as_deref(), Some("7"));
+        assert_eq!(out[0].data, r#"{"revision":7}"#);
+        // A line past MAX_LINE is dropped whole; the stream goes on after it.
+        out.clear();
+        p.feed(b"data: ", &mut out);
+        let big = vec![b'x'; 64 * 1024];
+        for _ in 0..(MAX_LINE / big.len() + 2) {
+            p.feed(&big, &mut out);
+        }
+        assert!(p.buf.len() <= MAX_LINE + big.len());
+        p.feed(b"xxx\n\nid: 8\ndata: ok\n\n", &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(
+            (out[0].id.as_deref(), out[0].data.as_str()),
+            (Some("8"), "ok")
+        );
+    }
 
     #[test]
     fn split_chunks_comments_and_multiline_data() {
