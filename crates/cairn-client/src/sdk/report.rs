@@ -13,6 +13,9 @@ pub(crate) struct Counts {
     by: Mutex<HashMap<String, HashMap<String, u64>>>,
 }
 
+/// The largest count the server takes in one entry (`MAX_REPORT_COUNT`).
+pub const MAX_COUNT: u64 = 1_000_000_000;
+
 /// The server takes at most this many counts per report.
 const MAX_PER_REPORT: usize = 1000;
 
@@ -65,15 +68,25 @@ impl Counts {
                 if out.len() == MAX_PER_REPORT {
                     return out;
                 }
-                if let Some(count) = variants.remove(&variant) {
-                    out.push(Count {
-                        flag: flag.clone(),
-                        variant,
-                        count,
-                    });
+                let Some(left) = variants.get_mut(&variant) else {
+                    continue;
+                };
+                // The server takes at most MAX_COUNT per entry: the rest
+                // waits for the next report rather than failing this one.
+                let count = (*left).min(MAX_COUNT);
+                *left -= count;
+                if *left == 0 {
+                    variants.remove(&variant);
                 }
+                out.push(Count {
+                    flag: flag.clone(),
+                    variant,
+                    count,
+                });
             }
-            by.remove(&flag);
+            if variants.is_empty() {
+                by.remove(&flag);
+            }
         }
         out
     }
@@ -95,6 +108,19 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_counts_are_sent_in_parts() {
+        let c = Counts::default();
+        c.give_back(vec![Count {
+            flag: "f".into(),
+            variant: "on".into(),
+            count: 2 * MAX_COUNT + 5,
+        }]);
+        let sent: Vec<u64> = (0..4).flat_map(|_| c.take()).map(|x| x.count).collect();
+        assert_eq!(sent, vec![MAX_COUNT, MAX_COUNT, 5]);
+        assert!(c.take().is_empty());
+    }
 
     #[test]
     fn counts_are_taken_once_and_given_back_on_failure() {
