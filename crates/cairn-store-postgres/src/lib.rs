@@ -549,12 +549,7 @@ impl Store for PostgresStore {
     }
 
     async fn prune_applied(&self, before: chrono::DateTime<chrono::Utc>) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM applied WHERE reported_at < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(err("prune applied state"))?;
-        Ok(done.rows_affected())
+        applied::prune(&self.pool, &before).await
     }
 
     async fn webhooks(&self) -> StoreResult<Vec<cairn_store::WebhookRecord>> {
