@@ -13,7 +13,7 @@
 //! side of each connection, so it overstates the server's share).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use cairn_core::{ChangeItem, Origin, Service};
@@ -29,6 +29,7 @@ pub struct Args {
     pub streams: usize,
     pub rounds: usize,
     pub across_replicas: bool,
+    pub client_process: bool,
 }
 
 fn rss_kib() -> u64 {
@@ -47,7 +48,7 @@ fn rss_kib() -> u64 {
 async fn watcher(
     addr: std::net::SocketAddr,
     token: String,
-    tx: mpsc::UnboundedSender<(i64, Instant)>,
+    tx: mpsc::UnboundedSender<(i64, SystemTime)>,
     ready: mpsc::UnboundedSender<()>,
 ) -> anyhow::Result<()> {
     let mut s = TcpStream::connect(addr).await?;
@@ -65,7 +66,7 @@ async fn watcher(
         }
         if let Some(id) = line.strip_prefix("id:") {
             if let Ok(rev) = id.trim().parse() {
-                let _ = tx.send((rev, Instant::now()));
+                let _ = tx.send((rev, SystemTime::now()));
             }
         }
     }
@@ -146,19 +147,54 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let before = rss_kib();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-    for _ in 0..args.streams {
-        let (tx, ready_tx, token) = (tx.clone(), ready_tx.clone(), token.clone());
+    let open_started = Instant::now();
+    let mut child = None;
+    if args.client_process {
+        let mut c = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["bench-watch-clients", "--addr", &addr.to_string()])
+            .args(["--streams", &args.streams.to_string()])
+            .env("CAIRN_TOKEN", &token)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn the client process")?;
+        let out = c.stdout.take().context("client stdout")?;
         tokio::spawn(async move {
-            if let Err(e) = watcher(addr, token, tx, ready_tx).await {
-                eprintln!("watcher: {e}");
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut parts = line.split_whitespace();
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("ready"), ..) => {
+                        let _ = ready_tx.send(());
+                    }
+                    (Some("ev"), Some(rev), Some(nanos)) => {
+                        if let (Ok(rev), Ok(nanos)) = (rev.parse(), nanos.parse()) {
+                            let _ = tx.send((rev, UNIX_EPOCH + Duration::from_nanos(nanos)));
+                        }
+                    }
+                    _ => {}
+                }
             }
         });
-    }
-    let open_started = Instant::now();
-    for n in 0..args.streams {
-        tokio::time::timeout(Duration::from_secs(60), ready_rx.recv())
+        tokio::time::timeout(Duration::from_secs(120), ready_rx.recv())
             .await
-            .with_context(|| format!("only {n} of {} streams opened", args.streams))?;
+            .context("the client process did not open its streams")?
+            .context("the client process ended")?;
+        child = Some(c);
+    } else {
+        for _ in 0..args.streams {
+            let (tx, ready_tx, token) = (tx.clone(), ready_tx.clone(), token.clone());
+            tokio::spawn(async move {
+                if let Err(e) = watcher(addr, token, tx, ready_tx).await {
+                    eprintln!("watcher: {e}");
+                }
+            });
+        }
+        for n in 0..args.streams {
+            tokio::time::timeout(Duration::from_secs(60), ready_rx.recv())
+                .await
+                .with_context(|| format!("only {n} of {} streams opened", args.streams))?;
+        }
     }
     println!(
         "opened {} streams in {}",
@@ -169,14 +205,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     while rx.try_recv().is_ok() {}
     let after = rss_kib();
     let per_stream = (after.saturating_sub(before)) as f64 * 1024.0 / args.streams as f64;
+    let sides = if args.client_process {
+        "server side only"
+    } else {
+        "client and server side"
+    };
     println!(
-        "memory: RSS {before} KiB -> {after} KiB, {:.1} KiB per open stream (client and server side)",
+        "memory: RSS {before} KiB -> {after} KiB, {:.1} KiB per open stream ({sides})",
         per_stream / 1024.0
     );
 
     let mut all = Vec::new();
     for round in 1..=args.rounds {
-        let started = Instant::now();
+        let started = SystemTime::now();
         let committed = write(svc.clone(), round).await?;
         let rev = committed.revision;
         let mut got = 0;
@@ -192,7 +233,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             };
             if r == rev {
                 got += 1;
-                samples.push(at.duration_since(started));
+                samples.push(at.duration_since(started).unwrap_or_default());
             }
         }
         let l = Latencies::new(samples.clone());
@@ -214,10 +255,48 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         fmt_duration(l.percentile(50.0)),
         fmt_duration(l.percentile(99.0))
     );
+    drop(child);
     let _ = stop_tx.send(true);
     if let Some(db) = pg {
         drop((svc, watched));
         db.finish().await.ok();
+    }
+    Ok(())
+}
+
+/// The client side of `--client-process`: N streams in this process; one
+/// line per event on stdout, written by one task so lines never interleave.
+pub async fn clients(
+    addr: std::net::SocketAddr,
+    token: String,
+    streams: usize,
+) -> anyhow::Result<()> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(i64, SystemTime)>();
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    for _ in 0..streams {
+        let (tx, ready_tx, token) = (tx.clone(), ready_tx.clone(), token.clone());
+        tokio::spawn(async move {
+            if let Err(e) = watcher(addr, token, tx, ready_tx).await {
+                eprintln!("watcher: {e}");
+            }
+        });
+    }
+    for n in 0..streams {
+        tokio::time::timeout(Duration::from_secs(110), ready_rx.recv())
+            .await
+            .with_context(|| format!("only {n} of {streams} streams opened"))?;
+    }
+    // Plain blocking writes: the parent reads the pipe as fast as lines come.
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    out.write_all(b"ready\n")?;
+    out.flush()?;
+    while let Some((rev, at)) = rx.recv().await {
+        let nanos = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        writeln!(out, "ev {rev} {nanos}")?;
+        if rx.is_empty() {
+            out.flush()?;
+        }
     }
     Ok(())
 }

@@ -88,6 +88,19 @@ enum Task {
         /// (LISTEN/NOTIFY hint + change-table catch-up), instead of one on SQLite.
         #[arg(long)]
         across_replicas: bool,
+        /// Hold the streams in a child process (its own file descriptors, so
+        /// 10,000 streams fit under a 20,000 limit; the RSS is the server's alone).
+        #[arg(long)]
+        client_process: bool,
+    },
+    /// (Used by `bench-watch --client-process`.) Open N watch streams and
+    /// print `ready` once all are open, then `ev <revision> <unix nanos>` per event.
+    #[command(hide = true)]
+    BenchWatchClients {
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        #[arg(long)]
+        streams: usize,
     },
 }
 
@@ -138,13 +151,19 @@ async fn main() -> anyhow::Result<()> {
             streams,
             rounds,
             across_replicas,
+            client_process,
         } => {
             bench_watch::run(bench_watch::Args {
                 streams,
                 rounds,
                 across_replicas,
+                client_process,
             })
             .await
+        }
+        Task::BenchWatchClients { addr, streams } => {
+            let token = std::env::var("CAIRN_TOKEN").unwrap_or_default();
+            bench_watch::clients(addr, token, streams).await
         }
     }
 }
