@@ -56,6 +56,14 @@ pub struct AgentArgs {
     /// Send SIGHUP to this process after every write.
     #[arg(long)]
     pub signal: Option<u32>,
+    /// Leave `{"$secret": …}` references as they are instead of writing the
+    /// secrets' values (which needs a principal allowed to read them).
+    #[arg(long)]
+    pub no_secrets: bool,
+    /// Re-read every this many seconds even without a change event: a
+    /// rotated secret changes no configuration revision (0: never).
+    #[arg(long, default_value_t = 60)]
+    pub secrets_refresh: u64,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -64,6 +72,9 @@ pub struct RunArgs {
     pub app: String,
     #[arg(long)]
     pub env: String,
+    /// Leave `{"$secret": …}` references as they are (as JSON text).
+    #[arg(long)]
+    pub no_secrets: bool,
     /// The command and its arguments (after `--`).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -163,30 +174,54 @@ pub async fn watch(client: &Client, output: Format, a: WatchArgs) -> Result<()> 
     .await
 }
 
-async fn fetch_view(client: &Client, app: &str, env: &str) -> Result<Value> {
+/// The resolved view of (app, env); with `secrets`, references replaced by
+/// the values this principal may read (never cached by the server).
+async fn fetch_view(client: &Client, app: &str, env: &str, secrets: bool) -> Result<Value> {
+    let q = [("secrets", secrets.then(|| "true".to_owned()))];
     Ok(client
-        .get(&format!("/v1/apps/{app}/envs/{env}/config"), &[])
+        .get(&format!("/v1/apps/{app}/envs/{env}/config"), &q)
         .await?)
 }
 
-/// `cairn agent`: keep `--out` equal to the resolved configuration.
+/// `cairn agent`: keep `--out` equal to the resolved configuration, with
+/// the secrets it references.
 pub async fn agent(client: &Client, a: AgentArgs) -> Result<()> {
-    let mut agent = Agent { a, written: -1 };
-    agent.refresh_retrying(client).await?;
-    let (app, env) = (agent.a.app.clone(), agent.a.env.clone());
-    follow(client, &app, &env, None, async |e: &SseEvent| {
+    let refresh = Duration::from_secs(a.secrets_refresh);
+    let agent = tokio::sync::Mutex::new(Agent { a, written: None });
+    agent.lock().await.refresh_retrying(client).await?;
+    let (app, env) = {
+        let a = &agent.lock().await.a;
+        (a.app.clone(), a.env.clone())
+    };
+    let events = follow(client, &app, &env, None, async |e: &SseEvent| {
         if e.event == "change" || e.event == "resync" {
-            agent.refresh_retrying(client).await?;
+            agent.lock().await.refresh_retrying(client).await?;
         }
         Ok(())
-    })
-    .await
+    });
+    // Rotated secrets change no revision: re-read on a timer too (the file
+    // is rewritten only when its content changes).
+    let periodic = async {
+        if refresh.is_zero() {
+            return std::future::pending::<Result<()>>().await;
+        }
+        let mut tick = tokio::time::interval(refresh);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            agent.lock().await.refresh_retrying(client).await?;
+        }
+    };
+    tokio::select! {
+        r = events => r,
+        r = periodic => r,
+    }
 }
 
 struct Agent {
     a: AgentArgs,
-    /// The revision the file holds.
-    written: i64,
+    /// What the file holds.
+    written: Option<String>,
 }
 
 impl Agent {
@@ -205,16 +240,17 @@ impl Agent {
         }
     }
 
-    /// Write the current view if it is newer than the file, then run the hook.
+    /// Write the current view if the file differs from it, then run the hook.
     async fn refresh(&mut self, client: &Client) -> Result<()> {
-        let view = fetch_view(client, &self.a.app, &self.a.env).await?;
+        let view = fetch_view(client, &self.a.app, &self.a.env, !self.a.no_secrets).await?;
         let revision = view["revision"].as_i64().unwrap_or(0);
-        if revision <= self.written {
+        let values = view.get("values").cloned().unwrap_or(json!({}));
+        let text = render(&values, self.a.format)?;
+        if self.written.as_deref() == Some(text.as_str()) {
             return Ok(());
         }
-        let values = view.get("values").cloned().unwrap_or(json!({}));
-        write_atomic(&self.a.out, render(&values, self.a.format)?.as_bytes())?;
-        self.written = revision;
+        write_atomic(&self.a.out, text.as_bytes())?;
+        self.written = Some(text);
         eprintln!(
             "agent: wrote {} (revision {revision})",
             self.a.out.display()
@@ -334,7 +370,7 @@ pub fn env_vars(values: &Value) -> BTreeMap<String, String> {
 /// `cairn run`: start the command with the configuration in its environment;
 /// returns its exit code.
 pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
-    let view = fetch_view(client, &a.app, &a.env).await?;
+    let view = fetch_view(client, &a.app, &a.env, !a.no_secrets).await?;
     let vars = env_vars(view.get("values").unwrap_or(&Value::Null));
     let Some((program, args)) = a.command.split_first() else {
         bail!("a command is required after --");

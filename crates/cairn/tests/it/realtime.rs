@@ -236,6 +236,125 @@ fn the_agent_keeps_a_whole_file_in_step_and_run_passes_env() {
     assert_eq!(failing.code, 7, "the child's exit code: {failing}");
 }
 
+/// The agent writes the secrets the configuration references (for a
+/// principal that may read them) and follows their rotation, which changes
+/// no configuration revision; `cairn run` passes them too.
+#[test]
+fn the_agent_writes_referenced_secrets_and_follows_their_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::sqlite(dir.path());
+    let token = s.admin_token();
+    let cli = s.cli(&token);
+    cli.ok(&["app", "create", "billing"]);
+    let out = cli.run_stdin(
+        &["secret", "create", "db/password", "-"],
+        Some("pw-version-1"),
+    );
+    assert_eq!(out.code, 0, "{out}");
+    cli.ok(&[
+        "set",
+        "db",
+        "--app",
+        "billing",
+        "--value",
+        r#"{"host": "db", "password": {"$secret": "db/password"}}"#,
+    ]);
+    let viewer = cli.json(&["token", "create", "--name", "v", "--role", "viewer"]);
+    let viewer = viewer["token"].as_str().unwrap().to_owned();
+    let out_dir = tempfile::tempdir().unwrap();
+    let read = |name: &str| -> Result<Value, String> {
+        let text = std::fs::read_to_string(out_dir.path().join(name)).map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    };
+    let file_arg = |name: &str| out_dir.path().join(name).to_string_lossy().into_owned();
+    let agent_args = |name: &str| {
+        vec![
+            "agent".to_owned(),
+            "--app".into(),
+            "billing".into(),
+            "--env".into(),
+            "prod".into(),
+            "--out".into(),
+            file_arg(name),
+            "--secrets-refresh".into(),
+            "1".into(),
+        ]
+    };
+    let admin_args = agent_args("admin.json");
+    let _admin_agent = spawn(
+        &s.addr,
+        &token,
+        &admin_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        Stdio::null(),
+    );
+    let viewer_args = agent_args("viewer.json");
+    let _viewer_agent = spawn(
+        &s.addr,
+        &viewer,
+        &viewer_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        Stdio::null(),
+    );
+    poll(Duration::from_secs(10), "the admin agent's file", || {
+        let v = read("admin.json")?;
+        if v["db"]["password"] == "pw-version-1" {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    });
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let path = out_dir.path().join("admin.json");
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // A viewer may not read secrets: its file keeps the reference.
+    poll(Duration::from_secs(10), "the viewer agent's file", || {
+        let v = read("viewer.json")?;
+        if v["db"]["password"] == serde_json::json!({"$secret": "db/password"}) {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    });
+
+    // A rotation reaches the file within the refresh period.
+    let out = cli.run_stdin(
+        &["secret", "rotate", "db/password", "-"],
+        Some("pw-version-2"),
+    );
+    assert_eq!(out.code, 0, "{out}");
+    poll(
+        Duration::from_secs(10),
+        "the rotated value in the file",
+        || {
+            let v = read("admin.json")?;
+            if v["db"]["password"] == "pw-version-2" {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        },
+    );
+
+    // `cairn run`: secrets in the environment; with --no-secrets the
+    // reference object, flattened by the naming rule.
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "--app", "billing", "--env", "prod"];
+        all.extend_from_slice(args);
+        all.extend([
+            "--",
+            "sh",
+            "-c",
+            "echo \"pw=$DB_PASSWORD ref=$DB_PASSWORD__SECRET\"",
+        ]);
+        cli.ok(&all).stdout
+    };
+    assert_eq!(run(&[]).trim(), "pw=pw-version-2 ref=");
+    assert_eq!(run(&["--no-secrets"]).trim(), "pw= ref=db/password");
+}
+
 #[test]
 fn a_change_on_one_postgres_replica_reaches_a_watcher_on_the_other() {
     let Some(pg) = TestPg::shared() else {
