@@ -610,7 +610,19 @@ impl Service {
         check_write(who, scope)?;
         self.secret_record(scope, name).await?;
         if !force {
-            let users = self.referencing_entries(scope, name);
+            let mut users = self.referencing_entries(scope, name);
+            // Secrets whose rotation hook it signs.
+            users.extend(
+                self.store
+                    .secrets()
+                    .await?
+                    .into_iter()
+                    .filter(|s| {
+                        s.policy.hook_secret.as_deref() == Some(name)
+                            && visible_from(scope, &s.scope)
+                    })
+                    .map(|s| format!("the rotation hook of secret {} at {}", s.name, s.scope)),
+            );
             if !users.is_empty() {
                 return Err(Error::Conflict {
                     message: format!(

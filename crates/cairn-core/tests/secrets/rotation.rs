@@ -326,6 +326,15 @@ async fn a_hook_makes_the_values() {
         .unwrap();
     assert_eq!(reads.len(), 2, "{reads:?}");
     assert!(reads.iter().all(|r| r.detail["via"] == "hook-signature"));
+    // The signing key cannot be deleted while a hook uses it (unless forced).
+    let e = svc
+        .delete_secret(&admin, &o, &Scope::global(), SIGNER, false, "cleanup")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Conflict { message, .. } if message.contains("rotation hook of secret db/password")),
+        "{e:?}"
+    );
     // Non-admins see the hook's origin only.
     let info = svc
         .secret_info(&who(Role::Viewer), &shop, "db/password")
