@@ -23,14 +23,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use cairn_model::Scope;
-use cairn_store::{AuditContext, AuditEvent, SecretPolicy, SecretRecord};
+use cairn_store::{AuditContext, AuditEvent, SecretRecord};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{Origin, Principal};
-use crate::secrets::{NewValue, Plaintext};
+use crate::secrets::{NewValue, NextVersion, Plaintext};
 use crate::{Error, Result, Service};
 
 /// The lease the rotating replica holds.
@@ -260,6 +260,18 @@ impl Service {
                     break;
                 }
             }
+            // Read it again just before acting: a run of slow hooks takes
+            // time, and a person may have rotated (or deleted) it meanwhile;
+            // a hook must not change a credential for a rotation not due.
+            let record = match self.store.secret(&record.scope, &record.name).await? {
+                Some((fresh, false))
+                    if fresh.current_version == record.current_version
+                        && next_rotation(&fresh).is_some_and(|at| at <= now) =>
+                {
+                    fresh
+                }
+                _ => continue,
+            };
             let hooked = record
                 .policy
                 .generator
@@ -380,24 +392,23 @@ impl Service {
     pub(crate) async fn call_rotation_hook(
         &self,
         url: &str,
-        policy: &SecretPolicy,
-        scope: &Scope,
-        name: &str,
-        current_version: i64,
-        new_version: i64,
+        next: &NextVersion<'_>,
     ) -> Result<Plaintext> {
-        let signer = policy
-            .hook_secret
-            .as_deref()
-            .ok_or_else(|| Error::invalid("hook_secret", "a hook generator needs a hook_secret"))?;
+        let (scope, name) = (next.scope, next.name);
+        let (current_version, new_version) = (next.current_version, next.new_version);
+        let signer =
+            next.policy.hook_secret.as_deref().ok_or_else(|| {
+                Error::invalid("hook_secret", "a hook generator needs a hook_secret")
+            })?;
         let signer_scope = self.signing_secret(scope, signer).await?.ok_or_else(|| {
             Error::Unavailable(format!(
                 "the hook's signing secret {signer} no longer exists at a scope visible from {scope}"
             ))
         })?;
         let (key_version, key) = self.open_version(&signer_scope, signer, None).await?;
+        // Audited as whoever caused the rotation (a person, or the scheduler).
         self.record_read(
-            &scheduler_principal(),
+            next.who,
             &Origin::default(),
             &signer_scope,
             signer,

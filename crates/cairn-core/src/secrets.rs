@@ -139,6 +139,17 @@ impl SecretInfo {
     }
 }
 
+/// The version about to be written, and who writes it (what a generator
+/// or a rotation hook needs to know).
+pub(crate) struct NextVersion<'a> {
+    pub who: &'a Principal,
+    pub policy: &'a SecretPolicy,
+    pub scope: &'a Scope,
+    pub name: &'a str,
+    pub current_version: i64,
+    pub new_version: i64,
+}
+
 /// What a new secret or a rotation gets as its value.
 #[derive(Debug, Clone)]
 pub enum NewValue {
@@ -374,23 +385,43 @@ impl Service {
             }
             (Some(signer), true) => {
                 validate_key(signer).map_err(|e| rename(e.into(), "hook_secret"))?;
-                if signer == name || self.signing_secret(scope, signer).await?.is_none() {
+                let Some(signer_scope) = self
+                    .signing_secret(scope, signer)
+                    .await?
+                    .filter(|_| signer != name)
+                else {
                     return Err(Error::invalid(
                         "hook_secret",
                         format!("{signer} is not another secret visible from {scope}"),
                     ));
+                };
+                // Whoever picks the URL and the key receives an HMAC under
+                // that key: only someone who may read the key may do so.
+                if !who.can(
+                    Action::ReadSecret,
+                    signer_scope.app.as_deref(),
+                    signer_scope.env.as_deref(),
+                ) {
+                    return Err(Error::Forbidden(format!(
+                        "a hook signed with {signer} needs the right to read {signer} (admin)"
+                    )));
                 }
             }
             (None, false) => {}
         }
-        if let Some(g) = &policy.generator {
-            validate_generator(g)?;
-            if let Some(url) = hook_url(g) {
+        let mut policy = policy;
+        if let Some(g) = policy.generator.clone() {
+            validate_generator(&g)?;
+            if let Some(url) = hook_url(&g) {
                 // Refuse a loopback/private target now rather than at the first rotation.
                 self.outbound()
                     .check(url)
                     .await
                     .map_err(|e| Error::invalid("generator", format!("hook: {e}")))?;
+                // Stored in its normal form (what redaction expects).
+                let parsed = crate::outbound::Outbound::parse_url(url)
+                    .map_err(|e| Error::invalid("generator", format!("hook: {e}")))?;
+                policy.generator = Some(format!("hook:{}", parsed.as_str()));
             }
         }
         if policy
@@ -440,9 +471,15 @@ impl Service {
                 .last()
                 .map_or(0, |v| v.version),
         };
-        let value = self
-            .value_for(value, &policy, scope, name, 0, latest + 1)
-            .await?;
+        let next = NextVersion {
+            who,
+            policy: &policy,
+            scope,
+            name,
+            current_version: 0,
+            new_version: latest + 1,
+        };
+        let value = self.value_for(value, &next).await?;
         self.write_version(
             who,
             origin,
@@ -492,16 +529,15 @@ impl Service {
             .await?
             .last()
             .map_or(0, |v| v.version);
-        let value = self
-            .value_for(
-                value,
-                &record.policy,
-                scope,
-                name,
-                record.current_version,
-                latest + 1,
-            )
-            .await?;
+        let next = NextVersion {
+            who,
+            policy: &record.policy,
+            scope,
+            name,
+            current_version: record.current_version,
+            new_version: latest + 1,
+        };
+        let value = self.value_for(value, &next).await?;
         self.write_version(
             who,
             origin,
@@ -518,21 +554,12 @@ impl Service {
 
     /// The value of a new version: the given one, or one from the generator
     /// (`random:…` here, `hook:URL` from the hook).
-    async fn value_for(
-        &self,
-        value: NewValue,
-        policy: &SecretPolicy,
-        scope: &Scope,
-        name: &str,
-        current_version: i64,
-        new_version: i64,
-    ) -> Result<Plaintext> {
-        let generator = policy.generator.as_deref();
+    async fn value_for(&self, value: NewValue, next: &NextVersion<'_>) -> Result<Plaintext> {
+        let generator = next.policy.generator.as_deref();
         let value = match (value, generator.and_then(hook_url)) {
-            (NewValue::Generate, Some(url)) => NewValue::Given(
-                self.call_rotation_hook(url, policy, scope, name, current_version, new_version)
-                    .await?,
-            ),
+            (NewValue::Generate, Some(url)) => {
+                NewValue::Given(self.call_rotation_hook(url, next).await?)
+            }
             (value, _) => value,
         };
         match (value, generator) {

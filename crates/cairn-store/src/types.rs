@@ -462,8 +462,15 @@ impl SecretPolicy {
         let Some(url) = g.strip_prefix("hook:") else {
             return Some(g.to_owned());
         };
-        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        // Stored URLs are in normal form (the service parses them first);
+        // anything else is shown as a placeholder rather than guessed at.
+        let parsed = url
+            .split_once("://")
+            .filter(|(scheme, _)| matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https"));
+        let Some((scheme, rest)) = parsed else {
+            return Some("hook:<redacted>".to_owned());
+        };
+        let authority = rest.split(['/', '\\', '?', '#']).next().unwrap_or("");
         let host = authority.rsplit('@').next().unwrap_or("");
         Some(format!("hook:{scheme}://{host}"))
     }
@@ -492,4 +499,42 @@ pub struct SecretVersion {
     pub created_at: DateTime<Utc>,
     pub revision: Revision,
     pub actor: String,
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::SecretPolicy;
+
+    fn shown(generator: &str) -> String {
+        SecretPolicy {
+            generator: Some(generator.to_owned()),
+            ..SecretPolicy::default()
+        }
+        .generator_redacted()
+        .unwrap()
+    }
+
+    #[test]
+    fn hook_urls_are_cut_to_their_origin() {
+        assert_eq!(shown("random:32:alnum"), "random:32:alnum");
+        assert_eq!(
+            shown("hook:https://rotator.example.com:8443/db?token=T0K3N#f"),
+            "hook:https://rotator.example.com:8443"
+        );
+        assert_eq!(shown("hook:http://u:p@h/x"), "hook:http://h");
+        assert_eq!(
+            shown("hook:https://[2001:db8::1]:9/T0K3N"),
+            "hook:https://[2001:db8::1]:9"
+        );
+        // Forms that are not in normal form are never guessed at.
+        for odd in [
+            "hook:https:rotator.example.com/T0K3N?next=https://x",
+            "hook:rotator.example.com/T0K3N",
+            "hook:ftp://h/T0K3N",
+            "hook:",
+        ] {
+            assert!(!shown(odd).contains("T0K3N"), "{odd}: {}", shown(odd));
+        }
+        assert_eq!(shown("hook:https://host\\T0K3N"), "hook:https://host");
+    }
 }

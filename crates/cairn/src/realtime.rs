@@ -10,11 +10,10 @@
 //! key order wins.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use cairn_client::sse::{SseEvent, SseParser};
 use cairn_client::{Client, ClientError};
 use serde_json::{json, Value};
@@ -61,8 +60,9 @@ pub struct AgentArgs {
     #[arg(long)]
     pub no_secrets: bool,
     /// Re-read every this many seconds even without a change event: a
-    /// rotated secret changes no configuration revision (0: never).
-    #[arg(long, default_value_t = 60)]
+    /// rotated secret changes no configuration revision (0: never). Each
+    /// read of a secret is audited.
+    #[arg(long, default_value_t = 300)]
     pub secrets_refresh: u64,
 }
 
@@ -187,7 +187,11 @@ async fn fetch_view(client: &Client, app: &str, env: &str, secrets: bool) -> Res
 /// the secrets it references.
 pub async fn agent(client: &Client, a: AgentArgs) -> Result<()> {
     let refresh = Duration::from_secs(a.secrets_refresh);
-    let agent = tokio::sync::Mutex::new(Agent { a, written: None });
+    let agent = tokio::sync::Mutex::new(Agent {
+        a,
+        written: None,
+        revision: 0,
+    });
     agent.lock().await.refresh_retrying(client).await?;
     let (app, env) = {
         let a = &agent.lock().await.a;
@@ -206,10 +210,14 @@ pub async fn agent(client: &Client, a: AgentArgs) -> Result<()> {
             return std::future::pending::<Result<()>>().await;
         }
         let mut tick = tokio::time::interval(refresh);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             tick.tick().await;
-            agent.lock().await.refresh_retrying(client).await?;
+            // A failed periodic read is not fatal: the file stays, the next tick retries.
+            if let Err(e) = agent.lock().await.refresh_retrying(client).await {
+                eprintln!("agent: periodic refresh failed: {e:#}");
+            }
         }
     };
     tokio::select! {
@@ -222,6 +230,8 @@ struct Agent {
     a: AgentArgs,
     /// What the file holds.
     written: Option<String>,
+    /// The revision of the view it was rendered from.
+    revision: i64,
 }
 
 impl Agent {
@@ -244,6 +254,11 @@ impl Agent {
     async fn refresh(&mut self, client: &Client) -> Result<()> {
         let view = fetch_view(client, &self.a.app, &self.a.env, !self.a.no_secrets).await?;
         let revision = view["revision"].as_i64().unwrap_or(0);
+        // An older view (a lagging replica behind a load balancer) never
+        // replaces a newer one; the same revision may bring rotated secrets.
+        if revision < self.revision {
+            return Ok(());
+        }
         let values = view.get("values").cloned().unwrap_or(json!({}));
         let text = render(&values, self.a.format)?;
         if self.written.as_deref() == Some(text.as_str()) {
@@ -251,6 +266,7 @@ impl Agent {
         }
         write_atomic(&self.a.out, text.as_bytes())?;
         self.written = Some(text);
+        self.revision = revision;
         eprintln!(
             "agent: wrote {} (revision {revision})",
             self.a.out.display()
@@ -282,36 +298,11 @@ async fn hook(a: &AgentArgs) {
 }
 
 /// Write `bytes` to `path` so a reader sees the old or the new content,
-/// never a mix: a 0600 temp file in the same directory, fsync, rename, fsync
-/// of the directory.
+/// never a mix (the SDK's cache writer: an exclusively created 0600 temp
+/// file under a fresh name, fsync, rename, fsync of the directory).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("--out must name a file"))?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    };
-    write()
+    cairn_client::sdk::write_atomic(path, bytes)
         .with_context(|| format!("writing {}", path.display()))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
 }
 
 fn render(values: &Value, format: FileFormat) -> Result<String> {

@@ -75,7 +75,7 @@ pub(crate) fn read(path: &Path, app: &str, env: &str) -> Option<Cached> {
 /// Write `bytes` to `path` so that a reader (or a crash) sees the old or the
 /// new content, never a mix: a 0600 temp file in the same directory, fsync,
 /// rename over `path`, fsync of the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),

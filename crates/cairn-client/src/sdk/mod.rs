@@ -42,6 +42,7 @@
 //!   last report.
 
 mod cache;
+pub use cache::write_atomic;
 mod flags;
 mod report;
 mod sync;
@@ -591,33 +592,31 @@ mod tests {
 
 /// serde's message without the data it quotes: `invalid type: string
 /// "s3cr3t", expected u64` names the value, which may be a substituted
-/// secret, and errors get logged. Quoted and back-ticked spans become `…`,
-/// except the field name of a `missing field` (it comes from the type).
+/// secret, and errors get logged. Only serde's own words are kept: the kind
+/// of error and what was expected (which comes from the type, not the data),
+/// or a `missing field` and its name (also from the type).
 fn redact_decode_error(message: &str) -> String {
-    if message.starts_with("missing field") {
+    if message.starts_with("missing field `") && message.matches('`').count() == 2 {
         return message.to_owned();
     }
-    let mut out = String::with_capacity(message.len());
-    let mut open: Option<char> = None;
-    for c in message.chars() {
-        match open {
-            Some(q) if c == q => {
-                out.push('…');
-                out.push(c);
-                open = None;
-            }
-            Some(_) => {}
-            None if c == '"' || c == '`' => {
-                out.push(c);
-                open = Some(c);
-            }
-            None => out.push(c),
-        }
+    const KINDS: &[&str] = &[
+        "invalid type",
+        "invalid value",
+        "invalid length",
+        "unknown variant",
+        "unknown field",
+        "duplicate field",
+    ];
+    let kind = KINDS
+        .iter()
+        .find(|k| message.starts_with(**k))
+        .copied()
+        .unwrap_or("invalid data");
+    match message.rfind(", expected ") {
+        // What was expected is written by the type's Deserialize impl.
+        Some(at) => format!("{kind}: …{}", &message[at..]),
+        None => kind.to_owned(),
     }
-    if open.is_some() {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -646,6 +645,15 @@ mod decode_tests {
             redact_decode_error("missing field `port`"),
             "missing field `port`"
         );
-        assert_eq!(redact_decode_error("bad \"open"), "bad \"…");
+        // Quotes and backticks inside the value do not end the redaction.
+        let e = Db::deserialize(&serde_json::json!({"port": "pa\"ss`wd, expected"}))
+            .unwrap_err()
+            .to_string();
+        let redacted = redact_decode_error(&e);
+        assert!(
+            !redacted.contains("pa") && !redacted.contains("ss"),
+            "{redacted}"
+        );
+        assert_eq!(redact_decode_error("garbage"), "invalid data");
     }
 }

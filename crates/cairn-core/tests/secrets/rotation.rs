@@ -524,6 +524,21 @@ async fn hooks_to_private_targets_are_refused_unless_allowed() {
             "{e:?}"
         );
     }
+    // Choosing the hook and its key means receiving HMACs under the key:
+    // an operator (who may not read secrets) may not.
+    let e = svc
+        .create_secret(
+            &who(Role::Operator),
+            &o,
+            &g,
+            "db/password",
+            NewValue::Given(Plaintext::new("value-1")),
+            hook(Some(SIGNER)),
+            "new",
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, Error::Forbidden(_)), "{e:?}");
     let names: Vec<_> = svc
         .secrets(&admin)
         .await
