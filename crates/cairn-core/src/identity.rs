@@ -259,6 +259,33 @@ impl Service {
         }
     }
 
+    /// Append one audit record that is not a change (a refusal, a secret
+    /// read, a failed rotation) to the sealed chain, as `actor` from `origin`.
+    pub(crate) async fn append_event(
+        &self,
+        actor: String,
+        origin: &Origin,
+        message: String,
+        event: AuditEvent,
+    ) -> Result<()> {
+        let context = AuditContext {
+            actor,
+            message,
+            client_ip: origin.client_ip.clone(),
+            user_agent: origin.user_agent.clone(),
+            replica: Some(self.opts.replica.clone()),
+        };
+        self.store
+            .append_audit(
+                &context,
+                vec![event],
+                Some(self.audit_key),
+                self.opts.audit_sink.as_ref(),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Record a refused request in the audit chain. Never fails the caller: a
     /// refusal is a refusal even if its record cannot be written (logged).
     pub async fn record_denied(
@@ -270,28 +297,14 @@ impl Service {
         path: &str,
         reason: &str,
     ) {
-        let context = AuditContext {
-            actor: who.map_or_else(|| "anonymous".to_owned(), Principal::actor),
-            message: reason.chars().take(512).collect(),
-            client_ip: origin.client_ip.clone(),
-            user_agent: origin.user_agent.clone(),
-            replica: Some(self.opts.replica.clone()),
-        };
+        let actor = who.map_or_else(|| "anonymous".to_owned(), Principal::actor);
         let event = AuditEvent {
             action: action.to_owned(),
             detail: json!({"method": method, "path": path.chars().take(512).collect::<String>()}),
             ..AuditEvent::default()
         };
-        if let Err(e) = self
-            .store
-            .append_audit(
-                &context,
-                vec![event],
-                Some(self.audit_key),
-                self.opts.audit_sink.as_ref(),
-            )
-            .await
-        {
+        let message = reason.chars().take(512).collect();
+        if let Err(e) = self.append_event(actor, origin, message, event).await {
             tracing::error!(error = %e, action, "could not record a denied request");
         }
     }

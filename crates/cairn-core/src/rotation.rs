@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use cairn_model::Scope;
-use cairn_store::{AuditContext, AuditEvent, SecretRecord};
+use cairn_store::{AuditEvent, SecretRecord};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -239,6 +239,7 @@ impl Service {
         let mut run = RotationRun::default();
         let who = scheduler_principal();
         let origin = Origin::default();
+        let mut renewed = std::time::Instant::now();
         for (_, record) in due {
             if record.policy.generator.is_none() {
                 run.overdue
@@ -248,7 +249,9 @@ impl Service {
             if self.scheduler.backing_off(&record.scope, &record.name, now) {
                 continue;
             }
-            if let Some(ttl) = lease {
+            // Renewed well before it lapses (a run of slow hooks may outlast
+            // one lease period); stop as soon as another replica holds it.
+            if let Some(ttl) = lease.filter(|ttl| renewed.elapsed() >= *ttl / 3) {
                 if !self
                     .store
                     .try_lease(LEASE, self.scheduler.holder(), ttl)
@@ -259,25 +262,31 @@ impl Service {
                     );
                     break;
                 }
+                renewed = std::time::Instant::now();
             }
-            // Read it again just before acting: a run of slow hooks takes
-            // time, and a person may have rotated (or deleted) it meanwhile;
-            // a hook must not change a credential for a rotation not due.
-            let record = match self.store.secret(&record.scope, &record.name).await? {
-                Some((fresh, false))
-                    if fresh.current_version == record.current_version
-                        && next_rotation(&fresh).is_some_and(|at| at <= now) =>
-                {
-                    fresh
-                }
-                _ => continue,
-            };
             let hooked = record
                 .policy
                 .generator
                 .as_deref()
                 .and_then(crate::secrets::hook_url)
                 .is_some();
+            // A hook changes a credential outside: read the secret again just
+            // before, as a person may have rotated (or deleted) it since the
+            // list. (A generated value has no effect outside; the
+            // compare-and-set settles that race.)
+            let record = if hooked {
+                match self.store.secret(&record.scope, &record.name).await? {
+                    Some((fresh, false))
+                        if fresh.current_version == record.current_version
+                            && next_rotation(&fresh).is_some_and(|at| at <= now) =>
+                    {
+                        fresh
+                    }
+                    _ => continue,
+                }
+            } else {
+                record
+            };
             match self
                 .rotate_record(
                     &who,
@@ -300,18 +309,16 @@ impl Service {
                 // honours the idempotency key keeps the two in step.
                 Err(Error::Conflict { .. }) if !hooked => {}
                 Err(e) => {
-                    let e = match e {
-                        Error::Conflict { .. } => Error::Conflict {
-                            message: "the secret was rotated meanwhile, after the hook answered: \
-                                      the hook must return the same value for the same Idempotency-Key"
-                                .into(),
-                            current_version: None,
-                        },
-                        e => e,
+                    let error = match e {
+                        Error::Conflict { .. } => "the secret was rotated meanwhile, after the \
+                            hook answered: the hook must return the same value for the same \
+                            Idempotency-Key"
+                            .to_owned(),
+                        e => e.to_string(),
                     };
                     let failure = self.scheduler.failed(&record.scope, &record.name, now);
                     let item = RotationItem {
-                        error: Some(e.to_string()),
+                        error: Some(error),
                         attempts: Some(failure.attempts),
                         retry_at: Some(failure.retry_at),
                         ..RotationItem::of(&record, record.current_version)
@@ -336,13 +343,6 @@ impl Service {
         let error = item.error.as_deref().unwrap_or("");
         tracing::error!(secret = %record.name, scope = %record.scope, attempts = item.attempts, error, "secret rotation failed");
         self.metrics.rotation_failed();
-        let context = AuditContext {
-            actor: who.actor(),
-            message: "scheduled rotation failed".into(),
-            client_ip: None,
-            user_agent: None,
-            replica: Some(self.opts.replica.clone()),
-        };
         let event = AuditEvent {
             action: "secret.rotation_failed".into(),
             app: Some(record.scope.app_str().to_owned()),
@@ -355,14 +355,9 @@ impl Service {
                 "retry_at": item.retry_at,
             }),
         };
+        let message = "scheduled rotation failed".to_owned();
         if let Err(e) = self
-            .store
-            .append_audit(
-                &context,
-                vec![event],
-                Some(self.audit_key),
-                self.opts.audit_sink.as_ref(),
-            )
+            .append_event(who.actor(), &Origin::default(), message, event)
             .await
         {
             tracing::error!(error = %e, secret = %record.name, "could not audit a failed rotation");
@@ -417,6 +412,7 @@ impl Service {
             "hook-signature",
         )
         .await?;
+        let idempotency = idempotency_key(scope, name, new_version);
         let body = serde_json::to_vec(&json!({
             "event": "secret.rotate",
             "name": name,
@@ -424,11 +420,10 @@ impl Service {
             "env": scope.env,
             "current_version": current_version,
             "new_version": new_version,
-            "idempotency_key": idempotency_key(scope, name, new_version),
+            "idempotency_key": idempotency,
         }))
         .map_err(|e| Error::Internal(format!("hook body: {e}")))?;
         let signature = crate::webhooks::signature(key.as_bytes(), Utc::now().timestamp(), &body);
-        let idempotency = idempotency_key(scope, name, new_version);
         let response = self
             .outbound()
             .post_json(

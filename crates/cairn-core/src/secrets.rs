@@ -13,8 +13,7 @@ use std::collections::BTreeSet;
 
 use cairn_model::{validate_key, Scope};
 use cairn_store::{
-    AuditContext, AuditEvent, Mutation, Role, SealedSecret, SecretPolicy, SecretRecord,
-    SecretVersion,
+    AuditEvent, Mutation, Role, SealedSecret, SecretPolicy, SecretRecord, SecretVersion,
 };
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
@@ -821,13 +820,6 @@ impl Service {
         value: &Plaintext,
         how: &str,
     ) -> Result<()> {
-        let context = AuditContext {
-            actor: who.actor(),
-            message: format!("secret {how}"),
-            client_ip: origin.client_ip.clone(),
-            user_agent: origin.user_agent.clone(),
-            replica: Some(self.opts.replica.clone()),
-        };
         let event = AuditEvent {
             action: "secret.read".into(),
             app: Some(scope.app_str().to_owned()),
@@ -840,15 +832,8 @@ impl Service {
             }),
         };
         // Fail closed: a read that cannot be audited is not served.
-        self.store
-            .append_audit(
-                &context,
-                vec![event],
-                Some(self.audit_key),
-                self.opts.audit_sink.as_ref(),
-            )
-            .await?;
-        Ok(())
+        self.append_event(who.actor(), origin, format!("secret {how}"), event)
+            .await
     }
 
     /// Check at write time that every secret `value` references exists at a

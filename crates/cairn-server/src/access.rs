@@ -174,21 +174,21 @@ fn too_many(retry_after: std::time::Duration) -> Response {
 pub async fn authorize(state: State<Guard>, req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let svc = state.svc.clone();
-    let method = req.method().clone();
+    let method = req.method().as_str().to_owned();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
     let ofrep = req.uri().path().contains("/ofrep/");
-    let resp = check(state, req, next).await;
+    let resp = check(state, &method, &route, req, next).await;
     let resp = if ofrep {
         crate::routes::flags::bare_ofrep_refusal(resp)
     } else {
         resp
     };
     svc.metrics().http_request(
-        method.as_str(),
+        &method,
         &route,
         resp.status().as_u16(),
         started.elapsed().as_secs_f64(),
@@ -196,13 +196,14 @@ pub async fn authorize(state: State<Guard>, req: Request, next: Next) -> Respons
     resp
 }
 
-async fn check(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
-    let method = req.method().as_str().to_owned();
-    let path = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
+/// `method` and `path` (the matched route) are read once by [`authorize`].
+async fn check(
+    State(g): State<Guard>,
+    method: &str,
+    path: &str,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let uri = req.uri().path().to_owned();
     let Some(access) = rule(&method, &path) else {
         tracing::error!(%method, %path, "route has no access rule; refusing");

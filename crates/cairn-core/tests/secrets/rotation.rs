@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use cairn_core::secrets::{NewValue, Plaintext, VersionState};
-use cairn_core::{Error, Options, Origin, Service};
+use cairn_core::{Error, Options, Origin, Principal, Service};
 use cairn_model::Scope;
 use cairn_store::{AuditFilter, Role, SecretPolicy, Store};
 use cairn_store_sqlite::SqliteStore;
@@ -60,6 +60,19 @@ async fn signer(svc: &Service) {
     )
     .await
     .unwrap();
+}
+
+/// `create_secret` with the message "new" and no origin.
+async fn create(
+    svc: &Service,
+    who: &Principal,
+    scope: &Scope,
+    name: &str,
+    value: NewValue,
+    policy: SecretPolicy,
+) -> cairn_core::Result<cairn_core::secrets::SecretWritten> {
+    svc.create_secret(who, &Origin::default(), scope, name, value, policy, "new")
+        .await
 }
 
 /// A rotation hook on 127.0.0.1: fails the first `fail_first` calls with a
@@ -127,34 +140,32 @@ async fn due_secrets_rotate_once_spread_and_overdue_ones_are_listed() {
     let svc = service(dir.path(), false).await;
     let (admin, o, g) = (who(Role::Admin), Origin::default(), Scope::global());
     for i in 0..5 {
-        svc.create_secret(
+        create(
+            &svc,
             &admin,
-            &o,
             &g,
             &format!("gen/{i}"),
             NewValue::Generate,
             every(3600, Some("random:20:alnum")),
-            "new",
         )
         .await
         .unwrap();
     }
     // Due too, but nothing can make a value: overdue.
-    svc.create_secret(
+    create(
+        &svc,
         &admin,
-        &o,
         &g,
         "manual",
         NewValue::Given(Plaintext::new("v1-value")),
         every(3600, None),
-        "new",
     )
     .await
     .unwrap();
     // Never rotates.
-    svc.create_secret(
+    create(
+        &svc,
         &admin,
-        &o,
         &g,
         "static",
         NewValue::Given(Plaintext::new("v1-value")),
@@ -162,7 +173,6 @@ async fn due_secrets_rotate_once_spread_and_overdue_ones_are_listed() {
             generator: Some("random:20:alnum".into()),
             ..SecretPolicy::default()
         },
-        "new",
     )
     .await
     .unwrap();
@@ -276,18 +286,16 @@ async fn a_hook_makes_the_values() {
     signer(&svc).await;
     let (url, hook) = start_hook(0).await;
     // Created without a value: the hook makes the first one too.
-    let made = svc
-        .create_secret(
-            &admin,
-            &o,
-            &shop,
-            "db/password",
-            NewValue::Generate,
-            every(60, Some(&format!("hook:{url}"))),
-            "new",
-        )
-        .await
-        .unwrap();
+    let made = create(
+        &svc,
+        &admin,
+        &shop,
+        "db/password",
+        NewValue::Generate,
+        every(60, Some(&format!("hook:{url}"))),
+    )
+    .await
+    .unwrap();
     assert_eq!(made.version, 1);
     let (_, v) = svc
         .get_secret(&admin, &o, &shop, "db/password", None)
@@ -353,14 +361,13 @@ async fn failing_hooks_back_off_are_reported_and_recover() {
     let (admin, o, g) = (who(Role::Admin), Origin::default(), Scope::global());
     signer(&svc).await;
     let (url, hook) = start_hook(2).await;
-    svc.create_secret(
+    create(
+        &svc,
         &admin,
-        &o,
         &g,
         "api/key",
         NewValue::Given(Plaintext::new("first-value")),
         every(60, Some(&format!("hook:{url}"))),
-        "new",
     )
     .await
     .unwrap();
@@ -426,39 +433,35 @@ async fn failing_hooks_back_off_are_reported_and_recover() {
 async fn hooks_to_private_targets_are_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let svc = service(dir.path(), false).await;
-    let (admin, o, g) = (who(Role::Admin), Origin::default(), Scope::global());
+    let (admin, g) = (who(Role::Admin), Scope::global());
     signer(&svc).await;
     let (url, hook_server) = start_hook(0).await;
-    let e = svc
-        .create_secret(
-            &admin,
-            &o,
-            &g,
-            "db/password",
-            NewValue::Generate,
-            every(60, Some(&format!("hook:{url}"))),
-            "new",
-        )
-        .await
-        .unwrap_err();
+    let e = create(
+        &svc,
+        &admin,
+        &g,
+        "db/password",
+        NewValue::Generate,
+        every(60, Some(&format!("hook:{url}"))),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&e, Error::Invalid { field, .. } if field == "generator"),
         "{e:?}"
     );
     assert!(e.to_string().contains("--allow-private-targets"), "{e}");
     for bad in ["hook:ftp://example.com/x", "hook:not a url", "hook:"] {
-        let e = svc
-            .create_secret(
-                &admin,
-                &o,
-                &g,
-                "db/password",
-                NewValue::Given(Plaintext::new("value-1")),
-                every(60, Some(bad)),
-                "new",
-            )
-            .await
-            .unwrap_err();
+        let e = create(
+            &svc,
+            &admin,
+            &g,
+            "db/password",
+            NewValue::Given(Plaintext::new("value-1")),
+            every(60, Some(bad)),
+        )
+        .await
+        .unwrap_err();
         assert!(
             matches!(&e, Error::Invalid { field, .. } if field == "generator"),
             "{bad}: {e:?}"
@@ -507,18 +510,16 @@ async fn hooks_to_private_targets_are_refused_unless_allowed() {
             "rotation_seconds",
         ),
     ] {
-        let e = svc
-            .create_secret(
-                &admin,
-                &o,
-                &g,
-                "db/password",
-                NewValue::Given(Plaintext::new("value-1")),
-                policy,
-                "new",
-            )
-            .await
-            .unwrap_err();
+        let e = create(
+            &svc,
+            &admin,
+            &g,
+            "db/password",
+            NewValue::Given(Plaintext::new("value-1")),
+            policy,
+        )
+        .await
+        .unwrap_err();
         assert!(
             matches!(&e, Error::Invalid { field: f, .. } if f == field),
             "{e:?}"
@@ -526,18 +527,16 @@ async fn hooks_to_private_targets_are_refused_unless_allowed() {
     }
     // Choosing the hook and its key means receiving HMACs under the key:
     // an operator (who may not read secrets) may not.
-    let e = svc
-        .create_secret(
-            &who(Role::Operator),
-            &o,
-            &g,
-            "db/password",
-            NewValue::Given(Plaintext::new("value-1")),
-            hook(Some(SIGNER)),
-            "new",
-        )
-        .await
-        .unwrap_err();
+    let e = create(
+        &svc,
+        &who(Role::Operator),
+        &g,
+        "db/password",
+        NewValue::Given(Plaintext::new("value-1")),
+        hook(Some(SIGNER)),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(&e, Error::Forbidden(_)), "{e:?}");
     let names: Vec<_> = svc
         .secrets(&admin)

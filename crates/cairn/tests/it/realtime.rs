@@ -71,6 +71,83 @@ fn next_event(rx: &mpsc::Receiver<String>, within: Duration) -> Value {
     }
 }
 
+/// The revision `cairn set` reports: `… (revision N)`.
+fn revision_of(out: &crate::harness::Out) -> i64 {
+    out.stdout
+        .split("revision ")
+        .nth(1)
+        .and_then(|r| r.trim_end_matches([')', '\n']).parse().ok())
+        .unwrap_or_else(|| panic!("no revision in {out}"))
+}
+
+/// Replicas A and B on one new PostgreSQL database (B's URL with `b_query`
+/// appended), app `svc` created through A and seen by B within
+/// `seen_within`, and `cairn watch --app svc --env dev` on B, drained.
+struct Replicas {
+    a: Server,
+    b: Server,
+    token: String,
+    rx: mpsc::Receiver<String>,
+    _watch: Running,
+    _dirs: [tempfile::TempDir; 3],
+}
+
+fn replicas_watching_b(
+    pg: &TestPg,
+    sync_interval_ms: &str,
+    b_query: &str,
+    seen_within: Duration,
+) -> Replicas {
+    let url = pg.create_database();
+    let url_b = match (b_query.is_empty(), url.contains('?')) {
+        (true, _) => url.clone(),
+        (false, true) => format!("{url}&{b_query}"),
+        (false, false) => format!("{url}?{b_query}"),
+    };
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let key_file = write_file(dirs[2].path(), "master.key", &"6b".repeat(32));
+    let opts = |url: &str| ServeOpts {
+        database_url: Some(url.to_owned()),
+        extra: vec![
+            "--sync-interval-ms".into(),
+            sync_interval_ms.into(),
+            "--master-key-file".into(),
+            key_file.clone(),
+        ],
+    };
+    let a = Server::start(dirs[0].path(), opts(&url));
+    let token = a.admin_token();
+    let b = Server::start(dirs[1].path(), opts(&url_b));
+    a.cli(&token).ok(&["app", "create", "svc"]);
+    let cli_b = b.cli(&token);
+    poll(seen_within, "B to see app svc", || {
+        let out = cli_b.run(&["app", "list"]);
+        if out.stdout.contains("svc") {
+            Ok(())
+        } else {
+            Err(out.to_string())
+        }
+    });
+    let mut watch = spawn(
+        &b.addr,
+        &token,
+        &["watch", "--app", "svc", "--env", "dev", "--output", "json"],
+        Stdio::piped(),
+    );
+    let rx = lines(&mut watch);
+    // Let the watcher connect (its first event may be the current state).
+    std::thread::sleep(Duration::from_millis(500));
+    while rx.try_recv().is_ok() {}
+    Replicas {
+        a,
+        b,
+        token,
+        rx,
+        _watch: watch,
+        _dirs: dirs,
+    }
+}
+
 #[test]
 fn watch_prints_one_event_per_change_in_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,14 +182,7 @@ fn watch_prints_one_event_per_change_in_order() {
             "--value",
             &i.to_string(),
         ]);
-        let rev: i64 = out
-            .stdout
-            .split("revision ")
-            .nth(1)
-            .unwrap()
-            .trim_end_matches([')', '\n'])
-            .parse()
-            .unwrap();
+        let rev = revision_of(&out);
         // A change to another view wakes nobody here.
         cli.ok(&["set", "other", "--env", "dev", "--value", "0"]);
         let e = next_event(&rx, Duration::from_secs(10));
@@ -360,54 +430,12 @@ fn a_change_on_one_postgres_replica_reaches_a_watcher_on_the_other() {
     let Some(pg) = TestPg::shared() else {
         return; // CAIRN_SKIP_PG=1
     };
-    let url = pg.create_database();
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = write_file(keys.path(), "master.key", &"6b".repeat(32));
-    let opts = ServeOpts {
-        database_url: Some(url),
-        extra: vec![
-            "--sync-interval-ms".into(),
-            "60000".into(),
-            "--master-key-file".into(),
-            key_file,
-        ],
-    };
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Server::start(da.path(), opts.clone());
-    let token = a.admin_token();
-    let b = Server::start(db.path(), opts);
-    let cli_a = a.cli(&token);
-    cli_a.ok(&["app", "create", "svc"]);
-    // B learns about the app through NOTIFY too (its poll is a minute away).
-    let cli_b = b.cli(&token);
-    poll(Duration::from_secs(5), "B to see app svc", || {
-        let out = cli_b.run(&["app", "list"]);
-        if out.stdout.contains("svc") {
-            Ok(())
-        } else {
-            Err(out.to_string())
-        }
-    });
-    let mut watch = spawn(
-        &b.addr,
-        &token,
-        &["watch", "--app", "svc", "--env", "dev", "--output", "json"],
-        Stdio::piped(),
-    );
-    let rx = lines(&mut watch);
-    // Let the watcher connect (its first event may be the current state).
-    std::thread::sleep(Duration::from_millis(500));
-    while rx.try_recv().is_ok() {}
+    // B's poll is a minute away: only NOTIFY can deliver in time.
+    let r = replicas_watching_b(pg, "60000", "", Duration::from_secs(5));
+    let (cli_a, rx) = (r.a.cli(&r.token), &r.rx);
     let started = Instant::now();
     let out = cli_a.ok(&["set", "k", "--app", "svc", "--value", "42"]);
-    let rev: i64 = out
-        .stdout
-        .split("revision ")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches([')', '\n'])
-        .parse()
-        .unwrap();
+    let rev = revision_of(&out);
     let e = next_event(&rx, Duration::from_secs(5));
     assert_eq!(e["revision"], rev, "{e}");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -422,43 +450,13 @@ fn a_replica_whose_database_connections_are_cut_loses_no_event() {
     let Some(pg) = TestPg::shared() else {
         return; // CAIRN_SKIP_PG=1
     };
-    let url = pg.create_database();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let url_b = format!("{url}{sep}application_name=cairn-replica-b");
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = write_file(keys.path(), "master.key", &"4d".repeat(32));
-    let opts = |url: &str| ServeOpts {
-        database_url: Some(url.to_owned()),
-        extra: vec![
-            "--sync-interval-ms".into(),
-            "200".into(),
-            "--master-key-file".into(),
-            key_file.clone(),
-        ],
-    };
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Server::start(da.path(), opts(&url));
-    let token = a.admin_token();
-    let b = Server::start(db.path(), opts(&url_b));
-    let (cli_a, cli_b) = (a.cli(&token), b.cli(&token));
-    cli_a.ok(&["app", "create", "svc"]);
-    poll(Duration::from_secs(10), "B to see app svc", || {
-        let out = cli_b.run(&["app", "list"]);
-        if out.stdout.contains("svc") {
-            Ok(())
-        } else {
-            Err(out.to_string())
-        }
-    });
-    let mut watch = spawn(
-        &b.addr,
-        &token,
-        &["watch", "--app", "svc", "--env", "dev", "--output", "json"],
-        Stdio::piped(),
+    let r = replicas_watching_b(
+        pg,
+        "200",
+        "application_name=cairn-replica-b",
+        Duration::from_secs(10),
     );
-    let rx = lines(&mut watch);
-    std::thread::sleep(Duration::from_millis(500));
-    while rx.try_recv().is_ok() {}
+    let (cli_a, cli_b, b, rx) = (r.a.cli(&r.token), r.b.cli(&r.token), &r.b, &r.rx);
 
     // Cut B's connections every 150 ms while A writes.
     let cutting = Arc::new(AtomicBool::new(true));
@@ -480,14 +478,7 @@ fn a_replica_whose_database_connections_are_cut_loses_no_event() {
     let mut written = Vec::new();
     for i in 0..15 {
         let out = cli_a.ok(&["set", "k", "--app", "svc", "--value", &i.to_string()]);
-        let rev: i64 = out
-            .stdout
-            .split("revision ")
-            .nth(1)
-            .unwrap()
-            .trim_end_matches([')', '\n'])
-            .parse()
-            .unwrap();
+        let rev = revision_of(&out);
         written.push(rev);
         // Another view's change must not show up on this stream.
         cli_a.ok(&["set", "other", "--env", "prod", "--value", "0"]);
