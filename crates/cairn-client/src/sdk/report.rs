@@ -56,38 +56,25 @@ impl Counts {
 
     /// Take up to one report's worth of counts.
     pub fn take(&self) -> Vec<Count> {
-        let mut by = self.lock();
         let mut out = Vec::new();
-        let flags: Vec<String> = by.keys().cloned().collect();
-        for flag in flags {
-            let Some(variants) = by.get_mut(&flag) else {
-                continue;
-            };
-            let names: Vec<String> = variants.keys().cloned().collect();
-            for variant in names {
+        self.lock().retain(|flag, variants| {
+            variants.retain(|variant, left| {
                 if out.len() == MAX_PER_REPORT {
-                    return out;
+                    return true;
                 }
-                let Some(left) = variants.get_mut(&variant) else {
-                    continue;
-                };
                 // The server takes at most MAX_COUNT per entry: the rest
                 // waits for the next report rather than failing this one.
                 let count = (*left).min(MAX_COUNT);
                 *left -= count;
-                if *left == 0 {
-                    variants.remove(&variant);
-                }
                 out.push(Count {
                     flag: flag.clone(),
-                    variant,
+                    variant: variant.clone(),
                     count,
                 });
-            }
-            if variants.is_empty() {
-                by.remove(&flag);
-            }
-        }
+                *left > 0
+            });
+            !variants.is_empty()
+        });
         out
     }
 

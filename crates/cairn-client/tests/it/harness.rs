@@ -172,6 +172,27 @@ impl Admin {
             .await;
         r["token"].as_str().unwrap().to_owned()
     }
+
+    /// `GET path?app=…&env=…` as JSON.
+    pub async fn get_view(&self, path: &str, app: &str, env: &str) -> Value {
+        let q = [("app", Some(app.to_owned())), ("env", Some(env.to_owned()))];
+        self.0
+            .get::<Value>(path, &q)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e} {e:?}"))
+    }
+
+    /// The flag `key` as `GET /v1/flags` lists it for (app, env).
+    pub async fn listed_flag(&self, app: &str, env: &str, key: &str) -> Value {
+        let flags = self.get_view("/v1/flags", app, env).await;
+        flags
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == key)
+            .unwrap_or_else(|| panic!("no flag {key}: {flags}"))
+            .clone()
+    }
 }
 
 /// Wait until `f` holds for a snapshot (at most `secs` seconds).
@@ -188,6 +209,17 @@ pub async fn wait_for(
         "timed out waiting for {what}; snapshot: {:?}",
         sdk.snapshot()
     );
+}
+
+/// Wait (at most 5 s) until the SDK's watch stream is open.
+pub async fn wait_connected(sdk: &cairn_client::sdk::CairnClient) {
+    for _ in 0..100 {
+        if sdk.is_connected() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sdk.is_connected(), "the SDK never connected");
 }
 
 pub fn read(path: &Path) -> String {

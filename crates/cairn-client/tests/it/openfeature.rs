@@ -10,7 +10,7 @@ use open_feature::provider::{FeatureProvider, ProviderStatus};
 use open_feature::{EvaluationContext, EvaluationErrorCode, EvaluationReason, OpenFeature};
 use serde_json::json;
 
-use crate::harness::{Admin, Data, TestServer};
+use crate::harness::{wait_connected, Admin, Data, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_provider_returns_value_variant_and_reason() {
@@ -49,12 +49,7 @@ async fn the_provider_returns_value_variant_and_reason() {
         .await
         .unwrap();
     let p = CairnProvider::new(sdk.clone());
-    for _ in 0..100 {
-        if sdk.is_connected() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_connected(&sdk).await;
     assert_eq!(p.status(), ProviderStatus::Ready);
     assert_eq!(p.metadata().name, "cairn");
     let ann = EvaluationContext::default()

@@ -8,7 +8,7 @@ use cairn_client::sdk::{CairnClient, EvalContext, Reason, SdkError, Source};
 use cairn_client::HttpMethod;
 use serde_json::{json, Value};
 
-use crate::harness::{free_port, read, wait_for, Admin, Data, TestServer};
+use crate::harness::{free_port, read, wait_connected, wait_for, Admin, Data, TestServer};
 
 const PASSWORD: &str = "s3cr3t-PLAINTEXT-canary";
 
@@ -53,6 +53,16 @@ fn builder(url: &str, token: &str, data: &Data) -> cairn_client::sdk::Builder {
         .initial_timeout(Duration::from_secs(20))
         .backoff(Duration::from_millis(50), Duration::from_millis(400))
         .report_interval(Duration::ZERO)
+}
+
+/// `new-ui` as `GET /v1/flags` lists it in shop/prod (counts included).
+async fn listed_new_ui(admin: &Admin) -> Value {
+    admin.listed_flag("shop", "prod", "new-ui").await
+}
+
+/// `GET /v1/applied` of shop/prod.
+async fn applied(admin: &Admin) -> Value {
+    admin.get_view("/v1/applied", "shop", "prod").await
 }
 
 fn ann() -> EvalContext {
@@ -145,13 +155,7 @@ async fn starts_from_the_cache_with_the_server_down_then_converges() {
     .await;
     assert_eq!(sdk.get::<Value>("creds").unwrap()["password"], PASSWORD);
     assert!(sdk.snapshot().revision > applied_revision);
-    for _ in 0..100 {
-        if sdk.is_connected() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(sdk.is_connected());
+    wait_connected(&sdk).await;
     assert!(changes
         .lock()
         .unwrap()
@@ -258,51 +262,18 @@ async fn reports_carry_applied_state_and_local_evaluation_counts() {
     sdk.evaluate_bool("new-ui", &bob, false);
     sdk.evaluate_bool("no-such-flag", &bob, false);
     sdk.report().await.unwrap();
-    let applied = admin
-        .0
-        .get::<Value>(
-            "/v1/applied",
-            &[("app", Some("shop".into())), ("env", Some("prod".into()))],
-        )
-        .await
-        .unwrap();
+    let applied = applied(&admin).await;
     let snap = sdk.snapshot();
     assert_eq!(applied[0]["instance"], "web-1", "{applied}");
     assert_eq!(applied[0]["revision"], snap.revision);
     assert_eq!(applied[0]["checksum"], snap.checksum.as_str());
     assert_eq!(applied[0]["current"], true);
-    let flags = admin
-        .0
-        .get::<Value>(
-            "/v1/flags",
-            &[("app", Some("shop".into())), ("env", Some("prod".into()))],
-        )
-        .await
-        .unwrap();
-    let f = flags
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["key"] == "new-ui")
-        .unwrap();
+    let f = listed_new_ui(&admin).await;
     assert_eq!(f["counts"], json!({"on": 3, "off": 1}), "{f}");
     assert!(f["last_evaluated"].is_string());
     // Counts are sent once.
     sdk.report().await.unwrap();
-    let flags = admin
-        .0
-        .get::<Value>(
-            "/v1/flags",
-            &[("app", Some("shop".into())), ("env", Some("prod".into()))],
-        )
-        .await
-        .unwrap();
-    let f = flags
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["key"] == "new-ui")
-        .unwrap();
+    let f = listed_new_ui(&admin).await;
     assert_eq!(f["evaluations"], 4);
     // With the server down a report fails and its counts wait for the next one.
     let addr = server.addr;
@@ -311,22 +282,9 @@ async fn reports_carry_applied_state_and_local_evaluation_counts() {
     assert!(sdk.report().await.is_err());
     let _server = TestServer::start(&data, addr);
     sdk.report().await.unwrap();
-    let flags = admin
-        .0
-        .get::<Value>(
-            "/v1/flags",
-            &[("app", Some("shop".into())), ("env", Some("prod".into()))],
-        )
-        .await
-        .unwrap();
     // The restarted server holds what was reported since it started (this
     // test server never flushes counts to the database): the given-back one.
-    let f = flags
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["key"] == "new-ui")
-        .unwrap();
+    let f = listed_new_ui(&admin).await;
     assert_eq!(f["counts"], json!({"on": 1}), "{f}");
 }
 
@@ -370,24 +328,16 @@ async fn reports_are_sent_periodically_in_the_background() {
         .await
         .unwrap();
     sdk.evaluate_bool("new-ui", &ann(), false);
-    let query = [("app", Some("shop".into())), ("env", Some("prod".into()))];
     let mut counted = Value::Null;
     for _ in 0..100 {
-        let flags = admin.0.get::<Value>("/v1/flags", &query).await.unwrap();
-        counted = flags
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["key"] == "new-ui")
-            .unwrap()["counts"]
-            .clone();
+        counted = listed_new_ui(&admin).await["counts"].clone();
         if counted == json!({"on": 1}) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(counted, json!({"on": 1}));
-    let applied = admin.0.get::<Value>("/v1/applied", &query).await.unwrap();
+    let applied = applied(&admin).await;
     assert_eq!(applied[0]["instance"], "worker-7", "{applied}");
     assert_eq!(applied[0]["current"], true);
 }

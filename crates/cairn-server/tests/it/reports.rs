@@ -4,9 +4,11 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::TestApp;
+use crate::harness::{Resp, TestApp};
 
-async fn fixture() -> (TestApp, String) {
+/// App `shop` with config and flag `new-ui`; an SDK token bound to shop/prod;
+/// the revision and checksum of shop/prod.
+async fn fixture() -> (TestApp, String, i64, String) {
     let t = TestApp::new().await;
     let r = t
         .call(Method::POST, "/v1/apps", Some(json!({"name": "shop"})))
@@ -33,7 +35,22 @@ async fn fixture() -> (TestApp, String) {
         .as_str()
         .unwrap()
         .to_owned();
-    (t, sdk)
+    let view = t.get("/v1/apps/shop/envs/prod/config").await.body;
+    let rev = view["revision"].as_i64().unwrap();
+    let sum = view["checksum"].as_str().unwrap().to_owned();
+    (t, sdk, rev, sum)
+}
+
+async fn post_report(t: &TestApp, token: &str, body: Value) -> Resp {
+    t.call_as(token, Method::POST, "/v1/report", Some(body))
+        .await
+}
+
+/// Post a report that must be accepted; the answer.
+async fn accepted(t: &TestApp, token: &str, body: Value) -> Value {
+    let r = post_report(t, token, body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body
 }
 
 fn report(instance: &str, revision: i64, checksum: &str, evaluations: Value) -> Value {
@@ -59,45 +76,30 @@ async fn observed(t: &TestApp) -> (Value, Value) {
 
 #[tokio::test]
 async fn reports_store_applied_state_and_feed_flag_counts() {
-    let (t, sdk) = fixture().await;
-    let view = t.get("/v1/apps/shop/envs/prod/config").await.body;
-    let (rev, sum) = (
-        view["revision"].as_i64().unwrap(),
-        view["checksum"].as_str().unwrap(),
-    );
+    let (t, sdk, rev, sum) = fixture().await;
+    let sum = sum.as_str();
     // An SDK token reports for the view it is bound to.
-    let r = t
-        .call_as(
-            &sdk,
-            Method::POST,
-            "/v1/report",
-            Some(report(
-                "web-1",
-                rev,
-                sum,
-                json!([{"flag": "new-ui", "variant": "on", "count": 5},
-                    {"flag": "new-ui", "variant": "off", "count": 2},
-                    {"flag": "gone", "variant": "on", "count": 1},
-                    {"flag": "new-ui", "variant": "nope", "count": 1}]),
-            )),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body["app"], "shop");
-    assert_eq!(r.body["env"], "prod");
-    assert_eq!(r.body["counted"], 7);
-    assert_eq!(r.body["ignored"], json!(["gone/on", "new-ui/nope"]));
+    let r = accepted(
+        &t,
+        &sdk,
+        report(
+            "web-1",
+            rev,
+            sum,
+            json!([{"flag": "new-ui", "variant": "on", "count": 5},
+                {"flag": "new-ui", "variant": "off", "count": 2},
+                {"flag": "gone", "variant": "on", "count": 1},
+                {"flag": "new-ui", "variant": "nope", "count": 1}]),
+        ),
+    )
+    .await;
+    assert_eq!(r["app"], "shop");
+    assert_eq!(r["env"], "prod");
+    assert_eq!(r["counted"], 7);
+    assert_eq!(r["ignored"], json!(["gone/on", "new-ui/nope"]));
     // Another instance, behind: it reported an older checksum.
     let old = format!("sha256:{}", "0".repeat(64));
-    let r = t
-        .call_as(
-            &sdk,
-            Method::POST,
-            "/v1/report",
-            Some(report("web-2", rev - 1, &old, json!([]))),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    accepted(&t, &sdk, report("web-2", rev - 1, &old, json!([]))).await;
     let (applied, counts) = observed(&t).await;
     assert_eq!(counts, json!({"on": 5, "off": 2}));
     let rows = applied.as_array().unwrap();
@@ -110,48 +112,35 @@ async fn reports_store_applied_state_and_feed_flag_counts() {
     assert_eq!(rows[1]["instance"], "web-2");
     assert_eq!(rows[1]["current"], false);
     // The next report of an instance replaces its row; counts add up.
-    let r = t
-        .call_as(
-            &sdk,
-            Method::POST,
-            "/v1/report",
-            Some(report(
-                "web-2",
-                rev,
-                sum,
-                json!([{"flag": "new-ui", "variant": "on", "count": 1}, {"flag": "new-ui", "count": 3}]),
-            )),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    accepted(
+        &t,
+        &sdk,
+        report(
+            "web-2",
+            rev,
+            sum,
+            json!([{"flag": "new-ui", "variant": "on", "count": 1}, {"flag": "new-ui", "count": 3}]),
+        ),
+    )
+    .await;
     let (applied, counts) = observed(&t).await;
     assert_eq!(counts, json!({"on": 6, "off": 2, "": 3}));
     assert_eq!(applied.as_array().unwrap().len(), 2);
     assert_eq!(applied[1]["current"], true);
     // A principal not bound to one view names it; the admin may report anywhere.
-    let r = t
-        .call(
-            Method::POST,
-            "/v1/report",
-            Some(
-                json!({"app": "shop", "env": "dev", "instance": "ops-box", "revision": 0,
-                "checksum": old}),
-            ),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    accepted(
+        &t,
+        &t.token,
+        json!({"app": "shop", "env": "dev", "instance": "ops-box", "revision": 0,
+            "checksum": old}),
+    )
+    .await;
     let dev = t.get("/v1/applied?app=shop&env=dev").await;
     assert_eq!(dev.body.as_array().unwrap().len(), 1, "{}", dev.body);
     // Reports are not changes: no revision, no audit record of a change.
-    let before = t.svc.revision();
-    t.call_as(
-        &sdk,
-        Method::POST,
-        "/v1/report",
-        Some(report("web-1", rev, sum, json!([]))),
-    )
-    .await;
-    assert_eq!(t.svc.revision(), before);
+    let before = t.fingerprint().await;
+    accepted(&t, &sdk, report("web-1", rev, sum, json!([]))).await;
+    assert_eq!(t.fingerprint().await, before);
     // An SDK token cannot list applied state (it only resolves).
     t.call_as(&sdk, Method::GET, "/v1/applied?app=shop&env=prod", None)
         .await
@@ -160,28 +149,20 @@ async fn reports_store_applied_state_and_feed_flag_counts() {
 
 #[tokio::test]
 async fn bad_reports_get_a_clear_4xx_and_change_nothing() {
-    let (t, sdk) = fixture().await;
-    let view = t.get("/v1/apps/shop/envs/prod/config").await.body;
-    let (rev, sum) = (
-        view["revision"].as_i64().unwrap(),
-        view["checksum"].as_str().unwrap().to_owned(),
-    );
-    let ok = t
-        .call_as(
-            &sdk,
-            Method::POST,
-            "/v1/report",
-            Some(report(
-                "web-1",
-                rev,
-                &sum,
-                json!([{"flag": "new-ui", "variant": "on", "count": 1}]),
-            )),
-        )
-        .await;
-    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let (t, sdk, rev, sum) = fixture().await;
+    accepted(
+        &t,
+        &sdk,
+        report(
+            "web-1",
+            rev,
+            &sum,
+            json!([{"flag": "new-ui", "variant": "on", "count": 1}]),
+        ),
+    )
+    .await;
     let before = observed(&t).await;
-    let revision = t.svc.revision();
+    let fingerprint = t.fingerprint().await;
     let good = |evaluations: Value| report("web-1", rev + 1, &sum, evaluations);
     // (what, as whom, body, status, code, field)
     type Case<'a> = (&'a str, &'a str, Value, u16, &'a str, Option<&'a str>);
@@ -310,26 +291,19 @@ async fn bad_reports_get_a_clear_4xx_and_change_nothing() {
         ),
     ];
     for (what, who, body, status, code, field) in cases {
-        let token = if who == "sdk" {
-            sdk.clone()
-        } else {
-            t.token.clone()
-        };
+        let token = if who == "sdk" { &sdk } else { &t.token };
         let r = match body {
             Value::String(raw) => {
                 t.raw(
                     Method::POST,
                     "/v1/report",
-                    Some(&token),
+                    Some(token),
                     Some(axum::body::Body::from(raw)),
                     &[],
                 )
                 .await
             }
-            body => {
-                t.call_as(&token, Method::POST, "/v1/report", Some(body))
-                    .await
-            }
+            body => post_report(&t, token, body).await,
         };
         assert_eq!(r.status.as_u16(), status, "{what}: {}", r.body);
         r.assert_problem(status, code, field);
@@ -338,16 +312,11 @@ async fn bad_reports_get_a_clear_4xx_and_change_nothing() {
     let many: Vec<Value> = (0..1001)
         .map(|_| json!({"flag": "new-ui", "variant": "on", "count": 1}))
         .collect();
-    t.call_as(
-        &sdk,
-        Method::POST,
-        "/v1/report",
-        Some(good(Value::Array(many))),
-    )
-    .await
-    .assert_problem(413, "too_large", Some("evaluations"));
+    post_report(&t, &sdk, good(Value::Array(many)))
+        .await
+        .assert_problem(413, "too_large", Some("evaluations"));
     assert_eq!(observed(&t).await, before);
-    assert_eq!(t.svc.revision(), revision);
+    assert_eq!(t.fingerprint().await, fingerprint);
     // Listing needs both app and env, and an existing view.
     t.get("/v1/applied?app=shop")
         .await
