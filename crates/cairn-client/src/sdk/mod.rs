@@ -549,7 +549,7 @@ impl CairnClient {
     }
 }
 
-/// Every secret name referenced anywhere in the values (`{"$secret": name}`).
+/// Whether a secret is referenced anywhere in `v` (`{"$secret": name}`).
 fn has_references(v: &Value) -> bool {
     match v {
         Value::Object(m) if m.len() == 1 && m.get("$secret").is_some_and(Value::is_string) => true,

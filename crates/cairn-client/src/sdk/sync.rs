@@ -27,6 +27,17 @@ fn timed_out(what: &str) -> ClientError {
     ClientError::Transport(format!("{what}: timed out"))
 }
 
+/// `request` within `limit`, else a transport error naming `what`.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    request: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    tokio::time::timeout(limit, request)
+        .await
+        .map_err(|_| timed_out(what))?
+}
+
 /// Transport failures and server-side failures (5xx, 429) are worth waiting
 /// out; other API errors are answers.
 fn is_transient(e: &ClientError) -> bool {
@@ -95,26 +106,26 @@ impl Inner {
         let current = self.tx.borrow().clone();
         let from_cache = current.source == Source::Cache;
         // Without an ETag on record (first load, or started from the cache) read in full.
-        let config: Conditional<ViewBody> = tokio::time::timeout(
+        let config: Conditional<ViewBody> = within(
             t,
+            "reading the configuration",
             self.http.get_conditional(
                 &self.config_path(),
                 &[],
                 config_etag.as_deref().filter(|_| !from_cache),
             ),
         )
-        .await
-        .map_err(|_| timed_out("reading the configuration"))??;
-        let flags: Conditional<Value> = tokio::time::timeout(
+        .await?;
+        let flags: Conditional<Value> = within(
             t,
+            "reading the flags",
             self.http.get_conditional(
                 &format!("/v1/apps/{}/envs/{}/flagd.json", self.app, self.env),
                 &[],
                 flags_etag.as_deref().filter(|_| !from_cache),
             ),
         )
-        .await
-        .map_err(|_| timed_out("reading the flags"))??;
+        .await?;
         let config_changed = config.body.is_some();
         let flags_changed = flags.body.is_some();
         let mut config_etag = config.etag;
@@ -126,7 +137,7 @@ impl Inner {
                 self.server_state().plain.clone(),
             ),
         };
-        let references = self.secrets && has_references(&Value::Object(plain.clone()));
+        let references = self.secrets && plain.values().any(has_references);
         let values: Map<String, Value> = if references && (config_changed || force_secrets) {
             // The substituted values must be of the same revision as the
             // plain view (whose checksum is reported): re-read both until they agree.
@@ -137,9 +148,12 @@ impl Inner {
                 if resolved.revision == revision || attempts == 3 {
                     break resolved.values;
                 }
-                let v: ViewBody = tokio::time::timeout(t, self.http.get(&self.config_path(), &[]))
-                    .await
-                    .map_err(|_| timed_out("reading the configuration"))??;
+                let v: ViewBody = within(
+                    t,
+                    "reading the configuration",
+                    self.http.get(&self.config_path(), &[]),
+                )
+                .await?;
                 (revision, checksum, plain) = (v.revision, v.checksum, v.values);
                 config_etag = None;
             }
@@ -201,13 +215,13 @@ impl Inner {
 
     /// The view with the secrets it references substituted (`GET …/config?secrets=true`).
     async fn with_secrets(&self) -> Result<ViewBody, ClientError> {
-        tokio::time::timeout(
+        within(
             self.timing.request_timeout,
+            "resolving secrets",
             self.http
                 .get(&self.config_path(), &[("secrets", Some("true".into()))]),
         )
         .await
-        .map_err(|_| timed_out("resolving secrets"))?
     }
 
     /// Make `snapshot` current: callbacks first, then subscribers are woken
@@ -239,14 +253,13 @@ impl Inner {
             evaluations: &counts,
         };
         let body = serde_json::to_value(&body).unwrap_or(Value::Null);
-        let sent = tokio::time::timeout(
+        let sent = within(
             self.timing.request_timeout,
+            "reporting",
             self.http
                 .send_json::<Value>(crate::HttpMethod::POST, "/v1/report", &[], Some(&body)),
         )
-        .await
-        .map_err(|_| timed_out("reporting"))
-        .and_then(|r| r);
+        .await;
         match sent {
             Ok(_) => Ok(()),
             Err(e) => {
