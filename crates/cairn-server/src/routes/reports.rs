@@ -46,26 +46,34 @@ pub async fn report(
     c: Caller,
     Json(body): Json<ReportBody>,
 ) -> ApiResult<Json<ReportAccepted>> {
-    let (app, env) = match (&body.app, &body.env) {
-        (Some(a), Some(e)) => (a.clone(), e.clone()),
-        (None, None) => match crate::routes::flags::bound_view(&c.who) {
-            Some((a, e)) => (a.to_owned(), e.to_owned()),
-            None => {
+    let ReportBody {
+        app,
+        env,
+        instance,
+        revision,
+        checksum,
+        evaluations,
+    } = body;
+    let (app, env) = match (app, env) {
+        (Some(a), Some(e)) => (a, e),
+        (None, None) => {
+            let Some((a, e)) = crate::routes::flags::bound_view(&c.who) else {
                 return Err(Error::invalid(
                     "app",
                     "this token is not bound to one app and environment: give app and env",
                 )
-                .into())
-            }
-        },
+                .into());
+            };
+            (a.to_owned(), e.to_owned())
+        }
         (None, Some(_)) => return Err(Error::invalid("app", "give app together with env").into()),
         (Some(_), None) => return Err(Error::invalid("env", "give env together with app").into()),
     };
     let report = Report {
-        instance: body.instance,
-        revision: body.revision,
-        checksum: body.checksum,
-        evaluations: body.evaluations,
+        instance,
+        revision,
+        checksum,
+        evaluations,
     };
     Ok(Json(svc.report(&c.who, &app, &env, &report).await?))
 }
