@@ -13,14 +13,16 @@ async fn next_audit_seq(conn: &mut Conn) -> StoreResult<i64> {
 }
 
 /// `scheme://host[:port]` of a URL: what audit records say about a target
-/// (a webhook URL's path or query often carries a token).
+/// (a webhook URL's path or query often carries a token). The same strict
+/// cut as a rotation hook's URL ([`SecretPolicy::generator_redacted`]): a
+/// form it does not recognise is shown as `<redacted>`, never guessed at.
 fn url_origin(url: &str) -> String {
-    let Some(rest) = url.split_once("://") else {
-        return String::new();
+    let hook = SecretPolicy {
+        generator: Some(format!("hook:{url}")),
+        ..SecretPolicy::default()
     };
-    let host = rest.1.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = host.rsplit('@').next().unwrap_or_default();
-    format!("{}://{host}", rest.0)
+    let shown = hook.generator_redacted().unwrap_or_default();
+    shown.strip_prefix("hook:").unwrap_or(&shown).to_owned()
 }
 
 async fn create_webhook(

@@ -1,6 +1,7 @@
 //! The dispatcher (audit log → deliveries) and the delivery workers
 //! (claim, sign, send through `crate::outbound`, log, retry with backoff).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -143,10 +144,12 @@ impl Service {
     ) -> Result<usize> {
         let claimed = self.claim_deliveries(settings, limit).await?;
         let n = claimed.len();
+        let targets = self.delivery_targets(&claimed).await;
         let mut tasks = tokio::task::JoinSet::new();
         for d in claimed {
             let (svc, settings) = (self.clone(), settings.clone());
-            tasks.spawn(async move { svc.attempt_delivery(d, &settings).await });
+            let target = targets[&d.webhook_id].clone();
+            tasks.spawn(async move { svc.attempt_delivery(d, target, &settings).await });
         }
         while tasks.join_next().await.is_some() {}
         Ok(n)
@@ -170,11 +173,48 @@ impl Service {
             .await?)
     }
 
+    /// The subscription of every delivery in a claimed batch, each read and
+    /// its signing secret opened once however many deliveries it has.
+    async fn delivery_targets(&self, batch: &[DeliveryRecord]) -> HashMap<String, Target> {
+        let mut targets = HashMap::new();
+        for d in batch {
+            if !targets.contains_key(&d.webhook_id) {
+                let t = self.delivery_target(&d.webhook_id).await.map(Arc::new);
+                targets.insert(d.webhook_id.clone(), t);
+            }
+        }
+        targets
+    }
+
+    async fn delivery_target(&self, id: &str) -> std::result::Result<Subscription, SendError> {
+        let w = match self.store.webhook(id).await {
+            Ok(Some(w)) if w.deleted_at.is_none() => w,
+            Ok(_) => return Err(SendError::Permanent("the subscription was deleted".into())),
+            Err(e) => return Err(SendError::Transient(format!("store: {e}"))),
+        };
+        let sealed = to_sealed(&w);
+        let kek = self
+            .webhook_kek(&sealed.kek_id)
+            .map_err(|e| SendError::Transient(e.to_string()))?;
+        let secret = envelope::open(&kek, &seal_id(&w.id), &sealed)
+            .map_err(|e| SendError::Permanent(format!("cannot open the signing secret: {e}")))?;
+        Ok(Subscription { url: w.url, secret })
+    }
+
     /// One attempt: sign, send, log, and decide what next.
-    async fn attempt_delivery(&self, d: DeliveryRecord, settings: &WebhookSettings) {
+    async fn attempt_delivery(
+        &self,
+        d: DeliveryRecord,
+        target: Target,
+        settings: &WebhookSettings,
+    ) {
         let at = Utc::now();
         let started = Instant::now();
-        let (status, error, outcome) = match self.send_delivery(&d, settings, at).await {
+        let sent = match target {
+            Ok(sub) => self.send_delivery(&d, &sub, settings, at).await,
+            Err(e) => Err(e),
+        };
+        let (status, error, outcome) = match sent {
             Ok(code @ 200..=299) => (Some(code), None, DeliveryOutcome::Delivered),
             Ok(code) => {
                 let why = if (300..400).contains(&code) {
@@ -233,22 +273,12 @@ impl Service {
     async fn send_delivery(
         &self,
         d: &DeliveryRecord,
+        w: &Subscription,
         settings: &WebhookSettings,
         at: DateTime<Utc>,
     ) -> std::result::Result<u16, SendError> {
-        let w = match self.store.webhook(&d.webhook_id).await {
-            Ok(Some(w)) if w.deleted_at.is_none() => w,
-            Ok(_) => return Err(SendError::Permanent("the subscription was deleted".into())),
-            Err(e) => return Err(SendError::Transient(format!("store: {e}"))),
-        };
-        let sealed = to_sealed(&w);
-        let kek = self
-            .webhook_kek(&sealed.kek_id)
-            .map_err(|e| SendError::Transient(e.to_string()))?;
-        let secret = envelope::open(&kek, &seal_id(&w.id), &sealed)
-            .map_err(|e| SendError::Permanent(format!("cannot open the signing secret: {e}")))?;
         let body = d.payload.as_bytes();
-        let sig = signature(&secret, at.timestamp(), body);
+        let sig = signature(&w.secret, at.timestamp(), body);
         let headers = [
             ("Cairn-Event", d.event.as_str()),
             ("Cairn-Delivery", d.id.as_str()),
@@ -298,13 +328,16 @@ impl Service {
                     }
                     svc.dispatch_webhooks().await?;
                     let free = slots.available_permits();
-                    for d in svc.claim_deliveries(&settings, free).await? {
+                    let claimed = svc.claim_deliveries(&settings, free).await?;
+                    let targets = svc.delivery_targets(&claimed).await;
+                    for d in claimed {
                         let Ok(permit) = slots.clone().try_acquire_owned() else {
                             break;
                         };
                         let (svc, settings) = (svc.clone(), settings.clone());
+                        let target = targets[&d.webhook_id].clone();
                         tokio::spawn(async move {
-                            svc.attempt_delivery(d, &settings).await;
+                            svc.attempt_delivery(d, target, &settings).await;
                             drop(permit);
                         });
                     }
@@ -315,6 +348,16 @@ impl Service {
     }
 }
 
+/// What a delivery needs of its subscription.
+struct Subscription {
+    url: String,
+    secret: Vec<u8>,
+}
+
+/// A claimed delivery's subscription, or why it cannot be sent.
+type Target = std::result::Result<Arc<Subscription>, SendError>;
+
+#[derive(Clone)]
 enum SendError {
     /// Retrying cannot help (refused target, deleted subscription).
     Permanent(String),

@@ -293,4 +293,30 @@ pub(super) async fn webhooks_subscriptions_and_delivery_queue(s: Arc<dyn Store>)
 
     // Still listed (deleted subscriptions stay for the dispatcher and the log).
     assert_eq!(s.webhooks().await.unwrap().len(), 1);
+
+    // An odd URL form is never guessed at: cut strictly, or a placeholder.
+    for (id, url, shown) in [
+        (
+            "wh_bs",
+            "https://hooks.example.com\\t0ken",
+            "https://hooks.example.com",
+        ),
+        (
+            "wh_odd",
+            "https:hooks.example.com/t0ken?next=https://x",
+            "<redacted>",
+        ),
+    ] {
+        let webhook = NewWebhook {
+            url: url.into(),
+            ..hook(id)
+        };
+        s.commit(commit(Mutation::CreateWebhook { webhook }))
+            .await
+            .unwrap();
+        let audit = s.audit(&AuditFilter::default()).await.unwrap();
+        let created = audit.last().unwrap();
+        assert_eq!(created.detail["target"], shown, "{url}");
+        assert!(!created.detail.to_string().contains("t0ken"), "{url}");
+    }
 }
