@@ -10,7 +10,7 @@ use cairn_client::sdk::{CairnClient, EvalContext};
 use cairn_client::HttpMethod;
 use serde_json::{json, Map, Value};
 
-use crate::harness::{Admin, Data, TestServer};
+use crate::harness::{any_port, Admin, Data, TestServer};
 
 fn case_files() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cairn-eval/tests/cases");
@@ -54,7 +54,7 @@ async fn ofrep(admin: &Admin, app: &str, key: &str, context: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_evaluation_equals_server_evaluation_on_the_conformance_cases() {
     let data = Data::new();
-    let server = TestServer::start(&data, "127.0.0.1:0".parse().unwrap());
+    let server = TestServer::start(&data, any_port());
     let admin = Admin::new(&server.url(), server.token.as_deref().unwrap());
     let mut compared = 0;
     let mut failures = Vec::new();

@@ -10,12 +10,12 @@ use open_feature::provider::{FeatureProvider, ProviderStatus};
 use open_feature::{EvaluationContext, EvaluationErrorCode, EvaluationReason, OpenFeature};
 use serde_json::json;
 
-use crate::harness::{wait_connected, Admin, Data, TestServer};
+use crate::harness::{any_port, wait_connected, Admin, Data, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_provider_returns_value_variant_and_reason() {
     let data = Data::new();
-    let server = TestServer::start(&data, "127.0.0.1:0".parse().unwrap());
+    let server = TestServer::start(&data, any_port());
     let admin = Admin::new(&server.url(), server.token.as_deref().unwrap());
     admin.app("shop").await;
     let flags = json!({

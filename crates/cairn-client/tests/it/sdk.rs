@@ -8,7 +8,9 @@ use cairn_client::sdk::{CairnClient, EvalContext, Reason, SdkError, Source};
 use cairn_client::HttpMethod;
 use serde_json::{json, Value};
 
-use crate::harness::{free_port, read, wait_connected, wait_for, Admin, Data, TestServer};
+use crate::harness::{
+    any_port, free_port, read, wait_connected, wait_for, Admin, Data, TestServer,
+};
 
 const PASSWORD: &str = "s3cr3t-PLAINTEXT-canary";
 
@@ -181,7 +183,7 @@ async fn starts_from_the_cache_with_the_server_down_then_converges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watch_keeps_the_snapshot_current_across_a_restart() {
     let data = Data::new();
-    let (server, admin, token) = fixture(&data, "127.0.0.1:0".parse().unwrap()).await;
+    let (server, admin, token) = fixture(&data, any_port()).await;
     let addr = server.addr;
     let sdk = builder(&server.url(), &token, &data).build().await.unwrap();
     let revisions = Arc::new(Mutex::new(Vec::new()));
@@ -249,7 +251,7 @@ async fn the_watch_keeps_the_snapshot_current_across_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_carry_applied_state_and_local_evaluation_counts() {
     let data = Data::new();
-    let (server, admin, token) = fixture(&data, "127.0.0.1:0".parse().unwrap()).await;
+    let (server, admin, token) = fixture(&data, any_port()).await;
     let sdk = builder(&server.url(), &token, &data)
         .instance_id("web-1")
         .build()
@@ -291,36 +293,34 @@ async fn reports_carry_applied_state_and_local_evaluation_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_at_start_is_not_hidden_behind_the_cache() {
     let data = Data::new();
-    let (server, _admin, token) = fixture(&data, "127.0.0.1:0".parse().unwrap()).await;
+    let (server, _admin, token) = fixture(&data, any_port()).await;
     // Fill the cache, then start with a view the token may not read.
     let sdk = builder(&server.url(), &token, &data).build().await.unwrap();
     drop(sdk);
-    let err = CairnClient::builder(&server.url(), "shop", "dev")
-        .token(&token)
+    let url = server.url();
+    assert_eq!(refusal(&url, "dev", &token, &data).await, 404);
+    let bad = "cairn_000000000000_not-a-real-token-but-long-enough-to-look-like-one";
+    assert_eq!(refusal(&url, "prod", bad, &data).await, 401);
+}
+
+/// The status the server refuses a start of shop/`env` with (the cache file set).
+async fn refusal(url: &str, env: &str, token: &str, data: &Data) -> u16 {
+    let err = CairnClient::builder(url, "shop", env)
+        .token(token)
         .cache_file(data.path("shop.cache.json"))
         .build()
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, SdkError::Client(ref e) if e.status() == Some(404)),
-        "{err:?}"
-    );
-    let err = CairnClient::builder(&server.url(), "shop", "prod")
-        .token("cairn_000000000000_not-a-real-token-but-long-enough-to-look-like-one")
-        .cache_file(data.path("shop.cache.json"))
-        .build()
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, SdkError::Client(ref e) if e.status() == Some(401)),
-        "{err:?}"
-    );
+    match err {
+        SdkError::Client(ref e) if e.status().is_some() => e.status().unwrap(),
+        _ => panic!("not a refusal of the server: {err:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_are_sent_periodically_in_the_background() {
     let data = Data::new();
-    let (server, admin, token) = fixture(&data, "127.0.0.1:0".parse().unwrap()).await;
+    let (server, admin, token) = fixture(&data, any_port()).await;
     let sdk = builder(&server.url(), &token, &data)
         .instance_id("worker-7")
         .report_interval(Duration::from_millis(100))
