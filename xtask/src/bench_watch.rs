@@ -182,19 +182,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .context("the client process ended")?;
         child = Some(c);
     } else {
-        for _ in 0..args.streams {
-            let (tx, ready_tx, token) = (tx.clone(), ready_tx.clone(), token.clone());
-            tokio::spawn(async move {
-                if let Err(e) = watcher(addr, token, tx, ready_tx).await {
-                    eprintln!("watcher: {e}");
-                }
-            });
-        }
-        for n in 0..args.streams {
-            tokio::time::timeout(Duration::from_secs(60), ready_rx.recv())
-                .await
-                .with_context(|| format!("only {n} of {} streams opened", args.streams))?;
-        }
+        open_streams(addr, &token, args.streams, &tx, Duration::from_secs(60)).await?;
     }
     println!(
         "opened {} streams in {}",
@@ -264,6 +252,32 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Open `n` watch streams (one task each) sending their events to `tx`;
+/// returns once all are open, or fails after `within` per stream.
+async fn open_streams(
+    addr: std::net::SocketAddr,
+    token: &str,
+    n: usize,
+    tx: &mpsc::UnboundedSender<(i64, SystemTime)>,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    for _ in 0..n {
+        let (tx, ready_tx, token) = (tx.clone(), ready_tx.clone(), token.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = watcher(addr, token, tx, ready_tx).await {
+                eprintln!("watcher: {e}");
+            }
+        });
+    }
+    for opened in 0..n {
+        tokio::time::timeout(within, ready_rx.recv())
+            .await
+            .with_context(|| format!("only {opened} of {n} streams opened"))?;
+    }
+    Ok(())
+}
+
 /// The client side of `--client-process`: N streams in this process; one
 /// line per event on stdout, written by one task so lines never interleave.
 pub async fn clients(
@@ -272,20 +286,7 @@ pub async fn clients(
     streams: usize,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<(i64, SystemTime)>();
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-    for _ in 0..streams {
-        let (tx, ready_tx, token) = (tx.clone(), ready_tx.clone(), token.clone());
-        tokio::spawn(async move {
-            if let Err(e) = watcher(addr, token, tx, ready_tx).await {
-                eprintln!("watcher: {e}");
-            }
-        });
-    }
-    for n in 0..streams {
-        tokio::time::timeout(Duration::from_secs(110), ready_rx.recv())
-            .await
-            .with_context(|| format!("only {n} of {streams} streams opened"))?;
-    }
+    open_streams(addr, &token, streams, &tx, Duration::from_secs(110)).await?;
     // Plain blocking writes: the parent reads the pipe as fast as lines come.
     use std::io::Write as _;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
