@@ -10,7 +10,7 @@ use open_feature::provider::{FeatureProvider, ProviderStatus};
 use open_feature::{EvaluationContext, EvaluationErrorCode, EvaluationReason, OpenFeature};
 use serde_json::json;
 
-use crate::harness::{any_port, wait_connected, Admin, Data, TestServer};
+use crate::harness::{any_port, wait_connected, wait_for, Admin, Data, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_provider_returns_value_variant_and_reason() {
@@ -146,14 +146,10 @@ async fn the_provider_returns_value_variant_and_reason() {
     admin
         .put("shop", None, "color", "flag", json!({"state": "ENABLED", "variants": {"r": "red", "g": "green"}, "defaultVariant": "r"}))
         .await;
-    let mut rx = sdk.subscribe();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        rx.wait_for(|s| s.flags().evaluate("color", &Default::default(), 0).variant == Some("r")),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    wait_for(&sdk, 10, "color defaulting to r", |s| {
+        s.flags().evaluate("color", &Default::default(), 0).variant == Some("r")
+    })
+    .await;
     assert_eq!(
         client
             .get_string_value("color", Some(&bob), None)
