@@ -205,7 +205,7 @@ async fn check(
     next: Next,
 ) -> Response {
     let uri = req.uri().path().to_owned();
-    let Some(access) = rule(&method, &path) else {
+    let Some(access) = rule(method, path) else {
         tracing::error!(%method, %path, "route has no access rule; refusing");
         return ApiError(Error::Internal(format!(
             "no access rule for {method} {path}"
@@ -257,7 +257,7 @@ async fn check(
                 }
             }
             g.svc
-                .record_denied(None, &origin, "auth.failed", &method, &uri, &e.to_string())
+                .record_denied(None, &origin, "auth.failed", method, &uri, &e.to_string())
                 .await;
             return ApiError(e).into_response();
         }
@@ -274,7 +274,7 @@ async fn check(
                 Some(&who),
                 &origin,
                 "access.denied",
-                &method,
+                method,
                 &uri,
                 &e.to_string(),
             )
@@ -288,7 +288,7 @@ async fn check(
     let resp = next.run(req).await;
     if let Some(Denied(reason)) = resp.extensions().get::<Denied>() {
         g.svc
-            .record_denied(Some(&who), &origin, "access.denied", &method, &uri, reason)
+            .record_denied(Some(&who), &origin, "access.denied", method, &uri, reason)
             .await;
     }
     resp
