@@ -436,7 +436,7 @@ fn a_change_on_one_postgres_replica_reaches_a_watcher_on_the_other() {
     let started = Instant::now();
     let out = cli_a.ok(&["set", "k", "--app", "svc", "--value", "42"]);
     let rev = revision_of(&out);
-    let e = next_event(&rx, Duration::from_secs(5));
+    let e = next_event(rx, Duration::from_secs(5));
     assert_eq!(e["revision"], rev, "{e}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -496,7 +496,7 @@ fn a_replica_whose_database_connections_are_cut_loses_no_event() {
     let last = *written.last().unwrap();
     let mut seen = Vec::new();
     while seen.last() != Some(&last) {
-        let e = next_event(&rx, Duration::from_secs(30));
+        let e = next_event(rx, Duration::from_secs(30));
         assert_eq!(e["keys"], serde_json::json!(["k"]), "{e}");
         seen.push(e["revision"].as_i64().unwrap());
     }
