@@ -199,9 +199,11 @@ mod tests {
             verify(&r, None, &t.secret, Utc::now()).unwrap().actor,
             format!("token:{}", t.id)
         );
+        // Change the last character (to one it is not: 'A' 1 time in 64).
         let mut forged = t.secret.clone();
-        forged.pop();
-        forged.push('A');
+        let last = forged.pop();
+        forged.push(if last == Some('A') { 'B' } else { 'A' });
+        assert_ne!(forged, t.secret);
         assert!(verify(&r, None, &forged, Utc::now()).is_err());
         r.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
         assert!(
