@@ -32,6 +32,34 @@ use crate::state::{ScopeEntries, State};
 use crate::{Error, Principal, Result, Service, Violation};
 use cairn_store::Mutation;
 
+// TEMPORARY until cairn-eval's warning API lands (being written in parallel).
+mod shim {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Warning {
+        pub code: WarningCode,
+        pub path: String,
+        pub message: String,
+    }
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum WarningCode {
+        MissingRef,
+    }
+    impl WarningCode {
+        pub fn as_str(self) -> &'static str {
+            "missing-ref"
+        }
+    }
+    pub trait Warnings {
+        fn warnings(&self) -> &[Warning];
+    }
+    impl Warnings for cairn_eval::CompiledFlag {
+        fn warnings(&self) -> &[Warning] {
+            &[]
+        }
+    }
+}
+use shim::{Warning, WarningCode, Warnings as _};
+
 /// The `schema` named by flag and segment violations.
 pub const SCHEMA_NAME: &str = "flagd";
 /// The JSON Schema of flagd documents, named in served documents.
@@ -124,12 +152,60 @@ fn violation(entry: Option<String>, pointer: String, message: String) -> Violati
     }
 }
 
-/// Check a segment: a JSON object usable as a rule (compiled in a condition position).
+/// A rule that can only ever yield null or an error, found in a flag or
+/// segment being written (DESIGN.md §4): reported in the write's response and
+/// by `cairn flag lint`, refused only where the environment is strict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FlagWarning {
+    /// `app/env:key` of the flag or segment.
+    pub entry: String,
+    pub scope: Scope,
+    pub key: String,
+    /// JSON pointer into the flag definition (or segment rule).
+    pub pointer: String,
+    /// `missing-ref`, `argument-count`, `unknown-operator`, `invalid-operand`,
+    /// `zero-weights`, `negative-weight` …
+    pub code: String,
+    pub message: String,
+}
+
+impl FlagWarning {
+    fn new(scope: &Scope, key: &str, w: &Warning) -> Self {
+        FlagWarning {
+            entry: format!("{scope}:{key}"),
+            scope: scope.clone(),
+            key: key.to_owned(),
+            pointer: w.path.clone(),
+            code: w.code.as_str().to_owned(),
+            message: w.message.clone(),
+        }
+    }
+}
+
+/// The probe flag a segment is compiled in (a condition position).
+fn segment_probe(value: &Value) -> Value {
+    json!({
+        "state": "ENABLED",
+        "variants": {"in": true, "out": false},
+        "defaultVariant": "out",
+        "targeting": {"if": [value, "in", null]},
+    })
+}
+
+/// A pointer into the probe, made relative to the segment.
+fn segment_pointer(path: &str) -> String {
+    path.strip_prefix("/targeting/if/0")
+        .unwrap_or(path)
+        .to_owned()
+}
+
+/// Check a segment: a JSON object usable as a rule (compiled in a condition
+/// position). `Ok` carries its warnings, pointers relative to the segment.
 fn check_segment(
     name: &str,
     value: &Value,
     evaluators: &Map<String, Value>,
-) -> Result<(), (String, String)> {
+) -> Result<Vec<Warning>, (String, String)> {
     if !value.is_object() {
         return Err((
             String::new(),
@@ -138,32 +214,61 @@ fn check_segment(
     }
     let mut evaluators = evaluators.clone();
     evaluators.insert(name.to_owned(), value.clone());
-    let probe = json!({
-        "state": "ENABLED",
-        "variants": {"in": true, "out": false},
-        "defaultVariant": "out",
-        "targeting": {"if": [value, "in", null]},
-    });
-    CompiledFlag::compile(name, &probe, &evaluators)
-        .map(|_| ())
-        .map_err(|e| {
-            let pointer = e
-                .path
-                .strip_prefix("/targeting/if/0")
-                .unwrap_or(&e.path)
-                .to_owned();
-            (pointer, e.message)
-        })
+    match CompiledFlag::compile(name, &segment_probe(value), &evaluators) {
+        Ok(f) => Ok(f
+            .warnings()
+            .iter()
+            .map(|w| Warning {
+                path: segment_pointer(&w.path),
+                ..w.clone()
+            })
+            .collect()),
+        Err(e) => Err((segment_pointer(&e.path), e.message)),
+    }
 }
 
-/// Validate the flags and segments of a change set (the entry mutations the
-/// write path is about to commit) against the state it will be applied to.
-/// Config entries are not looked at. Every problem is listed with its JSON
-/// pointer (`Error::SchemaViolation`, schema `flagd`).
+/// Check flag-set metadata: an object of strings, numbers and booleans.
+fn check_flag_set(value: &Value) -> Result<(), (String, String)> {
+    let Value::Object(m) = value else {
+        return Err((
+            String::new(),
+            "flag-set metadata must be an object".into(),
+        ));
+    };
+    for (k, v) in m {
+        if !(v.is_string() || v.is_number() || v.is_boolean()) {
+            let mut p = "/".to_owned();
+            p.push_str(&k.replace('~', "~0").replace('/', "~1"));
+            return Err((
+                p,
+                "metadata values must be strings, numbers or booleans".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `$ref`s to missing evaluators of a compiled flag, by pointer.
+fn missing_refs(f: &CompiledFlag) -> Vec<&str> {
+    f.warnings()
+        .iter()
+        .filter(|w| w.code == WarningCode::MissingRef)
+        .map(|w| w.path.as_str())
+        .collect()
+}
+
+/// Validate the flags, segments and flag-set metadata of a change set (the
+/// entry mutations the write path is about to commit) against the state it
+/// will be applied to. Config entries are not looked at.
+///
+/// Refused (`Error::SchemaViolation`, schema `flagd`, every problem with its
+/// JSON pointer): what flagd's schema refuses, and a segment change that
+/// breaks a stored flag (it no longer compiles, or one of its `$ref`s no
+/// longer resolves). Returned: the warnings of the flags and segments written.
 pub(crate) fn validate_change_set(
     st: &State,
     mutations: &[(Option<String>, Mutation)],
-) -> Result<()> {
+) -> Result<Vec<FlagWarning>> {
     let items: Vec<Item<'_>> = mutations
         .iter()
         .filter_map(|(_, m)| match m {
@@ -189,8 +294,13 @@ pub(crate) fn validate_change_set(
         .filter(|i| i.kind == EntryKind::Segment || was(i, EntryKind::Segment))
         .map(|i| i.scope)
         .collect();
-    if segment_changes.is_empty() && !items.iter().any(|i| i.kind == EntryKind::Flag) {
-        return Ok(());
+    let mut warnings = Vec::new();
+    if segment_changes.is_empty()
+        && !items
+            .iter()
+            .any(|i| matches!(i.kind, EntryKind::Flag | EntryKind::FlagSet))
+    {
+        return Ok(warnings);
     }
     let many = items.len() > 1;
     let name = |scope: &Scope, key: &str| format!("{scope}:{key}");
@@ -203,15 +313,28 @@ pub(crate) fn validate_change_set(
             EntryKind::Config => continue,
             EntryKind::Flag => {
                 let segments = segments_at(st, items, item.scope);
-                CompiledFlag::compile(item.key, value, &segments)
-                    .err()
-                    .map(|e| (e.path, e.message))
+                match CompiledFlag::compile(item.key, value, &segments) {
+                    Ok(f) => {
+                        let ws = f.warnings().iter();
+                        warnings.extend(ws.map(|w| FlagWarning::new(item.scope, item.key, w)));
+                        None
+                    }
+                    Err(e) => Some((e.path, e.message)),
+                }
             }
             EntryKind::Segment => {
                 let mut segments = segments_at(st, items, item.scope);
                 segments.remove(item.key);
-                check_segment(item.key, value, &segments).err()
+                match check_segment(item.key, value, &segments) {
+                    Ok(ws) => {
+                        let ws = ws.iter();
+                        warnings.extend(ws.map(|w| FlagWarning::new(item.scope, item.key, w)));
+                        None
+                    }
+                    Err(p) => Some(p),
+                }
             }
+            EntryKind::FlagSet => check_flag_set(value).err(),
         };
         if let Some((pointer, message)) = problem {
             first_key.get_or_insert_with(|| item.key.to_owned());
@@ -232,15 +355,56 @@ pub(crate) fn validate_change_set(
                     continue; // checked above with its new value
                 }
                 let segments = segments_at(st, items, scope);
-                if let Err(err) = CompiledFlag::compile(key, def, &segments) {
+                let broken = match CompiledFlag::compile(key, def, &segments) {
+                    Err(err) => Some((err.path, err.message)),
+                    Ok(after) => {
+                        let before = CompiledFlag::compile(key, def, &segments_at(st, &[], scope));
+                        let had: Vec<&str> = before.as_ref().map(missing_refs).unwrap_or_default();
+                        missing_refs(&after)
+                            .into_iter()
+                            .find(|p| !had.contains(p))
+                            .map(|p| (p.to_owned(), "a `$ref` here would name a segment that no longer exists".to_owned()))
+                    }
+                };
+                if let Some((pointer, message)) = broken {
                     first_key.get_or_insert_with(|| key.clone());
                     violations.push(violation(
                         Some(name(scope, key)),
-                        err.path,
-                        format!("this change would break flag {key}: {}", err.message),
+                        pointer,
+                        format!("this change would break flag {key}: {message}"),
                     ));
                 }
             }
+        }
+    }
+    match first_key {
+        None => Ok(warnings),
+        Some(key) => Err(Error::SchemaViolation { key, violations }),
+    }
+}
+
+/// Refuse `warnings` that reach an environment whose policy is
+/// `strict_flags` (a write at an all-environments scope reaches every one).
+pub(crate) fn enforce_strict(st: &State, warnings: &[FlagWarning]) -> Result<()> {
+    let strict_env = |w: &FlagWarning| {
+        st.envs
+            .values()
+            .find(|e| e.strict_flags && w.scope.env.as_deref().is_none_or(|x| x == e.name))
+            .map(|e| e.name.clone())
+    };
+    let mut violations = Vec::new();
+    let mut first_key = None;
+    for w in warnings {
+        if let Some(env) = strict_env(w) {
+            first_key.get_or_insert_with(|| w.key.clone());
+            violations.push(violation(
+                Some(w.entry.clone()),
+                w.pointer.clone(),
+                format!(
+                    "{} (environment {env} refuses flag warnings: strict_flags)",
+                    w.message
+                ),
+            ));
         }
     }
     match first_key {
@@ -465,6 +629,9 @@ impl FlagView {
     pub fn build(app: &str, env: &str, layers: [Option<&ScopeEntries>; 4], stats: &Stats) -> Self {
         let mut segments = Map::new();
         let mut sources: BTreeMap<String, Arc<EntryVersion>> = BTreeMap::new();
+        // The flag set's metadata: what the scopes set, the more specific
+        // scope winning key by key. Nothing is invented.
+        let mut metadata = Map::new();
         for layer in layers.iter().flatten() {
             for (key, e) in &layer.entries {
                 match (e.kind, &e.value) {
@@ -474,14 +641,13 @@ impl FlagView {
                     (EntryKind::Flag, Some(_)) => {
                         sources.insert(key.clone(), e.clone());
                     }
+                    (EntryKind::FlagSet, Some(Value::Object(m))) => {
+                        metadata.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    }
                     _ => {}
                 }
             }
         }
-        let metadata: Map<String, Value> =
-            [("flagSetId".to_owned(), json!(format!("{app}/{env}")))]
-                .into_iter()
-                .collect();
         let mut compiled = Vec::with_capacity(sources.len());
         let mut broken = BTreeMap::new();
         let mut flags = Map::new();
@@ -507,12 +673,18 @@ impl FlagView {
             .map(|s| s.last_revision)
             .max()
             .unwrap_or(0);
-        let doc = json!({
+        // Members a flagd document may leave out are left out when empty, so
+        // that an imported document is exported as it was.
+        let mut doc = json!({
             "$schema": FLAGD_SCHEMA_URL,
             "flags": flags,
-            "$evaluators": segments,
-            "metadata": metadata,
         });
+        if !segments.is_empty() {
+            doc["$evaluators"] = Value::Object(segments.clone());
+        }
+        if !metadata.is_empty() {
+            doc["metadata"] = Value::Object(metadata.clone());
+        }
         let checksum = cairn_model::checksum(&doc);
         let etag = format!("\"f{}\"", &checksum["sha256:".len().."sha256:".len() + 24]);
         // Serializing a JSON value cannot fail.
@@ -906,14 +1078,30 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.0, "", "{err:?}");
-        let err = check_segment(
+        // An unknown `sem_ver` operator is stored (flagd accepts it) with a
+        // warning whose pointer is relative to the segment.
+        let warnings = check_segment(
             "beta",
             &json!({"and": [true, {"sem_ver": [{"var": "v"}, "=~", "1.0.0"]}]}),
             &Map::new(),
         )
-        .unwrap_err();
-        assert!(err.0.starts_with("/and/1/sem_ver"), "{err:?}");
+        .unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].path.starts_with("/and/1/sem_ver"), "{warnings:?}");
         assert!(check_segment("s", &json!(true), &Map::new()).is_err());
-        assert!(check_segment("s", &json!({"==": [{"var": "plan"}, "pro"]}), &Map::new()).is_ok());
+        assert_eq!(
+            check_segment("s", &json!({"==": [{"var": "plan"}, "pro"]}), &Map::new()),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn flag_set_metadata_is_an_object_of_scalars() {
+        assert!(check_flag_set(&json!({"team": "web", "v": 2, "beta": true})).is_ok());
+        assert_eq!(
+            check_flag_set(&json!({"a/b": {"nested": 1}})).unwrap_err().0,
+            "/a~1b"
+        );
+        assert!(check_flag_set(&json!(["x"])).is_err());
     }
 }

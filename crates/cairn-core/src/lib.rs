@@ -27,11 +27,12 @@ pub mod webhooks;
 
 pub use auth::{Origin, Principal};
 pub use error::{Error, ErrorCode, Result, Violation};
-pub use flags::{Evaluation, FlagInfo, FlagView};
+pub use flags::{Evaluation, FlagInfo, FlagView, FlagWarning};
 pub use outbound::{Outbound, OutboundError, OutboundResponse};
 pub use policy::Action;
 pub use service::{
-    ChangeItem, CreatedToken, EnvSettings, Options, SchemaRegistered, Service, DEFAULT_ENVS,
+    ChangeItem, CreatedToken, EnvSettings, Options, SchemaRegistered, Service, Written,
+    DEFAULT_ENVS,
 };
 pub use state::ResolvedView;
 pub use watch::ViewEvent;

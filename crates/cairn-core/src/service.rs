@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cairn_model::{
     canonical_json, diff_values, glob_match, validate_app, validate_env, validate_glob,
-    validate_key, EntryKind, MergeMode, Revision, Scope, ValueDiff, DEFAULT_MAX_VALUE_BYTES,
+    validate_any_key, validate_entry_key, validate_key, EntryKind, MergeMode, Revision, Scope, ValueDiff, DEFAULT_MAX_VALUE_BYTES,
     MAX_CHANGESET_ENTRIES,
 };
 use cairn_store::{
@@ -70,6 +70,14 @@ impl Default for Options {
     }
 }
 
+/// What a write of entries did: the commit, and the flag warnings of what it
+/// wrote (rules that can only yield null or an error; DESIGN.md §4).
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub committed: Committed,
+    pub warnings: Vec<crate::flags::FlagWarning>,
+}
+
 /// One entry change inside a change set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeItem {
@@ -90,6 +98,8 @@ pub struct EnvSettings {
     pub protected: Option<bool>,
     pub required_approvals: Option<i32>,
     pub auto_approve: Option<bool>,
+    /// Flag-lint warnings refuse flag writes that reach the environment.
+    pub strict_flags: Option<bool>,
 }
 
 /// The outcome of registering a schema.
@@ -181,6 +191,7 @@ impl Service {
                     protected: false,
                     required_approvals: 0,
                     auto_approve: true,
+                    strict_flags: false,
                 };
                 (None, m)
             })
@@ -426,7 +437,7 @@ impl Service {
         message: &str,
         items: Vec<ChangeItem>,
         action: Option<&str>,
-    ) -> Result<Committed> {
+    ) -> Result<Written> {
         validate_message(message)?;
         if items.is_empty() {
             return Err(Error::invalid(
@@ -455,7 +466,7 @@ impl Service {
         let many = items.len() > 1;
         let mut seen = HashSet::new();
         let mut mutations = Vec::with_capacity(items.len());
-        {
+        let warnings = {
             let st = self.read();
             for (i, item) in items.into_iter().enumerate() {
                 let field = |f: &str| {
@@ -465,9 +476,30 @@ impl Service {
                         f.to_owned()
                     }
                 };
-                validate_key(&item.key).map_err(|e| rename_field(e.into(), field("key")))?;
+                validate_entry_key(item.kind, &item.key)
+                    .map_err(|e| rename_field(e.into(), field("key")))?;
                 check_write(who, &item.scope)?;
                 st.check_scope(&item.scope)?;
+                let current = st.entry(&item.scope, &item.key);
+                let kind = match (&item.value, current) {
+                    // A delete removes whatever lives at the key.
+                    (None, Some(c)) => c.kind,
+                    // One key holds one kind at a time: a flag never silently
+                    // replaces a configuration value, nor the reverse.
+                    (Some(_), Some(c)) if c.kind != item.kind => {
+                        return Err(Error::Conflict {
+                            message: format!(
+                                "{} at {} is a {} entry; delete it before writing a {} there",
+                                item.key,
+                                item.scope,
+                                c.kind.as_str(),
+                                item.kind.as_str()
+                            ),
+                            current_version: Some(c.version),
+                        });
+                    }
+                    _ => item.kind,
+                };
                 if !seen.insert((item.scope.clone(), item.key.clone())) {
                     return Err(Error::invalid(
                         field("key"),
@@ -487,13 +519,8 @@ impl Service {
                                 ),
                             });
                         }
-                        let violations = schema_violations(
-                            &st.schemas,
-                            &item.scope,
-                            &item.key,
-                            item.kind,
-                            value,
-                        );
+                        let violations =
+                            schema_violations(&st.schemas, &item.scope, &item.key, kind, value);
                         if !violations.is_empty() {
                             return Err(Error::SchemaViolation {
                                 key: item.key.clone(),
@@ -509,7 +536,7 @@ impl Service {
                     Mutation::PutEntry {
                         scope: item.scope,
                         key: item.key,
-                        kind: item.kind,
+                        kind,
                         merge: item.merge,
                         value: item.value,
                         checksum,
@@ -517,9 +544,15 @@ impl Service {
                     },
                 ));
             }
-            crate::flags::validate_change_set(&st, &mutations)?;
-        }
-        self.commit(who, origin, message, mutations).await
+            let warnings = crate::flags::validate_change_set(&st, &mutations)?;
+            crate::flags::enforce_strict(&st, &warnings)?;
+            warnings
+        };
+        let committed = self.commit(who, origin, message, mutations).await?;
+        Ok(Written {
+            committed,
+            warnings,
+        })
     }
 
     /// Write a new version equal to version `version` of (scope, key).
@@ -533,7 +566,7 @@ impl Service {
         version: i64,
         message: &str,
         expected_version: Option<i64>,
-    ) -> Result<Committed> {
+    ) -> Result<Written> {
         if message.trim().is_empty() {
             return Err(Error::invalid(
                 "message",
@@ -594,6 +627,7 @@ impl Service {
                 .required_approvals
                 .unwrap_or(if s.protected == Some(true) { 1 } else { 0 }),
             auto_approve: s.auto_approve.unwrap_or(s.protected != Some(true)),
+            strict_flags: s.strict_flags.unwrap_or(false),
         };
         self.commit(
             who,
@@ -623,6 +657,7 @@ impl Service {
             protected: s.protected,
             required_approvals: s.required_approvals,
             auto_approve: s.auto_approve,
+            strict_flags: s.strict_flags,
         };
         self.commit(
             who,
@@ -930,7 +965,7 @@ impl Service {
 
     /// The live entry at (scope, key).
     pub fn get(&self, who: &Principal, scope: &Scope, key: &str) -> Result<Arc<EntryVersion>> {
-        validate_key(key)?;
+        validate_any_key(key)?;
         check_read(who, scope)?;
         let st = self.read();
         st.check_scope(scope)?;
@@ -947,7 +982,7 @@ impl Service {
         key: &str,
         revision: Revision,
     ) -> Result<EntryVersion> {
-        validate_key(key)?;
+        validate_any_key(key)?;
         check_read(who, scope)?;
         self.entries_at(std::slice::from_ref(scope), revision)
             .await?
@@ -966,7 +1001,7 @@ impl Service {
         key: &str,
         version: i64,
     ) -> Result<EntryVersion> {
-        validate_key(key)?;
+        validate_any_key(key)?;
         check_read(who, scope)?;
         self.store
             .entry_version(scope, key, version)
@@ -1035,7 +1070,7 @@ impl Service {
         scope: &Scope,
         key: &str,
     ) -> Result<Vec<EntryVersion>> {
-        validate_key(key)?;
+        validate_any_key(key)?;
         check_read(who, scope)?;
         let h = self.store.entry_history(scope, key).await?;
         if h.is_empty() {

@@ -15,7 +15,10 @@ pub use canonical::{canonical_json, checksum, checksum_bytes};
 pub use diff::{diff_values, ValueDiff};
 pub use error::ModelError;
 pub use glob::{glob_match, validate_glob};
-pub use names::{validate_app, validate_env, validate_key, Scope, GLOBAL_APP, MAX_KEY_BYTES};
+pub use names::{
+    validate_any_key, validate_app, validate_entry_key, validate_env, validate_flag_key,
+    validate_key, Scope, FLAG_SET_KEY, GLOBAL_APP, MAX_KEY_BYTES,
+};
 pub use resolve::{resolve_key, resolve_layers, EntryKind, Layer, LayerValue, MergeMode};
 
 /// Server-wide change counter: +1 for every committed change set.

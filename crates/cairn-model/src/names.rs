@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::ModelError;
+use crate::{EntryKind, ModelError};
 
 /// The reserved app name that stands for "every app".
 pub const GLOBAL_APP: &str = "global";
@@ -29,6 +29,52 @@ pub fn validate_key(key: &str) -> Result<(), ModelError> {
         }
     }
     Ok(())
+}
+
+/// A flag or segment key, as flagd has them: any non-empty UTF-8 string of at
+/// most 256 bytes without control characters, case-sensitive
+/// (`newWelcomeBanner`, `fractional-flag-A`, `checkout.v2`). Stored verbatim
+/// as the entry's key: distinct flag keys are distinct entries.
+pub fn validate_flag_key(key: &str) -> Result<(), ModelError> {
+    let bad = |m: &str| Err(ModelError::invalid("key", format!("{m} (got {key:?})")));
+    if key.is_empty() {
+        return bad("must not be empty");
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return bad(&format!("must be at most {MAX_KEY_BYTES} bytes"));
+    }
+    if key.chars().any(char::is_control) {
+        return bad("must not contain control characters");
+    }
+    Ok(())
+}
+
+/// The key of the flag-set metadata entry of a scope: the empty string,
+/// which no flag, segment or configuration key can be.
+pub const FLAG_SET_KEY: &str = "";
+
+/// The key rule of an entry of `kind`: configuration keys are paths of
+/// `[a-z0-9_.-]` segments ([`validate_key`]); flag and segment keys are
+/// flagd's ([`validate_flag_key`]); flag-set metadata lives at [`FLAG_SET_KEY`].
+pub fn validate_entry_key(kind: EntryKind, key: &str) -> Result<(), ModelError> {
+    match kind {
+        EntryKind::Config => validate_key(key),
+        EntryKind::Flag | EntryKind::Segment => validate_flag_key(key),
+        EntryKind::FlagSet if key == FLAG_SET_KEY => Ok(()),
+        EntryKind::FlagSet => Err(ModelError::invalid(
+            "key",
+            format!("flag-set metadata has the empty key (got {key:?})"),
+        )),
+    }
+}
+
+/// A key as a read names it: of any kind (flag keys include every
+/// configuration key), or the flag-set key.
+pub fn validate_any_key(key: &str) -> Result<(), ModelError> {
+    if key == FLAG_SET_KEY {
+        return Ok(());
+    }
+    validate_flag_key(key)
 }
 
 fn is_key_byte(b: u8) -> bool {
@@ -201,6 +247,40 @@ mod tests {
             let err = validate_key(bad).unwrap_err();
             let ModelError::Invalid { field, .. } = err;
             assert_eq!(field, "key", "{bad}");
+        }
+    }
+
+    #[test]
+    fn flag_keys() {
+        for ok in [
+            "newWelcomeBanner",
+            "fractional-flag-A-shared-seed",
+            "checkout.v2",
+            "a b",
+            "é/ü",
+            "../x",
+            "a//b",
+            "?#%",
+            &"x".repeat(256),
+        ] {
+            assert!(validate_flag_key(ok).is_ok(), "{ok}");
+            assert!(validate_entry_key(EntryKind::Flag, ok).is_ok(), "{ok}");
+            assert!(validate_entry_key(EntryKind::Segment, ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a\nb", "tab\there", "\u{7f}", "nul\0", &"x".repeat(257)] {
+            assert!(validate_flag_key(bad).is_err(), "{bad:?}");
+        }
+        // 256 bytes of a two-byte character is 128 characters: fine; 129 is not.
+        assert!(validate_flag_key(&"é".repeat(128)).is_ok());
+        assert!(validate_flag_key(&"é".repeat(129)).is_err());
+        // Configuration keys keep their rules.
+        assert!(validate_entry_key(EntryKind::Config, "newWelcomeBanner").is_err());
+        assert!(validate_entry_key(EntryKind::Config, "database/pool").is_ok());
+        // Flag-set metadata only at the empty key, which nothing else can use.
+        assert!(validate_entry_key(EntryKind::FlagSet, FLAG_SET_KEY).is_ok());
+        assert!(validate_entry_key(EntryKind::FlagSet, "x").is_err());
+        for kind in [EntryKind::Config, EntryKind::Flag, EntryKind::Segment] {
+            assert!(validate_entry_key(kind, FLAG_SET_KEY).is_err());
         }
     }
 

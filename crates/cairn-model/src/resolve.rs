@@ -16,6 +16,10 @@ pub enum EntryKind {
     Flag,
     /// A reusable targeting rule (`$evaluators` in flagd).
     Segment,
+    /// The flag-set metadata of a scope (a flagd document's `metadata`): one
+    /// object of scalars, always at the empty key ([`crate::FLAG_SET_KEY`]).
+    #[serde(rename = "flagset")]
+    FlagSet,
 }
 
 impl EntryKind {
@@ -24,6 +28,7 @@ impl EntryKind {
             EntryKind::Config => "config",
             EntryKind::Flag => "flag",
             EntryKind::Segment => "segment",
+            EntryKind::FlagSet => "flagset",
         }
     }
 
@@ -32,6 +37,7 @@ impl EntryKind {
             "config" => Some(EntryKind::Config),
             "flag" => Some(EntryKind::Flag),
             "segment" => Some(EntryKind::Segment),
+            "flagset" => Some(EntryKind::FlagSet),
             _ => None,
         }
     }

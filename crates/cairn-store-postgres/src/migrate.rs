@@ -38,6 +38,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "hook_secret",
         include_str!("../migrations/0008_hook_secret.sql"),
     ),
+    (
+        9,
+        "strict_flags",
+        include_str!("../migrations/0009_strict_flags.sql"),
+    ),
 ];
 
 /// Advisory lock key of Cairn migrations (arbitrary, fixed: "cairn" in ASCII).

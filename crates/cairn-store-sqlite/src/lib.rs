@@ -109,8 +109,8 @@ async fn read_catalog(conn: &mut SqliteConnection) -> StoreResult<Catalog> {
             .map(rows::app)
             .collect::<StoreResult<_>>()?;
     let envs = sqlx::query(
-        "SELECT name, description, protected, required_approvals, auto_approve, created_at, \
-         revision FROM environments ORDER BY name",
+        "SELECT name, description, protected, required_approvals, auto_approve, strict_flags, \
+         created_at, revision FROM environments ORDER BY name",
     )
     .fetch_all(&mut *conn)
     .await

@@ -38,12 +38,14 @@ async fn apply(
             protected,
             required_approvals,
             auto_approve,
+            strict_flags,
         } => {
             let settings = EnvSettings {
                 description: description.clone(),
                 protected: *protected,
                 required_approvals: *required_approvals,
                 auto_approve: *auto_approve,
+                strict_flags: *strict_flags,
             };
             create_env(conn, ctx, name, settings).await
         }
@@ -53,6 +55,7 @@ async fn apply(
             protected,
             required_approvals,
             auto_approve,
+            strict_flags,
         } => {
             let Some(mut settings) = env_settings(conn, name).await? else {
                 return Err(StoreError::NotFound {
@@ -70,6 +73,9 @@ async fn apply(
             }
             if let Some(a) = auto_approve {
                 settings.auto_approve = *a;
+            }
+            if let Some(s) = strict_flags {
+                settings.strict_flags = *s;
             }
             update_env(conn, ctx, name, settings).await
         }
@@ -503,6 +509,7 @@ struct EnvSettings {
     protected: bool,
     required_approvals: i32,
     auto_approve: bool,
+    strict_flags: bool,
 }
 
 impl EnvSettings {
@@ -512,13 +519,14 @@ impl EnvSettings {
             "protected": self.protected,
             "required_approvals": self.required_approvals,
             "auto_approve": self.auto_approve,
+            "strict_flags": self.strict_flags,
         })
     }
 }
 
 async fn env_settings(conn: &mut Conn, name: &str) -> StoreResult<Option<EnvSettings>> {
-    let row: Option<(String, bool, i32, bool)> = sqlx::query_as(
-        "SELECT description, protected, required_approvals, auto_approve \
+    let row: Option<(String, bool, i32, bool, bool)> = sqlx::query_as(
+        "SELECT description, protected, required_approvals, auto_approve, strict_flags \
          FROM environments WHERE name = $1",
     )
     .bind(name)
@@ -526,11 +534,12 @@ async fn env_settings(conn: &mut Conn, name: &str) -> StoreResult<Option<EnvSett
     .await
     .map_err(err("read environment"))?;
     Ok(row.map(
-        |(description, protected, required_approvals, auto_approve)| EnvSettings {
+        |(description, protected, required_approvals, auto_approve, strict_flags)| EnvSettings {
             description,
             protected,
             required_approvals,
             auto_approve,
+            strict_flags,
         },
     ))
 }
@@ -548,13 +557,14 @@ async fn create_env(
     }
     sqlx::query(
         "INSERT INTO environments (name, description, protected, required_approvals, \
-         auto_approve, created_at, revision) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         auto_approve, strict_flags, created_at, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(name)
     .bind(&s.description)
     .bind(s.protected)
     .bind(s.required_approvals)
     .bind(s.auto_approve)
+    .bind(s.strict_flags)
     .bind(ts_param(&ctx.at))
     .bind(ctx.revision.unwrap_or(0))
     .execute(&mut *conn)
@@ -571,13 +581,14 @@ async fn update_env(
 ) -> StoreResult<(Applied, AuditFacts)> {
     sqlx::query(
         "UPDATE environments SET description = $2, protected = $3, required_approvals = $4, \
-         auto_approve = $5, revision = $6 WHERE name = $1",
+         auto_approve = $5, strict_flags = $6, revision = $7 WHERE name = $1",
     )
     .bind(name)
     .bind(&s.description)
     .bind(s.protected)
     .bind(s.required_approvals)
     .bind(s.auto_approve)
+    .bind(s.strict_flags)
     .bind(ctx.revision.unwrap_or(0))
     .execute(&mut *conn)
     .await

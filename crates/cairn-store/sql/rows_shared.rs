@@ -55,6 +55,7 @@ pub(crate) fn environment(row: &DbRow) -> StoreResult<Environment> {
         protected: col(row, "protected")?,
         required_approvals: col(row, "required_approvals")?,
         auto_approve: col(row, "auto_approve")?,
+        strict_flags: col(row, "strict_flags")?,
         created_at: time_col(row, "created_at")?,
         revision: col(row, "revision")?,
     })

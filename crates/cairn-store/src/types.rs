@@ -27,6 +27,9 @@ pub struct Environment {
     pub protected: bool,
     pub required_approvals: i32,
     pub auto_approve: bool,
+    /// Flag-lint warnings refuse writes of flags that reach this environment.
+    #[serde(default)]
+    pub strict_flags: bool,
     pub created_at: DateTime<Utc>,
     /// Revision of the last change to this environment's settings.
     pub revision: Revision,
@@ -194,6 +197,7 @@ pub enum Mutation {
         protected: bool,
         required_approvals: i32,
         auto_approve: bool,
+        strict_flags: bool,
     },
     /// `NotFound` if absent.
     UpdateEnv {
@@ -202,6 +206,7 @@ pub enum Mutation {
         protected: Option<bool>,
         required_approvals: Option<i32>,
         auto_approve: Option<bool>,
+        strict_flags: Option<bool>,
     },
     /// Registers the next version of the schema at (app, pattern).
     PutSchema {

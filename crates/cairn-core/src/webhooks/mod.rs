@@ -272,7 +272,12 @@ fn payload(r: &AuditRecord, event: &str, delivery: &str, webhook: &str) -> Value
     let keep: &[&str] = match event {
         "config.changed" | "flag.changed" | "segment.changed" => &["kind"],
         "secret.rotation_failed" => &["version", "error", "attempts", "retry_at"],
-        "env.changed" => &["protected", "required_approvals", "auto_approve"],
+        "env.changed" => &[
+            "protected",
+            "required_approvals",
+            "auto_approve",
+            "strict_flags",
+        ],
         _ => &[],
     };
     for k in keep {

@@ -38,6 +38,9 @@ pub struct EnvBody {
     pub protected: Option<bool>,
     pub required_approvals: Option<i32>,
     pub auto_approve: Option<bool>,
+    /// Flag-lint warnings (rules that can only yield null or an error) refuse
+    /// flag writes that reach this environment (422), instead of being reported.
+    pub strict_flags: Option<bool>,
 }
 
 impl EnvBody {
@@ -47,6 +50,7 @@ impl EnvBody {
             protected: self.protected,
             required_approvals: self.required_approvals,
             auto_approve: self.auto_approve,
+            strict_flags: self.strict_flags,
         }
     }
 }

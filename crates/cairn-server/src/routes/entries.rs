@@ -6,9 +6,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cairn_core::{ChangeItem, Error, ResolvedView, Service};
+use cairn_core::{ChangeItem, Error, FlagWarning, ResolvedView, Service, Written};
 use cairn_model::{EntryKind, MergeMode, Revision, Scope, ValueDiff};
-use cairn_store::{Committed, EntryVersion};
+use cairn_store::EntryVersion;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -143,6 +143,10 @@ pub struct ResolveQuery {
 pub struct WriteResult {
     pub revision: Revision,
     pub changes: Vec<WrittenEntry>,
+    /// Flag and segment rules written that can only ever yield null or an
+    /// error (DESIGN.md §4); stored all the same unless the environment is strict.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<FlagWarning>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -154,7 +158,11 @@ pub struct WrittenEntry {
     pub previous_version: i64,
 }
 
-fn write_result(committed: Committed, targets: Vec<(Scope, String)>) -> WriteResult {
+fn write_result(written: Written, targets: Vec<(Scope, String)>) -> WriteResult {
+    let Written {
+        committed,
+        warnings,
+    } = written;
     let changes = targets
         .into_iter()
         .zip(committed.applied)
@@ -168,6 +176,7 @@ fn write_result(committed: Committed, targets: Vec<(Scope, String)>) -> WriteRes
     WriteResult {
         revision: committed.revision,
         changes,
+        warnings,
     }
 }
 

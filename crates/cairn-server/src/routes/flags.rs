@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_core::{Error, FlagInfo, FlagView, Principal, Service};
-use cairn_eval::{EvalContext, Resolution, TARGETING_KEY};
+use cairn_eval::{EvalContext, Reason, Resolution, TARGETING_KEY};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -75,7 +75,8 @@ pub struct OfrepRequest {
     pub context: Option<Value>,
 }
 
-/// OFREP evaluation success. `value` is absent when the caller's code default applies.
+/// OFREP evaluation success. `value` is absent when the caller's code default applies;
+/// a disabled flag has neither `value` nor `variant` (reason DISABLED).
 #[derive(Debug, Serialize, ToSchema)]
 #[allow(dead_code)] // documents the wire shape; answers are serialized from borrowed data
 pub struct OfrepSuccess {
@@ -84,8 +85,9 @@ pub struct OfrepSuccess {
     value: Value,
     /// STATIC, TARGETING_MATCH, DEFAULT or DISABLED.
     reason: String,
-    /// Always present; `""` when the flag has no default variant and nothing matched.
-    variant: String,
+    /// Present unless the flag is disabled; `""` when the flag has no default variant and
+    /// nothing matched.
+    variant: Option<String>,
     #[schema(value_type = Object)]
     metadata: Map<String, Value>,
 }
@@ -115,7 +117,8 @@ struct Success<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<&'a Value>,
     reason: &'static str,
-    variant: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<&'a str>,
     metadata: &'a Map<String, Value>,
 }
 
@@ -141,7 +144,12 @@ fn item<'a>(key: &'a str, r: &'a Resolution<'a>) -> Item<'a> {
             key,
             value: r.value,
             reason: r.reason.as_str(),
-            variant: r.variant.unwrap_or(""),
+            // Always a variant (`""` when nothing matched and there is no
+            // default variant), except for a disabled flag: no value, no variant.
+            variant: match (r.variant, r.reason) {
+                (None, Reason::Disabled) => None,
+                (v, _) => Some(v.unwrap_or("")),
+            },
             metadata: r.metadata,
         }),
         Some(code) => Item::Err(Failure {

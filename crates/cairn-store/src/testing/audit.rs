@@ -48,6 +48,7 @@ async fn history(s: &dyn Store) -> Vec<Committed> {
                     protected: true,
                     required_approvals: 2,
                     auto_approve: false,
+                    strict_flags: false,
                 },
             )],
         ),
@@ -94,6 +95,7 @@ async fn history(s: &dyn Store) -> Vec<Committed> {
                     protected: Some(false),
                     required_approvals: None,
                     auto_approve: None,
+                    strict_flags: None,
                 },
             )],
         ),
@@ -211,11 +213,11 @@ pub(super) async fn one_audit_record_per_mutation(s: Arc<dyn Store>) {
     );
     assert_eq!(
         audit[1].detail,
-        json!({"description": "Production", "protected": true, "required_approvals": 2, "auto_approve": false})
+        json!({"description": "Production", "protected": true, "required_approvals": 2, "auto_approve": false, "strict_flags": false})
     );
     assert_eq!(
         audit[8].detail,
-        json!({"description": "Production", "protected": false, "required_approvals": 2, "auto_approve": false}),
+        json!({"description": "Production", "protected": false, "required_approvals": 2, "auto_approve": false, "strict_flags": false}),
         "env.update records the settings after the change"
     );
     assert_eq!(

@@ -14,6 +14,7 @@ fn create_env(name: &str, protected: bool, approvals: i32) -> Mutation {
         protected,
         required_approvals: approvals,
         auto_approve: false,
+        strict_flags: false,
     }
 }
 
@@ -92,6 +93,7 @@ pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
             protected: None,
             required_approvals: Some(1),
             auto_approve: Some(true),
+            strict_flags: None,
         }],
     )
     .await
@@ -111,6 +113,7 @@ pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
             protected: None,
             required_approvals: None,
             auto_approve: None,
+            strict_flags: None,
         }],
     )
     .await;

@@ -329,6 +329,7 @@ pub(super) async fn failed_commit_writes_nothing(s: Arc<dyn Store>) {
         protected: false,
         required_approvals: 0,
         auto_approve: false,
+        strict_flags: false,
     };
     let attempts: Vec<(Vec<Mutation>, &str)> = vec![
         (
@@ -363,6 +364,7 @@ pub(super) async fn failed_commit_writes_nothing(s: Arc<dyn Store>) {
                     protected: Some(true),
                     required_approvals: None,
                     auto_approve: None,
+                    strict_flags: None,
                 },
             ],
             "notfound",
@@ -411,6 +413,7 @@ pub(super) async fn failed_commit_writes_nothing(s: Arc<dyn Store>) {
                 protected: Some(true),
                 required_approvals: None,
                 auto_approve: None,
+                strict_flags: None,
             },
         ],
     )
@@ -632,6 +635,7 @@ pub(super) async fn load_has_live_entries_only(s: Arc<dyn Store>) {
                 protected: true,
                 required_approvals: 1,
                 auto_approve: false,
+                strict_flags: false,
             },
             put(&g, "a", json!(1)),
             put(&g, "b", json!(1)),
