@@ -7,11 +7,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::compile::{Compiler, Const, Expr};
+use crate::compile::{Compiler, Expr, Pos};
 use crate::context::EvalContext;
-use crate::error::ParseError;
+use crate::error::{push_escaped, ParseError};
 use crate::eval::{decide, Decision, Env};
 use crate::value::Val;
+use crate::warning::{RawWarning, Warning, WarningCode};
 
 /// Why a flag resolved to what it did (OpenFeature resolution reasons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -21,10 +22,11 @@ pub enum Reason {
     Static,
     /// The targeting named a variant.
     TargetingMatch,
-    /// The targeting returned `null` (or a custom operation failed), or there is no default
-    /// variant: the default variant, or no value (the caller's code default).
+    /// The targeting returned `null` (for instance a custom operation that could not be
+    /// applied, as the whole rule), or there is no default variant: the default variant, or no
+    /// value (the caller's code default).
     Default,
-    /// The flag is disabled: the default variant (or no value), no error.
+    /// The flag is disabled: no value and no variant (the caller's code default), no error.
     Disabled,
     /// Evaluation failed; see the error code. The caller uses its code default.
     Error,
@@ -237,6 +239,10 @@ pub struct CompiledFlag {
     variant_type: VariantType,
     default_variant: Option<usize>,
     targeting: Option<Expr>,
+    /// Why every evaluation is PARSE_ERROR (a `$ref` to a missing evaluator, a `$ref` cycle).
+    broken: Option<String>,
+    /// What compiles but can only ever yield `null` or an error, or is ignored.
+    warnings: Box<[Warning]>,
     /// The flag's own metadata.
     own_metadata: Map<String, Value>,
     /// Flag-set metadata overlaid with the flag's metadata.
@@ -280,26 +286,42 @@ impl CompiledFlag {
     /// Compiles one flagd flag definition. `evaluators` are the flag set's `$evaluators`
     /// (shared rules referenced with `{"$ref": "name"}`), inlined here.
     ///
-    /// Errors carry a JSON pointer relative to `definition` and a message fit for users; the
-    /// server uses this as the write-time validation of flag entries.
+    /// Refuses (with a JSON pointer relative to `definition` and a message fit for users) only
+    /// what flagd refuses (see `docs/flags-engine.md`); what compiles but cannot work is listed
+    /// in [`CompiledFlag::warnings`]. The server uses this as the write-time validation of flag
+    /// entries.
     pub fn compile(
         key: &str,
         definition: &Value,
         evaluators: &Map<String, Value>,
     ) -> Result<Self, ParseError> {
+        Self::compile_raw(key, definition, evaluators).map(|(f, _)| f)
+    }
+
+    /// [`CompiledFlag::compile`], also returning the warnings as the compiler recorded them.
+    pub(crate) fn compile_raw(
+        key: &str,
+        definition: &Value,
+        evaluators: &Map<String, Value>,
+    ) -> Result<(Self, Vec<RawWarning>), ParseError> {
         let Value::Object(def) = definition else {
             return Err(ParseError::new(
                 String::new(),
                 "a flag definition must be an object",
             ));
         };
-        if let Some(unknown) = def.keys().find(|k| !FLAG_FIELDS.contains(&k.as_str())) {
-            return Err(ParseError::new(
-                String::new(),
-                format!(
-                    "unknown flag property `{unknown}`; expected state, variants, defaultVariant, targeting, metadata"
+        let mut raw = Vec::new();
+        for unknown in def.keys().filter(|k| !FLAG_FIELDS.contains(&k.as_str())) {
+            let mut outer = String::from("/");
+            push_escaped(&mut outer, unknown);
+            raw.push(RawWarning {
+                code: WarningCode::UnknownProperty,
+                outer,
+                inner: None,
+                message: format!(
+                    "unknown flag property `{unknown}` is ignored; flagd reads state, variants, defaultVariant, targeting, metadata"
                 ),
-            ));
+            });
         }
         let enabled = match def.get("state") {
             Some(Value::String(s)) if s == "ENABLED" => true,
@@ -337,10 +359,13 @@ impl CompiledFlag {
         let mut variants: Vec<(Box<str>, Value)> = Vec::with_capacity(vars.len());
         for (name, value) in vars {
             let at = || {
-                let mut p = "/variants/".to_owned();
-                crate::error::push_escaped(&mut p, name);
+                let mut p = String::from("/variants/");
+                push_escaped(&mut p, name);
                 p
             };
+            if name.is_empty() {
+                return Err(ParseError::new(at(), "a variant name must not be empty"));
+            }
             let Some(t) = VariantType::of(value) else {
                 return Err(ParseError::new(at(), "a variant value must not be null"));
             };
@@ -380,28 +405,33 @@ impl CompiledFlag {
                 ))
             }
         };
-        let targeting = match def.get("targeting") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(m)) if m.is_empty() => None,
+        let (targeting, broken) = match def.get("targeting") {
+            None | Some(Value::Null) => (None, None),
+            Some(Value::Object(m)) if m.is_empty() => (None, None),
             Some(t) => {
-                let mut c = Compiler::new(evaluators, key, &["targeting"]);
-                let mut expr = c.compile(t)?;
-                resolve_results(&mut expr, &find)
-                    .map_err(|msg| ParseError::new("/targeting".into(), msg))?;
-                Some(expr)
+                let mut c = Compiler::new(evaluators, key, &variants, &["targeting"]);
+                let expr = c.compile(t, Pos::Result)?;
+                raw.append(&mut c.warnings);
+                (Some(expr), c.broken)
             }
         };
         let own_metadata = metadata_of(def.get("metadata"), "/metadata")?;
-        Ok(Self {
-            key: key.into(),
-            enabled,
-            variants: variants.into_boxed_slice(),
-            variant_type,
-            default_variant,
-            targeting,
-            metadata: own_metadata.clone(),
-            own_metadata,
-        })
+        let warnings = raw.iter().map(|w| w.public("")).collect();
+        Ok((
+            Self {
+                key: key.into(),
+                enabled,
+                variants: variants.into_boxed_slice(),
+                variant_type,
+                default_variant,
+                targeting,
+                broken,
+                warnings,
+                metadata: own_metadata.clone(),
+                own_metadata,
+            },
+            raw,
+        ))
     }
 
     /// Overlays flag-set metadata under the flag's own metadata (the flag's keys win).
@@ -440,8 +470,16 @@ impl CompiledFlag {
         self.variants.iter().map(|(n, v)| (n.as_ref(), v))
     }
 
+    /// Flag-set metadata overlaid with the flag's own metadata (as served with every
+    /// resolution, disabled flags included).
     pub fn metadata(&self) -> &Map<String, Value> {
         &self.metadata
+    }
+
+    /// What compiles but can only ever yield `null` or an error (or is ignored), with JSON
+    /// pointers relative to the flag definition. Empty for a flag without problems.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
     }
 
     fn variant(&self, name: &str) -> Option<(&str, &Value)> {
@@ -475,18 +513,26 @@ impl CompiledFlag {
     /// Evaluates the flag. `now_unix` (seconds) is what `$flagd.timestamp` reads.
     pub fn evaluate(&self, ctx: &EvalContext, now_unix: i64) -> Resolution<'_> {
         if !self.enabled {
-            return self.default_resolution(Reason::Disabled);
+            // A success without a value: the caller's code default applies (flagd's ADR
+            // "Treat Disabled Flag Evaluation as Successful with Reason DISABLED").
+            return Resolution {
+                value: None,
+                variant: None,
+                reason: Reason::Disabled,
+                error_code: None,
+                error_message: None,
+                metadata: &self.metadata,
+            };
+        }
+        if let Some(why) = &self.broken {
+            return Resolution::error(ErrorCode::ParseError, why.clone(), &self.metadata);
         }
         let Some(rule) = &self.targeting else {
             return self.default_resolution(Reason::Static);
         };
-        let env = Env {
-            ctx,
-            flag_key: &self.key,
-            now: now_unix,
-        };
+        let env = Env::new(ctx, &self.key, now_unix);
         let name = match decide(rule, &env) {
-            Ok(Decision::Variant(i)) => {
+            Decision::Variant(i) => {
                 let (n, v) = &self.variants[i];
                 return Resolution {
                     value: Some(v),
@@ -497,9 +543,7 @@ impl CompiledFlag {
                     metadata: &self.metadata,
                 };
             }
-            // A custom operation failed: the rule counts as having returned null.
-            Err(_) => return self.default_resolution(Reason::Default),
-            Ok(Decision::Value(v)) => v,
+            Decision::Value(v) => v,
         };
         let name = match name {
             v if v.is_null() => return self.default_resolution(Reason::Default),
@@ -531,60 +575,6 @@ impl CompiledFlag {
                 &self.metadata,
             ),
         }
-    }
-}
-
-/// Resolves the constants in result positions of the rule (the whole rule, the branches of
-/// `if`, the variants of `fractional`) to variant indices, and rejects those that can never
-/// name a variant: a string that is not a variant, `true`/`false` without such a variant, a
-/// number or an array.
-fn resolve_results(e: &mut Expr, find: &dyn Fn(&str) -> Option<usize>) -> Result<(), String> {
-    match e {
-        Expr::Const(c) => {
-            let is_bool = matches!(c, Const::Bool(_));
-            let name: &str = match &*c {
-                Const::Null => return Ok(()),
-                Const::Str(s) => s,
-                Const::Bool(true) => "true",
-                Const::Bool(false) => "false",
-                Const::Num(n) => {
-                    return Err(format!(
-                        "targeting can return the number {n}, which is not a variant name"
-                    ))
-                }
-                Const::Json(_) => {
-                    return Err("targeting can return an array, which is not a variant name".into())
-                }
-            };
-            let Some(i) = find(name) else {
-                return Err(if is_bool {
-                    format!(
-                        "targeting can return {name}, but the flag has no variant named \"{name}\""
-                    )
-                } else {
-                    format!("targeting can return `{name}`, which is not a variant of this flag")
-                });
-            };
-            let idx = u32::try_from(i).map_err(|_| "too many variants".to_owned())?;
-            *e = Expr::Variant(idx, name.into());
-            Ok(())
-        }
-        Expr::If(args) => {
-            let n = args.len();
-            for (i, a) in args.iter_mut().enumerate() {
-                if i % 2 == 1 || i + 1 == n {
-                    resolve_results(a, find)?;
-                }
-            }
-            Ok(())
-        }
-        Expr::Fractional(f) => {
-            for b in f.buckets.iter_mut() {
-                resolve_results(&mut b.variant, find)?;
-            }
-            Ok(())
-        }
-        _ => Ok(()),
     }
 }
 
@@ -637,58 +627,13 @@ pub struct FlagSet {
     metadata: Map<String, Value>,
 }
 
-const DOC_FIELDS: [&str; 4] = ["$schema", "flags", "$evaluators", "metadata"];
-
 impl FlagSet {
     /// Parses and compiles a whole flagd document
-    /// `{"flags": {…}, "$evaluators": {…}, "metadata": {…}}`. Any invalid flag fails the
-    /// whole document; the error's path points into the document.
+    /// `{"flags": {…}, "$evaluators": {…}, "metadata": {…}}`. A document flagd refuses fails
+    /// whole, with a path pointing into the document; what compiles but cannot work is
+    /// reported by [`lint_document`](crate::lint_document) and [`CompiledFlag::warnings`].
     pub fn parse(doc: &Value) -> Result<Self, ParseError> {
-        let Value::Object(d) = doc else {
-            return Err(ParseError::new(
-                String::new(),
-                "a flagd document must be an object",
-            ));
-        };
-        if let Some(unknown) = d.keys().find(|k| !DOC_FIELDS.contains(&k.as_str())) {
-            return Err(ParseError::new(
-                String::new(),
-                format!("unknown property `{unknown}`; expected flags, $evaluators, metadata"),
-            ));
-        }
-        let empty = Map::new();
-        let evaluators = match d.get("$evaluators") {
-            None | Some(Value::Null) => &empty,
-            Some(Value::Object(m)) => m,
-            Some(_) => {
-                return Err(ParseError::new(
-                    "/$evaluators".into(),
-                    "`$evaluators` must be an object",
-                ))
-            }
-        };
-        let Some(Value::Object(flags)) = d.get("flags") else {
-            return Err(ParseError::new(
-                if d.contains_key("flags") {
-                    "/flags".into()
-                } else {
-                    String::new()
-                },
-                "`flags` is required and must be an object of flag key to definition",
-            ));
-        };
-        let metadata = metadata_of(d.get("metadata"), "/metadata")?;
-        let mut compiled = FlagMap::with_capacity_and_hasher(flags.len(), Default::default());
-        for (key, def) in flags {
-            let flag = CompiledFlag::compile(key, def, evaluators)
-                .map_err(|e| e.prefixed(&["flags", key]))?
-                .with_set_metadata(&metadata);
-            compiled.insert(Arc::clone(&flag.key), flag);
-        }
-        Ok(Self {
-            flags: compiled,
-            metadata,
-        })
+        compile_document(doc).map(|(set, _)| set)
     }
 
     /// A set from flags compiled one by one (each inherits `metadata`).
@@ -785,4 +730,119 @@ impl FlagSet {
     pub fn metadata(&self) -> &Map<String, Value> {
         &self.metadata
     }
+}
+
+const DOC_FIELDS: [&str; 4] = ["$schema", "flags", "$evaluators", "metadata"];
+
+fn escaped(segments: &[&str]) -> String {
+    let mut p = String::new();
+    for s in segments {
+        p.push('/');
+        push_escaped(&mut p, s);
+    }
+    p
+}
+
+/// Compiles a whole flagd document: the flag set, and every warning with a pointer into the
+/// document (each problem inside an evaluator once, at its place in `$evaluators`).
+pub(crate) fn compile_document(doc: &Value) -> Result<(FlagSet, Vec<Warning>), ParseError> {
+    let Value::Object(d) = doc else {
+        return Err(ParseError::new(
+            String::new(),
+            "a flagd document must be an object",
+        ));
+    };
+    let mut warnings = Vec::new();
+    for unknown in d.keys().filter(|k| !DOC_FIELDS.contains(&k.as_str())) {
+        warnings.push(Warning {
+            code: WarningCode::UnknownProperty,
+            path: escaped(&[unknown]),
+            message: format!(
+                "unknown document property `{unknown}` is ignored; flagd reads flags, $evaluators, metadata"
+            ),
+        });
+    }
+    let empty = Map::new();
+    let evaluators = match d.get("$evaluators") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(ParseError::new(
+                "/$evaluators".into(),
+                "`$evaluators` must be an object of evaluator name to rule",
+            ))
+        }
+    };
+    let Some(Value::Object(flags)) = d.get("flags") else {
+        return Err(ParseError::new(
+            if d.contains_key("flags") {
+                "/flags".into()
+            } else {
+                String::new()
+            },
+            "`flags` is required and must be an object of flag key to definition",
+        ));
+    };
+    let metadata = metadata_of(d.get("metadata"), "/metadata")?;
+    // Every evaluator is checked on its own (flagd's schema checks unused ones too); the
+    // problems found inside one are reported once, here.
+    let mut seen: std::collections::HashSet<(WarningCode, String)> = Default::default();
+    for (name, body) in evaluators {
+        let at = escaped(&["$evaluators", name]);
+        if name.is_empty() {
+            return Err(ParseError::new(at, "an evaluator name must not be empty"));
+        }
+        match body {
+            Value::Object(m) if !m.is_empty() => {}
+            Value::Object(_) => {
+                return Err(ParseError::new(
+                    at,
+                    "an evaluator must be a rule; flagd refuses an empty one",
+                ))
+            }
+            _ => {
+                return Err(ParseError::new(
+                    at,
+                    "an evaluator must be a JSON object (a JsonLogic rule)",
+                ))
+            }
+        }
+        let mut c = Compiler::for_evaluator(evaluators, name);
+        c.compile(body, Pos::Value)?;
+        for w in c.warnings {
+            let path = w.evaluator_pointer().unwrap_or(w.outer);
+            if seen.insert((w.code, path.clone())) {
+                warnings.push(Warning {
+                    code: w.code,
+                    path,
+                    message: w.message,
+                });
+            }
+        }
+    }
+    let mut compiled = FlagMap::with_capacity_and_hasher(flags.len(), Default::default());
+    for (key, def) in flags {
+        let prefix = escaped(&["flags", key]);
+        if key.is_empty() {
+            return Err(ParseError::new(prefix, "a flag key must not be empty"));
+        }
+        let (flag, raw) = CompiledFlag::compile_raw(key, def, evaluators)
+            .map_err(|e| e.prefixed(&["flags", key]))?;
+        for w in raw {
+            match w.evaluator_pointer() {
+                // Already reported where it is, in `$evaluators`.
+                Some(p) if seen.contains(&(w.code, p.clone())) => {}
+                _ => warnings.push(w.public(&prefix)),
+            }
+        }
+        let flag = flag.with_set_metadata(&metadata);
+        compiled.insert(Arc::clone(&flag.key), flag);
+    }
+    Ok((
+        FlagSet {
+            flags: compiled,
+            metadata,
+        },
+        warnings,
+    ))
 }

@@ -3,19 +3,26 @@
 //! The bucketing value is hashed with MurmurHash3 x86 32-bit (seed 0) over its UTF-8 bytes;
 //! with `totalWeight` the sum of the bucket weights, the bucket index is
 //! `(hash as u64 * totalWeight) >> 32`, in `[0, totalWeight)`, and the chosen variant is the
-//! first whose cumulative weight exceeds it.
+//! first whose cumulative weight exceeds it. Negative weights count as 0; when every weight
+//! is 0, or the weights add up to more than 2^31-1, the operation yields `null`.
 
-use crate::compile::{Const, Expr};
+use crate::compile::Expr;
 use crate::murmur3::Murmur3;
 
 /// The largest total weight flagd accepts (`i32::MAX`).
 pub const MAX_TOTAL_WEIGHT: u64 = i32::MAX as u64;
 
+/// A bucket weight: a constant (already checked and clamped), or computed at evaluation.
+#[derive(Debug, Clone)]
+pub(crate) enum Weight {
+    Const(u64),
+    Expr(Expr),
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Bucket {
     pub variant: Expr,
-    /// `None` when omitted: weight 1.
-    pub weight: Option<Expr>,
+    pub weight: Weight,
 }
 
 #[derive(Debug, Clone)]
@@ -23,50 +30,33 @@ pub(crate) struct Fractional {
     /// The custom bucketing expression; `None`: `$flagd.flagKey` + `targetingKey`.
     pub bucket_by: Option<Expr>,
     pub buckets: Box<[Bucket]>,
-    /// Cumulative weights, when every weight is a constant.
+    /// Cumulative weights, when every weight is a constant (their total is in `1..=MAX`).
     pub cumulative: Option<Box<[u64]>>,
     /// The hash state after the flag key, for the default bucketing value.
     pub flag_key_prefix: Murmur3,
 }
 
-/// Checks one weight value: a whole number in `[0, i32::MAX]`; `null` means 1.
-pub(crate) fn weight_of(n: Option<f64>) -> Result<u64, String> {
-    let Some(n) = n else { return Ok(1) };
-    if !n.is_finite() || n.fract() != 0.0 {
-        return Err(format!(
-            "a `fractional` weight must be a whole number, found {n}"
-        ));
+/// A weight from a number: whole numbers up to `i32::MAX`, negative ones counting as 0;
+/// `None` (the operation yields `null`) for fractions, non-finite numbers and larger ones.
+pub(crate) fn weight_of_number(n: f64) -> Option<u64> {
+    if !n.is_finite() || n.fract() != 0.0 || n > MAX_TOTAL_WEIGHT as f64 {
+        return None;
     }
-    if n < 0.0 || n > MAX_TOTAL_WEIGHT as f64 {
-        return Err(format!(
-            "a `fractional` weight must be between 0 and {MAX_TOTAL_WEIGHT}, found {n}"
-        ));
-    }
-    Ok(n as u64)
+    Some(if n < 0.0 { 0 } else { n as u64 })
 }
 
-pub(crate) fn const_weight(c: &Const) -> Result<u64, String> {
-    match c {
-        Const::Null => weight_of(None),
-        Const::Num(n) => weight_of(Some(*n)),
-        _ => Err("a `fractional` weight must be a number".to_owned()),
-    }
-}
-
-/// Cumulative sums of the weights, checking the total.
-pub(crate) fn cumulate(weights: impl Iterator<Item = u64>) -> Result<Vec<u64>, String> {
+/// Cumulative sums of the weights; `None` when the total exceeds [`MAX_TOTAL_WEIGHT`].
+pub(crate) fn cumulate(weights: impl Iterator<Item = u64>) -> Option<Vec<u64>> {
     let mut acc = 0u64;
     let mut out = Vec::new();
     for w in weights {
         acc += w;
         if acc > MAX_TOTAL_WEIGHT {
-            return Err(format!(
-                "the `fractional` weights add up to more than {MAX_TOTAL_WEIGHT}"
-            ));
+            return None;
         }
         out.push(acc);
     }
-    Ok(out)
+    Some(out)
 }
 
 /// The bucket index for a hash: `(hash * total) >> 32`, always `< total` for `total > 0`.
@@ -81,9 +71,10 @@ pub(crate) fn pick(cumulative: &[u64], bucket: u64) -> Option<usize> {
     cumulative.iter().position(|&c| bucket < c)
 }
 
-/// Picks the variant index for a hash and weights, as flagd does; `None` if all weights are 0.
+/// Picks the variant index for a hash and weights, as flagd does; `None` (the operation
+/// yields `null`) if all weights are 0 or they add up to more than [`MAX_TOTAL_WEIGHT`].
 pub fn select_bucket(hash: u32, weights: &[u64]) -> Option<usize> {
-    let cumulative = cumulate(weights.iter().copied()).ok()?;
+    let cumulative = cumulate(weights.iter().copied())?;
     let total = *cumulative.last()?;
     if total == 0 {
         return None;
@@ -92,37 +83,22 @@ pub fn select_bucket(hash: u32, weights: &[u64]) -> Option<usize> {
 }
 
 impl Fractional {
+    /// `cumulative` must be given when every weight is constant (the compiler has checked
+    /// that their total is in `1..=MAX_TOTAL_WEIGHT`).
     pub(crate) fn new(
         bucket_by: Option<Expr>,
         buckets: Vec<Bucket>,
+        cumulative: Option<Vec<u64>>,
         flag_key: &str,
-    ) -> Result<Self, String> {
-        let consts: Option<Vec<u64>> = buckets
-            .iter()
-            .map(|b| match &b.weight {
-                None => Some(Ok(1)),
-                Some(e) => e.as_const().map(const_weight),
-            })
-            .collect::<Option<Result<Vec<u64>, String>>>()
-            .transpose()?;
-        let cumulative = match consts {
-            Some(w) => {
-                let c = cumulate(w.into_iter())?;
-                if c.last().copied().unwrap_or(0) == 0 {
-                    return Err("the `fractional` weights add up to 0".to_owned());
-                }
-                Some(c.into_boxed_slice())
-            }
-            None => None,
-        };
+    ) -> Self {
         let mut flag_key_prefix = Murmur3::new(0);
         flag_key_prefix.write(flag_key.as_bytes());
-        Ok(Self {
+        Self {
             bucket_by,
             buckets: buckets.into_boxed_slice(),
-            cumulative,
+            cumulative: cumulative.map(Vec::into_boxed_slice),
             flag_key_prefix,
-        })
+        }
     }
 }
 
@@ -151,11 +127,29 @@ mod tests {
     }
 
     #[test]
-    fn weights_must_be_whole_and_in_range() {
-        assert_eq!(weight_of(None), Ok(1));
-        assert_eq!(weight_of(Some(7.0)), Ok(7));
-        assert!(weight_of(Some(0.5)).is_err());
-        assert!(weight_of(Some(-1.0)).is_err());
-        assert!(weight_of(Some(3e9)).is_err());
+    fn weights_are_whole_negative_ones_count_as_zero() {
+        assert_eq!(weight_of_number(7.0), Some(7));
+        assert_eq!(weight_of_number(0.0), Some(0));
+        assert_eq!(weight_of_number(-1.0), Some(0));
+        assert_eq!(weight_of_number(-1e12), Some(0));
+        assert_eq!(
+            weight_of_number(MAX_TOTAL_WEIGHT as f64),
+            Some(MAX_TOTAL_WEIGHT)
+        );
+        assert_eq!(weight_of_number(0.5), None);
+        assert_eq!(weight_of_number(-0.5), None);
+        assert_eq!(weight_of_number(3e9), None);
+        assert_eq!(weight_of_number(f64::NAN), None);
+        assert_eq!(weight_of_number(f64::INFINITY), None);
+    }
+
+    #[test]
+    fn cumulate_refuses_totals_above_the_maximum() {
+        assert_eq!(cumulate([1, 2, 3].into_iter()), Some(vec![1, 3, 6]));
+        assert_eq!(
+            cumulate([MAX_TOTAL_WEIGHT, 0].into_iter()),
+            Some(vec![MAX_TOTAL_WEIGHT; 2])
+        );
+        assert_eq!(cumulate([MAX_TOTAL_WEIGHT, 1].into_iter()), None);
     }
 }

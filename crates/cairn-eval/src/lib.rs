@@ -38,6 +38,7 @@ pub mod fractional;
 pub mod murmur3;
 pub mod semver;
 mod value;
+mod warning;
 
 pub use compile::MAX_DEPTH;
 pub use context::{ContextError, EvalContext, TARGETING_KEY};
@@ -45,3 +46,13 @@ pub use error::ParseError;
 pub use flag::{
     CompiledFlag, ErrorCode, FlagSet, Reason, Resolution, TypedResolution, VariantType,
 };
+pub use warning::{Warning, WarningCode};
+
+/// Lints a whole flagd document (`flags`, `$evaluators`, `metadata`): `Err` when flagd
+/// refuses it (the error's path points into the document), else every [`Warning`] — what
+/// compiles but can only ever yield `null` or an error, or is ignored — with a JSON pointer
+/// into the document (`/flags/<key>/targeting/…`, `/$evaluators/<name>/…`). A problem inside
+/// an evaluator is reported once, at its place in `$evaluators`, however many flags use it.
+pub fn lint_document(doc: &serde_json::Value) -> Result<Vec<Warning>, ParseError> {
+    flag::compile_document(doc).map(|(_, warnings)| warnings)
+}

@@ -1,6 +1,9 @@
 //! The public API: compile errors, serialization for OFREP, contexts, robustness.
 
-use cairn_eval::{CompiledFlag, ErrorCode, EvalContext, FlagSet, Reason, MAX_DEPTH};
+use cairn_eval::{
+    lint_document, CompiledFlag, ErrorCode, EvalContext, FlagSet, Reason, Warning, WarningCode,
+    MAX_DEPTH,
+};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -12,30 +15,320 @@ fn flag(targeting: Value) -> Value {
 fn compile_error_has_pointer_relative_to_the_definition_and_a_message() {
     let e = CompiledFlag::compile(
         "f",
-        &flag(json!({"if": [{"sem_ver": [{"var": "v"}, "=>", "1.0.0"]}, "on", "off"]})),
+        &flag(json!({"if": [{"sem_verr": [{"var": "v"}, ">=", "1.0.0"]}, "on", "off"]})),
         &Map::new(),
     )
     .unwrap_err();
-    assert_eq!(e.path, "/targeting/if/0/sem_ver/1");
+    assert_eq!(e.path, "/targeting/if/0/sem_verr");
     assert!(
-        e.message.contains("unknown `sem_ver` operator `=>`"),
+        e.message.contains("unknown operation `sem_verr`"),
         "{}",
         e.message
     );
-    assert!(e.to_string().ends_with("(at /targeting/if/0/sem_ver/1)"));
+    assert!(e.to_string().ends_with("(at /targeting/if/0/sem_verr)"));
 }
 
 #[test]
-fn compile_error_inside_an_evaluator_names_it() {
+fn compile_error_inside_an_evaluator_points_at_the_ref_and_names_the_place_inside() {
     let mut evaluators = Map::new();
-    evaluators.insert("beta".into(), json!({"nope": [1]}));
+    evaluators.insert("beta".into(), json!({"!": {"nope": [1]}}));
     let e = CompiledFlag::compile(
         "f",
         &flag(json!({"if": [{"$ref": "beta"}, "on", "off"]})),
         &evaluators,
     )
     .unwrap_err();
-    assert!(e.message.contains("$evaluators/beta"), "{}", e.message);
+    assert_eq!(e.path, "/targeting/if/0/$ref");
+    assert!(
+        e.message.contains("unknown operation `nope`")
+            && e.message.contains("/$evaluators/beta/!/nope"),
+        "{}",
+        e.message
+    );
+}
+
+fn codes_and_paths(ws: &[Warning]) -> Vec<(WarningCode, &str)> {
+    ws.iter().map(|w| (w.code, w.path.as_str())).collect()
+}
+
+#[test]
+fn warnings_have_codes_and_pointers_relative_to_the_definition() {
+    let f = CompiledFlag::compile(
+        "f",
+        &json!({
+            "state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+            "targetting": {},
+            "targeting": {"if": [
+                {"sem_ver": [{"var": "v"}, "=>", "1.0.0"]}, "on",
+                {"starts_with": [{"var": "e"}]}, "onn",
+                {"fractional": [["on", -1], ["off", 0]]}
+            ]}
+        }),
+        &Map::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        codes_and_paths(f.warnings()),
+        vec![
+            (WarningCode::UnknownProperty, "/targetting"),
+            (WarningCode::UnknownOperator, "/targeting/if/0/sem_ver/1"),
+            (WarningCode::ArgumentCount, "/targeting/if/2/starts_with"),
+            (WarningCode::UnknownVariant, "/targeting/if/3"),
+            (
+                WarningCode::NegativeWeight,
+                "/targeting/if/4/fractional/0/1"
+            ),
+            (WarningCode::ZeroWeights, "/targeting/if/4/fractional"),
+        ]
+    );
+    assert!(
+        f.warnings()[1].message.contains("`=>`"),
+        "{:?}",
+        f.warnings()
+    );
+    // Still evaluates: the bad sem_ver is null, starts_with is null, the split is null.
+    let r = f.evaluate(&EvalContext::new().with_targeting_key("u"), 0);
+    assert_eq!((r.variant, r.reason), (Some("off"), Reason::Default));
+    // A clean flag has none.
+    let clean = CompiledFlag::compile(
+        "g",
+        &flag(json!({"if": [{"sem_ver": [{"var": "v"}, ">=", "1.0.0"]}, "on", "off"]})),
+        &Map::new(),
+    )
+    .unwrap();
+    assert!(clean.warnings().is_empty(), "{:?}", clean.warnings());
+}
+
+#[test]
+fn missing_ref_compiles_with_a_warning_and_every_evaluation_is_parse_error() {
+    let f = CompiledFlag::compile(
+        "f",
+        &flag(json!({"if": [{"$ref": "staff"}, "on", "off"]})),
+        &Map::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        codes_and_paths(f.warnings()),
+        vec![(WarningCode::MissingRef, "/targeting/if/0/$ref")]
+    );
+    for ctx in [
+        EvalContext::new(),
+        EvalContext::from_value(json!({"targetingKey": "u", "email": "a@b.c"})).unwrap(),
+    ] {
+        let r = f.evaluate(&ctx, 0);
+        assert_eq!(r.reason, Reason::Error);
+        assert_eq!(r.error_code, Some(ErrorCode::ParseError));
+        assert_eq!((r.value, r.variant), (None, None));
+        assert!(
+            r.error_message.as_deref().unwrap_or("").contains("staff"),
+            "{r:?}"
+        );
+    }
+    // With the evaluator it works and has no warning.
+    let mut evaluators = Map::new();
+    evaluators.insert(
+        "staff".into(),
+        json!({"ends_with": [{"var": "email"}, "@corp.com"]}),
+    );
+    let f = CompiledFlag::compile(
+        "f",
+        &flag(json!({"if": [{"$ref": "staff"}, "on", "off"]})),
+        &evaluators,
+    )
+    .unwrap();
+    assert!(f.warnings().is_empty());
+    let ctx = EvalContext::from_value(json!({"email": "x@corp.com"})).unwrap();
+    assert_eq!(f.evaluate(&ctx, 0).variant, Some("on"));
+}
+
+/// What cairn-core relies on when a segment is deleted: a flag using it, directly or
+/// through another segment, reports `MissingRef`.
+#[test]
+fn missing_ref_is_reported_through_nested_evaluators() {
+    let mut evaluators = Map::new();
+    evaluators.insert(
+        "beta-users".into(),
+        json!({"and": [{"$ref": "staff"}, {"var": "beta"}]}),
+    );
+    let f = CompiledFlag::compile(
+        "f",
+        &flag(json!({"if": [{"$ref": "beta-users"}, "on", "off"]})),
+        &evaluators,
+    )
+    .unwrap();
+    assert_eq!(
+        codes_and_paths(f.warnings()),
+        vec![(WarningCode::MissingRef, "/targeting/if/0/$ref")]
+    );
+    let m = &f.warnings()[0].message;
+    assert!(
+        m.contains("`staff`") && m.contains("/$evaluators/beta-users/and/0/$ref"),
+        "{m}"
+    );
+    assert_eq!(
+        f.evaluate(&EvalContext::new(), 0).error_code,
+        Some(ErrorCode::ParseError)
+    );
+}
+
+#[test]
+fn ref_cycle_compiles_with_a_warning_and_is_parse_error() {
+    let mut evaluators = Map::new();
+    evaluators.insert("a".into(), json!({"!": {"$ref": "b"}}));
+    evaluators.insert("b".into(), json!({"!": {"$ref": "a"}}));
+    let f = CompiledFlag::compile("f", &flag(json!({"$ref": "a"})), &evaluators).unwrap();
+    assert_eq!(
+        codes_and_paths(f.warnings()),
+        vec![(WarningCode::RefCycle, "/targeting/$ref")]
+    );
+    assert!(f.warnings()[0].message.contains("/$evaluators/b/!/$ref"));
+    assert_eq!(
+        f.evaluate(&EvalContext::new(), 0).error_code,
+        Some(ErrorCode::ParseError)
+    );
+}
+
+#[test]
+fn lint_document_points_into_the_document_and_reports_evaluator_problems_once() {
+    let doc = json!({
+        "$schema": "https://flagd.dev/schema/v0/flags.json",
+        "flaggs": {},
+        "$evaluators": {
+            "old/app": {"sem_ver": [{"var": "v"}, "=<", "1.0.0"]},
+            "pick": {"if": [{"var": "x"}, "yes", null]},
+            "uses-gone": {"!": {"$ref": "gone"}}
+        },
+        "flags": {
+            "a~b": flag(json!({"if": [{"$ref": "old/app"}, "on", "off"]})),
+            "c": flag(json!({"if": [{"$ref": "old/app"}, "on", {"$ref": "uses-gone"}]})),
+            "d": flag(json!({"$ref": "pick"})),
+            "e": flag(json!({"fractional": [{"var": "targetingKey"}, ["on", 0], ["off", 0]]})),
+            "clean": flag(json!({"if": [{"starts_with": [{"var": "id"}, "x"]}, "on", "off"]}))
+        }
+    });
+    let ws = lint_document(&doc).unwrap();
+    assert_eq!(
+        codes_and_paths(&ws),
+        vec![
+            (WarningCode::UnknownProperty, "/flaggs"),
+            (
+                WarningCode::UnknownOperator,
+                "/$evaluators/old~1app/sem_ver/1"
+            ),
+            (WarningCode::MissingRef, "/$evaluators/uses-gone/!/$ref"),
+            (WarningCode::UnknownVariant, "/flags/d/targeting/$ref"),
+            (WarningCode::ZeroWeights, "/flags/e/targeting/fractional"),
+        ]
+    );
+    // The document still compiles: lint and parse agree.
+    let set = FlagSet::parse(&doc).unwrap();
+    assert_eq!(set.len(), 5);
+    // The flags' own warnings carry the evaluator problems they bring in.
+    assert_eq!(
+        codes_and_paths(set.get("c").unwrap().warnings()),
+        vec![
+            (WarningCode::UnknownOperator, "/targeting/if/0/$ref"),
+            (WarningCode::MissingRef, "/targeting/if/2/$ref"),
+        ]
+    );
+    assert_eq!(
+        set.evaluate("c", &EvalContext::new(), 0).error_code,
+        Some(ErrorCode::ParseError)
+    );
+    assert_eq!(
+        set.evaluate(
+            "a~b",
+            &EvalContext::from_value(json!({"v": "0.1.0"})).unwrap(),
+            0
+        )
+        .variant,
+        Some("off")
+    );
+    // Warnings serialize with kebab-case codes.
+    assert_eq!(
+        serde_json::to_value(&ws[4]).unwrap(),
+        json!({"code": "zero-weights", "path": "/flags/e/targeting/fractional",
+               "message": "every `fractional` weight is 0; it always yields null"})
+    );
+}
+
+#[test]
+fn lint_document_refuses_what_flagd_refuses_with_a_pointer_into_the_document() {
+    let ok = flag(json!({}));
+    for (doc, path) in [
+        (json!("flags"), ""),
+        (json!({"$evaluators": {}}), ""),
+        (json!({"flags": [ok]}), "/flags"),
+        (
+            json!({"flags": {"f": {"state": "ON", "variants": {"a": 1}}}}),
+            "/flags/f/state",
+        ),
+        (json!({"flags": {"f": {"state": "ENABLED"}}}), "/flags/f"),
+        (
+            json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": 1, "b": "2"}}}}),
+            "/flags/f/variants/b",
+        ),
+        (
+            json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "z"}}}),
+            "/flags/f/defaultVariant",
+        ),
+        (
+            json!({"flags": {"f": ok.clone()}, "metadata": {"m": [1]}}),
+            "/metadata/m",
+        ),
+        (
+            json!({"flags": {"f": ok.clone()}, "$evaluators": {"e": {"nope": []}}}),
+            "/$evaluators/e/nope",
+        ),
+        (
+            json!({"flags": {"f": ok.clone()}, "$evaluators": {"e": {}}}),
+            "/$evaluators/e",
+        ),
+        (
+            json!({"flags": {"f/g": flag(json!({"if": [{"==": [1, 1], "!=": [1, 2]}, "on"]}))}}),
+            "/flags/f~1g/targeting/if/0",
+        ),
+    ] {
+        let e = lint_document(&doc).expect_err(&doc.to_string());
+        assert_eq!(e.path, path, "{doc}: {e}");
+        assert_eq!(FlagSet::parse(&doc).unwrap_err(), e, "{doc}");
+    }
+}
+
+#[test]
+fn disabled_resolution_serializes_without_value_and_variant() {
+    let set = FlagSet::parse(&json!({
+        "flags": {"f": {"state": "DISABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on",
+                        "metadata": {"owner": "x"}}},
+        "metadata": {"flagSetId": "s"}
+    }))
+    .unwrap();
+    let r = set.evaluate("f", &EvalContext::new(), 0);
+    assert_eq!(
+        serde_json::to_value(&r).unwrap(),
+        json!({"reason": "DISABLED", "metadata": {"flagSetId": "s", "owner": "x"}})
+    );
+    assert!(!r.is_error());
+    let typed = r.into_bool(false);
+    assert_eq!(
+        (typed.value, typed.variant, typed.reason),
+        (false, None, Reason::Disabled)
+    );
+}
+
+#[test]
+fn metadata_merge_without_any_metadata_is_empty() {
+    let set = FlagSet::parse(&json!({"flags": {"f": flag(json!({}))}})).unwrap();
+    assert!(set
+        .evaluate("f", &EvalContext::new(), 0)
+        .metadata
+        .is_empty());
+    let f = CompiledFlag::compile("f", &flag(json!({})), &Map::new()).unwrap();
+    let set = FlagSet::from_flags([f], Map::new());
+    assert!(set
+        .evaluate("f", &EvalContext::new(), 0)
+        .metadata
+        .is_empty());
 }
 
 #[test]

@@ -8,16 +8,20 @@
 //!                "type": "boolean|string|integer|float|object" (optional), "default": <value>,
 //!                "expected": { "value": ..., "variant": "...", "reason": "...",
 //!                              "errorCode": "...", "metadata": {...} } } ],
+//!   "warnings": [ { "code": "missing-ref", "path": "/flags/f/targeting/$ref",
+//!                   "messageContains": "text" (optional) } ],
 //!   "invalid": [ { "name": "...", "document": {...}, "errorPath": "/json/pointer",
 //!                  "errorContains": "text" } ] }
 //! ```
 //! In `expected`, an absent `value`/`variant`/`errorCode` means the resolution must not have
 //! one; `metadata` is checked only when given. With `type`, the typed helper is used and
 //! `value` is the typed result (the `default` when there is no value or on error).
+//! `warnings` lists exactly what linting the document reports (in any order); a file without
+//! it expects none.
 
 use std::path::PathBuf;
 
-use cairn_eval::{EvalContext, FlagSet};
+use cairn_eval::{lint_document, EvalContext, FlagSet};
 use serde_json::{json, Value};
 
 fn case_files() -> Vec<PathBuf> {
@@ -80,6 +84,49 @@ fn run_test(set: &FlagSet, t: &Value) -> Result<(), String> {
     }
 }
 
+/// Compares `lint_document` of the case's document with its `warnings` (code and path, in
+/// any order; `messageContains` when given).
+fn check_warnings(case: &Value) -> Result<(), String> {
+    let got = lint_document(&case["document"]).map_err(|e| format!("lint refused: {e}"))?;
+    let want = case
+        .get("warnings")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut got_keys: Vec<(String, String)> = got
+        .iter()
+        .map(|w| (w.code.as_str().to_owned(), w.path.clone()))
+        .collect();
+    let mut want_keys: Vec<(String, String)> = want
+        .iter()
+        .map(|w| {
+            (
+                w["code"].as_str().unwrap_or_default().to_owned(),
+                w["path"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    got_keys.sort();
+    want_keys.sort();
+    if got_keys != want_keys {
+        return Err(format!("want {want_keys:?}, got {got:?}"));
+    }
+    for w in &want {
+        if let Some(text) = w.get("messageContains").and_then(Value::as_str) {
+            let found = got.iter().any(|g| {
+                g.code.as_str() == w["code"] && g.path == w["path"] && g.message.contains(text)
+            });
+            if !found {
+                return Err(format!(
+                    "no {} at {} mentions {text:?}: {got:?}",
+                    w["code"], w["path"]
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn conformance_cases_all_pass() {
     let mut failures = Vec::new();
@@ -101,6 +148,10 @@ fn conformance_cases_all_pass() {
                 if let Err(e) = run_test(&set, t) {
                     failures.push(format!("{file} / {}: {e}", t["name"]));
                 }
+            }
+            count += 1;
+            if let Err(e) = check_warnings(&case) {
+                failures.push(format!("{file} / warnings: {e}"));
             }
         }
         for t in &invalid {
@@ -150,4 +201,20 @@ fn the_runner_detects_a_wrong_expectation() {
     assert!(run_test(&set, &wrong).is_err());
     let right = json!({"flag": "f", "expected": {"value": 1, "variant": "a", "reason": "STATIC"}});
     assert_eq!(run_test(&set, &right), Ok(()));
+}
+
+#[test]
+fn the_runner_detects_missing_and_unexpected_warnings() {
+    let document = json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a",
+                                          "targeting": {"if": [{"$ref": "gone"}, "a", null]}}}});
+    let expected = json!({"code": "missing-ref", "path": "/flags/f/targeting/if/0/$ref"});
+    assert_eq!(
+        check_warnings(&json!({"document": document, "warnings": [expected]})),
+        Ok(())
+    );
+    assert!(check_warnings(&json!({"document": document})).is_err());
+    let wrong_path = json!({"code": "missing-ref", "path": "/flags/f/targeting"});
+    assert!(check_warnings(&json!({"document": document, "warnings": [wrong_path]})).is_err());
+    let wrong_text = json!({"code": "missing-ref", "path": "/flags/f/targeting/if/0/$ref", "messageContains": "zzz"});
+    assert!(check_warnings(&json!({"document": document, "warnings": [wrong_text]})).is_err());
 }
