@@ -135,7 +135,8 @@ pub enum Command {
     },
     /// Print the changes of the resolved configuration of (app, env) as they happen.
     Watch(crate::realtime::WatchArgs),
-    /// Keep a file equal to the resolved configuration; run a command or signal a process on change.
+    /// Keep a file equal to the resolved configuration (or its flags as a flagd document); run a
+    /// command or signal a process on change.
     Agent(crate::realtime::AgentArgs),
     /// Start a command with the resolved configuration as environment variables
     /// (`database/pool` member `max` → `DATABASE_POOL_MAX`; see docs/cli.md).

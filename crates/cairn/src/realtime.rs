@@ -1,5 +1,6 @@
 //! `cairn watch`, `cairn agent` and `cairn run`: following a resolved
-//! configuration from the command line.
+//! configuration (or, with `cairn agent --format flagd`, the flagd document
+//! of the view's flags) from the command line.
 //!
 //! Environment naming for `cairn run` and `--format env`: every config key
 //! and, inside objects, every member path is joined with `_`, upper-cased,
@@ -33,9 +34,17 @@ pub struct WatchArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FileFormat {
+    /// The resolved values as a JSON object.
     Json,
+    /// The resolved values as YAML.
     Yaml,
+    /// The resolved values as `NAME='value'` lines (the naming rule of `cairn run`).
     Env,
+    /// The flags of (app, env) as the flagd document the server serves at
+    /// `/v1/apps/{app}/envs/{env}/flagd.json` (`flags`, `$evaluators`,
+    /// `metadata`), for flagd's file sync and its in-process providers'
+    /// offline file source. No secret is read.
+    Flagd,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -44,9 +53,12 @@ pub struct AgentArgs {
     pub app: String,
     #[arg(long)]
     pub env: String,
-    /// The file kept equal to the resolved configuration (written atomically, mode 0600).
+    /// The file kept equal to the resolved configuration, or to the flagd
+    /// document with `--format flagd` (written atomically, mode 0600).
     #[arg(long)]
     pub out: PathBuf,
+    /// What the file holds: the resolved values (json, yaml, env) or the
+    /// view's flags as a flagd document (flagd).
     #[arg(long, value_enum, default_value = "json")]
     pub format: FileFormat,
     /// Run this shell command after every write.
@@ -184,7 +196,8 @@ async fn fetch_view(client: &Client, app: &str, env: &str, secrets: bool) -> Res
 }
 
 /// `cairn agent`: keep `--out` equal to the resolved configuration, with
-/// the secrets it references.
+/// the secrets it references (or, with `--format flagd`, to the flagd
+/// document of the view's flags).
 pub async fn agent(client: &Client, a: AgentArgs) -> Result<()> {
     let refresh = Duration::from_secs(a.secrets_refresh);
     let agent = tokio::sync::Mutex::new(Agent {
@@ -193,11 +206,14 @@ pub async fn agent(client: &Client, a: AgentArgs) -> Result<()> {
         revision: 0,
     });
     agent.lock().await.refresh_retrying(client).await?;
-    let (app, env) = {
-        let a = &agent.lock().await.a;
-        (a.app.clone(), a.env.clone())
+    let (app, env, since) = {
+        let agent = agent.lock().await;
+        (agent.a.app.clone(), agent.a.env.clone(), agent.revision)
     };
-    let events = follow(client, &app, &env, None, async |e: &SseEvent| {
+    // From the revision the file was rendered from: a change committed
+    // before the stream opens is replayed, not missed.
+    let since = Some(since.to_string());
+    let events = follow(client, &app, &env, since, async |e: &SseEvent| {
         if e.event == "change" || e.event == "resync" {
             agent.lock().await.refresh_retrying(client).await?;
         }
@@ -250,17 +266,15 @@ impl Agent {
         }
     }
 
-    /// Write the current view if the file differs from it, then run the hook.
+    /// Write the current view (or flagd document) if the file differs from
+    /// it, then run the hook.
     async fn refresh(&mut self, client: &Client) -> Result<()> {
-        let view = fetch_view(client, &self.a.app, &self.a.env, !self.a.no_secrets).await?;
-        let revision = view["revision"].as_i64().unwrap_or(0);
+        let (revision, text) = self.render_current(client).await?;
         // An older view (a lagging replica behind a load balancer) never
         // replaces a newer one; the same revision may bring rotated secrets.
         if revision < self.revision {
             return Ok(());
         }
-        let values = view.get("values").cloned().unwrap_or(json!({}));
-        let text = render(&values, self.a.format)?;
         if self.written.as_deref() == Some(text.as_str()) {
             return Ok(());
         }
@@ -273,6 +287,25 @@ impl Agent {
         );
         hook(&self.a).await;
         Ok(())
+    }
+
+    /// The file's content now, with the revision of the view it comes from.
+    async fn render_current(&self, client: &Client) -> Result<(i64, String)> {
+        let (app, env) = (&self.a.app, &self.a.env);
+        if self.a.format == FileFormat::Flagd {
+            // The view's revision moves with every flag and segment entry of
+            // its scopes; it is read first, so the document is at least as new.
+            let view = fetch_view(client, app, env, false).await?;
+            let doc: Value = client
+                .get(&format!("/v1/apps/{app}/envs/{env}/flagd.json"), &[])
+                .await?;
+            let revision = view["revision"].as_i64().unwrap_or(0);
+            return Ok((revision, serde_json::to_string_pretty(&doc)? + "\n"));
+        }
+        let view = fetch_view(client, app, env, !self.a.no_secrets).await?;
+        let revision = view["revision"].as_i64().unwrap_or(0);
+        let values = view.get("values").cloned().unwrap_or(json!({}));
+        Ok((revision, render(&values, self.a.format)?))
     }
 }
 
@@ -313,6 +346,7 @@ fn render(values: &Value, format: FileFormat) -> Result<String> {
             .iter()
             .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', r"'\''")))
             .collect(),
+        FileFormat::Flagd => bail!("the flagd document is not rendered from values"),
     })
 }
 

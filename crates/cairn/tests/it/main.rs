@@ -5,11 +5,16 @@
 //! - `postgres`: two server processes on one PostgreSQL database.
 //! - `secrets_cli`: the secret commands as admin, operator and viewer; a canary search.
 //! - `crash`: SIGKILL during concurrent writes loses no acknowledged write.
+//! - `ofrep_js`, `flagd_js` (helpers in `js`): the published OpenFeature JavaScript clients
+//!   (OFREP provider; flagd in-process provider on the file `cairn agent --format flagd` keeps).
 
 mod crash;
 mod degraded;
+mod flagd_js;
 mod harness;
+mod js;
 mod load;
+mod ofrep_js;
 mod ofrep_python;
 mod postgres;
 mod realtime;
