@@ -1,19 +1,19 @@
-//! Users and passwords (Argon2id), login tokens, denied-request records and
-//! audit-chain verification.
+//! Users and passwords (Argon2id), login tokens, denied-request records,
+//! audit reads and audit-chain verification.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use cairn_store::{
-    chain, AuditContext, AuditEvent, AuditFilter, Binding, Committed, Mutation, Role, TokenRecord,
-    UserRecord,
+    chain, AuditContext, AuditEvent, AuditFilter, AuditRecord, Binding, Committed, Mutation, Role,
+    TokenRecord, UserRecord,
 };
 use chrono::{Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::auth::{self, Origin, Principal};
-use crate::policy::{validate_pattern, Action};
+use crate::policy::{self, validate_pattern, Action};
 use crate::service::{require_admin, CreatedToken, Service};
 use crate::{Error, Result};
 
@@ -31,6 +31,15 @@ pub struct AuditVerification {
     pub records: i64,
     /// The first record that was edited, inserted, deleted or reordered, or the truncated tail.
     pub first_bad: Option<chain::Tamper>,
+}
+
+/// One page of the audit log ([`Service::audit`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditPage {
+    pub records: Vec<AuditRecord>,
+    /// More records follow: ask again with `after_seq` = this (the last
+    /// `seq` of the page). `None` when the page holds the last of them.
+    pub next: Option<i64>,
 }
 
 fn hash_password(password: &str) -> Result<String> {
@@ -307,6 +316,43 @@ impl Service {
         if let Err(e) = self.append_event(actor, origin, message, event).await {
             tracing::error!(error = %e, action, "could not record a denied request");
         }
+    }
+
+    /// Audit records `who` may read, oldest first: all of them for an admin
+    /// on `*`/`*`; otherwise only entry and schema records of scopes `who`
+    /// can read ([`policy::audit_visibility`]). The store applies that in its
+    /// query, so `filter.limit` counts readable records and `next` pages
+    /// through all of them.
+    pub async fn audit(&self, who: &Principal, filter: &AuditFilter) -> Result<AuditPage> {
+        if !who.can_somewhere(Action::Audit) {
+            return Err(Error::Forbidden(
+                "reading the audit log needs the viewer role or more".into(),
+            ));
+        }
+        let admin = who.can(Action::Admin, None, None);
+        let limit = filter.limit.map(|l| usize::try_from(l).unwrap_or(0));
+        let query = AuditFilter {
+            visible: (!admin).then(|| policy::audit_visibility(&who.bindings)),
+            // One more than asked tells whether another page follows.
+            limit: limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX).saturating_add(1)),
+            ..filter.clone()
+        };
+        let mut records = self.store.audit(&query).await?;
+        let next = match limit {
+            Some(l) if records.len() > l => {
+                records.truncate(l);
+                records.last().map(|r| r.seq)
+            }
+            _ => None,
+        };
+        if !admin {
+            // The same rule again in memory: a record the query let through
+            // by mistake is dropped here, never shown.
+            records.retain(|r| {
+                policy::audit_visible(&who.bindings, &r.action, r.app.as_deref(), r.env.as_deref())
+            });
+        }
+        Ok(AuditPage { records, next })
     }
 
     /// Walk the whole audit chain with the key derived from the master key.

@@ -8,7 +8,7 @@
 //! only changeable by a binding on `*`.
 
 use cairn_model::glob_match;
-use cairn_store::{Binding, Role};
+use cairn_store::{AuditVisibility, Binding, Role, ScopeGlob};
 
 /// What a request wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
@@ -75,6 +75,45 @@ pub fn allowed(bindings: &[Binding], action: Action, app: Option<&str>, env: Opt
 /// Is `action` allowed anywhere at all (the coarse, per-endpoint check)?
 pub fn allowed_somewhere(bindings: &[Binding], action: Action) -> bool {
     bindings.iter().any(|b| role_allows(b.role, action))
+}
+
+/// Audit actions about what a reader can read: entries and schemas. The rest
+/// of the log (catalog, tokens, users, refusals, secrets) is for admins.
+pub const AUDIT_VISIBLE_ACTIONS: [&str; 2] = ["entry.", "schema."];
+
+/// Can a principal with `bindings` read this audit record? The rule of
+/// [`audit_visibility`], for one record in memory.
+pub fn audit_visible(
+    bindings: &[Binding],
+    action: &str,
+    app: Option<&str>,
+    env: Option<&str>,
+) -> bool {
+    AUDIT_VISIBLE_ACTIONS.iter().any(|p| action.starts_with(p))
+        && allowed(
+            bindings,
+            Action::Audit,
+            app.filter(|a| !a.is_empty()),
+            env.filter(|e| !e.is_empty()),
+        )
+}
+
+/// The audit records `bindings` may read, as a filter the store applies in
+/// its query ([`audit_visible`] for every record): the visible actions at the
+/// scopes of the bindings whose role allows [`Action::Audit`]. Global and
+/// every-environment records are covered by any binding, as in [`allowed`].
+pub fn audit_visibility(bindings: &[Binding]) -> AuditVisibility {
+    AuditVisibility {
+        action_prefixes: AUDIT_VISIBLE_ACTIONS.map(str::to_owned).to_vec(),
+        scopes: bindings
+            .iter()
+            .filter(|b| role_allows(b.role, Action::Audit))
+            .map(|b| ScopeGlob {
+                app: b.app.clone(),
+                env: b.env.clone(),
+            })
+            .collect(),
+    }
 }
 
 /// Check a binding pattern as given by a user: `*`, or a name glob.

@@ -5,13 +5,13 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use cairn_model::{
-    canonical_json, diff_values, glob_match, validate_app, validate_env, validate_glob,
-    validate_any_key, validate_entry_key, validate_key, EntryKind, MergeMode, Revision, Scope, ValueDiff, DEFAULT_MAX_VALUE_BYTES,
-    MAX_CHANGESET_ENTRIES,
+    canonical_json, diff_values, glob_match, validate_any_key, validate_app, validate_entry_key,
+    validate_env, validate_glob, validate_key, EntryKind, MergeMode, Revision, Scope, ValueDiff,
+    DEFAULT_MAX_VALUE_BYTES, MAX_CHANGESET_ENTRIES,
 };
 use cairn_store::{
-    App, AuditContext, AuditFilter, AuditKey, AuditRecord, Commit, Committed, EntryVersion,
-    Environment, Mutation, Role, SchemaRecord, Store, StoreError, TokenRecord,
+    App, AuditContext, AuditKey, Commit, Committed, EntryVersion, Environment, Mutation, Role,
+    SchemaRecord, Store, StoreError, TokenRecord,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -1097,30 +1097,6 @@ impl Service {
             &format!("{key}@v{from}"),
             &format!("{key}@v{to}"),
         ))
-    }
-    /// Audit records `who` may read: all of them for an admin on `*`/`*`;
-    /// otherwise only entry and schema records of scopes `who` can read.
-    pub async fn audit(&self, who: &Principal, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
-        if !who.can_somewhere(Action::Audit) {
-            return Err(Error::Forbidden(
-                "reading the audit log needs the viewer role or more".into(),
-            ));
-        }
-        let records = self.store.audit(filter).await?;
-        if who.can(Action::Admin, None, None) {
-            return Ok(records);
-        }
-        Ok(records
-            .into_iter()
-            .filter(|r| {
-                (r.action.starts_with("entry.") || r.action.starts_with("schema."))
-                    && who.can(
-                        Action::Audit,
-                        r.app.as_deref().filter(|a| !a.is_empty()),
-                        r.env.as_deref().filter(|e| !e.is_empty()),
-                    )
-            })
-            .collect())
     }
     /// Checksums of the current views (for tests and diagnostics).
     pub fn view_checksums(&self) -> BTreeMap<(String, String), String> {

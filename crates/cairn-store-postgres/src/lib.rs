@@ -9,6 +9,7 @@
 //! Migrations run under a session advisory lock, so replicas may start at once.
 
 mod applied;
+mod audit;
 mod commit;
 mod listen;
 mod migrate;
@@ -27,12 +28,9 @@ use cairn_store::{
     Snapshot, Store, StoreError, StoreResult, TokenRecord, UserRecord,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use rows::{
-    err, AUDIT_COLS, ENTRY_COLS, SCHEMA_COLS, SECRET_COLS, SECRET_VERSION_COLS, TOKEN_COLS,
-    USER_COLS,
-};
+use rows::{err, ENTRY_COLS, SCHEMA_COLS, SECRET_COLS, SECRET_VERSION_COLS, TOKEN_COLS, USER_COLS};
 
 /// Connections per store (per replica).
 const MAX_CONNECTIONS: u32 = 10;
@@ -311,39 +309,7 @@ impl Store for PostgresStore {
     }
 
     async fn audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
-        let mut q =
-            QueryBuilder::<Postgres>::new(format!("SELECT {AUDIT_COLS} FROM audit WHERE 1 = 1"));
-        for (column, value) in [
-            ("key", &filter.key),
-            ("actor", &filter.actor),
-            ("action", &filter.action),
-            ("app", &filter.app),
-            ("env", &filter.env),
-        ] {
-            if let Some(v) = value {
-                q.push(format!(" AND {column} = ")).push_bind(v.clone());
-            }
-        }
-        if let Some(since) = &filter.since {
-            q.push(" AND at >= ").push_bind(*since);
-        }
-        if let Some(until) = &filter.until {
-            q.push(" AND at < ").push_bind(*until);
-        }
-        if let Some(after) = filter.after_seq {
-            q.push(" AND seq > ").push_bind(after);
-        }
-        q.push(" ORDER BY seq");
-        if let Some(limit) = filter.limit {
-            q.push(" LIMIT ").push_bind(limit.max(0));
-        }
-        q.build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(err("read audit"))?
-            .iter()
-            .map(rows::audit)
-            .collect()
+        audit::read(&self.pool, filter).await
     }
 
     async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {

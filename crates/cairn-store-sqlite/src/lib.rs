@@ -6,6 +6,7 @@
 //! writer. One process owns the file.
 
 mod applied;
+mod audit;
 mod commit;
 mod migrate;
 mod rows;
@@ -23,11 +24,10 @@ use cairn_store::{
     Snapshot, Store, StoreError, StoreResult, TokenRecord, UserRecord,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 
 use rows::{
-    err, ts, AUDIT_COLS, ENTRY_COLS, SCHEMA_COLS, SECRET_COLS, SECRET_VERSION_COLS, TOKEN_COLS,
-    USER_COLS,
+    err, ts, ENTRY_COLS, SCHEMA_COLS, SECRET_COLS, SECRET_VERSION_COLS, TOKEN_COLS, USER_COLS,
 };
 
 /// How long a connection waits for a lock held by another connection.
@@ -307,39 +307,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
-        let mut q =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {AUDIT_COLS} FROM audit WHERE 1 = 1"));
-        for (column, value) in [
-            ("key", &filter.key),
-            ("actor", &filter.actor),
-            ("action", &filter.action),
-            ("app", &filter.app),
-            ("env", &filter.env),
-        ] {
-            if let Some(v) = value {
-                q.push(format!(" AND {column} = ")).push_bind(v.clone());
-            }
-        }
-        if let Some(since) = &filter.since {
-            q.push(" AND at >= ").push_bind(ts(since));
-        }
-        if let Some(until) = &filter.until {
-            q.push(" AND at < ").push_bind(ts(until));
-        }
-        if let Some(after) = filter.after_seq {
-            q.push(" AND seq > ").push_bind(after);
-        }
-        q.push(" ORDER BY seq");
-        if let Some(limit) = filter.limit {
-            q.push(" LIMIT ").push_bind(limit.max(0));
-        }
-        q.build()
-            .fetch_all(&self.reader)
-            .await
-            .map_err(err("read audit"))?
-            .iter()
-            .map(rows::audit)
-            .collect()
+        audit::read(&self.reader, filter).await
     }
 
     async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {

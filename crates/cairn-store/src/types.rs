@@ -402,8 +402,32 @@ pub struct AuditFilter {
     pub until: Option<DateTime<Utc>>,
     /// Only records with `seq > after_seq`.
     pub after_seq: Option<i64>,
+    /// Only what a principal who may not read the whole log may see, applied
+    /// in the query (before `limit`); `None` = every record.
+    #[serde(default)]
+    pub visible: Option<AuditVisibility>,
     /// At most this many (the oldest matching first); `None` = all.
     pub limit: Option<i64>,
+}
+
+/// The part of the audit log a principal may read ([`AuditFilter::visible`]):
+/// records whose action starts with one of `action_prefixes` and whose scope
+/// one of `scopes` covers. Either list empty = no record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditVisibility {
+    /// e.g. `entry.`: a plain prefix, no wildcards.
+    pub action_prefixes: Vec<String>,
+    pub scopes: Vec<ScopeGlob>,
+}
+
+/// An (app, env) pair of name globs, as in a binding: `*` matches any run of
+/// characters, `?` one character, anything else itself. It covers a record
+/// whose app is global (`None` or `""`) or matches `app`, and whose env is
+/// every environment (`None` or `""`) or matches `env`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeGlob {
+    pub app: String,
+    pub env: String,
 }
 
 /// Evaluations of one flag variant in one (app, env): a running total, or

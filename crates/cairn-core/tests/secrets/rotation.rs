@@ -265,7 +265,8 @@ async fn due_secrets_rotate_once_spread_and_overdue_ones_are_listed() {
             },
         )
         .await
-        .unwrap();
+        .unwrap()
+        .records;
     let scheduled: Vec<_> = audit
         .iter()
         .filter(|r| r.actor == "system:rotation")
@@ -331,7 +332,8 @@ async fn a_hook_makes_the_values() {
             },
         )
         .await
-        .unwrap();
+        .unwrap()
+        .records;
     assert_eq!(reads.len(), 2, "{reads:?}");
     assert!(reads.iter().all(|r| r.detail["via"] == "hook-signature"));
     // The signing key cannot be deleted while a hook uses it (unless forced).
@@ -418,7 +420,8 @@ async fn failing_hooks_back_off_are_reported_and_recover() {
             },
         )
         .await
-        .unwrap();
+        .unwrap()
+        .records;
     assert_eq!(audit.len(), 2);
     assert_eq!(audit[0].key.as_deref(), Some("api/key"));
     assert_eq!(audit[1].detail["attempts"], 2);

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use cairn_core::{CreatedToken, EnvSettings, Error, SchemaRegistered, Service, Violation};
 use cairn_model::{Revision, Scope};
 use cairn_store::{App, AuditFilter, AuditRecord, Environment, Role, SchemaRecord, TokenRecord};
@@ -100,6 +100,7 @@ pub struct CreateTokenBody {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     pub key: Option<String>,
@@ -113,9 +114,10 @@ pub struct AuditQuery {
     pub since: Option<DateTime<Utc>>,
     /// RFC 3339.
     pub until: Option<DateTime<Utc>>,
-    /// Only records after this sequence number.
+    /// Only records after this sequence number (the next page: the `after`
+    /// of the `Link` header's `rel="next"` address).
     pub after: Option<i64>,
-    /// At most this many (default 1000, at most 10000).
+    /// At most this many records the caller may read (default 1000, at most 10000).
     pub limit: Option<i64>,
 }
 
@@ -260,13 +262,22 @@ pub async fn validate(
     }))
 }
 
+/// Audit records, oldest first, a page at a time.
+///
+/// An admin reads every record; anyone else the entry and schema records of
+/// the scopes they can read, and `limit` counts those. When more follow, a
+/// `Link: <…&after=SEQ>; rel="next"` header gives the next page's address:
+/// the same query, `after` the last record of this page.
 #[utoipa::path(get, path = "/v1/audit", params(AuditQuery), tag = "audit",
-    responses((status = 200, body = [AuditRecord]), (status = 400, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = [AuditRecord], headers(("link" = String,
+        description = "`<address>; rel=\"next\"` when more records follow"))),
+        (status = 400, body = Problem)), security(("bearer" = [])))]
 pub async fn audit(
     State(svc): State<Arc<Service>>,
     c: Caller,
+    RawQuery(raw): RawQuery,
     Q(q): Q<AuditQuery>,
-) -> ApiResult<Json<Vec<AuditRecord>>> {
+) -> ApiResult<(HeaderMap, Json<Vec<AuditRecord>>)> {
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(Error::invalid("limit", "must be between 1 and 10000").into());
@@ -287,8 +298,28 @@ pub async fn audit(
         until: q.until,
         after_seq: q.after,
         limit: Some(limit),
+        ..AuditFilter::default()
     };
-    Ok(Json(svc.audit(&c.who, &filter).await?))
+    let page = svc.audit(&c.who, &filter).await?;
+    let mut headers = HeaderMap::new();
+    if let Some(next) = page.next {
+        headers.insert(header::LINK, next_link(raw.as_deref(), next)?);
+    }
+    Ok((headers, Json(page.records)))
+}
+
+/// `</v1/audit?QUERY&after=SEQ>; rel="next"`: the request's own query (as
+/// sent, so already percent-encoded) with `after` replaced.
+fn next_link(query: Option<&str>, after: i64) -> Result<HeaderValue, Error> {
+    let mut parts: Vec<&str> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty() && *p != "after" && !p.starts_with("after="))
+        .collect();
+    let after = format!("after={after}");
+    parts.push(&after);
+    HeaderValue::try_from(format!("</v1/audit?{}>; rel=\"next\"", parts.join("&")))
+        .map_err(|e| Error::Internal(format!("audit next link: {e}")))
 }
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens", responses((status = 200, body = [TokenRecord])), security(("bearer" = [])))]

@@ -13,6 +13,7 @@
 
 mod applied;
 mod audit;
+mod audit_visibility;
 mod catalog;
 mod concurrency;
 mod entries;
@@ -63,6 +64,7 @@ pub const CASES: &[(&str, CaseFn)] = cases![
     audit::one_audit_record_per_mutation,
     audit::audit_filters,
     audit::audit_chain_is_sealed,
+    audit_visibility::audit_visibility_is_filtered_in_the_query,
     values::values_round_trip_exactly,
     secrets::secrets_versions_delete_and_rewrap,
     secrets::secret_policy_round_trips,
