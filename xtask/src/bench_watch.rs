@@ -207,7 +207,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for round in 1..=args.rounds {
         let started = SystemTime::now();
         let committed = write(svc.clone(), round).await?;
-        let rev = committed.revision;
+        let rev = committed.committed.revision;
         let mut got = 0;
         let mut samples = Vec::with_capacity(args.streams);
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -230,6 +230,21 @@ impl Client {
     }
 }
 
+/// What a key must escape to be one path segment or a `{*key}` tail: everything
+/// but unreserved characters and `/` (flag keys are any UTF-8 string).
+const KEY_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// An entry or flag key as it goes into a URL path (`/v1/entries/{key}`):
+/// percent-encoded, so that `?`, `#`, `%`, spaces and non-ASCII arrive intact.
+pub fn key_path(key: &str) -> String {
+    percent_encoding::utf8_percent_encode(key, KEY_ESCAPES).to_string()
+}
+
 fn present<'a>(query: &'a [(&'a str, Option<String>)]) -> Vec<(&'a str, &'a str)> {
     query
         .iter()

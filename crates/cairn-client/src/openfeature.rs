@@ -22,9 +22,10 @@
 //!
 //! Mapping: reasons STATIC, TARGETING_MATCH, DEFAULT, DISABLED as such;
 //! errors FLAG_NOT_FOUND, PARSE_ERROR, TYPE_MISMATCH as such, GENERAL as
-//! `General(message)`. A flag that resolves to *no value* (no default variant,
-//! and the targeting did not name one) is returned as an error
-//! `General("DEFAULT")`: the Rust API has no "use the caller's default"
+//! `General(message)`. A flag that resolves to *no value* — a disabled flag
+//! (reason DISABLED), or no default variant and the targeting named none
+//! (DEFAULT) — is returned as an error `General(REASON)` (`General("DISABLED")`,
+//! `General("DEFAULT")`): the Rust API has no "use the caller's default"
 //! answer, and every `get_*_value(..).unwrap_or(default)` then gives the
 //! caller's default, as flagd specifies. The context's `targeting_key`
 //! becomes `targetingKey`; date-times become Unix seconds; struct fields are
@@ -208,7 +209,7 @@ fn details<T>(
     }
     let Some(value) = &e.value else {
         return Err(EvaluationError {
-            code: EvaluationErrorCode::General("DEFAULT".into()),
+            code: EvaluationErrorCode::General(e.reason.as_str().into()),
             message: Some(format!(
                 "flag `{}` resolved to no value (reason {}): the caller's default applies",
                 e.key,

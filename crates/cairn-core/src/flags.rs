@@ -32,33 +32,7 @@ use crate::state::{ScopeEntries, State};
 use crate::{Error, Principal, Result, Service, Violation};
 use cairn_store::Mutation;
 
-// TEMPORARY until cairn-eval's warning API lands (being written in parallel).
-mod shim {
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct Warning {
-        pub code: WarningCode,
-        pub path: String,
-        pub message: String,
-    }
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum WarningCode {
-        MissingRef,
-    }
-    impl WarningCode {
-        pub fn as_str(self) -> &'static str {
-            "missing-ref"
-        }
-    }
-    pub trait Warnings {
-        fn warnings(&self) -> &[Warning];
-    }
-    impl Warnings for cairn_eval::CompiledFlag {
-        fn warnings(&self) -> &[Warning] {
-            &[]
-        }
-    }
-}
-use shim::{Warning, WarningCode, Warnings as _};
+use cairn_eval::{Warning, WarningCode};
 
 /// The `schema` named by flag and segment violations.
 pub const SCHEMA_NAME: &str = "flagd";
@@ -230,10 +204,7 @@ fn check_segment(
 /// Check flag-set metadata: an object of strings, numbers and booleans.
 fn check_flag_set(value: &Value) -> Result<(), (String, String)> {
     let Value::Object(m) = value else {
-        return Err((
-            String::new(),
-            "flag-set metadata must be an object".into(),
-        ));
+        return Err((String::new(), "flag-set metadata must be an object".into()));
     };
     for (k, v) in m {
         if !(v.is_string() || v.is_number() || v.is_boolean()) {
@@ -363,7 +334,13 @@ pub(crate) fn validate_change_set(
                         missing_refs(&after)
                             .into_iter()
                             .find(|p| !had.contains(p))
-                            .map(|p| (p.to_owned(), "a `$ref` here would name a segment that no longer exists".to_owned()))
+                            .map(|p| {
+                                (
+                                    p.to_owned(),
+                                    "a `$ref` here would name a segment that no longer exists"
+                                        .to_owned(),
+                                )
+                            })
                     }
                 };
                 if let Some((pointer, message)) = broken {
@@ -620,6 +597,8 @@ pub struct FlagView {
     sources: BTreeMap<String, Arc<EntryVersion>>,
     /// Flags that do not compile with this view's segments: key → message.
     broken: BTreeMap<String, String>,
+    /// What `cairn flag lint` reports of the view's flags (and their segments).
+    warnings: Vec<FlagWarning>,
     counters: HashMap<String, Arc<FlagCounter>>,
     empty: Map<String, Value>,
 }
@@ -650,6 +629,7 @@ impl FlagView {
         }
         let mut compiled = Vec::with_capacity(sources.len());
         let mut broken = BTreeMap::new();
+        let mut warnings = Vec::new();
         let mut flags = Map::new();
         let mut counters = HashMap::with_capacity(sources.len());
         for (key, e) in &sources {
@@ -657,7 +637,11 @@ impl FlagView {
             flags.insert(key.clone(), def.clone());
             counters.insert(key.clone(), stats.counter(app, env, key));
             match CompiledFlag::compile(key, def, &segments) {
-                Ok(f) => compiled.push(f),
+                Ok(f) => {
+                    let ws = f.warnings().iter();
+                    warnings.extend(ws.map(|w| FlagWarning::new(&e.scope, key, w)));
+                    compiled.push(f);
+                }
                 Err(err) => {
                     // Validated when written; a segment overridden at a more
                     // specific scope can still break it here. It evaluates to
@@ -699,6 +683,7 @@ impl FlagView {
             set: FlagSet::from_flags(compiled, metadata),
             sources,
             broken,
+            warnings,
             counters,
             empty: Map::new(),
         }
@@ -750,6 +735,16 @@ impl FlagView {
     /// The winning entry of flag `key`.
     pub fn source(&self, key: &str) -> Option<&Arc<EntryVersion>> {
         self.sources.get(key)
+    }
+
+    /// Warnings of the view's flags, as compiled here (with this view's segments).
+    pub fn warnings(&self) -> &[FlagWarning] {
+        &self.warnings
+    }
+
+    /// Flags that do not compile with this view's segments: key → message.
+    pub fn broken(&self) -> &BTreeMap<String, String> {
+        &self.broken
     }
 
     /// The compiled flag set (flags that do not compile are left out).
@@ -805,6 +800,23 @@ pub struct Evaluation {
     pub error_details: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
+}
+
+/// The lint of the flags of one (app, env).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FlagLint {
+    pub app: String,
+    pub env: String,
+    pub warnings: Vec<FlagWarning>,
+    /// Flags that do not compile in this view (a segment overridden at a more
+    /// specific scope can break one); they evaluate to PARSE_ERROR.
+    pub errors: Vec<FlagLintError>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FlagLintError {
+    pub key: String,
+    pub message: String,
 }
 
 /// A flag of one (app, env), with its lifecycle data.
@@ -975,7 +987,11 @@ impl Service {
             for key in view.keys() {
                 let Some(e) = view.source(key) else { continue };
                 let def = e.value.clone().unwrap_or(Value::Null);
-                let meta = def.get("metadata").cloned().unwrap_or(Value::Null);
+                // The flag's metadata over the flag set's, as evaluations answer it.
+                let meta = match view.set.get(key) {
+                    Some(f) => Value::Object(f.metadata().clone()),
+                    None => def.get("metadata").cloned().unwrap_or(Value::Null),
+                };
                 let (evaluations, last_evaluated, counts) = view
                     .counters
                     .get(key)
@@ -1025,6 +1041,33 @@ impl Service {
             }
         }
         Ok(out)
+    }
+
+    /// What `cairn flag lint` reports for the flags of (app, env), or of every
+    /// pair `who` can read: warnings, and flags that do not compile there.
+    pub fn lint_flags(
+        &self,
+        who: &Principal,
+        app: Option<&str>,
+        env: Option<&str>,
+    ) -> Result<Vec<FlagLint>> {
+        let views = self.flag_views_for(who, app, env)?;
+        Ok(views
+            .iter()
+            .map(|v| FlagLint {
+                app: v.app.clone(),
+                env: v.env.clone(),
+                warnings: v.warnings.clone(),
+                errors: v
+                    .broken
+                    .iter()
+                    .map(|(key, message)| FlagLintError {
+                        key: key.clone(),
+                        message: message.clone(),
+                    })
+                    .collect(),
+            })
+            .collect())
     }
 
     /// Flags not evaluated for `days` days. A flag never evaluated counts from
@@ -1087,7 +1130,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].path.starts_with("/and/1/sem_ver"), "{warnings:?}");
+        assert!(
+            warnings[0].path.starts_with("/and/1/sem_ver"),
+            "{warnings:?}"
+        );
         assert!(check_segment("s", &json!(true), &Map::new()).is_err());
         assert_eq!(
             check_segment("s", &json!({"==": [{"var": "plan"}, "pro"]}), &Map::new()),
@@ -1099,7 +1145,9 @@ mod tests {
     fn flag_set_metadata_is_an_object_of_scalars() {
         assert!(check_flag_set(&json!({"team": "web", "v": 2, "beta": true})).is_ok());
         assert_eq!(
-            check_flag_set(&json!({"a/b": {"nested": 1}})).unwrap_err().0,
+            check_flag_set(&json!({"a/b": {"nested": 1}}))
+                .unwrap_err()
+                .0,
             "/a~1b"
         );
         assert!(check_flag_set(&json!(["x"])).is_err());

@@ -27,7 +27,7 @@ pub mod webhooks;
 
 pub use auth::{Origin, Principal};
 pub use error::{Error, ErrorCode, Result, Violation};
-pub use flags::{Evaluation, FlagInfo, FlagView, FlagWarning};
+pub use flags::{Evaluation, FlagInfo, FlagLint, FlagLintError, FlagView, FlagWarning};
 pub use outbound::{Outbound, OutboundError, OutboundResponse};
 pub use policy::Action;
 pub use service::{

@@ -95,6 +95,7 @@ pub const MATRIX: &[(&str, &str, Access)] = &[
     ),
     ("GET", "/v1/flags", Access::Needs(Action::Read)),
     ("GET", "/v1/flags/stale", Access::Needs(Action::Read)),
+    ("GET", "/v1/flags/lint", Access::Needs(Action::Read)),
     ("GET", "/v1/watch", Access::Needs(Action::Resolve)),
     ("GET", "/v1/webhooks", Access::Needs(Action::Admin)),
     ("POST", "/v1/webhooks", Access::Needs(Action::Admin)),

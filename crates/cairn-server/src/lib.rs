@@ -84,6 +84,7 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
         )
         .route("/v1/flags", get(f::list_flags))
         .route("/v1/flags/stale", get(f::stale_flags))
+        .route("/v1/flags/lint", get(f::lint_flags))
         .route("/v1/watch", get(routes::watch::watch))
         .route(
             "/v1/webhooks",
@@ -141,7 +142,7 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
         routes::identity::update_user, routes::identity::verify_audit,
         routes::flags::flagd_json, routes::flags::ofrep_flag, routes::flags::ofrep_bulk,
         routes::flags::ofrep_flag_in, routes::flags::ofrep_bulk_in,
-        routes::flags::list_flags, routes::flags::stale_flags,
+        routes::flags::list_flags, routes::flags::stale_flags, routes::flags::lint_flags,
         routes::watch::watch,
         routes::webhooks::list_webhooks, routes::webhooks::create_webhook, routes::webhooks::get_webhook,
         routes::webhooks::delete_webhook, routes::webhooks::webhook_deliveries,

@@ -4,12 +4,12 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
-use cairn_client::{Client, ClientError, HttpMethod as Method};
+use cairn_client::{key_path, Client, ClientError, HttpMethod as Method};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
-use crate::input::{read_file, read_value};
+use crate::input::{read_input, read_value};
 use crate::output::{self, table, Format};
 use crate::serve::ServeArgs;
 
@@ -286,6 +286,9 @@ pub struct EnvFlags {
     pub required_approvals: Option<i32>,
     #[arg(long)]
     pub auto_approve: Option<bool>,
+    /// Flag-lint warnings refuse flag writes reaching this environment.
+    #[arg(long)]
+    pub strict_flags: Option<bool>,
 }
 
 impl EnvFlags {
@@ -305,6 +308,9 @@ impl EnvFlags {
         }
         if let Some(v) = self.auto_approve {
             b["auto_approve"] = json!(v);
+        }
+        if let Some(v) = self.strict_flags {
+            b["strict_flags"] = json!(v);
         }
         b
     }
@@ -328,7 +334,8 @@ pub enum EnvCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum SchemaCmd {
-    /// Register (the next version of) a schema for keys matching PATTERN.
+    /// Register (the next version of) a schema for keys matching PATTERN, from a JSON/YAML
+    /// FILE or - (stdin).
     Register {
         pattern: String,
         file: String,
@@ -346,7 +353,8 @@ pub enum SchemaCmd {
         #[arg(long)]
         all: bool,
     },
-    /// Check a file against the schemas governing KEY, writing nothing.
+    /// Check a JSON/YAML FILE (or - for stdin) against the schemas governing KEY, writing
+    /// nothing.
     Validate {
         key: String,
         file: String,
@@ -516,7 +524,18 @@ impl Ctx {
         q: &[(&str, Option<String>)],
         body: Option<&Value>,
     ) -> Result<Value> {
-        Ok(self.client.send_json(m, path, q, body).await?)
+        let r: Value = self.client.send_json(m, path, q, body).await?;
+        // Writes of flags and segments report rules that can never work.
+        for w in r["warnings"].as_array().into_iter().flatten() {
+            eprintln!(
+                "warning[{}]: {} {}: {}",
+                cell_str(&w["code"]),
+                cell_str(&w["entry"]),
+                cell_str(&w["pointer"]),
+                cell_str(&w["message"])
+            );
+        }
+        Ok(r)
     }
 
     async fn dispatch(&self, command: Command) -> Result<()> {
@@ -531,7 +550,9 @@ impl Ctx {
                 let mut q = scope.query();
                 q.push(("version", version.map(|v| v.to_string())));
                 q.push(("revision", revision.map(|v| v.to_string())));
-                let e = self.get(&format!("/v1/entries/{key}"), &q).await?;
+                let e = self
+                    .get(&format!("/v1/entries/{}", key_path(&key)), &q)
+                    .await?;
                 self.print(&e, |e| output::json(&e["value"]));
             }
             Command::Set {
@@ -555,7 +576,7 @@ impl Ctx {
                 let r = self
                     .send(
                         Method::PUT,
-                        &format!("/v1/entries/{key}"),
+                        &format!("/v1/entries/{}", key_path(&key)),
                         &scope.query(),
                         Some(&body),
                     )
@@ -577,7 +598,12 @@ impl Ctx {
                 q.push(("message", Some(message)));
                 q.push(("expected_version", expect_version.map(|v| v.to_string())));
                 let r = self
-                    .send(Method::DELETE, &format!("/v1/entries/{key}"), &q, None)
+                    .send(
+                        Method::DELETE,
+                        &format!("/v1/entries/{}", key_path(&key)),
+                        &q,
+                        None,
+                    )
                     .await?;
                 self.print(&r, |r| {
                     println!(
@@ -641,7 +667,7 @@ impl Ctx {
             }
             Command::Versions { key, scope } => {
                 let r = self
-                    .get(&format!("/v1/history/{key}"), &scope.query())
+                    .get(&format!("/v1/history/{}", key_path(&key)), &scope.query())
                     .await?;
                 self.print(&r, |r| {
                     table(
@@ -666,7 +692,9 @@ impl Ctx {
                 let mut q = scope.query();
                 q.push(("from", Some(from.to_string())));
                 q.push(("to", Some(to.to_string())));
-                let r = self.get(&format!("/v1/diff/{key}"), &q).await?;
+                let r = self
+                    .get(&format!("/v1/diff/{}", key_path(&key)), &q)
+                    .await?;
                 self.print(&r, |r| {
                     println!("JSON Patch (RFC 6902): {}", r["patch"]);
                     print!("{}", r["text"].as_str().unwrap_or(""));
@@ -686,7 +714,7 @@ impl Ctx {
                 let r = self
                     .send(
                         Method::POST,
-                        &format!("/v1/rollback/{key}"),
+                        &format!("/v1/rollback/{}", key_path(&key)),
                         &scope.query(),
                         Some(&body),
                     )
@@ -760,6 +788,7 @@ impl Ctx {
                             ("PROTECTED", "protected"),
                             ("APPROVALS", "required_approvals"),
                             ("AUTO_APPROVE", "auto_approve"),
+                            ("STRICT_FLAGS", "strict_flags"),
                             ("DESCRIPTION", "description"),
                         ],
                     )
@@ -772,7 +801,7 @@ impl Ctx {
                 force,
                 message,
             }) => {
-                let schema = read_file(std::path::Path::new(&file))?;
+                let schema = read_input(&file)?;
                 let body = json!({"app": app, "pattern": pattern, "schema": schema, "force": force, "message": message});
                 let r = self
                     .send(Method::POST, "/v1/schemas", &[], Some(&body))
@@ -813,7 +842,7 @@ impl Ctx {
                 });
             }
             Command::Schema(SchemaCmd::Validate { key, file, scope }) => {
-                let value = read_file(std::path::Path::new(&file))?;
+                let value = read_input(&file)?;
                 let body = json!({"app": scope.app, "env": scope.env, "key": key, "value": value});
                 let r = self
                     .send(Method::POST, "/v1/schemas/validate", &[], Some(&body))

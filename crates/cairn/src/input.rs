@@ -22,19 +22,29 @@ pub fn read_value(inline: Option<&str>, file: Option<&str>) -> Result<Value> {
     match (inline, file) {
         (Some(_), Some(_)) => bail!("give either --value or a file, not both"),
         (Some(v), None) => serde_json::from_str(v).context("--value is not valid JSON"),
-        (None, Some("-")) => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("reading standard input")?;
-            parse_value(&s, "standard input")
-        }
-        (None, Some(path)) => read_file(Path::new(path)),
+        (None, Some(path)) => read_input(path),
         (None, None) => bail!("give a value: --value JSON, a FILE, or - for standard input"),
     }
 }
 
-pub fn read_file(path: &Path) -> Result<Value> {
+/// A FILE argument: a JSON or YAML file, or `-` for standard input.
+pub fn read_input(file: &str) -> Result<Value> {
+    if file == "-" {
+        read_stdin()
+    } else {
+        read_file(Path::new(file))
+    }
+}
+
+fn read_stdin() -> Result<Value> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("reading standard input")?;
+    parse_value(&s, "standard input")
+}
+
+fn read_file(path: &Path) -> Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let is_yaml = matches!(

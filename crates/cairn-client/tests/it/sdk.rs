@@ -214,10 +214,12 @@ async fn the_watch_keeps_the_snapshot_current_across_a_restart() {
         s.flags().evaluate("new-ui", &ann(), 0).reason == Reason::Disabled
     })
     .await;
+    // Disabled: no variant, and the caller's default (true here, unlike the
+    // flag's default variant `off`).
     let e = sdk.evaluate_bool("new-ui", &ann(), true);
     assert_eq!(
         (e.value, e.variant.as_deref(), e.reason),
-        (false, Some("off"), Reason::Disabled)
+        (true, None, Reason::Disabled)
     );
     // Another view's change wakes nothing here.
     let before = revisions.lock().unwrap().len();

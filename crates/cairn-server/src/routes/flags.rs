@@ -15,7 +15,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cairn_core::{Error, FlagInfo, FlagView, Principal, Service};
+use cairn_core::{Error, FlagInfo, FlagLint, FlagView, Principal, Service};
 use cairn_eval::{EvalContext, Reason, Resolution, TARGETING_KEY};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -274,10 +274,22 @@ fn evaluate_one(view: &FlagView, key: &str, body: &[u8]) -> Response {
         Some(cairn_eval::ErrorCode::FlagNotFound) => StatusCode::NOT_FOUND,
         Some(_) => StatusCode::BAD_REQUEST,
     };
-    json_response(
+    let mut resp = json_response(
         status,
         serde_json::to_vec(&item(key, &r)).unwrap_or_default(),
-    )
+    );
+    name_flag_set(&mut resp, view);
+    resp
+}
+
+/// The flag set an answer comes from, `app/env`, in a header (never in the
+/// flags' metadata: nothing is invented there).
+pub const FLAG_SET_HEADER: &str = "cairn-flag-set";
+
+fn name_flag_set(resp: &mut Response, view: &FlagView) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/{}", view.app, view.env)) {
+        resp.headers_mut().insert(FLAG_SET_HEADER, v);
+    }
 }
 
 fn evaluate_all(view: &FlagView, body: &[u8], inm: &IfNoneMatch) -> Response {
@@ -302,6 +314,7 @@ fn evaluate_all(view: &FlagView, body: &[u8], inm: &IfNoneMatch) -> Response {
     }
     let mut r = json_response(StatusCode::OK, body);
     r.headers_mut().insert(header::ETAG, header_value(&etag));
+    name_flag_set(&mut r, view);
     r
 }
 
@@ -434,6 +447,22 @@ pub async fn list_flags(
         svc.flags(&c.who, q.app.as_deref(), q.env.as_deref())
             .await?,
     ))
+}
+
+/// Lint the flags of (app, env) — or of every pair the caller can read: rules that can only
+/// ever yield null or an error (warnings), and flags that do not compile in a view (errors).
+#[utoipa::path(get, path = "/v1/flags/lint", params(FlagsQuery), tag = "flags",
+    responses((status = 200, body = [FlagLint]), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn lint_flags(
+    State(svc): State<Arc<Service>>,
+    c: Caller,
+    Q(q): Q<FlagsQuery>,
+) -> ApiResult<Json<Vec<FlagLint>>> {
+    Ok(Json(svc.lint_flags(
+        &c.who,
+        q.app.as_deref(),
+        q.env.as_deref(),
+    )?))
 }
 
 /// Flags not evaluated for `days` days (counted from creation, or from process start, when

@@ -2,12 +2,12 @@
 //! `flag`, segments as kind `segment`), evaluated through OFREP.
 
 use anyhow::{bail, Result};
-use cairn_client::{ClientError, HttpMethod as Method};
+use cairn_client::{key_path, ClientError, HttpMethod as Method};
 use clap::Subcommand;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{cell_str, Ctx, ScopeArgs};
-use crate::input::{read_file, read_value};
+use crate::input::{read_input, read_value};
 use crate::output::{self, table};
 
 #[derive(Debug, Subcommand)]
@@ -71,8 +71,10 @@ pub enum FlagCmd {
         #[arg(long, default_value = "{}")]
         context: String,
     },
-    /// Import a whole flagd document as one change set: its flags, and its `$evaluators` as
-    /// segments (document metadata is copied into each flag's metadata).
+    /// Import a whole flagd document (a FILE, or - for standard input) as one change set:
+    /// its flags, its `$evaluators` as segments, and its `metadata` as the scope's flag-set
+    /// metadata (which every flag inherits; a flag's own keys win). `flag export` gives the
+    /// same document back.
     Import {
         file: String,
         #[command(flatten)]
@@ -86,6 +88,17 @@ pub enum FlagCmd {
         app: String,
         #[arg(long)]
         env: String,
+    },
+    /// Report rules that can only ever yield null or an error (wrong argument counts, unknown
+    /// operators, `$ref`s to missing segments, zero weights): of a flagd FILE (or - for
+    /// standard input), checked offline, or of the flags the server serves to (app, env) —
+    /// or every (app, env) you can read. Exit 0: clean; 2: warnings; 1: errors.
+    Lint {
+        file: Option<String>,
+        #[arg(long, conflicts_with = "file")]
+        app: Option<String>,
+        #[arg(long, conflicts_with = "file")]
+        env: Option<String>,
     },
     /// Flags not evaluated for N days.
     Stale {
@@ -122,39 +135,55 @@ const LIST_COLUMNS: &[(&str, &str)] = &[
     ("EVALUATIONS", "evaluations"),
 ];
 
-/// A flagd document's flags and `$evaluators` as change-set entries at one scope.
+/// A flagd document's flags, `$evaluators` and `metadata` as change-set entries
+/// at one scope: kinds `flag`, `segment` and `flagset` (at the empty key).
 fn import_entries(doc: &Value, scope: &ScopeArgs) -> Result<Vec<Value>> {
     let Some(obj) = doc.as_object() else {
         bail!("a flagd document must be a JSON object");
     };
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !["$schema", "flags", "$evaluators", "metadata"].contains(&k.as_str()))
+    {
+        bail!("a flagd document has no member `{unknown}` (flags, $evaluators, metadata)");
+    }
     let Some(flags) = obj.get("flags").and_then(Value::as_object) else {
         bail!("a flagd document needs `flags`, an object of flag key to definition");
     };
-    let set_meta = obj
-        .get("metadata")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
     let entry = |key: &str, kind: &str, value: Value| json!({"app": scope.app, "env": scope.env, "key": key, "kind": kind, "value": value});
     let mut out = Vec::new();
-    if let Some(evaluators) = obj.get("$evaluators").and_then(Value::as_object) {
-        for (name, rule) in evaluators {
-            out.push(entry(name, "segment", rule.clone()));
+    match obj.get("$evaluators") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(evaluators)) => {
+            for (name, rule) in evaluators {
+                out.push(entry(name, "segment", rule.clone()));
+            }
         }
+        Some(_) => bail!("`$evaluators` must be an object of name to rule"),
+    }
+    match obj.get("metadata") {
+        None | Some(Value::Null) => {}
+        Some(meta) => out.push(entry("", "flagset", meta.clone())),
     }
     for (key, def) in flags {
-        let mut def = def.clone();
-        if let (false, Some(d)) = (set_meta.is_empty(), def.as_object_mut()) {
-            // flagd: flags inherit the document's metadata; their own keys win.
-            let mut meta: Map<String, Value> = set_meta.clone();
-            if let Some(own) = d.get("metadata").and_then(Value::as_object) {
-                meta.extend(own.clone());
-            }
-            d.insert("metadata".into(), Value::Object(meta));
-        }
-        out.push(entry(key, "flag", def));
+        out.push(entry(key, "flag", def.clone()));
     }
     Ok(out)
+}
+
+/// Print lint findings; the exit code they call for (0 clean, 2 warnings, 1 errors).
+fn lint_exit(warnings: &[(String, String, String, String)], errors: &[(String, String)]) -> i32 {
+    for (entry, pointer, code, message) in warnings {
+        eprintln!("warning[{code}]: {entry} {pointer}: {message}");
+    }
+    for (entry, message) in errors {
+        eprintln!("error: {entry}: {message}");
+    }
+    match (errors.is_empty(), warnings.is_empty()) {
+        (false, _) => 1,
+        (true, false) => 2,
+        (true, true) => 0,
+    }
 }
 
 impl Ctx {
@@ -174,7 +203,7 @@ impl Ctx {
             }
             FlagCmd::Get { key, scope } => {
                 let e = self
-                    .get(&format!("/v1/entries/{key}"), &scope.query())
+                    .get(&format!("/v1/entries/{}", key_path(&key)), &scope.query())
                     .await?;
                 if e["kind"] != "flag" {
                     return Err(not_found(format!(
@@ -214,7 +243,10 @@ impl Ctx {
                 let r = self
                     .send(
                         Method::POST,
-                        &format!("/v1/apps/{app}/envs/{env}/ofrep/v1/evaluate/flags/{key}"),
+                        &format!(
+                            "/v1/apps/{app}/envs/{env}/ofrep/v1/evaluate/flags/{}",
+                            key_path(&key)
+                        ),
                         &[],
                         Some(&json!({ "context": context })),
                     )
@@ -234,7 +266,7 @@ impl Ctx {
                 scope,
                 message,
             } => {
-                let doc = read_file(std::path::Path::new(&file))?;
+                let doc = read_input(&file)?;
                 let entries = import_entries(&doc, &scope)?;
                 let n = entries.len();
                 let message = if message.is_empty() {
@@ -249,6 +281,71 @@ impl Ctx {
                 self.print(&r, |r| {
                     println!("imported {n} entries (revision {})", r["revision"])
                 });
+            }
+            FlagCmd::Lint {
+                file: Some(file), ..
+            } => {
+                let doc = read_input(&file)?;
+                let (warnings, errors) = match cairn_eval::lint_document(&doc) {
+                    Ok(ws) => {
+                        let ws = ws
+                            .into_iter()
+                            .map(|w| (file.clone(), w.path, w.code.as_str().to_owned(), w.message));
+                        (ws.collect::<Vec<_>>(), vec![])
+                    }
+                    Err(e) => (vec![], vec![(file.clone(), e.to_string())]),
+                };
+                let report = json!({
+                    "warnings": warnings.iter().map(|(_, p, c, m)| json!({"pointer": p, "code": c, "message": m})).collect::<Vec<_>>(),
+                    "errors": errors.iter().map(|(_, m)| json!({"message": m})).collect::<Vec<_>>(),
+                });
+                let code = lint_exit(&warnings, &errors);
+                self.print(&report, |_| {
+                    if code == 0 {
+                        println!("{file}: no warnings")
+                    }
+                });
+                std::process::exit(code);
+            }
+            FlagCmd::Lint { app, env, .. } => {
+                let r = self
+                    .get("/v1/flags/lint", &[("app", app), ("env", env)])
+                    .await?;
+                let mut warnings = Vec::new();
+                let mut errors = Vec::new();
+                for view in r.as_array().into_iter().flatten() {
+                    for w in view["warnings"].as_array().into_iter().flatten() {
+                        warnings.push((
+                            format!(
+                                "{}/{} {}",
+                                view["app"].as_str().unwrap_or(""),
+                                view["env"].as_str().unwrap_or(""),
+                                cell_str(&w["entry"])
+                            ),
+                            cell_str(&w["pointer"]),
+                            cell_str(&w["code"]),
+                            cell_str(&w["message"]),
+                        ));
+                    }
+                    for e in view["errors"].as_array().into_iter().flatten() {
+                        errors.push((
+                            format!(
+                                "{}/{} {}",
+                                view["app"].as_str().unwrap_or(""),
+                                view["env"].as_str().unwrap_or(""),
+                                cell_str(&e["key"])
+                            ),
+                            cell_str(&e["message"]),
+                        ));
+                    }
+                }
+                let code = lint_exit(&warnings, &errors);
+                self.print(&r, |_| {
+                    if code == 0 {
+                        println!("no warnings")
+                    }
+                });
+                std::process::exit(code);
             }
             FlagCmd::Export { app, env } => {
                 let r = self
@@ -286,7 +383,7 @@ impl Ctx {
         let r = self
             .send(
                 Method::PUT,
-                &format!("/v1/entries/{key}"),
+                &format!("/v1/entries/{}", key_path(&key)),
                 &scope.query(),
                 Some(&body),
             )
@@ -329,7 +426,7 @@ impl Ctx {
         };
         // Compare-and-set against the version at (app, env), if there is one.
         let current = match self
-            .get(&format!("/v1/entries/{key}"), &scope.query())
+            .get(&format!("/v1/entries/{}", key_path(&key)), &scope.query())
             .await
         {
             Ok(e) => e["version"].as_i64().unwrap_or(0),

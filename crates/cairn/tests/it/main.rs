@@ -5,12 +5,14 @@
 //! - `postgres`: two server processes on one PostgreSQL database.
 //! - `secrets_cli`: the secret commands as admin, operator and viewer; a canary search.
 //! - `crash`: SIGKILL during concurrent writes loses no acknowledged write.
+//! - `flags_cli`: a flagd file imported from stdin and exported unchanged; `flag lint`; strict flags.
 //! - `ofrep_js`, `flagd_js` (helpers in `js`): the published OpenFeature JavaScript clients
 //!   (OFREP provider; flagd in-process provider on the file `cairn agent --format flagd` keeps).
 
 mod crash;
 mod degraded;
 mod flagd_js;
+mod flags_cli;
 mod harness;
 mod js;
 mod load;

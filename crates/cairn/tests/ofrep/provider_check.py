@@ -76,8 +76,9 @@ for key, variant in expected.items():
 checks += 1
 print(f"ok   fractional split over {len(expected)} keys: {dict(sorted(seen.items()))}")
 
-# A disabled flag: its default variant, reason DISABLED.
-check("disabled", client.get_boolean_details("old-checkout", False), True, Reason.DISABLED, "on")
+# A disabled flag: the caller's default (not the flag's default variant `on`), reason DISABLED,
+# no variant.
+check("disabled", client.get_boolean_details("old-checkout", False), False, Reason.DISABLED, None)
 # A missing flag: the caller's default, FLAG_NOT_FOUND.
 check("missing flag", client.get_boolean_details("no-such-flag", True), True, Reason.ERROR,
       None, ErrorCode.FLAG_NOT_FOUND)
