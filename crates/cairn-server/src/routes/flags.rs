@@ -76,7 +76,7 @@ pub struct OfrepRequest {
 }
 
 /// OFREP evaluation success. `value` is absent when the caller's code default applies;
-/// a disabled flag has neither `value` nor `variant` (reason DISABLED).
+/// a disabled flag has no `value` and a `null` variant (reason DISABLED).
 #[derive(Debug, Serialize, ToSchema)]
 #[allow(dead_code)] // documents the wire shape; answers are serialized from borrowed data
 pub struct OfrepSuccess {
@@ -85,7 +85,7 @@ pub struct OfrepSuccess {
     value: Value,
     /// STATIC, TARGETING_MATCH, DEFAULT or DISABLED.
     reason: String,
-    /// Present unless the flag is disabled; `""` when the flag has no default variant and
+    /// `null` when the flag is disabled; `""` when the flag has no default variant and
     /// nothing matched.
     variant: Option<String>,
     #[schema(value_type = Object)]
@@ -117,7 +117,8 @@ struct Success<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<&'a Value>,
     reason: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `null` for a disabled flag: the member stays, because published
+    /// providers (Python's OFREP provider) read it unconditionally.
     variant: Option<&'a str>,
     metadata: &'a Map<String, Value>,
 }
@@ -145,7 +146,7 @@ fn item<'a>(key: &'a str, r: &'a Resolution<'a>) -> Item<'a> {
             value: r.value,
             reason: r.reason.as_str(),
             // Always a variant (`""` when nothing matched and there is no
-            // default variant), except for a disabled flag: no value, no variant.
+            // default variant), except for a disabled flag: no value, variant null.
             variant: match (r.variant, r.reason) {
                 (None, Reason::Disabled) => None,
                 (v, _) => Some(v.unwrap_or("")),

@@ -351,7 +351,7 @@ async fn ofrep_single_evaluation_answers_every_outcome_in_its_shape() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
         r.body,
-        json!({"key": "old", "reason": "DISABLED", "metadata": {}})
+        json!({"key": "old", "reason": "DISABLED", "variant": null, "metadata": {}})
     );
     // No default variant: no value (the caller's code default), still a variant field.
     let r = call("code-default", "{}").await;
