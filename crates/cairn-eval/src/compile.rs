@@ -192,6 +192,9 @@ pub(crate) struct Compiler<'e> {
     frames: Vec<(String, usize)>,
     /// Names of the evaluators whose bodies are being compiled (for cycles).
     visiting: Vec<String>,
+    /// How many `map`/`filter`/`all`/`some`/`none`/`reduce` bodies enclose the current value
+    /// (inside one, `var` reads the element, not the data).
+    item_scopes: usize,
     pub(crate) warnings: Vec<RawWarning>,
     /// Set by a `$ref` that cannot be resolved: every evaluation is PARSE_ERROR.
     pub(crate) broken: Option<String>,
@@ -220,6 +223,7 @@ impl<'e> Compiler<'e> {
             path: base.iter().map(|s| (*s).to_owned()).collect(),
             frames: Vec::new(),
             visiting: Vec::new(),
+            item_scopes: 0,
             warnings: Vec::new(),
             broken: None,
         }
@@ -395,6 +399,30 @@ impl<'e> Compiler<'e> {
         }
     }
 
+    /// The arguments of an array operation: the second (the body run per element) reads the
+    /// element with `var`.
+    fn scoped_args(&mut self, arg: &Value) -> Result<Vec<Expr>, ParseError> {
+        let Value::Array(items) = arg else {
+            return self.args(arg);
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let body = usize::from(i == 1);
+            self.item_scopes += body;
+            let e = self.at(i, |c| c.compile(item, Pos::Value));
+            self.item_scopes -= body;
+            out.push(e?);
+        }
+        Ok(out)
+    }
+
+    fn scoped_two(&mut self, arg: &Value) -> Result<Box<[Expr; 2]>, ParseError> {
+        let mut a = self.scoped_args(arg)?.into_iter();
+        let x = a.next().unwrap_or(NULL);
+        let y = a.next().unwrap_or(NULL);
+        Ok(Box::new([x, y]))
+    }
+
     fn two(&mut self, arg: &Value) -> Result<Box<[Expr; 2]>, ParseError> {
         let mut a = self.args(arg)?.into_iter();
         let x = a.next().unwrap_or(NULL);
@@ -495,13 +523,13 @@ impl<'e> Compiler<'e> {
                 }
             }
             "merge" => Expr::Merge(self.args(arg)?.into()),
-            "map" => Expr::ArrayOp(ArrayOp::Map, self.two(arg)?),
-            "filter" => Expr::ArrayOp(ArrayOp::Filter, self.two(arg)?),
-            "all" => Expr::ArrayOp(ArrayOp::All, self.two(arg)?),
-            "some" => Expr::ArrayOp(ArrayOp::Some, self.two(arg)?),
-            "none" => Expr::ArrayOp(ArrayOp::None, self.two(arg)?),
+            "map" => Expr::ArrayOp(ArrayOp::Map, self.scoped_two(arg)?),
+            "filter" => Expr::ArrayOp(ArrayOp::Filter, self.scoped_two(arg)?),
+            "all" => Expr::ArrayOp(ArrayOp::All, self.scoped_two(arg)?),
+            "some" => Expr::ArrayOp(ArrayOp::Some, self.scoped_two(arg)?),
+            "none" => Expr::ArrayOp(ArrayOp::None, self.scoped_two(arg)?),
             "reduce" => {
-                let mut a = self.args(arg)?.into_iter();
+                let mut a = self.scoped_args(arg)?.into_iter();
                 let x = a.next().unwrap_or(NULL);
                 let y = a.next().unwrap_or(NULL);
                 let z = a.next().unwrap_or(NULL);
@@ -584,24 +612,24 @@ impl<'e> Compiler<'e> {
                 default,
             });
         };
-        match p.as_str() {
-            // Always present: a default can never apply.
-            "$flagd.flagKey" => return Ok(Expr::FlagKey),
-            "$flagd.timestamp" => return Ok(Expr::Timestamp),
-            // flagd replaces any caller-supplied `$flagd`, so other members are absent.
-            _ if p.starts_with("$flagd.") && !p["$flagd.".len()..].contains('.') => {
-                return Ok(match default {
-                    Some(d) => *d,
-                    None => {
-                        self.warn(
-                            WarningCode::InvalidOperand,
-                            format!("flagd supplies only `$flagd.flagKey` and `$flagd.timestamp`; `{p}` always reads null"),
-                        );
-                        NULL
-                    }
-                })
+        if default.is_none() {
+            match p.as_str() {
+                "$flagd.flagKey" => return Ok(Expr::FlagKey),
+                "$flagd.timestamp" => return Ok(Expr::Timestamp),
+                // flagd replaces any caller-supplied `$flagd`, so other members are absent
+                // (evaluation shadows it; inside `map` & co `var` reads the element instead).
+                _ if self.item_scopes == 0
+                    && p.starts_with("$flagd.")
+                    && !p["$flagd.".len()..].contains('.') =>
+                {
+                    self.warn(
+                        WarningCode::InvalidOperand,
+                        format!("flagd supplies only `$flagd.flagKey` and `$flagd.timestamp`; `{p}` always reads null"),
+                    );
+                    return Ok(NULL);
+                }
+                _ => {}
             }
-            _ => {}
         }
         let segments: Box<[Box<str>]> = if p.is_empty() {
             Box::new([])
@@ -621,17 +649,19 @@ impl<'e> Compiler<'e> {
 
     /// `starts_with` / `ends_with`: two operands that must be strings, else `null`.
     fn compile_affix(&mut self, op: &str, arg: &Value) -> Result<Expr, ParseError> {
-        let args = self.args(arg)?;
-        if args.len() != 2 {
-            self.warn(
-                WarningCode::ArgumentCount,
-                format!(
-                    "`{op}` takes 2 arguments, found {}; it always yields null",
-                    args.len()
-                ),
-            );
-            return Ok(NULL);
-        }
+        let args = match <[Expr; 2]>::try_from(self.args(arg)?) {
+            Ok(args) => args,
+            Err(args) => {
+                self.warn(
+                    WarningCode::ArgumentCount,
+                    format!(
+                        "`{op}` takes 2 arguments, found {}; it always yields null",
+                        args.len()
+                    ),
+                );
+                return Ok(NULL);
+            }
+        };
         let mut usable = true;
         for (i, a) in args.iter().enumerate() {
             if let Some(c) = a.as_const() {
@@ -649,9 +679,6 @@ impl<'e> Compiler<'e> {
             return Ok(NULL);
         }
         let prefix = op == "starts_with";
-        let Ok(args) = <[Expr; 2]>::try_from(args) else {
-            return Ok(NULL); // unreachable: the length was checked above
-        };
         if let [subject, Expr::Const(Const::Str(affix))] = args {
             return Ok(Expr::StrAffix {
                 subject: Box::new(subject),
@@ -667,17 +694,15 @@ impl<'e> Compiler<'e> {
     }
 
     fn compile_sem_ver(&mut self, arg: &Value) -> Result<Expr, ParseError> {
-        let args = self.args(arg)?;
-        let Ok([l, o, r]) = <[Expr; 3]>::try_from(args) else {
-            let n = match arg {
-                Value::Array(a) => a.len(),
-                _ => 1,
-            };
-            self.warn(
-                WarningCode::ArgumentCount,
-                format!("`sem_ver` takes 3 arguments (version, operator, version), found {n}; it always yields null"),
-            );
-            return Ok(NULL);
+        let [l, o, r] = match <[Expr; 3]>::try_from(self.args(arg)?) {
+            Ok(args) => args,
+            Err(args) => {
+                self.warn(
+                    WarningCode::ArgumentCount,
+                    format!("`sem_ver` takes 3 arguments (version, operator, version), found {}; it always yields null", args.len()),
+                );
+                return Ok(NULL);
+            }
         };
         let mut usable = true;
         let mut version = |c: &mut Self, i: usize, e: Expr| -> Option<SemVerArg> {
@@ -782,19 +807,11 @@ impl<'e> Compiler<'e> {
             return Ok(NULL);
         }
         let mut buckets = Vec::with_capacity(items.len() - first);
-        let mut all_const = true;
         let mut negative = false;
         for (i, item) in items.iter().enumerate().skip(first) {
-            self.path.push(i.to_string());
-            let b = self.compile_bucket(item, pos);
-            self.path.pop();
-            match b? {
-                Some(b) => {
-                    match &b.weight {
-                        Weight::Const(0) if bucket_was_negative(item) => negative = true,
-                        Weight::Const(_) => {}
-                        Weight::Expr(_) => all_const = false,
-                    }
+            match self.at(i, |c| c.compile_bucket(item, pos))? {
+                Some((b, was_negative)) => {
+                    negative |= was_negative;
                     buckets.push(b);
                 }
                 None => usable = false,
@@ -803,12 +820,15 @@ impl<'e> Compiler<'e> {
         if !usable {
             return Ok(NULL);
         }
-        let cumulative = if all_const {
-            let weights = buckets.iter().map(|b| match b.weight {
-                Weight::Const(w) => w,
-                Weight::Expr(_) => 0, // not reached: every weight is constant
-            });
-            match fractional::cumulate(weights) {
+        let constant_weights: Option<Vec<u64>> = buckets
+            .iter()
+            .map(|b| match b.weight {
+                Weight::Const(w) => Some(w),
+                Weight::Expr(_) => None,
+            })
+            .collect();
+        let cumulative = if let Some(weights) = constant_weights {
+            match fractional::cumulate(weights.into_iter()) {
                 None => {
                     self.warn(
                         WarningCode::WeightOverflow,
@@ -840,8 +860,13 @@ impl<'e> Compiler<'e> {
         ))))
     }
 
-    /// One `[variant, weight?]` bucket (at the current path); `None` when it can never work.
-    fn compile_bucket(&mut self, item: &Value, pos: Pos) -> Result<Option<Bucket>, ParseError> {
+    /// One `[variant, weight?]` bucket (at the current path), and whether its constant weight
+    /// is negative; `None` when it can never work.
+    fn compile_bucket(
+        &mut self,
+        item: &Value,
+        pos: Pos,
+    ) -> Result<Option<(Bucket, bool)>, ParseError> {
         let parts = match item {
             Value::Array(parts) if !parts.is_empty() => parts,
             _ => {
@@ -862,6 +887,7 @@ impl<'e> Compiler<'e> {
             self.at(j, |c| c.compile(extra, Pos::Value))?;
         }
         let mut usable = true;
+        let mut negative = false;
         if let Some(Const::Json(_)) = variant.as_const() {
             self.warn_at(
                 0,
@@ -880,6 +906,7 @@ impl<'e> Compiler<'e> {
                     Some(Const::Num(n)) => match fractional::weight_of_number(*n) {
                         Some(w) => {
                             if *n < 0.0 {
+                                negative = true;
                                 self.warn_at(
                                     1,
                                     WarningCode::NegativeWeight,
@@ -911,11 +938,6 @@ impl<'e> Compiler<'e> {
                 }
             }
         };
-        Ok(usable.then_some(Bucket { variant, weight }))
+        Ok(usable.then_some((Bucket { variant, weight }, negative)))
     }
-}
-
-/// Whether a bucket's constant weight is a negative number.
-fn bucket_was_negative(item: &Value) -> bool {
-    item.get(1).and_then(Value::as_f64).is_some_and(|n| n < 0.0)
 }

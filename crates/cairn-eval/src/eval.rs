@@ -650,15 +650,23 @@ fn fractional_index<'a>(f: &'a Fractional, env: E<'a>, scope: &Scope<'a, '_>) ->
     let cumulative: &[u64] = match &f.cumulative {
         Some(c) => c,
         None => {
-            let weights = f.buckets.iter().map(|b| match &b.weight {
-                Weight::Const(w) => Some(*w),
-                Weight::Expr(e) => match eval(e, env, scope) {
-                    v if v.is_null() => Some(1),
-                    Val::Num(n) => fractional::weight_of_number(n),
-                    _ => None,
-                },
-            });
-            computed = fractional::cumulate(weights.collect::<Option<Vec<u64>>>()?.into_iter())?;
+            let mut sums = Vec::with_capacity(f.buckets.len());
+            let mut total = 0u64;
+            for b in f.buckets.iter() {
+                total += match &b.weight {
+                    Weight::Const(w) => *w,
+                    Weight::Expr(e) => match eval(e, env, scope) {
+                        v if v.is_null() => 1,
+                        Val::Num(n) => fractional::weight_of_number(n)?,
+                        _ => return None,
+                    },
+                };
+                if total > fractional::MAX_TOTAL_WEIGHT {
+                    return None;
+                }
+                sums.push(total);
+            }
+            computed = sums;
             &computed
         }
     };

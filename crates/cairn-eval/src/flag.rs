@@ -829,10 +829,12 @@ pub(crate) fn compile_document(doc: &Value) -> Result<(FlagSet, Vec<Warning>), P
         let (flag, raw) = CompiledFlag::compile_raw(key, def, evaluators)
             .map_err(|e| e.prefixed(&["flags", key]))?;
         for w in raw {
-            match w.evaluator_pointer() {
-                // Already reported where it is, in `$evaluators`.
-                Some(p) if seen.contains(&(w.code, p.clone())) => {}
-                _ => warnings.push(w.public(&prefix)),
+            // What arose inside an evaluator was reported there, unless it depends on the flag.
+            let reported = w
+                .evaluator_pointer()
+                .is_some_and(|p| seen.contains(&(w.code, p)));
+            if !reported {
+                warnings.push(w.public(&prefix));
             }
         }
         let flag = flag.with_set_metadata(&metadata);

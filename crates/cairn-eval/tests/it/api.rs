@@ -502,17 +502,42 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     /// Arbitrary rules either fail to compile with an error or evaluate without panicking,
-    /// against arbitrary contexts.
+    /// against arbitrary contexts; every warning points at a member of the definition.
     #[test]
     fn arbitrary_rules_never_panic(rule in arb_json(), ctx in arb_json(), now in any::<i64>()) {
-        if let Ok(f) = CompiledFlag::compile("f", &json!({
+        let def = json!({
             "state": "ENABLED", "variants": {"on": 1, "off": 0, "true": 2, "false": 3}, "defaultVariant": "off",
             "targeting": rule
-        }), &Map::new()) {
+        });
+        if let Ok(f) = CompiledFlag::compile("f", &def, &Map::new()) {
+            for w in f.warnings() {
+                prop_assert!(def.pointer(&w.path).is_some(), "{w} does not point into {def}");
+            }
             let mut c = EvalContext::new();
             c.insert("x", ctx);
             let r = f.evaluate(&c, now);
             prop_assert!(r.value.is_some() || r.reason == Reason::Error);
+        }
+    }
+
+    /// Linting a document and parsing it agree: both refuse with the same error, or both
+    /// accept; the document's warnings are the flag's, under `/flags/<key>`.
+    #[test]
+    fn lint_and_parse_agree(rule in arb_json()) {
+        let doc = json!({"flags": {"f": {
+            "state": "ENABLED", "variants": {"on": 1, "off": 0}, "defaultVariant": "off",
+            "targeting": rule
+        }}});
+        match (lint_document(&doc), FlagSet::parse(&doc)) {
+            (Ok(ws), Ok(set)) => {
+                let own: Vec<Warning> = set.get("f").unwrap().warnings().iter().map(|w| Warning {
+                    path: format!("/flags/f{}", w.path),
+                    ..w.clone()
+                }).collect();
+                prop_assert_eq!(ws, own);
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
+            (a, b) => prop_assert!(false, "lint {:?} but parse {:?}", a, b.map(|s| s.len())),
         }
     }
 }
