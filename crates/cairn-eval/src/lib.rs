@@ -26,6 +26,11 @@
 //! assert_eq!(r.reason, Reason::TargetingMatch);
 //! ```
 //!
+//! Only what flagd refuses is a [`ParseError`]; what compiles but can only ever yield `null`
+//! or an error (a `$ref` to a missing evaluator, wrong argument counts, unknown `sem_ver`
+//! operators, all-zero weights, …) is reported as [`Warning`]s, by [`CompiledFlag::warnings`]
+//! and [`lint_document`]. A custom operation that cannot be applied yields `null` in place.
+//!
 //! No IO, no async, no clock. See `docs/flags-engine.md` for the semantics chosen where flagd's
 //! documents leave room.
 
