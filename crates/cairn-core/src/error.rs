@@ -187,6 +187,10 @@ impl From<StoreError> for Error {
                 message: e.to_string(),
                 current_version: Some(actual),
             },
+            StoreError::KindConflict { version, .. } => Error::Conflict {
+                message: e.to_string(),
+                current_version: Some(version),
+            },
             StoreError::NotFound { what } => Error::NotFound { what },
             StoreError::AlreadyExists { what } => Error::Conflict {
                 message: format!("{what} already exists"),

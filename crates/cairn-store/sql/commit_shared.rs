@@ -381,8 +381,10 @@ async fn put_entry(
     e: NewEntry<'_>,
 ) -> StoreResult<(Applied, AuditFacts)> {
     let (app, env) = (e.scope.app_str(), e.scope.env_str());
-    let current: Option<(i64, bool)> = sqlx::query_as(
-        "SELECT version, deleted FROM entries WHERE app = $1 AND env = $2 AND key = $3",
+    let current: Option<(i64, bool, String)> = sqlx::query_as(
+        "SELECT e.version, e.deleted, v.kind FROM entries e JOIN entry_versions v \
+         ON v.app = e.app AND v.env = e.env AND v.key = e.key AND v.version = e.version \
+         WHERE e.app = $1 AND e.env = $2 AND e.key = $3",
     )
     .bind(app)
     .bind(env)
@@ -392,10 +394,30 @@ async fn put_entry(
     .map_err(err("read entry"))?;
     // latest: the last version number ever written (tombstones too);
     // live: the current version, 0 when absent or deleted.
-    let (latest, live) = match current {
+    let (latest, live) = match &current {
         None => (0, 0),
-        Some((v, true)) => (v, 0),
-        Some((v, false)) => (v, v),
+        Some((v, true, _)) => (*v, 0),
+        Some((v, false, _)) => (*v, *v),
+    };
+    // One (scope, key) holds one kind at a time, checked against committed
+    // state under the commit's lock: a delete takes the live entry's kind, a
+    // write of another kind is refused.
+    let live_kind = match &current {
+        Some((_, false, k)) => EntryKind::parse(k),
+        _ => None,
+    };
+    let kind = match (live_kind, e.value) {
+        (Some(k), None) => k,
+        (Some(k), Some(_)) if k != e.kind => {
+            return Err(StoreError::KindConflict {
+                scope: e.scope.clone(),
+                key: e.key.to_owned(),
+                current: k.as_str(),
+                requested: e.kind.as_str(),
+                version: live,
+            });
+        }
+        _ => e.kind,
     };
     if let Some(expected) = e.expected_version {
         if expected != live {
@@ -424,7 +446,7 @@ async fn put_entry(
     .bind(env)
     .bind(e.key)
     .bind(version)
-    .bind(e.kind.as_str())
+    .bind(kind.as_str())
     .bind(e.merge.as_str())
     .bind(value_text)
     .bind(checksum)
@@ -460,7 +482,7 @@ async fn put_entry(
             from_version: Some(live),
             to_version: Some(version),
             detail: json!({
-                "kind": e.kind.as_str(),
+                "kind": kind.as_str(),
                 "merge": e.merge.as_str(),
                 "checksum": checksum,
             }),

@@ -41,6 +41,16 @@ pub enum StoreError {
         expected: i64,
         actual: i64,
     },
+    /// A write of one kind to a key whose live entry is of another kind (one
+    /// (scope, key) holds one kind at a time). Nothing was written.
+    #[error("{key} at {scope} is a {current} entry; delete it before writing a {requested} there")]
+    KindConflict {
+        scope: Scope,
+        key: String,
+        current: &'static str,
+        requested: &'static str,
+        version: i64,
+    },
     /// The thing to change does not exist (delete of an absent entry, unknown token …).
     #[error("{what} not found")]
     NotFound { what: String },

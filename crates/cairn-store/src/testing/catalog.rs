@@ -82,6 +82,7 @@ pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
     assert!(env.protected);
     assert_eq!(env.required_approvals, 2);
     assert!(!env.auto_approve);
+    assert!(!env.strict_flags);
     assert_eq!(env.created_at, c2.at);
     assert_eq!(env.revision, 2);
 
@@ -93,7 +94,7 @@ pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
             protected: None,
             required_approvals: Some(1),
             auto_approve: Some(true),
-            strict_flags: None,
+            strict_flags: Some(true),
         }],
     )
     .await
@@ -101,6 +102,7 @@ pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
     let updated = s.load_catalog().await.unwrap().envs[0].clone();
     assert_eq!(updated.required_approvals, 1);
     assert!(updated.auto_approve);
+    assert!(updated.strict_flags);
     assert!(updated.protected, "unset fields keep their value");
     assert_eq!(updated.description, "prod env");
     assert_eq!(updated.created_at, c2.at, "created_at never changes");

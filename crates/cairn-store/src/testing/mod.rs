@@ -17,6 +17,7 @@ mod audit_visibility;
 mod catalog;
 mod concurrency;
 mod entries;
+mod kinds;
 pub mod pg;
 mod secrets;
 mod values;
@@ -56,6 +57,7 @@ pub const CASES: &[(&str, CaseFn)] = cases![
     entries::entry_changes_since_in_commit_order,
     entries::load_has_live_entries_only,
     entries::scope_revisions_include_deletes,
+    kinds::one_kind_per_key,
     catalog::apps_and_environments,
     catalog::schemas_are_versioned,
     catalog::tokens,
