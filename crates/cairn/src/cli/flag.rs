@@ -383,7 +383,7 @@ impl Ctx {
         let r = self
             .send(
                 Method::PUT,
-                &format!("/v1/entries/{}", key_path(&key)),
+                &format!("/v1/entries/{}", key_path(key)),
                 &scope.query(),
                 Some(&body),
             )
@@ -426,7 +426,7 @@ impl Ctx {
         };
         // Compare-and-set against the version at (app, env), if there is one.
         let current = match self
-            .get(&format!("/v1/entries/{}", key_path(&key)), &scope.query())
+            .get(&format!("/v1/entries/{}", key_path(key)), &scope.query())
             .await
         {
             Ok(e) => e["version"].as_i64().unwrap_or(0),
