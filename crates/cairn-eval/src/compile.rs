@@ -192,6 +192,9 @@ pub(crate) struct Compiler<'e> {
     frames: Vec<(String, usize)>,
     /// Names of the evaluators whose bodies are being compiled (for cycles).
     visiting: Vec<String>,
+    /// Whether errors inside inlined evaluators point at their place under `/$evaluators`
+    /// (when compiling a whole document) rather than at the `$ref`.
+    document_pointers: bool,
     /// How many `map`/`filter`/`all`/`some`/`none`/`reduce` bodies enclose the current value
     /// (inside one, `var` reads the element, not the data).
     item_scopes: usize,
@@ -223,6 +226,7 @@ impl<'e> Compiler<'e> {
             path: base.iter().map(|s| (*s).to_owned()).collect(),
             frames: Vec::new(),
             visiting: Vec::new(),
+            document_pointers: false,
             item_scopes: 0,
             warnings: Vec::new(),
             broken: None,
@@ -233,6 +237,7 @@ impl<'e> Compiler<'e> {
     pub(crate) fn for_evaluator(evaluators: &'e Map<String, Value>, name: &str) -> Self {
         let mut c = Self::new(evaluators, "", &[], &["$evaluators", name]);
         c.visiting.push(name.to_owned());
+        c.document_pointers = true;
         c
     }
 
@@ -251,6 +256,9 @@ impl<'e> Compiler<'e> {
 
     pub(crate) fn err(&self, message: impl Into<String>) -> ParseError {
         let mut message = message.into();
+        if let (true, Some((name, p))) = (self.document_pointers, self.inner()) {
+            return ParseError::new(crate::warning::evaluator_pointer(&name, &p), message);
+        }
         if let Some((name, p)) = self.inner() {
             message.push_str(&format!(
                 " (in evaluator `{name}`, at {})",
