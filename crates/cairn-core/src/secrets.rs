@@ -10,6 +10,7 @@
 //! put into an audit record.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use cairn_model::{validate_key, Scope};
 use cairn_store::{
@@ -27,13 +28,34 @@ use crate::envelope::{self, Kek, Sealed, SecretId};
 use crate::keys::{MasterKey, Purpose};
 use crate::policy::{self, Action};
 use crate::service::{check_write, require_admin};
-use crate::{Error, Result, Service};
+use crate::{Error, ResolvedView, Result, Service};
 
 /// The longest rotation interval and grace period: ten years.
 pub const MAX_DAYS: i32 = 3650;
 
 /// The key of a reference object in configuration: `{"$secret": "db/password"}`.
 pub const REFERENCE_KEY: &str = "$secret";
+
+/// A resolved view and its values with secrets substituted
+/// ([`Service::resolve_with_secrets`]): `values` are those of `view`, so they
+/// belong to `view.revision`. `Debug` never shows the values (they may hold
+/// plaintext).
+#[derive(Clone)]
+pub struct WithSecrets {
+    pub view: Arc<ResolvedView>,
+    pub values: Value,
+}
+
+impl std::fmt::Debug for WithSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithSecrets")
+            .field("app", &self.view.app)
+            .field("env", &self.view.env)
+            .field("revision", &self.view.revision)
+            .field("values", &"<redacted>")
+            .finish()
+    }
+}
 
 /// A secret value in memory. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -865,18 +887,21 @@ impl Service {
     /// plaintext, just in time, for a principal that may read them: admins
     /// (at the secret's scope) and SDK tokens bound to this view. Every
     /// other reference stays as it is. Each substitution is audited.
+    ///
+    /// The values come from the returned view, read once: they are the
+    /// values of its revision however the view changes meanwhile.
     pub async fn resolve_with_secrets(
         &self,
         who: &Principal,
         origin: &Origin,
         app: &str,
         env: &str,
-    ) -> Result<Value> {
+    ) -> Result<WithSecrets> {
         let view = self.resolve(who, app, env)?;
         let mut values = Value::Object(view.values.clone().into_iter().collect());
         let names = references(&values);
         if names.is_empty() {
-            return Ok(values);
+            return Ok(WithSecrets { view, values });
         }
         let sdk: Vec<_> = who
             .bindings
@@ -912,7 +937,7 @@ impl Service {
             plain.insert(name, value);
         }
         substitute(&mut values, &plain)?;
-        Ok(values)
+        Ok(WithSecrets { view, values })
     }
 
     /// Re-wrap every data key under the current master key's KEK (admin).

@@ -117,12 +117,14 @@ async fn roles_audit_references_rotation_and_rekey() {
     let resolved = svc
         .resolve_with_secrets(&admin, &o, "shop", "prod")
         .await
-        .unwrap();
+        .unwrap()
+        .values;
     assert_eq!(resolved["db"]["password"], CANARY);
     let resolved = svc
         .resolve_with_secrets(&viewer, &o, "shop", "prod")
         .await
-        .unwrap();
+        .unwrap()
+        .values;
     assert_eq!(
         resolved["db"]["password"],
         json!({"$secret": "db/password"})
@@ -139,7 +141,8 @@ async fn roles_audit_references_rotation_and_rekey() {
     let resolved = svc
         .resolve_with_secrets(&sdk, &o, "shop", "prod")
         .await
-        .unwrap();
+        .unwrap()
+        .values;
     assert_eq!(resolved["db"]["password"], CANARY);
 
     // Deleting a referenced secret is refused unless forced.

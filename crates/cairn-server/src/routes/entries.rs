@@ -406,15 +406,15 @@ pub async fn resolved(
             )
             .into());
         }
-        let view = svc.resolve(&c.who, &app, &env)?;
-        let values = svc
+        // One snapshot: the revision is the one the values were read at.
+        let resolved = svc
             .resolve_with_secrets(&c.who, &c.origin, &app, &env)
             .await?;
         let body = serde_json::json!({
             "app": app,
             "env": env,
-            "revision": view.revision,
-            "values": values,
+            "revision": resolved.view.revision,
+            "values": resolved.values,
         });
         let mut resp = Json(body).into_response();
         resp.headers_mut()

@@ -361,3 +361,117 @@ async fn secrets_end_to_end_with_a_canary_search() {
     // 25 responses + the stored audit records + cairn.db, -wal and -shm.
     assert_eq!(places, 29, "searched {places} places");
 }
+
+/// `config?secrets=true` answers from one snapshot of the view: while the
+/// view changes under it, every body's `values` are the values of the
+/// `revision` it names (as `resolve_at` reads them back from the store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn secrets_config_values_belong_to_its_revision_under_writes() {
+    use cairn_core::{ChangeItem, Origin, Principal};
+    use cairn_model::{EntryKind, MergeMode, Scope};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const WRITES: i64 = 50;
+    let t = Arc::new(TestApp::new().await);
+    let r = t
+        .call(Method::POST, "/v1/apps", Some(json!({"name": "shop"})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let write = |n: i64| {
+        let t = t.clone();
+        async move {
+            let item = ChangeItem {
+                scope: Scope::new(Some("shop"), Some("prod")),
+                key: "counter".into(),
+                kind: EntryKind::Config,
+                merge: MergeMode::Replace,
+                value: Some(json!({"n": n})),
+                expected_version: None,
+            };
+            t.svc
+                .write_entries(
+                    &Principal::system(),
+                    &Origin::default(),
+                    "w",
+                    vec![item],
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+    };
+    write(0).await;
+    // A large view takes a while to build after each change, which is when
+    // a reader is most likely to overlap the next one.
+    let bulk: Vec<Value> = (0..32)
+        .map(|k| {
+            let fields: serde_json::Map<String, Value> =
+                (0..100).map(|f| (format!("f{f}"), json!(f * k))).collect();
+            json!({"app": "shop", "key": format!("bulk/{k}"), "value": fields})
+        })
+        .collect();
+    let r = t
+        .call(
+            Method::POST,
+            "/v1/changes",
+            Some(json!({"message": "bulk", "entries": bulk})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (t, done) = (t.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let r = t.get("/v1/apps/shop/envs/prod/config?secrets=true").await;
+                    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+                    seen.push((
+                        r.body["revision"].as_i64().unwrap(),
+                        r.body["values"].clone(),
+                    ));
+                    tokio::task::yield_now().await;
+                }
+                seen
+            })
+        })
+        .collect();
+    for n in 1..=WRITES {
+        write(n).await;
+    }
+    done.store(true, Ordering::Relaxed);
+
+    let mut seen = Vec::new();
+    for r in readers {
+        seen.extend(r.await.unwrap());
+    }
+    let mut revisions: Vec<i64> = seen.iter().map(|s| s.0).collect();
+    revisions.sort_unstable();
+    revisions.dedup();
+    assert!(
+        revisions.len() >= 3,
+        "the reads overlapped the writes: {revisions:?}"
+    );
+    let mut at = std::collections::BTreeMap::new();
+    for rev in revisions {
+        let view = t
+            .svc
+            .resolve_at(&Principal::system(), "shop", "prod", rev)
+            .await
+            .unwrap();
+        at.insert(rev, serde_json::to_value(&view.values).unwrap());
+    }
+    let torn: Vec<_> = seen
+        .iter()
+        .filter(|(rev, values)| at[rev] != *values)
+        .collect();
+    assert!(
+        torn.is_empty(),
+        "{} of {} bodies had values from another revision than theirs, e.g. {:?}",
+        torn.len(),
+        seen.len(),
+        torn.first()
+    );
+}
