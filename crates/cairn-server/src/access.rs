@@ -1,11 +1,13 @@
 //! The access matrix: every route's required action, declared once, enforced
-//! by one middleware, and walked by a test. A route without a row is refused
-//! (fail closed) and fails the matrix test.
+//! by one middleware, and walked by a test. A method not declared for a route
+//! answers 405 with `Allow`; a route without any row is refused (fail closed)
+//! and fails the matrix test.
 //!
-//! The middleware authenticates (bearer token), rate-limits, checks that the
-//! principal's roles allow the route's action somewhere, and records every
-//! refusal (failed authentication, forbidden, hidden) in the audit log. The
-//! per-object scope checks happen in `cairn-core`, which knows the objects.
+//! The middleware authenticates (bearer token), rate-limits by route
+//! [`Class`] (see [`crate::ratelimit`]), checks that the principal's roles
+//! allow the route's action somewhere, and records every refusal (failed
+//! authentication, forbidden, hidden) in the audit log. The per-object scope
+//! checks happen in `cairn-core`, which knows the objects.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use cairn_core::{Action, Error, Origin, Service};
 
 use crate::extract::Caller;
 use crate::problem::{ApiError, Denied};
-use crate::ratelimit::Limits;
+use crate::ratelimit::{client_key, ClientKey, Limits};
 
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,12 +128,64 @@ pub const MATRIX: &[(&str, &str, Access)] = &[
     ("POST", "/v1/admin/rekey", Access::Needs(Action::Admin)),
 ];
 
-/// The rule of a matched route.
+/// The rule of a matched route. `HEAD` follows `GET` (axum serves both
+/// with the `GET` handler).
 pub fn rule(method: &str, path: &str) -> Option<Access> {
-    MATRIX
-        .iter()
-        .find(|(m, p, _)| *m == method && *p == path)
-        .map(|(_, _, a)| *a)
+    let exact = |m: &str| {
+        MATRIX
+            .iter()
+            .find(|(rm, p, _)| *rm == m && *p == path)
+            .map(|(_, _, a)| *a)
+    };
+    exact(method).or_else(|| if method == "HEAD" { exact("GET") } else { None })
+}
+
+/// The methods declared for a route path (`HEAD` right after `GET`), in
+/// matrix order: what a 405 lists in `Allow`. Empty for an unknown path.
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for (m, p, _) in MATRIX {
+        if *p == path && !out.contains(m) {
+            out.push(*m);
+            if *m == "GET" {
+                out.push("HEAD");
+            }
+        }
+    }
+    out
+}
+
+/// The route class of a request: which budget it spends (DESIGN §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// No token, no budget (health, readiness, the OpenAPI document).
+    Public,
+    /// Password login: per-address and per-user attempt budgets, spent
+    /// before the password is hashed.
+    Auth,
+    /// Changes nothing: `GET`/`HEAD`, and the `POST`s that only compute an
+    /// answer from memory (OFREP evaluations, schema validation). A fleet
+    /// reads far faster than any fixed figure: unlimited unless configured.
+    Read,
+    /// Everything else that needs a token, SDK reports included (they write
+    /// to the database).
+    Write,
+}
+
+/// `POST`s that need only a read action but write to the database.
+const WRITING_READS: &[&str] = &["/v1/report"];
+
+/// The class of a declared route (`None`: no rule for it).
+pub fn class(method: &str, path: &str) -> Option<Class> {
+    Some(match rule(method, path)? {
+        Access::Public if path == "/v1/login" => Class::Auth,
+        Access::Public => Class::Public,
+        Access::Needs(_) if matches!(method, "GET" | "HEAD") => Class::Read,
+        Access::Needs(Action::Read | Action::Resolve) if !WRITING_READS.contains(&path) => {
+            Class::Read
+        }
+        Access::Needs(_) => Class::Write,
+    })
 }
 
 /// Shared state of the access middleware.
@@ -139,6 +193,30 @@ pub fn rule(method: &str, path: &str) -> Option<Access> {
 pub struct Guard {
     pub svc: Arc<Service>,
     pub limits: Arc<Limits>,
+}
+
+/// What the login handler needs to spend the login budgets before hashing
+/// (inserted by the middleware for `POST /v1/login`).
+#[derive(Clone)]
+pub struct LoginGate {
+    limits: Arc<Limits>,
+    client: Option<ClientKey>,
+}
+
+impl LoginGate {
+    /// Spend one attempt of this address's and this user's login budgets,
+    /// or answer 429 with `Retry-After`. Called before the password is hashed,
+    /// so guessing costs the server at most the budget's worth of Argon2.
+    pub fn admit(&self, user: &str) -> Option<Response> {
+        if let Some(client) = &self.client {
+            if let Err(wait) = self.limits.login_per_ip.check(client) {
+                return Some(too_many(wait));
+            }
+        }
+        // The key is the name as given, bounded like any name.
+        let user: String = user.chars().take(256).collect();
+        self.limits.login_per_user.check(&user).err().map(too_many)
+    }
 }
 
 fn origin_of(req: &Request) -> Origin {
@@ -158,7 +236,8 @@ fn client_ip(req: &Request) -> Option<IpAddr> {
         .map(|c| c.0.ip())
 }
 
-fn too_many(retry_after: std::time::Duration) -> Response {
+/// 429 with `Retry-After` (whole seconds, at least 1).
+pub(crate) fn too_many(retry_after: std::time::Duration) -> Response {
     let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let mut resp = ApiError(Error::RateLimited(format!(
         "too many requests; retry in {secs}s"
@@ -166,6 +245,28 @@ fn too_many(retry_after: std::time::Duration) -> Response {
     .into_response();
     if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// 405 with `Allow`, as problem details. A transport-level answer like the
+/// router's 404, so it has no `ErrorCode`.
+fn method_not_allowed(path: &str, allowed: &[&str]) -> Response {
+    let allow = allowed.join(", ");
+    let body = serde_json::json!({
+        "type": "urn:cairn:problem:method_not_allowed",
+        "title": "Method Not Allowed",
+        "status": 405,
+        "detail": format!("method not allowed on {path}; allowed: {allow}"),
+        "code": "method_not_allowed",
+    });
+    let mut resp = (StatusCode::METHOD_NOT_ALLOWED, body.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&allow) {
+        resp.headers_mut().insert(header::ALLOW, v);
     }
     resp
 }
@@ -188,8 +289,14 @@ pub async fn authorize(state: State<Guard>, req: Request, next: Next) -> Respons
     } else {
         resp
     };
+    // Undeclared methods are one label: clients choose method names.
+    let label = if rule(&method, &route).is_some() {
+        method.as_str()
+    } else {
+        "OTHER"
+    };
     svc.metrics().http_request(
-        &method,
+        label,
         &route,
         resp.status().as_u16(),
         started.elapsed().as_secs_f64(),
@@ -206,31 +313,32 @@ async fn check(
     next: Next,
 ) -> Response {
     let uri = req.uri().path().to_owned();
-    let Some(access) = rule(method, path) else {
+    let (Some(access), Some(class)) = (rule(method, path), class(method, path)) else {
+        let allowed = allowed_methods(path);
+        if !allowed.is_empty() {
+            return method_not_allowed(path, &allowed);
+        }
         tracing::error!(%method, %path, "route has no access rule; refusing");
         return ApiError(Error::Internal(format!(
             "no access rule for {method} {path}"
         )))
         .into_response();
     };
-    let ip = client_ip(&req);
-    let Access::Needs(action) = access else {
-        if path != "/v1/login" {
+    let client = client_ip(&req).map(client_key);
+    let action = match (access, class) {
+        (Access::Public, Class::Auth) => {
+            req.extensions_mut().insert(LoginGate {
+                limits: g.limits.clone(),
+                client,
+            });
             return next.run(req).await;
         }
-        let key = ip.map(|i| i.to_string()).unwrap_or_default();
-        if let Err(wait) = g.limits.login_failures.peek(&key) {
-            return too_many(wait);
-        }
-        let resp = next.run(req).await;
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            let _ = g.limits.login_failures.check(&key);
-        }
-        return resp;
+        (Access::Public, _) => return next.run(req).await,
+        (Access::Needs(action), _) => action,
     };
     let origin = origin_of(&req);
-    if let Some(ip) = ip {
-        if let Err(wait) = g.limits.per_ip.check(&ip.to_string()) {
+    if let Some(client) = &client {
+        if let Err(wait) = g.limits.per_ip.check(client) {
             return too_many(wait);
         }
     }
@@ -250,10 +358,11 @@ async fn check(
     let who = match who {
         Ok(who) => who,
         Err(e) => {
-            if let Some(ip) = ip {
-                // Failed attempts spend a per-address budget: brute force slows
-                // down, while other clients (and valid tokens) are unaffected.
-                if let Err(wait) = g.limits.auth_failures.check(&ip.to_string()) {
+            // Only failures reach the failure budget: verifying a credential is
+            // cheap, so a valid one is always served, whatever was tried
+            // before from its address; further failures are slowed down.
+            if let Some(client) = &client {
+                if let Err(wait) = g.limits.auth_failures.check(client) {
                     return too_many(wait);
                 }
             }
@@ -263,7 +372,11 @@ async fn check(
             return ApiError(e).into_response();
         }
     };
-    if let Err(wait) = g.limits.per_principal.check(&who.actor) {
+    let per_principal = match class {
+        Class::Read => &g.limits.reads,
+        _ => &g.limits.writes,
+    };
+    if let Err(wait) = per_principal.check(&who.actor) {
         return too_many(wait);
     }
     if !who.can_somewhere(action) {
@@ -293,4 +406,43 @@ async fn check(
             .await;
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_has_a_class_and_reads_are_the_side_effect_free_routes() {
+        for (m, p, _) in MATRIX {
+            assert!(class(m, p).is_some(), "{m} {p}");
+            assert!(allowed_methods(p).contains(m), "{m} {p}");
+        }
+        for (m, p, c) in [
+            ("GET", "/healthz", Class::Public),
+            ("HEAD", "/healthz", Class::Public),
+            ("POST", "/v1/login", Class::Auth),
+            ("GET", "/v1/apps", Class::Read),
+            ("HEAD", "/v1/apps/{app}/envs/{env}/config", Class::Read),
+            ("GET", "/v1/watch", Class::Read),
+            ("POST", "/ofrep/v1/evaluate/flags", Class::Read),
+            ("POST", "/ofrep/v1/evaluate/flags/{*key}", Class::Read),
+            (
+                "POST",
+                "/v1/apps/{app}/envs/{env}/ofrep/v1/evaluate/flags/{*key}",
+                Class::Read,
+            ),
+            ("POST", "/v1/schemas/validate", Class::Read),
+            ("POST", "/v1/report", Class::Write),
+            ("PUT", "/v1/entries/{*key}", Class::Write),
+            ("POST", "/v1/apps", Class::Write),
+            ("DELETE", "/v1/tokens/{id}", Class::Write),
+        ] {
+            assert_eq!(class(m, p), Some(c), "{m} {p}");
+        }
+        assert_eq!(class("TRACE", "/healthz"), None);
+        assert_eq!(allowed_methods("/v1/apps"), ["GET", "HEAD", "POST"]);
+        assert_eq!(allowed_methods("/ofrep/v1/evaluate/flags"), ["POST"]);
+        assert!(allowed_methods("/nope").is_empty());
+    }
 }

@@ -29,7 +29,8 @@ pub fn body_limit(max_value_bytes: usize) -> usize {
 }
 
 /// The whole API as one router, without per-client rate limits (tests,
-/// benchmarks, embedding). The server uses [`router_with`].
+/// benchmarks, embedding); failed authentications and logins keep their
+/// budgets ([`ratelimit::Limits::relaxed`]). The server uses [`router_with`].
 pub fn router(svc: Arc<Service>) -> Router {
     router_with(svc, ratelimit::Limits::relaxed())
 }
@@ -38,9 +39,12 @@ pub fn router(svc: Arc<Service>) -> Router {
 pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
     use routes::{catalog as c, entries as e, flags as f, identity as i, system as s};
     let limit = body_limit(svc.options().max_value_bytes);
+    let limits = Arc::new(limits);
+    // Idle keys are forgotten off the request path, while the router lives.
+    ratelimit::Limits::spawn_cleanup(&limits, ratelimit::RETAIN_EVERY);
     let guard = access::Guard {
         svc: svc.clone(),
-        limits: Arc::new(limits),
+        limits,
     };
     Router::new()
         .route("/healthz", get(s::healthz))

@@ -71,12 +71,28 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "CAIRN_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Requests per second per principal (0: no limit; default 1000, burst 2x).
+    /// Requests per second per principal for every route class not given its
+    /// own limit below (0: no limit). Without it: reads unlimited, writes 1000.
     #[arg(long, env = "CAIRN_RATE_LIMIT")]
     pub rate_limit: Option<f64>,
-    /// Requests per second per client address (0: no limit; default 2000, burst 2x).
+    /// Reads per second per principal: GET/HEAD, OFREP evaluations, watch,
+    /// schema validation (0: no limit; default 0, burst 2x).
+    #[arg(long, env = "CAIRN_RATE_LIMIT_READS")]
+    pub rate_limit_reads: Option<f64>,
+    /// Writes per second per principal: every other authenticated request, SDK
+    /// reports included (0: no limit; default 1000, burst 2x).
+    #[arg(long, env = "CAIRN_RATE_LIMIT_WRITES")]
+    pub rate_limit_writes: Option<f64>,
+    /// Requests per second per client address (IPv6: per /64), every route
+    /// that needs a token, counted before authentication (0: no limit;
+    /// default 0, burst 2x). A fleet behind one NAT is one address.
     #[arg(long, env = "CAIRN_IP_RATE_LIMIT")]
     pub ip_rate_limit: Option<f64>,
+    /// Failed authentications per second per client address (IPv6: per /64);
+    /// spent only by failures, so valid tokens are never refused by it
+    /// (default 10, burst 5x; 0: no limit).
+    #[arg(long, env = "CAIRN_AUTH_FAILURE_LIMIT")]
+    pub auth_failure_limit: Option<f64>,
     /// Accept JWTs issued by this OIDC issuer (with --oidc-audience and a JWKS).
     #[arg(long, env = "CAIRN_OIDC_ISSUER")]
     pub oidc_issuer: Option<String>,
@@ -116,7 +132,10 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     rate_limit: Option<f64>,
+    rate_limit_reads: Option<f64>,
+    rate_limit_writes: Option<f64>,
     ip_rate_limit: Option<f64>,
+    auth_failure_limit: Option<f64>,
     oidc_issuer: Option<String>,
     oidc_audience: Option<String>,
     oidc_jwks_file: Option<PathBuf>,
@@ -141,8 +160,12 @@ pub struct Settings {
     pub previous_master_key_file: Option<PathBuf>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub audit_file: Option<PathBuf>,
-    pub rate_limit: f64,
+    /// Per principal, per second (0: no limit).
+    pub rate_limit_reads: f64,
+    pub rate_limit_writes: f64,
+    /// Per client address, per second (0: no limit).
     pub ip_rate_limit: f64,
+    pub auth_failure_limit: f64,
     pub oidc: Option<Oidc>,
     pub allow_private_targets: bool,
 }
@@ -204,6 +227,8 @@ impl ServeArgs {
         if !(1024..=64 * 1024 * 1024).contains(&max_value_bytes) {
             bail!("max-value-bytes must be between 1024 and 67108864");
         }
+        // The generic limit stands in for every class not given its own.
+        let rate_limit = self.rate_limit.or(file.rate_limit);
         Ok(Settings {
             dev: self.dev || file.dev.unwrap_or(false),
             data_dir: self
@@ -253,8 +278,30 @@ impl ServeArgs {
                 (None, None) => None,
                 _ => bail!("TLS needs both --tls-cert and --tls-key"),
             },
-            rate_limit: self.rate_limit.or(file.rate_limit).unwrap_or(1000.0),
-            ip_rate_limit: self.ip_rate_limit.or(file.ip_rate_limit).unwrap_or(2000.0),
+            rate_limit_reads: rate(
+                "rate-limit-reads",
+                self.rate_limit_reads
+                    .or(file.rate_limit_reads)
+                    .or(rate_limit),
+                0.0,
+            )?,
+            rate_limit_writes: rate(
+                "rate-limit-writes",
+                self.rate_limit_writes
+                    .or(file.rate_limit_writes)
+                    .or(rate_limit),
+                1000.0,
+            )?,
+            ip_rate_limit: rate(
+                "ip-rate-limit",
+                self.ip_rate_limit.or(file.ip_rate_limit),
+                0.0,
+            )?,
+            auth_failure_limit: rate(
+                "auth-failure-limit",
+                self.auth_failure_limit.or(file.auth_failure_limit),
+                10.0,
+            )?,
             oidc: match (
                 self.oidc_issuer.clone().or(file.oidc_issuer),
                 self.oidc_audience.clone().or(file.oidc_audience),
@@ -283,6 +330,29 @@ impl ServeArgs {
             allow_private_targets: self.allow_private_targets
                 || file.allow_private_targets.unwrap_or(false),
         })
+    }
+}
+
+/// A rate per second: `value` or `default`, finite and not negative.
+fn rate(name: &str, value: Option<f64>, default: f64) -> Result<f64> {
+    let r = value.unwrap_or(default);
+    if !r.is_finite() || r < 0.0 {
+        bail!("{name} must be a number of requests per second, 0 or more (0: no limit)");
+    }
+    Ok(r)
+}
+
+/// The limits `serve` runs with (see `cairn_server::ratelimit::Limits`).
+pub fn limits(s: &Settings) -> Limits {
+    fn per_second<K: std::hash::Hash + Eq + Clone>(r: f64, burst: f64) -> Limiter<K> {
+        Limiter::new(r, (r * burst).max(1.0))
+    }
+    Limits {
+        per_ip: per_second(s.ip_rate_limit, 2.0),
+        reads: per_second(s.rate_limit_reads, 2.0),
+        writes: per_second(s.rate_limit_writes, 2.0),
+        auth_failures: per_second(s.auth_failure_limit, 5.0),
+        ..Limits::defaults()
     }
 }
 
@@ -464,13 +534,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("cairn listening on {scheme}://{addr} ({backend})");
     tracing::info!(%addr, backend, scheme, "listening");
-    let burst = |r: f64| (r * 2.0).max(1.0);
-    let limits = Limits {
-        per_ip: Limiter::new(settings.ip_rate_limit, burst(settings.ip_rate_limit)),
-        per_principal: Limiter::new(settings.rate_limit, burst(settings.rate_limit)),
-        ..Limits::relaxed()
-    };
-    let app = cairn_server::router_with(svc.clone(), limits);
+    let app = cairn_server::router_with(svc.clone(), limits(&settings));
     match tls {
         Some(config) => cairn_server::serve_tls(listener, config, app, shutdown_signal()).await?,
         None => cairn_server::serve(listener, app, shutdown_signal()).await?,
@@ -514,5 +578,73 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+    }
+
+    fn settings_of(args: &[&str]) -> Result<Settings> {
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let t = <T as clap::Parser>::try_parse_from(
+            std::iter::once("serve").chain(args.iter().copied()),
+        )?;
+        t.serve.settings()
+    }
+
+    fn rates(s: &Settings) -> [f64; 4] {
+        [
+            s.rate_limit_reads,
+            s.rate_limit_writes,
+            s.ip_rate_limit,
+            s.auth_failure_limit,
+        ]
+    }
+
+    #[test]
+    fn reads_are_unlimited_by_default_and_each_class_can_be_limited() {
+        assert_eq!(rates(&settings_of(&[]).unwrap()), [0.0, 1000.0, 0.0, 10.0]);
+        // The generic limit applies to every class without its own.
+        assert_eq!(
+            rates(&settings_of(&["--rate-limit", "5"]).unwrap()),
+            [5.0, 5.0, 0.0, 10.0]
+        );
+        assert_eq!(
+            rates(
+                &settings_of(&[
+                    "--rate-limit",
+                    "5",
+                    "--rate-limit-reads",
+                    "0",
+                    "--ip-rate-limit",
+                    "300",
+                    "--auth-failure-limit",
+                    "1",
+                ])
+                .unwrap()
+            ),
+            [0.0, 5.0, 300.0, 1.0]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cairn.toml");
+        std::fs::write(&file, "rate_limit_reads = 7.5\nrate_limit_writes = 20\n").unwrap();
+        let file = file.to_string_lossy().into_owned();
+        assert_eq!(
+            rates(&settings_of(&["--config", &file]).unwrap()),
+            [7.5, 20.0, 0.0, 10.0]
+        );
+        assert_eq!(
+            rates(&settings_of(&["--config", &file, "--rate-limit-writes", "3"]).unwrap()),
+            [7.5, 3.0, 0.0, 10.0],
+            "flags win over the file"
+        );
+        for bad in [
+            "--rate-limit-writes=-1",
+            "--auth-failure-limit=inf",
+            "--ip-rate-limit=NaN",
+        ] {
+            let e = settings_of(&[bad]).expect_err("refused");
+            assert!(e.to_string().contains("0 or more"), "{e}");
+        }
     }
 }

@@ -4,14 +4,17 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use cairn_core::identity::AuditVerification;
 use cairn_core::{CreatedToken, Service};
 use cairn_store::{Binding, UserRecord};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use crate::access::LoginGate;
 use crate::extract::{Caller, From, Json, P};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::{ApiError, ApiResult, Problem};
 use crate::routes::catalog::Revised;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -45,11 +48,19 @@ pub struct UpdateUserBody {
     responses((status = 200, body = CreatedToken), (status = 401, body = Problem), (status = 429, body = Problem)))]
 pub async fn login(
     State(svc): State<Arc<Service>>,
+    Extension(gate): Extension<LoginGate>,
     From(origin): From,
     Json(b): Json<LoginBody>,
-) -> ApiResult<Json<CreatedToken>> {
+) -> Response {
+    // Before Argon2: a guess costs its budget, never more hashing.
+    if let Some(refused) = gate.admit(&b.name) {
+        return refused;
+    }
     let ttl = b.ttl_seconds.map(chrono::Duration::seconds);
-    Ok(Json(svc.login(&origin, &b.name, &b.password, ttl).await?))
+    match svc.login(&origin, &b.name, &b.password, ttl).await {
+        Ok(created) => Json(created).into_response(),
+        Err(e) => ApiError(e).into_response(),
+    }
 }
 
 #[utoipa::path(get, path = "/v1/users", tag = "identity", responses((status = 200, body = [UserRecord])), security(("bearer" = [])))]

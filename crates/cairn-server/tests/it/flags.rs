@@ -402,7 +402,7 @@ async fn ofrep_single_evaluation_answers_every_outcome_in_its_shape() {
 #[tokio::test]
 async fn ofrep_refusals_have_no_body() {
     let t = app_with_flags().await.with_limits(Limits {
-        per_principal: Limiter::new(1.0, 3.0),
+        reads: Limiter::new(1.0, 3.0),
         ..Limits::relaxed()
     });
     let key = "/ofrep/v1/evaluate/flags/banner";

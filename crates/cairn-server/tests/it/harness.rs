@@ -101,7 +101,8 @@ impl TestApp {
     ) -> Resp {
         let mut b = Request::builder().method(method).uri(uri);
         if let Some(ip) = ip {
-            let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let addr = std::net::SocketAddr::new(ip, 40000);
             b = b.extension(axum::extract::ConnectInfo(addr));
         }
         if let Some(t) = token {

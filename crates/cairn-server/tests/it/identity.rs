@@ -180,7 +180,7 @@ async fn failed_logins_slow_one_client_without_locking_out_others() {
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after_and_recover() {
     let t = TestApp::new().await.with_limits(Limits {
-        per_principal: Limiter::new(5.0, 5.0),
+        reads: Limiter::new(5.0, 5.0),
         ..Limits::relaxed()
     });
     for _ in 0..5 {

@@ -11,6 +11,7 @@ mod audit_sink;
 mod flag_documents;
 mod flags;
 mod identity;
+mod limits;
 mod openapi;
 mod reports;
 mod secret_canary;
