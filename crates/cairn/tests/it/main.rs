@@ -15,6 +15,7 @@ mod flagd_js;
 mod flags_cli;
 mod harness;
 mod js;
+mod limits;
 mod load;
 mod ofrep_js;
 mod ofrep_python;
