@@ -660,7 +660,10 @@ fn tokens_permissions_and_exit_codes() {
     cli.expect(3, &["get", "no/such/key"]);
     cli.expect(3, &["versions", "no/such/key"]);
     cli.expect(3, &["get", "feature/x", "--app", "ghost"]);
-    cli.expect(1, &["get", "Bad Key!"]);
+    // Reads take any key a flag may have (`Bad Key!` is one, so 404 above);
+    // a control character is no key at all.
+    cli.expect(3, &["get", "Bad Key!"]);
+    cli.expect(1, &["get", "bad\u{7}key"]);
     cli.expect(1, &["set", "bad key", "--value", "1"]);
     cli.expect(1, &["set", "k", "--value", "{not json"]);
     cli.expect(1, &["set", "k"]);

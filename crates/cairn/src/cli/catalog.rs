@@ -1,0 +1,270 @@
+//! `cairn app|env|schema`: the catalog — apps, environments and their
+//! policies, JSON Schemas.
+
+use anyhow::Result;
+use cairn_client::HttpMethod as Method;
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use super::{cell_str, rejected, Ctx, ScopeArgs};
+use crate::input::read_input;
+use crate::output::table;
+
+#[derive(Debug, Subcommand)]
+pub enum AppCmd {
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    List,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnvFlags {
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Changes need approval.
+    #[arg(long)]
+    pub protected: Option<bool>,
+    #[arg(long)]
+    pub required_approvals: Option<i32>,
+    #[arg(long)]
+    pub auto_approve: Option<bool>,
+    /// Flag-lint warnings refuse flag writes reaching this environment.
+    #[arg(long)]
+    pub strict_flags: Option<bool>,
+}
+
+impl EnvFlags {
+    fn body(&self, name: Option<&str>) -> Value {
+        let mut b = json!({});
+        if let Some(n) = name {
+            b["name"] = json!(n);
+        }
+        if let Some(v) = &self.description {
+            b["description"] = json!(v);
+        }
+        if let Some(v) = self.protected {
+            b["protected"] = json!(v);
+        }
+        if let Some(v) = self.required_approvals {
+            b["required_approvals"] = json!(v);
+        }
+        if let Some(v) = self.auto_approve {
+            b["auto_approve"] = json!(v);
+        }
+        if let Some(v) = self.strict_flags {
+            b["strict_flags"] = json!(v);
+        }
+        b
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCmd {
+    Create {
+        name: String,
+        #[command(flatten)]
+        flags: EnvFlags,
+    },
+    List,
+    /// Change an environment's settings.
+    Set {
+        name: String,
+        #[command(flatten)]
+        flags: EnvFlags,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCmd {
+    /// Register (the next version of) a schema for keys matching PATTERN, from a JSON/YAML
+    /// FILE or - (stdin).
+    Register {
+        pattern: String,
+        file: String,
+        #[arg(long)]
+        app: Option<String>,
+        /// Activate even if stored values violate it.
+        #[arg(long)]
+        force: bool,
+        #[arg(short = 'm', long = "message", default_value = "")]
+        message: String,
+    },
+    /// Active schemas.
+    List {
+        /// Every version, not only the active ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Check a JSON/YAML FILE (or - for stdin) against the schemas governing KEY, writing
+    /// nothing.
+    Validate {
+        key: String,
+        file: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+}
+
+impl Ctx {
+    pub(super) async fn app(&self, cmd: AppCmd) -> Result<()> {
+        match cmd {
+            AppCmd::Create { name, description } => {
+                let r = self
+                    .send(
+                        Method::POST,
+                        "/v1/apps",
+                        &[],
+                        Some(&json!({"name": name, "description": description})),
+                    )
+                    .await?;
+                self.print(&r, |r| {
+                    println!("app {name} created (revision {})", r["revision"])
+                });
+            }
+            AppCmd::List => {
+                let r = self.get("/v1/apps", &[]).await?;
+                self.print(&r, |r| {
+                    table(
+                        r,
+                        &[
+                            ("NAME", "name"),
+                            ("CREATED", "created_at"),
+                            ("DESCRIPTION", "description"),
+                        ],
+                    )
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn env(&self, cmd: EnvCmd) -> Result<()> {
+        match cmd {
+            EnvCmd::Create { name, flags } => {
+                let r = self
+                    .send(
+                        Method::POST,
+                        "/v1/envs",
+                        &[],
+                        Some(&flags.body(Some(&name))),
+                    )
+                    .await?;
+                self.print(&r, |r| {
+                    println!("environment {name} created (revision {})", r["revision"])
+                });
+            }
+            EnvCmd::Set { name, flags } => {
+                let r = self
+                    .send(
+                        Method::PATCH,
+                        &format!("/v1/envs/{name}"),
+                        &[],
+                        Some(&flags.body(None)),
+                    )
+                    .await?;
+                self.print(&r, |r| {
+                    println!("environment {name} updated (revision {})", r["revision"])
+                });
+            }
+            EnvCmd::List => {
+                let r = self.get("/v1/envs", &[]).await?;
+                self.print(&r, |r| {
+                    table(
+                        r,
+                        &[
+                            ("NAME", "name"),
+                            ("PROTECTED", "protected"),
+                            ("APPROVALS", "required_approvals"),
+                            ("AUTO_APPROVE", "auto_approve"),
+                            ("STRICT_FLAGS", "strict_flags"),
+                            ("DESCRIPTION", "description"),
+                        ],
+                    )
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn schema(&self, cmd: SchemaCmd) -> Result<()> {
+        match cmd {
+            SchemaCmd::Register {
+                pattern,
+                file,
+                app,
+                force,
+                message,
+            } => {
+                let schema = read_input(&file)?;
+                let body = json!({"app": app, "pattern": pattern, "schema": schema, "force": force, "message": message});
+                let r = self
+                    .send(Method::POST, "/v1/schemas", &[], Some(&body))
+                    .await?;
+                self.print(&r, |r| {
+                    println!(
+                        "schema {pattern} version {} active (revision {})",
+                        r["version"], r["revision"]
+                    );
+                    for v in r["drift"].as_array().into_iter().flatten() {
+                        println!(
+                            "  forced past: {} {}: {}",
+                            cell_str(&v["entry"]),
+                            cell_str(&v["pointer"]),
+                            cell_str(&v["message"])
+                        );
+                    }
+                });
+            }
+            SchemaCmd::List { all } => {
+                let path = if all {
+                    "/v1/schemas/history"
+                } else {
+                    "/v1/schemas"
+                };
+                let r = self.get(path, &[]).await?;
+                self.print(&r, |r| {
+                    table(
+                        r,
+                        &[
+                            ("APP", "app"),
+                            ("PATTERN", "pattern"),
+                            ("VERSION", "version"),
+                            ("REVISION", "revision"),
+                            ("BY", "actor"),
+                        ],
+                    )
+                });
+            }
+            SchemaCmd::Validate { key, file, scope } => {
+                let value = read_input(&file)?;
+                let body = json!({"app": scope.app, "env": scope.env, "key": key, "value": value});
+                let r = self
+                    .send(Method::POST, "/v1/schemas/validate", &[], Some(&body))
+                    .await?;
+                let valid = r["valid"].as_bool().unwrap_or(false);
+                self.print(&r, |r| {
+                    if valid {
+                        println!("{file}: valid for {key}");
+                    } else {
+                        println!("{file}: INVALID for {key}");
+                        for v in r["violations"].as_array().into_iter().flatten() {
+                            println!(
+                                "  {}: {} ({})",
+                                cell_str(&v["pointer"]),
+                                cell_str(&v["message"]),
+                                cell_str(&v["schema"])
+                            );
+                        }
+                    }
+                });
+                if !valid {
+                    return Err(rejected(format!("{file} violates the schemas for {key}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
