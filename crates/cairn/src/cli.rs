@@ -289,8 +289,6 @@ impl Ctx {
     }
 }
 
-/// A password from CAIRN_PASSWORD or the first line of standard input.
-
 /// An error the CLI reports with exit code 4 (rejected).
 fn rejected(detail: String) -> anyhow::Error {
     ClientError::Api {

@@ -366,6 +366,7 @@ impl Ctx {
     }
 }
 
+/// A password from CAIRN_PASSWORD or the first line of standard input.
 fn read_password() -> Result<String> {
     if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
         return Ok(p);
