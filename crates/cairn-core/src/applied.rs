@@ -149,7 +149,7 @@ impl Service {
         }
         validate(report)?;
         let flags = self.read().flag_view(app, env)?;
-        let now = Utc::now();
+        let now = self.now();
         self.store
             .put_applied(&AppliedState {
                 app: app.to_owned(),
@@ -183,7 +183,7 @@ impl Service {
     /// Forget instances that have not reported for `max_age`.
     pub async fn prune_applied(&self, max_age: std::time::Duration) -> Result<u64> {
         let age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::days(30));
-        Ok(self.store.prune_applied(Utc::now() - age).await?)
+        Ok(self.store.prune_applied(self.now() - age).await?)
     }
 
     /// Forget silent instances every hour: kept `max_age` after their last report.

@@ -863,10 +863,6 @@ fn hidden_view(app: &str, env: &str) -> Error {
     }
 }
 
-fn now_unix() -> i64 {
-    Utc::now().timestamp()
-}
-
 fn meta_str(m: &Value, k: &str) -> Option<String> {
     match m.get(k)? {
         Value::String(s) => Some(s.clone()),
@@ -896,7 +892,7 @@ impl Service {
         let view = self.flag_set(who, app, env)?;
         let ctx = EvalContext::from_value(context)
             .map_err(|e| Error::invalid("context", e.to_string()))?;
-        let r = view.evaluate(key, &ctx, now_unix());
+        let r = view.evaluate(key, &ctx, self.now().timestamp());
         Ok(Evaluation {
             key: key.to_owned(),
             value: r.value.cloned(),
@@ -1082,7 +1078,7 @@ impl Service {
         if days > 36_500 {
             return Err(Error::invalid("days", "at most 36500"));
         }
-        let cutoff = Utc::now() - chrono::Duration::days(i64::from(days));
+        let cutoff = self.now() - chrono::Duration::days(i64::from(days));
         let all = self.flags(who, app, env).await?;
         Ok(all
             .into_iter()

@@ -8,7 +8,7 @@ use cairn_store::{
     chain, AuditContext, AuditEvent, AuditFilter, AuditRecord, Binding, Committed, Mutation, Role,
     TokenRecord, UserRecord,
 };
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use serde::Serialize;
 use serde_json::json;
 
@@ -233,8 +233,8 @@ impl Service {
             role: first.role,
             app: first.app,
             env: first.env,
-            created_at: Utc::now(),
-            expires_at: Some(Utc::now() + ttl),
+            created_at: self.now(),
+            expires_at: Some(self.now() + ttl),
             revoked_at: None,
             user: Some(name.to_owned()),
         };

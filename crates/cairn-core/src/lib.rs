@@ -7,6 +7,7 @@
 
 pub mod applied;
 pub mod auth;
+pub mod clock;
 pub mod envelope;
 mod error;
 pub mod flags;

@@ -209,7 +209,7 @@ impl Service {
             return Ok(None);
         }
         Ok(Some(
-            self.rotate_due_leased(Utc::now(), Some(lease_ttl)).await?,
+            self.rotate_due_leased(self.now(), Some(lease_ttl)).await?,
         ))
     }
 
@@ -423,7 +423,7 @@ impl Service {
             "idempotency_key": idempotency,
         }))
         .map_err(|e| Error::Internal(format!("hook body: {e}")))?;
-        let signature = crate::webhooks::signature(key.as_bytes(), Utc::now().timestamp(), &body);
+        let signature = crate::webhooks::signature(key.as_bytes(), self.now().timestamp(), &body);
         let response = self
             .outbound()
             .post_json(

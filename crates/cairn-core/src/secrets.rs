@@ -316,6 +316,7 @@ fn state_of(
     versions: &[SecretVersion],
     i: usize,
     record: &SecretRecord,
+    now: DateTime<Utc>,
 ) -> (VersionState, Option<DateTime<Utc>>) {
     let grace_days = record.policy.grace_days;
     if versions[i].created_at < record.created_at {
@@ -327,7 +328,7 @@ fn state_of(
             let until = Duration::try_days(i64::from(grace_days))
                 .and_then(|g| next.created_at.checked_add_signed(g))
                 .unwrap_or(DateTime::<Utc>::MAX_UTC);
-            if Utc::now() < until {
+            if now < until {
                 (VersionState::PreviousInGrace, Some(until))
             } else {
                 (VersionState::Retired, Some(until))
@@ -740,7 +741,7 @@ impl Service {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                let (state, grace_until) = state_of(&versions, i, &record);
+                let (state, grace_until) = state_of(&versions, i, &record, self.now());
                 SecretVersionInfo {
                     version: v.version,
                     created_at: v.created_at,
@@ -810,7 +811,7 @@ impl Service {
                 "version {want} of secret {name} at {scope}"
             )));
         };
-        if state_of(&versions, i, &record).0 == VersionState::Retired {
+        if state_of(&versions, i, &record, self.now()).0 == VersionState::Retired {
             return Err(Error::Gone(format!(
                 "version {want} of secret {name} is retired (its grace period ended)"
             )));
@@ -976,7 +977,10 @@ impl Service {
                         Ok(k) => k,
                         // A retired version can never be read again: it
                         // need not keep a retired master key around.
-                        Err(_) if state_of(&versions, i, &record).0 == VersionState::Retired => {
+                        Err(_)
+                            if state_of(&versions, i, &record, self.now()).0
+                                == VersionState::Retired =>
+                        {
                             skipped += 1;
                             continue;
                         }

@@ -51,6 +51,8 @@ pub struct Options {
     pub allow_private_targets: bool,
     /// First retry delay after a failed scheduled rotation (doubles per failure).
     pub rotation_retry_base: Duration,
+    /// What "now" is (see `crate::clock`); the wall clock unless a test moves its own.
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Default for Options {
@@ -66,6 +68,7 @@ impl Default for Options {
             watch_heartbeat: Duration::from_secs(15),
             allow_private_targets: false,
             rotation_retry_base: Duration::from_secs(30),
+            clock: Arc::new(crate::clock::SystemClock),
         }
     }
 }
@@ -135,9 +138,17 @@ pub struct Service {
     /// The secret-rotation scheduler's state in this process.
     pub(crate) scheduler: crate::rotation::Scheduler,
     pub(crate) metrics: crate::metrics::Metrics,
+    /// The outbound HTTP guard, built once: its clones share one client
+    /// (TLS setup, connection pool, checking resolver).
+    outbound: crate::outbound::Outbound,
 }
 
 impl Service {
+    /// The kernel's clock (`Options::clock`).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.opts.clock.now()
+    }
+
     /// Load the state from the store, create the default environments on a
     /// fresh store and, if no token exists, the first admin token (its secret
     /// is returned once).
@@ -164,6 +175,7 @@ impl Service {
             sync_lock: tokio::sync::Mutex::new(()),
             audit_key: opts.master_key.derive(Purpose::Audit),
             scheduler: crate::rotation::Scheduler::new(&opts.replica, opts.rotation_retry_base),
+            outbound: crate::outbound::Outbound::new(opts.allow_private_targets),
             opts,
             head_tx,
             hub: Default::default(),
@@ -223,7 +235,7 @@ impl Service {
             role: Role::Admin,
             app: "*".into(),
             env: "*".into(),
-            created_at: Utc::now(),
+            created_at: self.now(),
             expires_at: None,
             revoked_at: None,
             user: None,
@@ -248,9 +260,10 @@ impl Service {
     }
 
     /// The outbound HTTP guard configured by [`Options::allow_private_targets`]:
-    /// the only way Cairn calls out over HTTP.
+    /// the only way Cairn calls out over HTTP. A clone of the service's one
+    /// guard: every call shares its client and connection pool.
     pub fn outbound(&self) -> crate::outbound::Outbound {
-        crate::outbound::Outbound::new(self.opts.allow_private_targets)
+        self.outbound.clone()
     }
 
     /// This process's metrics.
@@ -705,7 +718,7 @@ impl Service {
                 revision: 0,
                 actor: who.actor(),
                 message: message.to_owned(),
-                created_at: Utc::now(),
+                created_at: self.now(),
             })?;
             let mut drift = Vec::new();
             for (scope, entries) in &st.scopes {
@@ -779,7 +792,7 @@ impl Service {
             role,
             app: app.to_owned(),
             env: env.to_owned(),
-            created_at: Utc::now(),
+            created_at: self.now(),
             expires_at,
             revoked_at: None,
             user: None,
@@ -829,7 +842,7 @@ impl Service {
             .get(&id)
             .ok_or_else(|| Error::Unauthorized("invalid token".into()))?;
         let user = record.user.as_ref().and_then(|u| st.users.get(u));
-        auth::verify(record, user, secret, Utc::now())
+        auth::verify(record, user, secret, self.now())
     }
 
     pub fn tokens(&self, who: &Principal) -> Result<Vec<TokenRecord>> {

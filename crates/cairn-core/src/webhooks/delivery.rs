@@ -71,7 +71,7 @@ impl Service {
         let age = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
         Ok(self
             .store
-            .prune_webhook_deliveries(Utc::now() - age)
+            .prune_webhook_deliveries(self.now() - age)
             .await?)
     }
 
@@ -96,7 +96,7 @@ impl Service {
             // Read after the records: every subscription created by one of
             // them is visible.
             let hooks = self.store.webhooks().await?;
-            let now = Utc::now();
+            let now = self.now();
             let mut deliveries = Vec::new();
             for r in &records {
                 let Some(event) = event_of(r) else { continue };
@@ -163,7 +163,7 @@ impl Service {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let now = Utc::now();
+        let now = self.now();
         // Held while the attempt runs; a worker that dies leaves it due then.
         let lease = chrono::Duration::from_std(settings.timeout * 3)
             .unwrap_or_else(|_| chrono::Duration::seconds(60));
@@ -208,7 +208,7 @@ impl Service {
         target: Target,
         settings: &WebhookSettings,
     ) {
-        let at = Utc::now();
+        let at = self.now();
         let started = Instant::now();
         let sent = match target {
             Ok(sub) => self.send_delivery(&d, &sub, settings, at).await,
@@ -266,7 +266,7 @@ impl Service {
         }
         let delay = chrono::Duration::from_std(settings.backoff(attempt))
             .unwrap_or_else(|_| chrono::Duration::hours(1));
-        DeliveryOutcome::Retry(Utc::now() + delay)
+        DeliveryOutcome::Retry(self.now() + delay)
     }
 
     /// The HTTP status of the receiver's answer.

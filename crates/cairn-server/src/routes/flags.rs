@@ -260,16 +260,13 @@ fn parse_context(body: &[u8]) -> Result<(Value, EvalContext), (&'static str, Str
     Ok((context, ctx))
 }
 
-fn now_unix() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-fn evaluate_one(view: &FlagView, key: &str, body: &[u8]) -> Response {
+/// `now`: the kernel clock's Unix seconds (what `$flagd.timestamp` reads).
+fn evaluate_one(view: &FlagView, key: &str, body: &[u8], now: i64) -> Response {
     let (_, ctx) = match parse_context(body) {
         Ok(c) => c,
         Err((code, details)) => return failure(StatusCode::BAD_REQUEST, Some(key), code, &details),
     };
-    let r = view.evaluate(key, &ctx, now_unix());
+    let r = view.evaluate(key, &ctx, now);
     let status = match r.error_code {
         None => StatusCode::OK,
         Some(cairn_eval::ErrorCode::FlagNotFound) => StatusCode::NOT_FOUND,
@@ -293,12 +290,11 @@ fn name_flag_set(resp: &mut Response, view: &FlagView) {
     }
 }
 
-fn evaluate_all(view: &FlagView, body: &[u8], inm: &IfNoneMatch) -> Response {
+fn evaluate_all(view: &FlagView, body: &[u8], inm: &IfNoneMatch, now: i64) -> Response {
     let (context, ctx) = match parse_context(body) {
         Ok(c) => c,
         Err((code, details)) => return failure(StatusCode::BAD_REQUEST, None, code, &details),
     };
-    let now = now_unix();
     let resolutions: Vec<(&str, Resolution<'_>)> = view
         .keys()
         .map(|k| (k, view.evaluate(k, &ctx, now)))
@@ -334,7 +330,7 @@ pub async fn ofrep_flag(
         return failure(StatusCode::BAD_REQUEST, Some(&key), "GENERAL", UNBOUND);
     };
     match svc.flag_set(&c.who, app, env) {
-        Ok(view) => evaluate_one(&view, &key, &body),
+        Ok(view) => evaluate_one(&view, &key, &body, svc.now().timestamp()),
         Err(e) => view_error(e, Some(&key)),
     }
 }
@@ -352,7 +348,7 @@ pub async fn ofrep_flag_in(
     body: Bytes,
 ) -> Response {
     match svc.flag_set(&c.who, &app, &env) {
-        Ok(view) => evaluate_one(&view, &key, &body),
+        Ok(view) => evaluate_one(&view, &key, &body, svc.now().timestamp()),
         Err(e) => view_error(e, Some(&key)),
     }
 }
@@ -373,7 +369,7 @@ pub async fn ofrep_bulk(
         return failure(StatusCode::BAD_REQUEST, None, "GENERAL", UNBOUND);
     };
     match svc.flag_set(&c.who, app, env) {
-        Ok(view) => evaluate_all(&view, &body, &inm),
+        Ok(view) => evaluate_all(&view, &body, &inm, svc.now().timestamp()),
         Err(e) => view_error(e, None),
     }
 }
@@ -392,7 +388,7 @@ pub async fn ofrep_bulk_in(
     body: Bytes,
 ) -> Response {
     match svc.flag_set(&c.who, &app, &env) {
-        Ok(view) => evaluate_all(&view, &body, &inm),
+        Ok(view) => evaluate_all(&view, &body, &inm, svc.now().timestamp()),
         Err(e) => view_error(e, None),
     }
 }
