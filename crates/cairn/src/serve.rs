@@ -496,6 +496,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             watch_heartbeat: Duration::from_secs(15),
             allow_private_targets: settings.allow_private_targets,
             rotation_retry_base: settings.rotation_retry,
+            clock: Arc::new(cairn_core::clock::SystemClock),
         },
     )
     .await
