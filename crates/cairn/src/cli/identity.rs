@@ -296,14 +296,7 @@ impl Ctx {
                 let mut bindings = user["bindings"].as_array().cloned().unwrap_or_default();
                 bindings.push(json!({"role": role, "app": app, "env": env}));
                 let body = json!({"bindings": bindings});
-                let r = self
-                    .send(
-                        Method::PATCH,
-                        &format!("/v1/users/{name}"),
-                        &[],
-                        Some(&body),
-                    )
-                    .await?;
+                let r = self.patch_user(&name, &body).await?;
                 self.print(&r, |r| {
                     println!(
                         "user {name}: granted {role} on {app}/{env} (revision {})",
@@ -313,14 +306,7 @@ impl Ctx {
             }
             UserCmd::Passwd { name } => {
                 let body = json!({"password": read_password()?});
-                let r = self
-                    .send(
-                        Method::PATCH,
-                        &format!("/v1/users/{name}"),
-                        &[],
-                        Some(&body),
-                    )
-                    .await?;
+                let r = self.patch_user(&name, &body).await?;
                 self.print(&r, |r| {
                     println!("user {name}: password changed (revision {})", r["revision"])
                 });
@@ -345,16 +331,14 @@ impl Ctx {
         Ok(())
     }
 
+    async fn patch_user(&self, name: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
+        self.send(Method::PATCH, &format!("/v1/users/{name}"), &[], Some(body))
+            .await
+    }
+
     async fn set_disabled(&self, name: &str, disabled: bool) -> Result<()> {
         let body = json!({"disabled": disabled});
-        let r = self
-            .send(
-                Method::PATCH,
-                &format!("/v1/users/{name}"),
-                &[],
-                Some(&body),
-            )
-            .await?;
+        let r = self.patch_user(name, &body).await?;
         self.print(&r, |r| {
             println!(
                 "user {name} {} (revision {})",
