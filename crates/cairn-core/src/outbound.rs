@@ -2,15 +2,21 @@
 //! rotation hooks). Everything that leaves the server goes through
 //! [`Outbound`], which:
 //!
-//! - accepts only `http` and `https` URLs;
-//! - resolves the host itself and refuses the request when **any** resolved
-//!   address is loopback, private, link-local, CGNAT, unspecified, multicast,
-//!   broadcast, reserved, documentation, IPv6 unique-local / link-local, or an
+//! - accepts only `http` and `https` URLs, without credentials;
+//! - sends every request through **one shared client** (built once by
+//!   [`Outbound::new`]; clones share it, its TLS configuration and its
+//!   connection pool) whose DNS resolver is a checking resolver: it resolves
+//!   the host itself and refuses the name when **any** resolved address is
+//!   loopback, private, link-local, CGNAT, unspecified, multicast, broadcast,
+//!   reserved, documentation, IPv6 unique-local / link-local, or an
 //!   IPv4-mapped / embedded form of those (see [`refusal`]), unless
 //!   `allow_private` is set (the server's `--allow-private-targets`);
-//! - pins the connection to exactly the addresses it checked (a per-request
-//!   client with `resolve_to_addrs`), so a DNS answer that changes between the
-//!   check and the connect (DNS rebinding) cannot reach another address;
+//! - connects to exactly the addresses that resolver checked and returned:
+//!   the check and the connect use the same answer, so a DNS answer that
+//!   changes between them (DNS rebinding) cannot reach another address. A
+//!   pooled connection was made, when it was opened, to checked addresses;
+//! - checks an IP-literal host (which the client never hands to a resolver)
+//!   against the same table before sending;
 //! - never follows redirects (a 3xx is returned as the response), ignores
 //!   `HTTP(S)_PROXY`, and has a connect and a total timeout;
 //! - reads at most [`MAX_RESPONSE_BYTES`] of the response body;
@@ -19,7 +25,10 @@
 //!   response's `Debug` omits the body.
 
 use std::fmt;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
@@ -28,8 +37,14 @@ use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Default total time for one request (connect, send, read the bounded body).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default connect timeout.
+/// Default connect timeout (also bounds one name resolution).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an idle pooled connection is kept. A pooled connection goes to
+/// addresses checked when it was opened; this bounds how long an answer
+/// checked then keeps being used.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle pooled connections kept per host.
+const POOL_MAX_IDLE_PER_HOST: usize = 8;
 
 /// Why an outbound call did not produce a response. Messages name the host
 /// at most: never the request body, never the URL's path or query.
@@ -83,12 +98,147 @@ impl fmt::Debug for OutboundResponse {
     }
 }
 
-/// The outbound HTTP guard. Cheap to build and to clone.
-#[derive(Debug, Clone)]
+type LookupFuture = Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>>;
+
+/// How the checking resolver looks a name up: the system resolver, or (in
+/// tests) scripted answers.
+trait Lookup: Send + Sync + 'static {
+    fn lookup(&self, host: &str) -> LookupFuture;
+}
+
+/// The system resolver (`getaddrinfo`, through tokio).
+struct SystemLookup;
+
+impl Lookup for SystemLookup {
+    fn lookup(&self, host: &str) -> LookupFuture {
+        let host = host.to_owned();
+        Box::pin(async move {
+            let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            Ok(found.map(|a| a.ip()).collect())
+        })
+    }
+}
+
+/// The shared client's DNS resolver: resolves a name, refuses it when any
+/// address is refused (unless private targets are allowed), and returns the
+/// checked addresses — the only ones the client then connects to.
+struct CheckingResolver {
+    allow_private: bool,
+    timeout: Duration,
+    lookup: Arc<dyn Lookup>,
+}
+
+impl CheckingResolver {
+    /// The checked addresses of `host` (a name, not an IP literal), in the
+    /// order the lookup gave them, without repeats.
+    fn resolve_checked(
+        &self,
+        host: &str,
+    ) -> impl Future<Output = Result<Vec<IpAddr>, OutboundError>> + Send + 'static {
+        let host = host.to_owned();
+        let lookup = self.lookup.lookup(&host);
+        let (allow_private, timeout) = (self.allow_private, self.timeout);
+        async move {
+            let found = tokio::time::timeout(timeout, lookup)
+                .await
+                .map_err(|_| OutboundError::Resolve {
+                    host: host.clone(),
+                    message: "timed out".into(),
+                })?
+                .map_err(|e| OutboundError::Resolve {
+                    host: host.clone(),
+                    message: e.to_string(),
+                })?;
+            let mut addrs: Vec<IpAddr> = Vec::with_capacity(found.len());
+            for ip in found {
+                if !addrs.contains(&ip) {
+                    addrs.push(ip);
+                }
+            }
+            if addrs.is_empty() {
+                return Err(OutboundError::Resolve {
+                    host,
+                    message: "no addresses".into(),
+                });
+            }
+            if !allow_private {
+                // Refuse if any address is refused: a name that resolves to
+                // one public and one private address must not be usable to
+                // reach the private one by retrying until the connect picks it.
+                for ip in &addrs {
+                    check_ip(&host, *ip)?;
+                }
+            }
+            Ok(addrs)
+        }
+    }
+}
+
+impl reqwest::dns::Resolve for CheckingResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let checked = self.resolve_checked(name.as_str());
+        Box::pin(async move {
+            let addrs = checked.await?;
+            // Port 0: the connector puts the URL's port (or the scheme's) in.
+            let addrs: reqwest::dns::Addrs =
+                Box::new(addrs.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            Ok(addrs)
+        })
+    }
+}
+
+/// `Err(Refused)` when `ip` may not be a target without `allow_private`.
+fn check_ip(host: &str, ip: IpAddr) -> Result<(), OutboundError> {
+    match refusal(ip) {
+        Some(reason) => Err(OutboundError::Refused {
+            host: host.to_owned(),
+            addr: ip,
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The address of an IP-literal host. `host_str` is normalized by the URL
+/// parser: IPv6 in brackets, IPv4 in dotted decimal (so `0x7f.1` and
+/// `2130706433` are already `127.0.0.1`).
+fn literal_ip(host_str: &str) -> Option<IpAddr> {
+    host_str
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host_str)
+        .parse::<IpAddr>()
+        .ok()
+}
+
+/// What every clone of one [`Outbound`] shares.
+struct Shared {
+    /// The one client (its build error, reported by each request, if the
+    /// TLS setup failed).
+    client: Result<reqwest::Client, String>,
+    /// The client's resolver, also used by [`Outbound::check`].
+    resolver: Arc<CheckingResolver>,
+}
+
+/// The outbound HTTP guard. Build it once (it builds the shared client and
+/// its TLS setup) and clone it: clones are cheap and share the client and its
+/// connection pool.
+#[derive(Clone)]
 pub struct Outbound {
     allow_private: bool,
     timeout: Duration,
     connect_timeout: Duration,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbound")
+            .field("allow_private", &self.allow_private)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A URL that passed the checks, with the addresses to connect to.
@@ -104,7 +254,7 @@ impl CheckedTarget {
     pub fn host(&self) -> &str {
         &self.host
     }
-    /// The resolved, checked addresses the request will connect to.
+    /// The resolved, checked addresses (as resolved by the check).
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
     }
@@ -112,16 +262,38 @@ impl CheckedTarget {
 
 impl Outbound {
     /// `allow_private`: allow loopback/private/link-local targets (tests,
-    /// deployments that call internal services on purpose).
+    /// deployments that call internal services on purpose). Builds the
+    /// shared client: call it once (per process or service) and clone.
     pub fn new(allow_private: bool) -> Outbound {
+        Self::with_lookup(allow_private, Arc::new(SystemLookup))
+    }
+
+    fn with_lookup(allow_private: bool, lookup: Arc<dyn Lookup>) -> Outbound {
+        let resolver = Arc::new(CheckingResolver {
+            allow_private,
+            timeout: DEFAULT_CONNECT_TIMEOUT,
+            lookup,
+        });
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(resolver.clone())
+            .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+            .timeout(DEFAULT_TIMEOUT)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .build()
+            .map_err(|e| describe(&e.without_url()));
         Outbound {
             allow_private,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            shared: Arc::new(Shared { client, resolver }),
         }
     }
 
-    /// Total time for one request (the connect timeout is the smaller of this and 5 s).
+    /// Total time for one request (the connect timeout is the smaller of this
+    /// and 5 s). Cheap: the shared client is kept, the timeout is per request.
     pub fn with_timeout(mut self, timeout: Duration) -> Outbound {
         self.timeout = timeout;
         self.connect_timeout = timeout.min(DEFAULT_CONNECT_TIMEOUT);
@@ -154,66 +326,46 @@ impl Outbound {
         Ok(parsed)
     }
 
-    /// Parse the URL, resolve its host and check every address. This is what
-    /// each request does first; call it alone to validate a target when it
-    /// is configured (a webhook subscription, a rotation hook).
-    pub async fn check(&self, url: &str) -> Result<CheckedTarget, OutboundError> {
+    /// Parse the URL and check an IP-literal host, without resolving a name
+    /// (the shared client's resolver checks names when it connects). This is
+    /// what each request does first.
+    fn check_syntax_and_literal(&self, url: &str) -> Result<(reqwest::Url, String), OutboundError> {
         let url = Self::parse_url(url)?;
+        let host = url.host_str().unwrap_or_default().to_string();
+        if let Some(ip) = literal_ip(&host) {
+            if !self.allow_private {
+                check_ip(&host, ip)?;
+            }
+        }
+        Ok((url, host))
+    }
+
+    /// Parse the URL, resolve its host and check every address (the same
+    /// check the shared client's resolver makes on every new connection).
+    /// Call it to validate a target when it is configured (a webhook
+    /// subscription, a rotation hook).
+    pub async fn check(&self, url: &str) -> Result<CheckedTarget, OutboundError> {
+        let (url, host) = self.check_syntax_and_literal(url)?;
         let port = url.port_or_known_default().unwrap_or(80);
-        let host_str = url.host_str().unwrap_or_default().to_string();
-        // `host_str` is normalized by the URL parser: IPv6 in brackets,
-        // IPv4 in dotted decimal (so `0x7f.1` is already `127.0.0.1`).
-        let literal = host_str
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(&host_str)
-            .parse::<IpAddr>()
-            .ok();
-        let addrs: Vec<SocketAddr> = match literal {
-            Some(ip) => vec![SocketAddr::new(ip, port)],
-            None => {
-                let found = tokio::time::timeout(
-                    self.connect_timeout,
-                    tokio::net::lookup_host((host_str.as_str(), port)),
-                )
-                .await
-                .map_err(|_| OutboundError::Resolve {
-                    host: host_str.clone(),
-                    message: "timed out".into(),
-                })?
-                .map_err(|e| OutboundError::Resolve {
-                    host: host_str.clone(),
-                    message: e.to_string(),
-                })?;
-                let mut addrs: Vec<SocketAddr> = found.collect();
-                addrs.dedup();
-                addrs
-            }
+        let ips = match literal_ip(&host) {
+            Some(ip) => vec![ip],
+            None => tokio::time::timeout(
+                self.connect_timeout,
+                self.shared.resolver.resolve_checked(&host),
+            )
+            .await
+            .map_err(|_| OutboundError::Resolve {
+                host: host.clone(),
+                message: "timed out".into(),
+            })??,
         };
-        if addrs.is_empty() {
-            return Err(OutboundError::Resolve {
-                host: host_str,
-                message: "no addresses".into(),
-            });
-        }
-        if !self.allow_private {
-            // Refuse if any address is refused: a name that resolves to one
-            // public and one private address must not be usable to reach the
-            // private one by retrying until the connect picks it.
-            for a in &addrs {
-                if let Some(reason) = refusal(a.ip()) {
-                    return Err(OutboundError::Refused {
-                        host: host_str,
-                        addr: a.ip(),
-                        reason,
-                    });
-                }
-            }
-        }
         Ok(CheckedTarget {
             url,
-            host: host_str,
-            addrs,
+            host,
+            addrs: ips
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect(),
         })
     }
 
@@ -226,8 +378,8 @@ impl Outbound {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<OutboundResponse, OutboundError> {
-        let target = self.check(url).await?;
-        self.post_checked(&target, headers, body).await
+        let (url, host) = self.check_syntax_and_literal(url)?;
+        self.send(url, host, headers, body).await
     }
 
     /// Serialize `value` and [`post_json`](Self::post_json) it.
@@ -244,38 +396,41 @@ impl Outbound {
         self.post_json(url, headers, &body).await
     }
 
-    /// POST to a target already [`check`](Self::check)ed; the connection goes
-    /// only to its checked addresses.
+    /// POST to a target already [`check`](Self::check)ed. Through the shared
+    /// client like every request: a name is checked again by its resolver
+    /// when a connection is opened, and the connection goes to the addresses
+    /// that check returned.
     pub async fn post_checked(
         &self,
         target: &CheckedTarget,
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<OutboundResponse, OutboundError> {
-        let host = target.host.clone();
+        let (url, host) = self.check_syntax_and_literal(target.url.as_str())?;
+        self.send(url, host, headers, body).await
+    }
+
+    /// Send through the shared client. `url` passed
+    /// [`check_syntax_and_literal`](Self::check_syntax_and_literal).
+    async fn send(
+        &self,
+        url: reqwest::Url,
+        host: String,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<OutboundResponse, OutboundError> {
         let transport = |message: String| OutboundError::Transport {
             host: host.clone(),
             message,
         };
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(self.timeout)
-            .connect_timeout(self.connect_timeout)
-            .pool_max_idle_per_host(0);
-        if target
-            .url
-            .host_str()
-            .is_some_and(|h| h.parse::<IpAddr>().is_err() && !h.starts_with('['))
-        {
-            // Pin the name to the checked addresses: no second DNS lookup.
-            builder = builder.resolve_to_addrs(&target.host, &target.addrs);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| transport(describe(&e.without_url())))?;
+        let client = self
+            .shared
+            .client
+            .as_ref()
+            .map_err(|message| transport(message.clone()))?;
         let mut request = client
-            .post(target.url.clone())
+            .post(url)
+            .timeout(self.timeout)
             .header(CONTENT_TYPE, "application/json")
             .header(USER_AGENT, concat!("cairn/", env!("CARGO_PKG_VERSION")))
             .body(body.to_vec());
@@ -287,7 +442,7 @@ impl Outbound {
                 .map_err(|_| transport(format!("invalid value for header {name}")))?;
             request = request.header(name, value);
         }
-        let mut response = request.send().await.map_err(|e| self.map_err(&host, e))?;
+        let mut response = request.send().await.map_err(|e| map_err(&host, e))?;
         let status = response.status().as_u16();
         let mut out = Vec::new();
         let mut truncated = false;
@@ -303,7 +458,7 @@ impl Outbound {
                     out.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) => return Err(self.map_err(&host, e)),
+                Err(e) => return Err(map_err(&host, e)),
             }
         }
         Ok(OutboundResponse {
@@ -312,15 +467,25 @@ impl Outbound {
             truncated,
         })
     }
+}
 
-    fn map_err(&self, host: &str, e: reqwest::Error) -> OutboundError {
-        if e.is_timeout() {
-            return OutboundError::Timeout { host: host.into() };
+/// A reqwest error as an [`OutboundError`], without the URL. A refusal or a
+/// resolution failure of the checking resolver comes back as itself.
+fn map_err(host: &str, e: reqwest::Error) -> OutboundError {
+    let e = e.without_url();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if let Some(ours) = s.downcast_ref::<OutboundError>() {
+            return ours.clone();
         }
-        OutboundError::Transport {
-            host: host.into(),
-            message: describe(&e.without_url()),
-        }
+        source = s.source();
+    }
+    if e.is_timeout() {
+        return OutboundError::Timeout { host: host.into() };
+    }
+    OutboundError::Transport {
+        host: host.into(),
+        message: describe(&e),
     }
 }
 
@@ -599,36 +764,172 @@ mod tests {
         assert!(request.contains("application/json"));
     }
 
+    /// A lookup with scripted answers, one per call (the last one repeats),
+    /// counting the calls.
+    struct ScriptedLookup {
+        answers: std::sync::Mutex<std::collections::VecDeque<Vec<IpAddr>>>,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl ScriptedLookup {
+        fn new(answers: &[&[&str]]) -> Arc<ScriptedLookup> {
+            Arc::new(ScriptedLookup {
+                answers: std::sync::Mutex::new(
+                    answers
+                        .iter()
+                        .map(|a| a.iter().map(|ip| ip.parse().unwrap()).collect())
+                        .collect(),
+                ),
+                calls: Default::default(),
+            })
+        }
+        fn calls(&self) -> usize {
+            self.calls.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl Lookup for ScriptedLookup {
+        fn lookup(&self, _host: &str) -> LookupFuture {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut answers = self.answers.lock().unwrap();
+            let answer = if answers.len() > 1 {
+                answers.pop_front().unwrap()
+            } else {
+                answers.front().cloned().unwrap_or_default()
+            };
+            Box::pin(async move { Ok(answer) })
+        }
+    }
+
     #[tokio::test]
-    async fn the_connection_goes_to_the_checked_addresses_only() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0u8; 4096];
-            let _ = sock.read(&mut buf).await.unwrap();
-            sock.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-                .await
-                .unwrap();
-        });
-        // A name that never resolves (RFC 6761), pinned to the address a
-        // check produced: the request reaches it, so no second lookup is
-        // made (a rebinding DNS answer would have no effect).
-        let target = CheckedTarget {
-            url: reqwest::Url::parse(&format!("http://pinned.invalid:{}/x", addr.port())).unwrap(),
-            host: "pinned.invalid".into(),
-            addrs: vec![addr],
-        };
-        let res = Outbound::new(false)
-            .post_checked(&target, &[], b"{}")
-            .await
-            .unwrap();
-        assert_eq!(res.status, 204);
+    async fn the_connection_goes_to_what_the_resolver_checked_and_returned() {
+        use std::sync::atomic::Ordering;
+        let (addr, connections, requests) = counting_receiver().await;
+        // A name that never resolves (RFC 6761), answered by the resolver
+        // with the receiver's address: the requests reach it, so the address
+        // dialed is the one the checking resolver returned, and the resolver
+        // is asked once for the one connection (no second lookup a
+        // rebinding DNS answer could change).
+        let lookup = ScriptedLookup::new(&[&["127.0.0.1"]]);
+        let out = Outbound::with_lookup(true, lookup.clone());
+        let url = format!("http://pinned.invalid:{}/x", addr.port());
+        for _ in 0..3 {
+            let res = out.post_json(&url, &[], b"{}").await.unwrap();
+            assert_eq!(res.status, 204);
+        }
+        assert_eq!(requests.load(Ordering::SeqCst), 3);
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+        assert_eq!(lookup.calls(), 1, "one resolution per connection");
         // And the name itself does not resolve.
         assert!(matches!(
             Outbound::new(true).check("http://pinned.invalid/x").await,
             Err(OutboundError::Resolve { .. })
+        ));
+        assert!(matches!(
+            Outbound::new(true)
+                .post_json("http://pinned.invalid/x", &[], b"{}")
+                .await,
+            Err(OutboundError::Resolve { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn dns_rebinding_after_the_check_cannot_reach_a_private_address() {
+        use std::sync::atomic::Ordering;
+        let (addr, connections, requests) = counting_receiver().await;
+        // The name answers a public address when the target is checked
+        // (subscription time), then rebinds to loopback, where the receiver
+        // listens.
+        let lookup = ScriptedLookup::new(&[&["93.184.215.14"], &["127.0.0.1"]]);
+        let out = Outbound::with_lookup(false, lookup.clone());
+        let url = format!("http://rebind.invalid:{}/x", addr.port());
+        let target = out.check(&url).await.unwrap();
+        assert_eq!(
+            target.addrs(),
+            &[SocketAddr::new(
+                "93.184.215.14".parse().unwrap(),
+                addr.port()
+            )]
+        );
+        // The request's connection is resolved and checked again by the
+        // shared client's resolver, which refuses the new answer; the
+        // checked target cannot be replayed to get past it either.
+        for res in [
+            out.post_json(&url, &[], b"{}").await,
+            out.post_checked(&target, &[], b"{}").await,
+        ] {
+            match res {
+                Err(OutboundError::Refused { host, addr, .. }) => {
+                    assert_eq!(host, "rebind.invalid");
+                    assert_eq!(addr, IpAddr::from([127, 0, 0, 1]));
+                }
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+        assert_eq!(lookup.calls(), 3);
+        assert_eq!(connections.load(Ordering::SeqCst), 0, "never dialed");
+        assert_eq!(requests.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn the_resolver_refuses_names_of_private_addresses_unless_allowed() {
+        use reqwest::dns::{Name, Resolve};
+        let resolver = |allow_private, lookup: Arc<dyn Lookup>| CheckingResolver {
+            allow_private,
+            timeout: DEFAULT_CONNECT_TIMEOUT,
+            lookup,
+        };
+        let name = |n: &str| n.parse::<Name>().unwrap();
+        let refused = |e: Box<dyn std::error::Error + Send + Sync>| {
+            matches!(
+                e.downcast_ref::<OutboundError>(),
+                Some(OutboundError::Refused { .. })
+            )
+        };
+        // `localhost` through the system resolver: loopback addresses.
+        let err = resolver(false, Arc::new(SystemLookup))
+            .resolve(name("localhost"))
+            .await
+            .err()
+            .unwrap();
+        assert!(refused(err));
+        let addrs: Vec<SocketAddr> = resolver(true, Arc::new(SystemLookup))
+            .resolve(name("localhost"))
+            .await
+            .unwrap()
+            .collect();
+        assert!(!addrs.is_empty());
+        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 0));
+        // One private address among public ones refuses the name.
+        let mixed = ScriptedLookup::new(&[&["8.8.8.8", "10.0.0.1", "8.8.4.4"]]);
+        let err = resolver(false, mixed)
+            .resolve(name("mixed.test"))
+            .await
+            .err()
+            .unwrap();
+        assert!(refused(err));
+        // Public answers are returned as checked, without repeats, in order.
+        let public = ScriptedLookup::new(&[&["8.8.8.8", "2606:4700:4700::1111", "8.8.8.8"]]);
+        let addrs: Vec<IpAddr> = resolver(false, public)
+            .resolve(name("public.test"))
+            .await
+            .unwrap()
+            .map(|a| a.ip())
+            .collect();
+        assert_eq!(
+            addrs,
+            ["8.8.8.8", "2606:4700:4700::1111"].map(|a| a.parse::<IpAddr>().unwrap())
+        );
+        // No address at all is a resolution failure.
+        let none = ScriptedLookup::new(&[&[]]);
+        let err = resolver(false, none)
+            .resolve(name("none.test"))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(
+            err.downcast_ref::<OutboundError>(),
+            Some(OutboundError::Resolve { .. })
         ));
     }
 
@@ -647,6 +948,120 @@ mod tests {
         assert!(matches!(err, OutboundError::Transport { .. }), "{err:?}");
         for leak in ["s3cr3t", "tok3n", "k3y"] {
             assert!(!msg.contains(leak), "{msg}");
+        }
+    }
+
+    /// A keep-alive HTTP/1.1 receiver on 127.0.0.1 answering 204 to every
+    /// request; counts the TCP connections it accepted and the requests.
+    async fn counting_receiver() -> (
+        SocketAddr,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (c, r) = (connections.clone(), requests.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                c.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = vec![0u8; 4096];
+                    loop {
+                        // One request: headers, then Content-Length bytes.
+                        let end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        while buf.len() < end + len {
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..end + len);
+                        r.fetch_add(1, Ordering::SeqCst);
+                        if sock
+                            .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, connections, requests)
+    }
+
+    #[tokio::test]
+    async fn requests_share_one_client_and_reuse_its_connection() {
+        use std::sync::atomic::Ordering;
+        let (addr, connections, requests) = counting_receiver().await;
+        let out = Outbound::new(true);
+        let url = format!("http://127.0.0.1:{}/hook", addr.port());
+        for _ in 0..5 {
+            let res = out.post_json(&url, &[], b"{}").await.unwrap();
+            assert_eq!(res.status, 204);
+        }
+        // And through clones of the guard (what `Service::outbound` hands out).
+        for _ in 0..3 {
+            let res = out.clone().post_json(&url, &[], b"{}").await.unwrap();
+            assert_eq!(res.status, 204);
+        }
+        assert_eq!(requests.load(Ordering::SeqCst), 8);
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            1,
+            "one shared client: sequential requests to one host reuse its connection"
+        );
+    }
+
+    /// Per-request cost of sequential POSTs to a loopback receiver (debug
+    /// build; docs/benchmarks.md): `cargo test -p cairn-core --lib
+    /// outbound::tests::per_request_cost -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    #[allow(clippy::print_stderr)] // a benchmark reports its figures
+    async fn per_request_cost() {
+        use std::sync::atomic::Ordering;
+        let (addr, connections, _) = counting_receiver().await;
+        let out = Outbound::new(true);
+        for host in ["127.0.0.1", "localhost"] {
+            let url = format!("http://{host}:{}/hook", addr.port());
+            for _ in 0..20 {
+                out.post_json(&url, &[], b"{}").await.unwrap();
+            }
+            let (n, before) = (500, connections.load(Ordering::SeqCst));
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                out.post_json(&url, &[], b"{}").await.unwrap();
+            }
+            eprintln!(
+                "{host}: {:?} per request, {} new connections for {n} requests",
+                t.elapsed() / n,
+                connections.load(Ordering::SeqCst) - before
+            );
         }
     }
 }
