@@ -187,6 +187,13 @@ impl Admin {
             .unwrap_or_else(|e| panic!("{path}: {e} {e:?}"))
     }
 
+    /// `GET /metrics` (text).
+    pub async fn metrics(&self) -> String {
+        // A plain GET whose body is read whole (`open_stream` only sets `Accept`).
+        let resp = self.0.open_stream("/metrics", &[], None).await.unwrap();
+        resp.text().await.unwrap()
+    }
+
     /// The flag `key` as `GET /v1/flags` lists it for (app, env).
     pub async fn listed_flag(&self, app: &str, env: &str, key: &str) -> Value {
         let flags = self.get_view("/v1/flags", app, env).await;

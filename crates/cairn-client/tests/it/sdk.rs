@@ -62,6 +62,44 @@ async fn listed_new_ui(admin: &Admin) -> Value {
     admin.listed_flag("shop", "prod", "new-ui").await
 }
 
+/// How many times anyone read a flagd document (`GET …/flagd.json`, any
+/// status), from the server's metrics: once per SDK refresh.
+async fn flag_reads(admin: &Admin) -> u64 {
+    let prefix =
+        r#"cairn_http_requests_total{method="GET",route="/v1/apps/{app}/envs/{env}/flagd.json","#;
+    admin
+        .metrics()
+        .await
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Stand in for a server that is down at `addr`: accept `n` connections,
+/// hanging up on each at once, then free the port (at most 20 s).
+async fn refuse_connections(addr: std::net::SocketAddr, n: usize) {
+    let mut listener = None;
+    for _ in 0..50 {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                listener = Some(l);
+                break;
+            }
+            // The stopped server's socket may still be going away.
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let listener = listener.unwrap_or_else(|| panic!("cannot bind {addr}"));
+    let accepted = tokio::time::timeout(Duration::from_secs(20), async {
+        for _ in 0..n {
+            drop(listener.accept().await.unwrap());
+        }
+    })
+    .await;
+    assert!(accepted.is_ok(), "the SDK stopped trying to reconnect");
+}
+
 /// `GET /v1/applied` of shop/prod.
 async fn applied(admin: &Admin) -> Value {
     admin.get_view("/v1/applied", "shop", "prod").await
@@ -140,10 +178,13 @@ async fn starts_from_the_cache_with_the_server_down_then_converges() {
     let changes = Arc::new(Mutex::new(Vec::new()));
     let seen = changes.clone();
     sdk.on_change(move |s| seen.lock().unwrap().push((s.revision, s.source)));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The SDK keeps trying: let three of its attempts reach the port and
+    // fail (a listener that hangs up at once); nothing changes meanwhile.
+    refuse_connections(addr, 3).await;
     assert!(
         changes.lock().unwrap().is_empty(),
-        "nothing changes while the server is down"
+        "nothing changes while the server is down: {:?}",
+        changes.lock().unwrap()
     );
 
     // 3. The server comes back (same port, same data) and the value changes: the SDK converges.
@@ -158,11 +199,12 @@ async fn starts_from_the_cache_with_the_server_down_then_converges() {
     assert_eq!(sdk.get::<Value>("creds").unwrap()["password"], PASSWORD);
     assert!(sdk.snapshot().revision > applied_revision);
     wait_connected(&sdk).await;
-    assert!(changes
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|(_, src)| *src == Source::Server));
+    // Every change came from the server: the outage published nothing.
+    let seen = changes.lock().unwrap().clone();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|(_, src)| *src == Source::Server),
+        "{seen:?}"
+    );
     // The cache follows (written just after the snapshot is published).
     let mut text = read(&cache);
     for _ in 0..50 {
@@ -221,17 +263,34 @@ async fn the_watch_keeps_the_snapshot_current_across_a_restart() {
         (e.value, e.variant.as_deref(), e.reason),
         (true, None, Reason::Disabled)
     );
-    // Another view's change wakes nothing here.
+    // Another view's change wakes nothing here: write it, then a sentinel
+    // to this view; once the sentinel is seen, it is the only change, and
+    // the only re-read of the flags (one per refresh) is the sentinel's.
     let before = revisions.lock().unwrap().len();
+    let reads = flag_reads(&admin).await;
     admin
         .set("shop", Some("dev"), "db", json!({"pool": 1}))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sentinel = admin
+        .send(
+            HttpMethod::PUT,
+            "/v1/entries/sentinel?app=shop&env=prod",
+            json!({"value": 1}),
+        )
+        .await["revision"]
+        .as_i64()
+        .unwrap();
+    wait_for(&sdk, 10, "the sentinel", |s| s.revision == sentinel).await;
     assert_eq!(
-        revisions.lock().unwrap().len(),
-        before,
+        revisions.lock().unwrap()[before..],
+        [sentinel],
         "{:?}",
         revisions.lock().unwrap()
+    );
+    assert_eq!(
+        flag_reads(&admin).await - reads,
+        1,
+        "the SDK refreshed for another view's change"
     );
     let seen = revisions.lock().unwrap().clone();
     assert!(

@@ -158,8 +158,10 @@ async fn events_are_ordered_without_gaps_or_duplicates() {
         events.last().unwrap().data["checksum"],
         view.body["checksum"]
     );
-    // Nothing more (the payments writes woke nobody here).
-    assert_eq!(w.next(Duration::from_millis(300)).await, None);
+    // Nothing more (the payments writes woke nobody here): the next event
+    // is a sentinel written to this view.
+    let sentinel = put(&t, "sentinel", "app=billing&env=dev", json!(1)).await;
+    assert_eq!(w.take(1).await[0].id, sentinel);
 }
 
 #[tokio::test]
@@ -177,16 +179,17 @@ async fn resumes_with_last_event_id_and_since() {
     let got = w.take(2).await;
     assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), vec![r2, r3]);
     assert_eq!(got[0].data["keys"], json!(["b"]));
-    assert_eq!(w.next(Duration::from_millis(200)).await, None);
-    // Up to date: nothing replayed.
+    // Nothing replayed twice: the next event is a sentinel's.
+    let sentinel = put(&t, "s", "app=billing&env=dev", json!(0)).await;
+    assert_eq!(w.take(1).await[0].id, sentinel);
+    // Up to date: nothing replayed, so the first event is the next write's.
     let (_, mut w) = open(
         &t,
         &t.token,
-        &format!("app=billing&env=dev&since={r3}"),
+        &format!("app=billing&env=dev&since={sentinel}"),
         None,
     )
     .await;
-    assert_eq!(w.next(Duration::from_millis(200)).await, None);
     let r4 = put(&t, "c", "app=billing&env=dev", json!(4)).await;
     assert_eq!(w.take(1).await[0].id, r4);
 }
@@ -237,8 +240,8 @@ async fn only_the_affected_views_watchers_are_woken() {
         "billing/prod woken by another view's write"
     );
     assert_eq!(billing.take(1).await[0].data["keys"], json!(["d"]));
-    assert_eq!(prod.next(Duration::from_millis(300)).await, None);
-    // A global write reaches both.
+    // A global write reaches both; for billing/prod it is the first event
+    // (the billing/dev and payments writes sent it none).
     let r = put(&t, "g", "", json!(1)).await;
     assert!(rx.has_changed().unwrap());
     assert_eq!(billing.take(1).await[0].id, r);
@@ -252,15 +255,20 @@ async fn heartbeats_are_sent() {
         ..Options::default()
     })
     .await;
-    let (_, mut w) = open(&t, &t.token, "app=global&env=dev", None).await;
+    let (status, mut w) = open(&t, &t.token, "app=global&env=dev", None).await;
     // The app does not exist: 404 comes before any stream.
+    assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(w.next(Duration::from_millis(50)).await, None);
     t.call(Method::POST, "/v1/apps", Some(json!({"name": "billing"})))
         .await;
     let (status, mut w) = open(&t, &t.token, "app=billing&env=dev", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(w.next(Duration::from_millis(300)).await, None);
-    assert!(w.raw.matches(": heartbeat\n\n").count() >= 2, "{:?}", w.raw);
+    // Read until two heartbeats have come (at most 5 s): no event among them.
+    let until = Instant::now() + Duration::from_secs(5);
+    while w.raw.matches(": heartbeat\n\n").count() < 2 {
+        assert!(Instant::now() < until, "no two heartbeats: {:?}", w.raw);
+        assert_eq!(w.next(Duration::from_millis(50)).await, None);
+    }
 }
 
 #[tokio::test]
@@ -305,7 +313,10 @@ async fn long_poll_returns_on_change_and_on_timeout() {
         .await;
     assert_eq!(r.body["revision"], r0);
     assert!(start.elapsed() < Duration::from_secs(1));
-    // Changes while waiting.
+    // Changes while waiting. A write elsewhere first, so the hub forgets
+    // the billing/dev slot the polls above left without receivers.
+    put(&t, "other", "app=payments&env=dev", json!(0)).await;
+    assert!(t.svc.view_events_after("billing", "dev", r0).is_none());
     let uri = format!("/v1/apps/billing/envs/dev/config?index={r0}&wait=30s");
     let waiting = {
         let router = t.router.clone();
@@ -325,17 +336,23 @@ async fn long_poll_returns_on_change_and_on_timeout() {
             )
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait until the long poll watches billing/dev (the hub holds events
+    // for watched views only; the write above let go of the earlier ones).
+    let until = Instant::now() + Duration::from_secs(5);
+    while t.svc.view_events_after("billing", "dev", r0).is_none() {
+        assert!(
+            Instant::now() < until,
+            "the long poll never started waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     put(&t, "other", "app=payments&env=dev", json!(1)).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        !waiting.is_finished(),
-        "another view's write ended the wait"
-    );
+    // The sentinel: a write to this view. Had the other write ended the
+    // wait, the answer would be the view at r0.
     let wrote = Instant::now();
     let r1 = put(&t, "a", "app=billing&env=dev", json!(1)).await;
     let (done, body) = waiting.await.unwrap();
-    assert_eq!(body["revision"], r1);
+    assert_eq!(body["revision"], r1, "another view's write ended the wait");
     assert_eq!(body["values"]["a"], 1);
     assert!(done.duration_since(wrote) < Duration::from_secs(2));
     // Bad waits.

@@ -107,6 +107,52 @@ async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
     }
 }
 
+/// Wait until the dispatcher's cursor has passed every audit record written
+/// so far: the deliveries those records make are then all enqueued (the
+/// cursor moves in the transaction that enqueues them).
+async fn dispatched(t: &TestApp) {
+    let store = t.svc.store();
+    let audit = store
+        .audit(&cairn_store::AuditFilter::default())
+        .await
+        .unwrap();
+    let last = audit.iter().map(|r| r.seq).max().unwrap_or(0);
+    let until = tokio::time::Instant::now() + Duration::from_secs(15);
+    while store.webhook_cursor().await.unwrap() < last {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the dispatcher never passed audit record {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The delivery log of webhook `id` once none of its deliveries is pending
+/// (at most 15 s): nothing more will be sent for them.
+async fn settled(t: &TestApp, id: &str) -> Vec<Value> {
+    let until = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = t.get(&format!("/v1/webhooks/{id}/deliveries")).await.body;
+        let log = log.as_array().unwrap().clone();
+        if log.iter().all(|d| d["status"] != "pending") {
+            return log;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "deliveries still pending: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The payloads a receiver got, in arrival order.
+fn payloads(rx: &Receiver) -> Vec<Value> {
+    rx.requests()
+        .iter()
+        .map(|(_, b)| serde_json::from_slice(b).unwrap())
+        .collect()
+}
+
 /// An independent check of `Cairn-Signature: t=<unix>,v1=<hex>`.
 fn hmac_hex(secret: &str, t: &str, body: &[u8]) -> String {
     let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -165,8 +211,10 @@ async fn signed_deliveries_are_retried_until_the_receiver_accepts() {
     t.set("db/pool", "app=billing&env=dev", json!(1)).await;
 
     eventually("three attempts", || rx.requests().len() >= 3).await;
-    // Let any wrong extra delivery arrive before counting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every change above dispatched, and every delivery it made finished:
+    // nothing more is on its way.
+    dispatched(&t).await;
+    settled(&t, &id).await;
     let got = rx.requests();
     assert_eq!(got.len(), 3, "two failures and one success, nothing else");
 
@@ -312,7 +360,14 @@ async fn events_follow_the_subscription_lifecycle() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     t.set("after", "", json!(1)).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Once the dispatcher has passed the change, and nothing is pending,
+    // nothing more can come.
+    dispatched(&t).await;
+    assert_eq!(
+        settled(&t, &id).await.len(),
+        2,
+        "nothing enqueued after the delete"
+    );
     assert_eq!(rx.requests().len(), 2);
     assert_eq!(t.get("/v1/webhooks").await.body, json!([]));
     let r = t.get(&format!("/v1/webhooks/{id}")).await;
@@ -657,8 +712,30 @@ async fn a_delivery_fails_for_good_after_the_last_attempt() {
         assert_eq!(a["status"], 302, "{d}");
         assert_eq!(a["error"], "HTTP 302 (redirects are not followed)", "{d}");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(rx.requests().len(), 3, "no attempt after the last");
+    // A sentinel: a second change, whose delivery fails for good too. Its
+    // three attempts span several passes of the dispatcher after the first
+    // delivery failed, none of which may attempt that one again.
+    t.set("k", "", json!(2)).await;
+    dispatched(&t).await;
+    let log = settled(&t, &id).await;
+    assert_eq!(log.len(), 2, "{log:?}");
+    for d in &log {
+        assert_eq!(
+            (&d["status"], &d["attempts"]),
+            (&json!("failed"), &json!(3)),
+            "{d}"
+        );
+    }
+    let sent: Vec<(Value, Value)> = payloads(&rx)
+        .iter()
+        .map(|p| (p["id"].clone(), p["to_version"].clone()))
+        .collect();
+    let (first, second) = (log[1]["id"].clone(), log[0]["id"].clone());
+    assert_eq!(
+        sent,
+        [vec![(first, json!(1)); 3], vec![(second, json!(2)); 3]].concat(),
+        "no attempt after the last"
+    );
     dispatcher.abort();
 }
 
@@ -696,7 +773,7 @@ async fn scheduled_rotations_and_their_failures_are_announced() {
     let hook_url = format!("http://{}/rotate", listener.local_addr().unwrap());
     let hook_task = tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
 
-    create(
+    let hook_id = create(
         &t,
         json!({"url": rx.url(), "events": ["secret.rotated", "secret.rotation_failed"],
             "secret": SECRET}),
@@ -732,7 +809,10 @@ async fn scheduled_rotations_and_their_failures_are_announced() {
 
     let dispatcher = t.svc.spawn_webhook_dispatcher(fast());
     eventually("two announcements", || rx.requests().len() >= 2).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every audit record dispatched, every delivery finished: nothing else
+    // (the secrets' creation, the webhook's) is on its way.
+    dispatched(&t).await;
+    assert_eq!(settled(&t, &hook_id).await.len(), 2);
     let got = rx.requests();
     assert_eq!(got.len(), 2);
     // Deliveries are not ordered: order by the audit record they announce.
