@@ -154,7 +154,7 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
         routes::secrets::delete_secret, routes::secrets::rotate_secret, routes::secrets::rekey,
         routes::reports::report, routes::reports::applied,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Refusals),
 )]
 struct ApiDoc;
 
@@ -168,6 +168,170 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
+}
+
+/// The answers every operation can give besides its own, added from the
+/// router's rules instead of by hand on each annotation, so the document stays
+/// exact as routes are added:
+///
+/// - every route whose [`access::MATRIX`] row needs a token: 401 (with
+///   `WWW-Authenticate`), 403 and 429 (with `Retry-After`) from
+///   [`access::authorize`] — problem details, or no body on OFREP routes;
+/// - every operation with parameters: 400, the query/path rejections of
+///   [`extract`];
+/// - every JSON request body: 400 (not JSON, wrong `Content-Type`, wrong
+///   shape) and 413 (larger than [`body_limit`]; OFREP: plain text);
+/// - problem details are `application/problem+json`, as served.
+struct Refusals;
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+impl Modify for Refusals {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ofrep = path.contains("/ofrep/");
+            for (method, op) in [
+                ("GET", &mut item.get),
+                ("PUT", &mut item.put),
+                ("POST", &mut item.post),
+                ("DELETE", &mut item.delete),
+                ("PATCH", &mut item.patch),
+            ] {
+                let Some(op) = op.as_mut() else { continue };
+                let access = access::MATRIX
+                    .iter()
+                    .find(|(m, p, _)| *m == method && p.replace("{*", "{") == *path)
+                    .map(|(_, _, a)| *a);
+                let responses = &mut op.responses.responses;
+                // Problem details as served.
+                for r in responses.values_mut() {
+                    if let utoipa::openapi::RefOr::T(r) = r {
+                        let problem = r.content.get("application/json").is_some_and(|c| {
+                            matches!(&c.schema, Some(utoipa::openapi::RefOr::Ref(s))
+                                if s.ref_location.ends_with("/Problem"))
+                        });
+                        if problem {
+                            if let Some(c) = r.content.shift_remove("application/json") {
+                                r.content.insert(PROBLEM_JSON.to_owned(), c);
+                            }
+                        }
+                    }
+                }
+                if let Some(utoipa::openapi::RefOr::T(r)) = responses.get_mut("429") {
+                    if !r.headers.contains_key("Retry-After") {
+                        *r = with_header(
+                            r.clone(),
+                            "Retry-After",
+                            "Seconds to wait before retrying",
+                        );
+                    }
+                }
+                let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let json_body = op
+                    .request_body
+                    .as_ref()
+                    .is_some_and(|b| b.content.contains_key("application/json"));
+                if (has_params || json_body) && !ofrep {
+                    add(
+                        responses,
+                        400,
+                        problem("invalid request: query, path or body"),
+                    );
+                }
+                if json_body && !ofrep {
+                    add(
+                        responses,
+                        413,
+                        problem("request body larger than the limit"),
+                    );
+                }
+                if json_body && ofrep {
+                    // OFREP reads the body as bytes: axum's own plain-text refusal.
+                    let mut r = utoipa::openapi::ResponseBuilder::new()
+                        .description("request body larger than the limit")
+                        .build();
+                    r.content.insert(
+                        "text/plain".to_owned(),
+                        utoipa::openapi::ContentBuilder::new().build(),
+                    );
+                    add(responses, 413, r);
+                }
+                if let Some(access::Access::Needs(_)) = access {
+                    let (unauthorized, forbidden, limited) = if ofrep {
+                        (
+                            bare("missing or invalid bearer token"),
+                            bare("not allowed"),
+                            bare("rate limited"),
+                        )
+                    } else {
+                        (
+                            problem("missing or invalid bearer token"),
+                            problem("the token's roles do not allow this"),
+                            problem("rate limited"),
+                        )
+                    };
+                    add(
+                        responses,
+                        401,
+                        with_header(unauthorized, "WWW-Authenticate", "`Bearer`"),
+                    );
+                    add(responses, 403, forbidden);
+                    add(
+                        responses,
+                        429,
+                        with_header(limited, "Retry-After", "Seconds to wait before retrying"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Add a response unless the annotation documents that status itself.
+fn add(
+    responses: &mut std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::Response>,
+    >,
+    status: u16,
+    r: utoipa::openapi::Response,
+) {
+    responses
+        .entry(status.to_string())
+        .or_insert(utoipa::openapi::RefOr::T(r));
+}
+
+fn problem(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+fn bare(description: &str) -> utoipa::openapi::Response {
+    utoipa::openapi::ResponseBuilder::new()
+        .description(format!("{description} (no body, as OFREP wants)"))
+        .build()
+}
+
+fn with_header(
+    mut r: utoipa::openapi::Response,
+    name: &str,
+    description: &str,
+) -> utoipa::openapi::Response {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let header = utoipa::openapi::HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(description))
+        .build();
+    r.headers.insert(name.to_owned(), header);
+    r
 }
 
 /// The OpenAPI document, pretty-printed (what `/openapi.json` serves and

@@ -18,6 +18,7 @@ use crate::problem::{ApiResult, Problem};
 
 /// The scope of an entry: no `app` (or `global`) is global, no `env` (or `all`) is every environment.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeQuery {
     pub app: Option<String>,
@@ -31,6 +32,7 @@ impl ScopeQuery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub app: Option<String>,
@@ -43,6 +45,7 @@ pub struct ListQuery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GetQuery {
     pub app: Option<String>,
@@ -54,6 +57,7 @@ pub struct GetQuery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
     pub app: Option<String>,
@@ -115,6 +119,7 @@ pub struct RollbackBody {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DiffQuery {
     pub app: Option<String>,
@@ -124,6 +129,7 @@ pub struct DiffQuery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveQuery {
     /// Resolve as of this revision (read from the database).

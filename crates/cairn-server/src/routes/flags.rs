@@ -414,6 +414,7 @@ pub fn bare_ofrep_refusal(resp: Response) -> Response {
 // ----------------------------------------------------------------------
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FlagsQuery {
     /// One app (absent: every app the caller can read).
@@ -423,6 +424,7 @@ pub struct FlagsQuery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StaleQuery {
     pub app: Option<String>,

@@ -23,6 +23,7 @@ pub struct LoginBody {
     pub name: String,
     pub password: String,
     /// Token lifetime in seconds (default 12 h, at most 7 days).
+    #[schema(minimum = 1, maximum = 604800)]
     pub ttl_seconds: Option<i64>,
 }
 
@@ -56,7 +57,10 @@ pub async fn login(
     if let Some(refused) = gate.admit(&b.name) {
         return refused;
     }
-    let ttl = b.ttl_seconds.map(chrono::Duration::seconds);
+    // Beyond a duration's range is beyond 7 days too: refused by `login`, not a panic.
+    let ttl = b
+        .ttl_seconds
+        .map(|s| chrono::Duration::try_seconds(s).unwrap_or(chrono::Duration::MAX));
     match svc.login(&origin, &b.name, &b.password, ttl).await {
         Ok(created) => Json(created).into_response(),
         Err(e) => ApiError(e).into_response(),

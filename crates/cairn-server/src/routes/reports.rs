@@ -79,6 +79,7 @@ pub async fn report(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AppliedQuery {
     pub app: String,

@@ -55,6 +55,7 @@ pub struct RotateSecretBody {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SecretQuery {
     pub app: Option<String>,
@@ -67,6 +68,7 @@ pub struct SecretQuery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SecretScopeQuery {
     pub app: Option<String>,
@@ -74,6 +76,7 @@ pub struct SecretScopeQuery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteSecretQuery {
     pub app: Option<String>,

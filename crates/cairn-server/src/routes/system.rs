@@ -75,7 +75,7 @@ pub async fn readyz(State(svc): State<Arc<Service>>) -> (StatusCode, Json<Readin
 }
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "system", responses((status = 200, description = "OpenAPI 3.1 document")))]
+#[utoipa::path(get, path = "/openapi.json", tag = "system", responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
 pub async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -86,7 +86,7 @@ pub async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], String) 
 /// Prometheus metrics (text exposition format): requests by route and
 /// status, latency, the applied revision, secret rotations and their failures.
 #[utoipa::path(get, path = "/metrics", tag = "system",
-    responses((status = 200, description = "Prometheus / OpenMetrics text")), security(("bearer" = [])))]
+    responses((status = 200, description = "Prometheus / OpenMetrics text", content_type = "application/openmetrics-text")), security(("bearer" = [])))]
 pub async fn metrics(
     axum::extract::State(svc): axum::extract::State<std::sync::Arc<cairn_core::Service>>,
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {

@@ -25,6 +25,7 @@ use crate::problem::{ApiResult, Problem};
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WatchQuery {
     pub app: String,

@@ -14,6 +14,7 @@ use crate::extract::{Caller, Json, P, Q};
 use crate::problem::{ApiResult, Problem};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
     /// At most this many, newest first (default 100, at most 1000).

@@ -11,6 +11,7 @@ mod audit_sink;
 mod clock;
 mod flag_documents;
 mod flags;
+mod fuzz_found;
 mod identity;
 mod limits;
 mod openapi;
