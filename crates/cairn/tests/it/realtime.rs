@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,35 @@ fn next_event(rx: &mpsc::Receiver<String>, within: Duration) -> Value {
             return v;
         }
     }
+}
+
+/// Wait until the watcher behind `rx` is connected, without sleeping: make
+/// changes to its view with `write` (which returns their revision) until an
+/// event arrives, then read on up to the last one made, so none is still to
+/// come. (A watcher without `--since` starts at the state it connects to,
+/// so the first changes may be before its time.) Each write must change the
+/// view.
+fn connected(rx: &mpsc::Receiver<String>, mut write: impl FnMut() -> i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = write();
+    let mut seen = loop {
+        match rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(line) => match serde_json::from_str::<Value>(&line) {
+                Ok(e) => break e["revision"].as_i64().unwrap(),
+                Err(_) => continue,
+            },
+            Err(_) => {
+                assert!(Instant::now() < deadline, "the watcher never connected");
+                last = write();
+            }
+        }
+    };
+    while seen < last {
+        seen = next_event(rx, Duration::from_secs(10))["revision"]
+            .as_i64()
+            .unwrap();
+    }
+    assert_eq!(seen, last, "events after the last write");
 }
 
 /// The revision `cairn set` reports: `… (revision N)`.
@@ -135,9 +164,15 @@ fn replicas_watching_b(
         Stdio::piped(),
     );
     let rx = lines(&mut watch);
-    // Let the watcher connect (its first event may be the current state).
-    std::thread::sleep(Duration::from_millis(500));
-    while rx.try_recv().is_ok() {}
+    // Writes through B reach its watchers without waiting for a sync.
+    let mut n = 0;
+    connected(&rx, || {
+        n += 1;
+        let v = n.to_string();
+        revision_of(&cli_b.ok(&[
+            "set", "ready", "--app", "svc", "--env", "dev", "--value", &v,
+        ]))
+    });
     Replicas {
         a,
         b,
@@ -167,9 +202,14 @@ fn watch_prints_one_event_per_change_in_order() {
         Stdio::piped(),
     );
     let rx = lines(&mut watch);
-    // Let the watcher connect; without --since it starts at the current state.
-    std::thread::sleep(Duration::from_millis(500));
-    while rx.try_recv().is_ok() {}
+    let mut n = 0;
+    connected(&rx, || {
+        n += 1;
+        let v = n.to_string();
+        revision_of(&cli.ok(&[
+            "set", "ready", "--app", "billing", "--env", "prod", "--value", &v,
+        ]))
+    });
     let mut last = 0;
     for i in 2..=4 {
         let out = cli.ok(&[
@@ -191,7 +231,12 @@ fn watch_prints_one_event_per_change_in_order() {
         assert_eq!(e["keys"], serde_json::json!(["db"]), "{e}");
         last = rev;
     }
-    assert!(rx.try_recv().is_err(), "no duplicate or extra events");
+    // No duplicate or extra event: the next one is a sentinel's.
+    let sentinel = revision_of(&cli.ok(&[
+        "set", "sentinel", "--app", "billing", "--env", "prod", "--value", "1",
+    ]));
+    let e = next_event(&rx, Duration::from_secs(10));
+    assert_eq!(e["revision"], sentinel, "no duplicate or extra events: {e}");
     // Resuming from an old revision replays what was missed, in order.
     let mut resumed = spawn(
         &s.addr,
@@ -458,21 +503,20 @@ fn a_replica_whose_database_connections_are_cut_loses_no_event() {
     );
     let (cli_a, cli_b, b, rx) = (r.a.cli(&r.token), r.b.cli(&r.token), &r.b, &r.rx);
 
-    // Cut B's connections every 150 ms while A writes.
+    // Cut B's connections every 150 ms (the pace of the cuts) while A writes.
     let cutting = Arc::new(AtomicBool::new(true));
+    let cuts = Arc::new(AtomicUsize::new(0));
     let cutter = {
-        let cutting = cutting.clone();
+        let (cutting, cuts) = (cutting.clone(), cuts.clone());
         std::thread::spawn(move || {
-            let mut cuts = 0;
             while cutting.load(Ordering::Relaxed) {
                 pg.psql(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                      WHERE application_name = 'cairn-replica-b'",
                 );
-                cuts += 1;
+                cuts.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(150));
             }
-            cuts
         })
     };
     let mut written = Vec::new();
@@ -482,11 +526,20 @@ fn a_replica_whose_database_connections_are_cut_loses_no_event() {
         written.push(rev);
         // Another view's change must not show up on this stream.
         cli_a.ok(&["set", "other", "--env", "prod", "--value", "0"]);
-        std::thread::sleep(Duration::from_millis(100));
+        // At least one cut between one write and the next.
+        let before = cuts.load(Ordering::Relaxed);
+        poll(Duration::from_secs(10), "a cut of B's connections", || {
+            if cuts.load(Ordering::Relaxed) > before {
+                Ok(())
+            } else {
+                Err(format!("{before} cuts"))
+            }
+        });
     }
     cutting.store(false, Ordering::Relaxed);
-    let cuts = cutter.join().unwrap();
-    assert!(cuts >= 5, "B's connections were cut {cuts} times");
+    cutter.join().unwrap();
+    let cuts = cuts.load(Ordering::Relaxed);
+    assert!(cuts >= 15, "B's connections were cut {cuts} times");
     assert!(
         b.log().contains("LISTEN connection lost"),
         "the cuts reached B's listening connection:\n{}",
@@ -501,8 +554,11 @@ fn a_replica_whose_database_connections_are_cut_loses_no_event() {
         seen.push(e["revision"].as_i64().unwrap());
     }
     assert_eq!(seen, written, "every change once, in order");
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(rx.try_recv().is_err(), "no duplicate or extra events");
+    // No duplicate or extra event: the next one is a sentinel's.
+    let out = cli_a.ok(&["set", "sentinel", "--app", "svc", "--value", "1"]);
+    let sentinel = revision_of(&out);
+    let e = next_event(rx, Duration::from_secs(30));
+    assert_eq!(e["revision"], sentinel, "no duplicate or extra events: {e}");
     // B serves the final value and is ready again.
     let v = cli_b.json(&["get", "k", "--app", "svc"]);
     assert_eq!(v["value"], 14, "{v}");

@@ -370,12 +370,32 @@ fn postgres_two_replicas_deliver_each_event_once() {
             other => Err(format!("{other:?}")),
         },
     );
-    // Both dispatchers keep polling: give a duplicate time to show up.
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(distinct(), (WRITES, WRITES), "each event delivered once");
-    let log = cli_b.json(&["webhook", "deliveries", &id]);
-    let log = log.as_array().unwrap();
-    assert_eq!(log.len(), WRITES);
+    // Sentinels: one more change through each replica, each waited for,
+    // so both dispatchers have polled again since; then every delivery is
+    // finished and none was made or sent twice.
+    for (n, cli) in [(WRITES + 1, &cli_a), (WRITES + 2, &cli_b)] {
+        cli.ok(&["set", &format!("sentinel{n}"), "--value", "1"]);
+        poll(
+            Duration::from_secs(30),
+            "the sentinel delivered",
+            || match distinct() {
+                (_, d) if d == n => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        );
+    }
+    let total = WRITES + 2;
+    let log = poll(Duration::from_secs(30), "every delivery finished", || {
+        let log = cli_b.json(&["webhook", "deliveries", &id]);
+        let log = log.as_array().unwrap().clone();
+        if log.iter().all(|d| d["status"] != "pending") {
+            Ok(log)
+        } else {
+            Err(format!("{log:?}"))
+        }
+    });
+    assert_eq!(distinct(), (total, total), "each event delivered once");
+    assert_eq!(log.len(), total);
     assert!(log
         .iter()
         .all(|d| d["status"] == "delivered" && d["attempts"] == 1));
