@@ -1,14 +1,32 @@
 //! `cairn secret …`, `cairn resolve --secrets` and `cairn admin rekey`
-//! against a real server; the canary never shows up where it must not.
+//! against a real server; the canary, in none of its forms (plain,
+//! JSON-escaped, percent-encoded, hex, base64 at every alignment), shows up
+//! where it must not: command outputs, the server's log at trace level, the
+//! audit file, the database files.
+
+use serde_json::{json, Value};
 
 use crate::harness::{ServeOpts, Server};
 
-const CANARY: &str = "CLI-CANARY-4b7e1d";
+/// The forms of a secret to search for (shared with the in-process search).
+#[path = "../../../cairn-server/tests/it/secret_canary/forms.rs"]
+mod forms;
+
+/// With characters that JSON and URLs escape, and one beyond ASCII.
+const CANARY: &str = "CLI-CANARY-\"4b7e\\1d/é";
 
 #[test]
 fn secret_commands_roles_and_canary() {
+    let forms = forms::Forms::of(CANARY);
+    let has = |text: &str| !forms.found_in(text.as_bytes()).is_empty();
     let data = tempfile::tempdir().expect("data dir");
-    let server = Server::start_logging(data.path(), ServeOpts::default(), "trace");
+    let audit_dir = tempfile::tempdir().expect("audit dir");
+    let audit_file = audit_dir.path().join("audit.jsonl");
+    let opts = ServeOpts {
+        extra: vec!["--audit-file".into(), audit_file.display().to_string()],
+        ..ServeOpts::default()
+    };
+    let server = Server::start_logging(data.path(), opts, "trace");
     let admin = server.cli(&server.admin_token());
     admin.ok(&["app", "create", "shop"]);
     let token_of = |role: &str| {
@@ -158,7 +176,7 @@ fn secret_commands_roles_and_canary() {
         &["env", "list"],
         &["schema", "list"],
     ];
-    let mut allowed_hits = 0;
+    let mut allowed = Vec::new();
     for (role, cli) in [
         ("admin", &admin),
         ("operator", &op),
@@ -178,25 +196,91 @@ fn secret_commands_roles_and_canary() {
                         | ("admin" | "sdk", ["resolve", .., "--secrets"])
                 );
                 if may {
-                    allowed_hits += usize::from(out.stdout.contains(CANARY));
+                    allowed.push((role, command[0], json, has(&out.stdout)));
                 } else {
                     outputs.push(out);
                 }
             }
         }
     }
+    // Admin resolve and get, sdk resolve, in both formats: each printed it.
     assert_eq!(
-        allowed_hits, 6,
+        allowed,
+        [
+            ("admin", "resolve", false, true),
+            ("admin", "resolve", true, true),
+            ("admin", "secret", false, true),
+            ("admin", "secret", true, true),
+            ("sdk", "resolve", false, true),
+            ("sdk", "resolve", true, true),
+        ],
         "admin get, admin and sdk resolve --secrets, in both formats"
+    );
+
+    // Exactly the reads that gave a value were audited, one `secret.read`
+    // each: the admin's get, resolve, get of version 1, then in the loop
+    // its two resolves (of api/token: db/password is deleted) and two gets,
+    // and the SDK token's two resolves.
+    let audit = admin.json(&["audit", "--action", "secret.read", "--limit", "10000"]);
+    let reads: Vec<(Value, Value, Value)> = audit
+        .as_array()
+        .expect("audit records")
+        .iter()
+        .map(|r| {
+            (
+                r["actor"].clone(),
+                r["key"].clone(),
+                r["detail"]["via"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(reads.len(), 9, "{reads:#?}");
+    let (by_admin, by_sdk) = (reads[0].0.clone(), reads[7].0.clone());
+    assert_ne!(by_admin, by_sdk);
+    let read = |who: &Value, key: &str, via: &str| (who.clone(), json!(key), json!(via));
+    assert_eq!(
+        reads,
+        [
+            read(&by_admin, "db/password", "read"),
+            read(&by_admin, "db/password", "resolve"),
+            read(&by_admin, "db/password", "read"),
+            read(&by_admin, "api/token", "resolve"),
+            read(&by_admin, "api/token", "resolve"),
+            read(&by_admin, "api/token", "read"),
+            read(&by_admin, "api/token", "read"),
+            read(&by_sdk, "api/token", "resolve"),
+            read(&by_sdk, "api/token", "resolve"),
+        ]
     );
 
     let mut hits: Vec<String> = outputs
         .iter()
-        .filter(|o| o.stdout.contains(CANARY) || o.stderr.contains(CANARY))
+        .filter(|o| has(&o.stdout) || has(&o.stderr))
         .map(|o| o.args.join(" "))
         .collect();
-    if server.log().contains(CANARY) {
+    let log = server.log();
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "{log}");
+    if has(&log) {
         hits.push("server log at trace level".into());
+    }
+    // The audit file and the database files (WAL included).
+    let audit_text = std::fs::read_to_string(&audit_file).expect("the audit file");
+    assert_eq!(audit_text.matches("\"secret.read\"").count(), 9);
+    if has(&audit_text) {
+        hits.push("audit file".into());
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(data.path()).expect("the data dir") {
+        let path = entry.expect("a data file").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).expect("read a data file");
+        if !forms.found_in(&bytes).is_empty() {
+            hits.push(name.clone());
+        }
+        files.push(name);
+    }
+    for name in ["cairn.db", "cairn.db-wal"] {
+        assert!(files.iter().any(|f| f == name), "no {name} in {files:?}");
     }
     assert!(hits.is_empty(), "canary found in {hits:?}");
     assert!(
@@ -204,6 +288,7 @@ fn secret_commands_roles_and_canary() {
         "searched {} command outputs",
         outputs.len()
     );
+    assert!(forms.len() >= 10, "{} forms", forms.len());
 }
 
 /// `cairn admin rekey` across a master-key change: the server restarts with a
