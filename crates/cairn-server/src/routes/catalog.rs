@@ -62,14 +62,24 @@ pub struct RegisterSchemaBody {
     pub app: Option<String>,
     /// Key glob, e.g. `database/*` or `**`.
     pub pattern: String,
-    /// A JSON Schema (draft 2020-12 or draft 7, by `$schema`).
-    #[schema(value_type = Object)]
+    /// A JSON Schema (draft 2020-12 or draft 7, by `$schema`): an object or a boolean.
+    #[schema(schema_with = json_schema_doc)]
     pub schema: Value,
     /// Activate even if stored values violate it.
     #[serde(default)]
     pub force: bool,
     #[serde(default)]
     pub message: String,
+}
+
+/// A JSON Schema is an object or a boolean (`true` accepts everything).
+fn json_schema_doc() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Object))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+        .build()
+        .into()
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -118,6 +128,7 @@ pub struct AuditQuery {
     /// of the `Link` header's `rel="next"` address).
     pub after: Option<i64>,
     /// At most this many records the caller may read (default 1000, at most 10000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
 }
 

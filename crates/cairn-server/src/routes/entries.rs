@@ -105,6 +105,7 @@ pub struct ChangeSetBody {
     #[serde(default)]
     pub message: String,
     /// At most 64 entries, committed atomically as one revision.
+    #[schema(min_items = 1, max_items = 64)]
     pub entries: Vec<ChangeEntryBody>,
 }
 
@@ -142,6 +143,28 @@ pub struct ResolveQuery {
     /// caller may read them (admins; SDK tokens of this view). Never cached.
     #[serde(default)]
     pub secrets: bool,
+}
+
+/// `config?secrets=true`: the values with secrets substituted, at the revision
+/// they were read at (no checksum or ETag: never cached).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)] // additionalProperties: false, so `oneOf` tells the two apart
+#[allow(dead_code)] // documents the wire shape; the body is built in `resolved`
+pub struct ResolvedWithSecrets {
+    app: String,
+    env: String,
+    revision: Revision,
+    #[schema(value_type = Object)]
+    values: Value,
+}
+
+/// The body of `GET /v1/apps/{app}/envs/{env}/config`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ConfigBody {
+    View(ResolvedView),
+    WithSecrets(ResolvedWithSecrets),
 }
 
 /// What a write did.
@@ -395,7 +418,8 @@ pub async fn rollback(
 /// Long poll with `index` (and `wait`): answers as soon as the view's
 /// revision is past `index`, or after `wait` with the current view.
 #[utoipa::path(get, path = "/v1/apps/{app}/envs/{env}/config", params(("app" = String, Path), ("env" = String, Path), ResolveQuery), tag = "entries",
-    responses((status = 200, body = ResolvedView, headers(("ETag" = String))), (status = 304), (status = 404, body = Problem), (status = 410, body = Problem)),
+    responses((status = 200, body = ConfigBody, description = "the view; with `secrets=true`, the values with secrets substituted (`Cache-Control: no-store`, no `ETag`)",
+        headers(("ETag" = String))), (status = 304), (status = 404, body = Problem), (status = 410, body = Problem)),
     security(("bearer" = [])))]
 pub async fn resolved(
     State(svc): State<Arc<Service>>,

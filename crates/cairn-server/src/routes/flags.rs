@@ -430,6 +430,7 @@ pub struct StaleQuery {
     pub app: Option<String>,
     pub env: Option<String>,
     /// Not evaluated for this many days (default 30).
+    #[param(maximum = 36500)]
     pub days: Option<u32>,
 }
 

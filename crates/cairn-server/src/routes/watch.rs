@@ -16,7 +16,7 @@ use cairn_model::Revision;
 use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::watch;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{Caller, Q};
 use crate::problem::{ApiResult, Problem};
@@ -34,6 +34,20 @@ pub struct WatchQuery {
     pub since: Option<Revision>,
 }
 
+/// One Server-Sent Event of `/v1/watch`, as schemathesis and OpenAPI 3.2's
+/// `itemSchema` see it (heartbeats are comments, not events).
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the wire shape; events are built by `change_event` / `resync_event`
+pub struct WatchEvent {
+    /// The view's revision after the event.
+    id: String,
+    /// `change` or `resync`.
+    #[schema(pattern = "^(change|resync)$")]
+    event: String,
+    /// JSON: a `ViewEvent` for `change`; `{revision, checksum}` for `resync`.
+    data: String,
+}
+
 /// Stream the changes of the resolved configuration of (app, env) as
 /// Server-Sent Events.
 ///
@@ -46,7 +60,7 @@ pub struct WatchQuery {
 /// revision is no longer retained: re-read the whole view. Comments are sent
 /// as heartbeats.
 #[utoipa::path(get, path = "/v1/watch", params(WatchQuery, ("Last-Event-ID" = Option<String>, Header)), tag = "watch",
-    responses((status = 200, content_type = "text/event-stream", body = ViewEvent), (status = 400, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, content_type = "text/event-stream", body = WatchEvent), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
 pub async fn watch(
     State(svc): State<Arc<Service>>,
