@@ -5,8 +5,14 @@
 #
 # Starts `target/debug/cairn serve --dev` (built by `cargo test`; CAIRN_BIN
 # overrides) on SQLite in a temporary directory, on 127.0.0.1 and a free port,
-# with its rate limits off, and runs `schemathesis run` with every check.
-# Exits non-zero on any server error or conformance failure.
+# with its rate limits off, and runs `schemathesis run` with every check
+# (`--checks all`, none excluded; schemathesis.toml lets positive_data_acceptance
+# accept 400/422 and says why) through every phase (coverage, fuzzing,
+# stateful), as the server's admin. hooks.py keeps the fuzzer from revoking
+# its own token and caps long polls at 1 s. Exits non-zero on any server
+# error or conformance failure, or if the token stopped working.
+# FUZZ_SEED (default 1), FUZZ_MAX_EXAMPLES (20 per operation) and
+# FUZZ_MAX_TIME (240 s) adjust the run; further arguments go to schemathesis.
 # Needs schemathesis (pinned in .ci/run): python3 -m pip install schemathesis==4.32.5
 set -euo pipefail
 cd "$(dirname "$0")/../../../.."
