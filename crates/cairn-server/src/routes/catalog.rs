@@ -237,7 +237,7 @@ pub async fn schema_history(
 /// Register the next version of a schema. Refused (409 `schema_drift`) when
 /// stored values would violate it, unless `force`.
 #[utoipa::path(post, path = "/v1/schemas", request_body = RegisterSchemaBody, tag = "schemas",
-    responses((status = 201, body = SchemaRegistered), (status = 400, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+    responses((status = 201, body = SchemaRegistered), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
 pub async fn register_schema(
     State(svc): State<Arc<Service>>,
     c: Caller,
@@ -259,7 +259,7 @@ pub async fn register_schema(
 
 /// Check a value against the schemas that govern a key, writing nothing.
 #[utoipa::path(post, path = "/v1/schemas/validate", request_body = ValidateBody, tag = "schemas",
-    responses((status = 200, body = ValidateResult), (status = 400, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = ValidateResult), (status = 400, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
 pub async fn validate(
     State(svc): State<Arc<Service>>,
     c: Caller,

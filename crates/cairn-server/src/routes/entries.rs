@@ -259,7 +259,7 @@ pub async fn get_entry(
 
 /// Write a new version of an entry.
 #[utoipa::path(put, path = "/v1/entries/{key}", params(("key" = String, Path), ScopeQuery), request_body = SetEntryBody, tag = "entries",
-    responses((status = 200, body = WriteResult), (status = 400, body = Problem), (status = 409, body = Problem),
+    responses((status = 200, body = WriteResult), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
         (status = 413, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn set_entry(
     State(svc): State<Arc<Service>>,
@@ -318,7 +318,7 @@ pub async fn delete_entry(
 
 /// Commit several entry changes atomically as one revision.
 #[utoipa::path(post, path = "/v1/changes", request_body = ChangeSetBody, tag = "entries",
-    responses((status = 200, body = WriteResult), (status = 400, body = Problem), (status = 409, body = Problem),
+    responses((status = 200, body = WriteResult), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
         (status = 413, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn change_set(
     State(svc): State<Arc<Service>>,

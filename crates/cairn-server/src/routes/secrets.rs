@@ -135,7 +135,7 @@ pub async fn list_secrets(
 
 /// Create a secret (operator or admin at its scope).
 #[utoipa::path(post, path = "/v1/secrets", request_body = CreateSecretBody, tag = "secrets",
-    responses((status = 201, body = SecretWritten), (status = 400, body = Problem), (status = 409, body = Problem)),
+    responses((status = 201, body = SecretWritten), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]
 pub async fn create_secret(
     State(svc): State<Arc<Service>>,
