@@ -126,33 +126,17 @@ fn violation(entry: Option<String>, pointer: String, message: String) -> Violati
     }
 }
 
-/// A rule that can only ever yield null or an error, found in a flag or
-/// segment being written (DESIGN.md §4): reported in the write's response and
-/// by `cairn flag lint`, refused only where the environment is strict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct FlagWarning {
-    /// `app/env:key` of the flag or segment.
-    pub entry: String,
-    pub scope: Scope,
-    pub key: String,
-    /// JSON pointer into the flag definition (or segment rule).
-    pub pointer: String,
-    /// `missing-ref`, `argument-count`, `unknown-operator`, `invalid-operand`,
-    /// `zero-weights`, `negative-weight` …
-    pub code: String,
-    pub message: String,
-}
+pub use cairn_api::FlagWarning;
 
-impl FlagWarning {
-    fn new(scope: &Scope, key: &str, w: &Warning) -> Self {
-        FlagWarning {
-            entry: format!("{scope}:{key}"),
-            scope: scope.clone(),
-            key: key.to_owned(),
-            pointer: w.path.clone(),
-            code: w.code.as_str().to_owned(),
-            message: w.message.clone(),
-        }
+/// The warning `w` of the flag or segment at (scope, key), as the API reports it.
+fn flag_warning(scope: &Scope, key: &str, w: &Warning) -> FlagWarning {
+    FlagWarning {
+        entry: format!("{scope}:{key}"),
+        scope: scope.clone(),
+        key: key.to_owned(),
+        pointer: w.path.clone(),
+        code: w.code.as_str().to_owned(),
+        message: w.message.clone(),
     }
 }
 
@@ -287,7 +271,7 @@ pub(crate) fn validate_change_set(
                 match CompiledFlag::compile(item.key, value, &segments) {
                     Ok(f) => {
                         let ws = f.warnings().iter();
-                        warnings.extend(ws.map(|w| FlagWarning::new(item.scope, item.key, w)));
+                        warnings.extend(ws.map(|w| flag_warning(item.scope, item.key, w)));
                         None
                     }
                     Err(e) => Some((e.path, e.message)),
@@ -299,7 +283,7 @@ pub(crate) fn validate_change_set(
                 match check_segment(item.key, value, &segments) {
                     Ok(ws) => {
                         let ws = ws.iter();
-                        warnings.extend(ws.map(|w| FlagWarning::new(item.scope, item.key, w)));
+                        warnings.extend(ws.map(|w| flag_warning(item.scope, item.key, w)));
                         None
                     }
                     Err(p) => Some(p),
@@ -639,7 +623,7 @@ impl FlagView {
             match CompiledFlag::compile(key, def, &segments) {
                 Ok(f) => {
                     let ws = f.warnings().iter();
-                    warnings.extend(ws.map(|w| FlagWarning::new(&e.scope, key, w)));
+                    warnings.extend(ws.map(|w| flag_warning(&e.scope, key, w)));
                     compiled.push(f);
                 }
                 Err(err) => {

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
+use cairn_client::cairn_api::{FlagWarning, WriteResult};
 use cairn_client::{Client, ClientError, HttpMethod as Method};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -66,6 +67,13 @@ pub struct ScopeArgs {
 impl ScopeArgs {
     fn query(&self) -> Vec<(&'static str, Option<String>)> {
         vec![("app", self.app.clone()), ("env", self.env.clone())]
+    }
+
+    fn at(&self) -> cairn_client::At<'_> {
+        cairn_client::At {
+            app: self.app.as_deref(),
+            env: self.env.as_deref(),
+        }
     }
 }
 
@@ -251,17 +259,18 @@ impl Ctx {
         body: Option<&Value>,
     ) -> Result<Value> {
         let r: Value = self.client.send_json(m, path, q, body).await?;
-        // Writes of flags and segments report rules that can never work.
-        for w in r["warnings"].as_array().into_iter().flatten() {
-            eprintln!(
-                "warning[{}]: {} {}: {}",
-                cell_str(&w["code"]),
-                cell_str(&w["entry"]),
-                cell_str(&w["pointer"]),
-                cell_str(&w["message"])
-            );
+        if let Ok(warnings) = serde_json::from_value::<Vec<FlagWarning>>(r["warnings"].clone()) {
+            print_warnings(&warnings);
         }
         Ok(r)
+    }
+
+    /// Print what a typed write answered: its warnings on stderr, then the
+    /// result (JSON, or `text`).
+    fn written(&self, r: &WriteResult, text: impl FnOnce(&WriteResult)) {
+        print_warnings(&r.warnings);
+        let v = serde_json::to_value(r).unwrap_or_default();
+        self.print(&v, |_| text(r));
     }
 
     async fn dispatch(&self, command: Command) -> Result<()> {
@@ -299,6 +308,16 @@ fn rejected(detail: String) -> anyhow::Error {
         }),
     }
     .into()
+}
+
+/// Writes of flags and segments report rules that can never work.
+fn print_warnings(warnings: &[FlagWarning]) {
+    for w in warnings {
+        eprintln!(
+            "warning[{}]: {} {}: {}",
+            w.code, w.entry, w.pointer, w.message
+        );
+    }
 }
 
 fn cell_str(v: &Value) -> String {

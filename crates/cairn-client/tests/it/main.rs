@@ -6,3 +6,4 @@ mod conformance;
 #[cfg(feature = "openfeature")]
 mod openfeature;
 mod sdk;
+mod typed;

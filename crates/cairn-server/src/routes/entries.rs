@@ -6,8 +6,11 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cairn_core::{ChangeItem, Error, FlagWarning, ResolvedView, Service, Written};
-use cairn_model::{EntryKind, MergeMode, Revision, Scope, ValueDiff};
+pub use cairn_api::{
+    ChangeEntryBody, ChangeSetBody, RollbackBody, SetEntryBody, WriteResult, WrittenEntry,
+};
+use cairn_core::{ChangeItem, Error, ResolvedView, Service, Written};
+use cairn_model::{EntryKind, Revision, Scope, ValueDiff};
 use cairn_store::EntryVersion;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -67,58 +70,6 @@ pub struct DeleteQuery {
     pub expected_version: Option<i64>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SetEntryBody {
-    /// Any JSON value.
-    pub value: Value,
-    #[serde(default)]
-    pub kind: EntryKind,
-    #[serde(default)]
-    pub merge: MergeMode,
-    #[serde(default)]
-    pub message: String,
-    /// Compare-and-set: the current version must be this (0 = must not exist).
-    pub expected_version: Option<i64>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChangeEntryBody {
-    pub app: Option<String>,
-    pub env: Option<String>,
-    pub key: String,
-    /// The new value; absent with `delete: true`.
-    pub value: Option<Value>,
-    #[serde(default)]
-    pub delete: bool,
-    #[serde(default)]
-    pub kind: EntryKind,
-    #[serde(default)]
-    pub merge: MergeMode,
-    pub expected_version: Option<i64>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChangeSetBody {
-    #[serde(default)]
-    pub message: String,
-    /// At most 64 entries, committed atomically as one revision.
-    #[schema(min_items = 1, max_items = 64)]
-    pub entries: Vec<ChangeEntryBody>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackBody {
-    /// The version whose value becomes current again (as a new version).
-    pub version: i64,
-    /// Why (required).
-    pub message: String,
-    pub expected_version: Option<i64>,
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -165,26 +116,6 @@ pub struct ResolvedWithSecrets {
 pub enum ConfigBody {
     View(ResolvedView),
     WithSecrets(ResolvedWithSecrets),
-}
-
-/// What a write did.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WriteResult {
-    pub revision: Revision,
-    pub changes: Vec<WrittenEntry>,
-    /// Flag and segment rules written that can only ever yield null or an
-    /// error (DESIGN.md §4); stored all the same unless the environment is strict.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<FlagWarning>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WrittenEntry {
-    pub scope: Scope,
-    pub key: String,
-    pub version: i64,
-    /// 0 when the entry did not exist.
-    pub previous_version: i64,
 }
 
 fn write_result(written: Written, targets: Vec<(Scope, String)>) -> WriteResult {

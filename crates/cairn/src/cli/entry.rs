@@ -1,10 +1,11 @@
 //! `cairn get|set|delete|list|resolve|versions|diff|rollback`: entries at one
 //! scope, their history, and the resolved configuration of (app, env).
 
-use anyhow::Result;
-use cairn_client::{key_path, HttpMethod as Method};
+use anyhow::{bail, Result};
+use cairn_client::cairn_api::{RollbackBody, SetEntryBody, WriteResult};
+use cairn_client::key_path;
+use cairn_model::{EntryKind, MergeMode};
 use clap::Subcommand;
-use serde_json::json;
 
 use super::{cell_str, Ctx, ScopeArgs};
 use crate::input::read_value;
@@ -103,6 +104,11 @@ pub enum EntryCmd {
     },
 }
 
+/// The new version of a one-entry write.
+fn version(r: &WriteResult) -> i64 {
+    r.changes.first().map_or(0, |c| c.version)
+}
+
 impl Ctx {
     pub(super) async fn entry(&self, cmd: EntryCmd) -> Result<()> {
         match cmd {
@@ -112,11 +118,9 @@ impl Ctx {
                 version,
                 revision,
             } => {
-                let mut q = scope.query();
-                q.push(("version", version.map(|v| v.to_string())));
-                q.push(("revision", revision.map(|v| v.to_string())));
                 let e = self
-                    .get(&format!("/v1/entries/{}", key_path(&key)), &q)
+                    .client
+                    .entry(scope.at(), &key, version, revision)
                     .await?;
                 self.print(&e, |e| output::json(&e["value"]));
             }
@@ -131,26 +135,23 @@ impl Ctx {
                 replace,
             } => {
                 let value = read_value(value.as_deref(), file.as_deref())?;
-                let mut body = json!({"value": value, "message": message, "kind": kind});
-                if replace {
-                    body["merge"] = json!("replace");
-                }
-                if let Some(v) = expect_version {
-                    body["expected_version"] = json!(v);
-                }
-                let r = self
-                    .send(
-                        Method::PUT,
-                        &format!("/v1/entries/{}", key_path(&key)),
-                        &scope.query(),
-                        Some(&body),
-                    )
-                    .await?;
-                self.print(&r, |r| {
-                    println!(
-                        "{key}: version {} (revision {})",
-                        r["changes"][0]["version"], r["revision"]
-                    )
+                let Some(kind) = EntryKind::parse(&kind) else {
+                    bail!("--kind must be config, flag or segment (got {kind:?})");
+                };
+                let body = SetEntryBody {
+                    value,
+                    kind,
+                    merge: if replace {
+                        MergeMode::Replace
+                    } else {
+                        MergeMode::Merge
+                    },
+                    message,
+                    expected_version: expect_version,
+                };
+                let r = self.client.put_entry(scope.at(), &key, &body).await?;
+                self.written(&r, |r| {
+                    println!("{key}: version {} (revision {})", version(r), r.revision)
                 });
             }
             EntryCmd::Delete {
@@ -159,21 +160,15 @@ impl Ctx {
                 message,
                 expect_version,
             } => {
-                let mut q = scope.query();
-                q.push(("message", Some(message)));
-                q.push(("expected_version", expect_version.map(|v| v.to_string())));
                 let r = self
-                    .send(
-                        Method::DELETE,
-                        &format!("/v1/entries/{}", key_path(&key)),
-                        &q,
-                        None,
-                    )
+                    .client
+                    .delete_entry(scope.at(), &key, &message, expect_version)
                     .await?;
-                self.print(&r, |r| {
+                self.written(&r, |r| {
                     println!(
                         "{key}: deleted as version {} (revision {})",
-                        r["changes"][0]["version"], r["revision"]
+                        version(r),
+                        r.revision
                     )
                 });
             }
@@ -272,22 +267,18 @@ impl Ctx {
                 message,
                 expect_version,
             } => {
-                let mut body = json!({"version": version, "message": message});
-                if let Some(v) = expect_version {
-                    body["expected_version"] = json!(v);
-                }
-                let r = self
-                    .send(
-                        Method::POST,
-                        &format!("/v1/rollback/{}", key_path(&key)),
-                        &scope.query(),
-                        Some(&body),
-                    )
-                    .await?;
-                self.print(&r, |r| {
+                let body = RollbackBody {
+                    version,
+                    message,
+                    expected_version: expect_version,
+                };
+                let r = self.client.rollback(scope.at(), &key, &body).await?;
+                self.written(&r, |r| {
                     println!(
-                        "{key}: rolled back to the value of version {version} as version {} (revision {})",
-                        r["changes"][0]["version"], r["revision"]
+                        "{key}: rolled back to the value of version {} as version {} (revision {})",
+                        body.version,
+                        self::version(r),
+                        r.revision
                     )
                 });
             }

@@ -2,7 +2,9 @@
 //! `flag`, segments as kind `segment`), evaluated through OFREP.
 
 use anyhow::{bail, Result};
+use cairn_client::cairn_api::{ChangeEntryBody, ChangeSetBody, SetEntryBody};
 use cairn_client::{key_path, ClientError, HttpMethod as Method};
+use cairn_model::{EntryKind, MergeMode, FLAG_SET_KEY};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
@@ -137,7 +139,7 @@ const LIST_COLUMNS: &[(&str, &str)] = &[
 
 /// A flagd document's flags, `$evaluators` and `metadata` as change-set entries
 /// at one scope: kinds `flag`, `segment` and `flagset` (at the empty key).
-fn import_entries(doc: &Value, scope: &ScopeArgs) -> Result<Vec<Value>> {
+fn import_entries(doc: &Value, scope: &ScopeArgs) -> Result<Vec<ChangeEntryBody>> {
     let Some(obj) = doc.as_object() else {
         bail!("a flagd document must be a JSON object");
     };
@@ -150,23 +152,32 @@ fn import_entries(doc: &Value, scope: &ScopeArgs) -> Result<Vec<Value>> {
     let Some(flags) = obj.get("flags").and_then(Value::as_object) else {
         bail!("a flagd document needs `flags`, an object of flag key to definition");
     };
-    let entry = |key: &str, kind: &str, value: Value| json!({"app": scope.app, "env": scope.env, "key": key, "kind": kind, "value": value});
+    let entry = |key: &str, kind: EntryKind, value: Value| ChangeEntryBody {
+        app: scope.app.clone(),
+        env: scope.env.clone(),
+        key: key.to_owned(),
+        value: Some(value),
+        delete: false,
+        kind,
+        merge: MergeMode::Merge,
+        expected_version: None,
+    };
     let mut out = Vec::new();
     match obj.get("$evaluators") {
         None | Some(Value::Null) => {}
         Some(Value::Object(evaluators)) => {
             for (name, rule) in evaluators {
-                out.push(entry(name, "segment", rule.clone()));
+                out.push(entry(name, EntryKind::Segment, rule.clone()));
             }
         }
         Some(_) => bail!("`$evaluators` must be an object of name to rule"),
     }
     match obj.get("metadata") {
         None | Some(Value::Null) => {}
-        Some(meta) => out.push(entry("", "flagset", meta.clone())),
+        Some(meta) => out.push(entry(FLAG_SET_KEY, EntryKind::FlagSet, meta.clone())),
     }
     for (key, def) in flags {
-        out.push(entry(key, "flag", def.clone()));
+        out.push(entry(key, EntryKind::Flag, def.clone()));
     }
     Ok(out)
 }
@@ -274,12 +285,10 @@ impl Ctx {
                 } else {
                     message
                 };
-                let body = json!({"message": message, "entries": entries});
-                let r = self
-                    .send(Method::POST, "/v1/changes", &[], Some(&body))
-                    .await?;
-                self.print(&r, |r| {
-                    println!("imported {n} entries (revision {})", r["revision"])
+                let body = ChangeSetBody { message, entries };
+                let r = self.client.change_set(&body).await?;
+                self.written(&r, |r| {
+                    println!("imported {n} entries (revision {})", r.revision)
                 });
             }
             FlagCmd::Lint {
@@ -375,24 +384,17 @@ impl Ctx {
         message: &str,
         expect_version: Option<i64>,
     ) -> Result<()> {
-        let mut body =
-            json!({"value": value, "message": message, "kind": "flag", "merge": "replace"});
-        if let Some(v) = expect_version {
-            body["expected_version"] = json!(v);
-        }
-        let r = self
-            .send(
-                Method::PUT,
-                &format!("/v1/entries/{}", key_path(key)),
-                &scope.query(),
-                Some(&body),
-            )
-            .await?;
-        self.print(&r, |r| {
-            println!(
-                "{key}: version {} (revision {})",
-                r["changes"][0]["version"], r["revision"]
-            )
+        let body = SetEntryBody {
+            value,
+            kind: EntryKind::Flag,
+            merge: MergeMode::Replace,
+            message: message.to_owned(),
+            expected_version: expect_version,
+        };
+        let r = self.client.put_entry(scope.at(), key, &body).await?;
+        self.written(&r, |r| {
+            let version = r.changes.first().map_or(0, |c| c.version);
+            println!("{key}: version {version} (revision {})", r.revision)
         });
         Ok(())
     }

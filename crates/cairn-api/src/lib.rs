@@ -1,0 +1,11 @@
+//! Cairn's HTTP wire types, one definition each: `cairn-server` reads the
+//! request bodies and writes the results declared here, `cairn-client` writes
+//! and reads the same types, and `docs/openapi.json` documents them (utoipa).
+//! No HTTP stack, no IO.
+
+mod entries;
+
+pub use entries::{
+    ChangeEntryBody, ChangeSetBody, FlagWarning, RollbackBody, SetEntryBody, WriteResult,
+    WrittenEntry,
+};
