@@ -4,10 +4,13 @@ use anyhow::{bail, Result};
 use cairn_client::{ClientError, HttpMethod as Method};
 use chrono::Utc;
 use clap::Subcommand;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{cell_str, parse_age, parse_time, rejected, Ctx};
 use crate::output::table;
+
+/// Records per `GET /v1/audit` page the CLI asks for.
+const AUDIT_PAGE: i64 = 1000;
 
 #[derive(Debug, Subcommand)]
 pub enum IdentityCmd {
@@ -152,17 +155,39 @@ impl Ctx {
             } => {
                 let since = since.as_deref().map(parse_time).transpose()?;
                 let until = until.as_deref().map(parse_time).transpose()?;
-                let q = [
-                    ("key", key),
-                    ("actor", actor),
-                    ("action", action),
-                    ("app", app),
-                    ("env", env),
-                    ("since", since.map(|t| t.to_rfc3339())),
-                    ("until", until.map(|t| t.to_rfc3339())),
-                    ("limit", limit.map(|l| l.to_string())),
-                ];
-                let r = self.get("/v1/audit", &q).await?;
+                // Every matching record (or the first `--limit`), page after
+                // page: the server pages by sequence number (`after`).
+                let mut records: Vec<Value> = Vec::new();
+                let mut after: Option<i64> = None;
+                loop {
+                    let want = match limit {
+                        Some(l) => (l - records.len() as i64).min(AUDIT_PAGE),
+                        None => AUDIT_PAGE,
+                    };
+                    if want <= 0 {
+                        break;
+                    }
+                    let q = [
+                        ("key", key.clone()),
+                        ("actor", actor.clone()),
+                        ("action", action.clone()),
+                        ("app", app.clone()),
+                        ("env", env.clone()),
+                        ("since", since.map(|t| t.to_rfc3339())),
+                        ("until", until.map(|t| t.to_rfc3339())),
+                        ("limit", Some(want.to_string())),
+                        ("after", after.map(|s| s.to_string())),
+                    ];
+                    let page = self.get("/v1/audit", &q).await?;
+                    let page = page.as_array().cloned().unwrap_or_default();
+                    let full = page.len() as i64 == want;
+                    after = page.last().and_then(|r| r["seq"].as_i64());
+                    records.extend(page);
+                    if !full || after.is_none() {
+                        break;
+                    }
+                }
+                let r = Value::Array(records);
                 self.print(&r, |r| {
                     table(
                         r,

@@ -682,3 +682,59 @@ fn tokens_permissions_and_exit_codes() {
     };
     nowhere.expect(1, &["get", "feature/x"]);
 }
+
+/// `cairn audit` follows the server's pages (1,000 records each, by sequence
+/// number): every record once, in order, and `--limit` across pages.
+#[test]
+fn audit_export_walks_every_page() {
+    let f = Fixture::new();
+    let cli = &f.cli;
+    cli.ok(&["app", "create", "billing"]);
+    // 17 change sets of 64 entries: 1,088 change records, more than one page.
+    for round in 0..17 {
+        let flags: serde_json::Map<String, Value> = (0..64)
+            .map(|i| {
+                let def =
+                    json!({"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"});
+                (format!("k/{round}/{i}"), def)
+            })
+            .collect();
+        let doc = json!({ "flags": flags });
+        let out = cli.run_stdin(
+            &[
+                "flag",
+                "import",
+                "-",
+                "--app",
+                "billing",
+                "-m",
+                &format!("round {round}"),
+            ],
+            Some(&doc.to_string()),
+        );
+        assert_eq!(out.code, 0, "{out}");
+    }
+    let all = cli.json(&["audit", "--app", "billing"]);
+    let seqs: Vec<i64> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_i64().unwrap())
+        .collect();
+    // The app's creation, then every imported flag's record, once.
+    assert_eq!(seqs.len(), 1 + 17 * 64);
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "in order, no duplicates"
+    );
+    let some = cli.json(&["audit", "--app", "billing", "--limit", "1500"]);
+    assert_eq!(some.as_array().unwrap().len(), 1089);
+    let first = cli.json(&["audit", "--app", "billing", "--limit", "1001"]);
+    let first: Vec<i64> = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(first, seqs[..1001]);
+}
