@@ -648,7 +648,7 @@ impl FlagView {
             "flags": flags,
         });
         if !segments.is_empty() {
-            doc["$evaluators"] = Value::Object(segments.clone());
+            doc["$evaluators"] = Value::Object(segments);
         }
         if !metadata.is_empty() {
             doc["metadata"] = Value::Object(metadata.clone());
