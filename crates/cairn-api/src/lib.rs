@@ -3,7 +3,10 @@
 //! and reads the same types, and `docs/openapi.json` documents them (utoipa).
 //! No HTTP stack, no IO.
 
+mod catalog;
 mod entries;
+
+pub use catalog::{CreateAppBody, EnvBody, RegisterSchemaBody, Revised, ValidateBody};
 
 pub use entries::{
     ChangeEntryBody, ChangeSetBody, FlagWarning, RollbackBody, SetEntryBody, WriteResult,

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
-use cairn_client::cairn_api::{FlagWarning, WriteResult};
+use cairn_client::cairn_api::{FlagWarning, Revised, WriteResult};
 use cairn_client::{Client, ClientError, HttpMethod as Method};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -263,6 +263,12 @@ impl Ctx {
             print_warnings(&warnings);
         }
         Ok(r)
+    }
+
+    /// Print a catalog change's result (JSON, or `text`).
+    fn revised(&self, r: &Revised, text: impl FnOnce(&Revised)) {
+        let v = serde_json::to_value(r).unwrap_or_default();
+        self.print(&v, |_| text(r));
     }
 
     /// Print what a typed write answered: its warnings on stderr, then the

@@ -2,7 +2,9 @@
 //! `rollback`, `entry`) against a real server: the server's own wire types
 //! (`cairn_api`) round-trip over the socket.
 
-use cairn_client::cairn_api::{ChangeEntryBody, ChangeSetBody, RollbackBody, SetEntryBody};
+use cairn_client::cairn_api::{
+    ChangeEntryBody, ChangeSetBody, CreateAppBody, EnvBody, RollbackBody, SetEntryBody,
+};
 use cairn_client::At;
 use cairn_model::{EntryKind, MergeMode, Scope};
 use serde_json::json;
@@ -104,5 +106,49 @@ async fn typed_entry_calls_round_trip_the_servers_wire_types() {
     // The past stays readable, by version.
     let v2 = c.entry(shop, "db/pool", Some(2), None).await.unwrap();
     assert_eq!(v2["value"], json!({"max": 9}));
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_catalog_calls_round_trip() {
+    let data = Data::new();
+    let server = TestServer::start(&data, any_port());
+    let admin = Admin::new(&server.url(), server.token.as_deref().unwrap());
+    let c = &admin.0;
+    let head = |v: &serde_json::Value| v["revision"].as_i64().unwrap_or(-1);
+    let r1 = c
+        .create_app(&CreateAppBody {
+            name: "shop".into(),
+            description: "the shop".into(),
+        })
+        .await
+        .unwrap();
+    let qa = EnvBody {
+        name: Some("qa".into()),
+        protected: Some(true),
+        required_approvals: Some(2),
+        ..EnvBody::default()
+    };
+    let r2 = c.create_env(&qa).await.unwrap();
+    assert_eq!(r2.revision, r1.revision + 1);
+    let strict = EnvBody {
+        strict_flags: Some(true),
+        ..EnvBody::default()
+    };
+    let r3 = c.update_env("qa", &strict).await.unwrap();
+    assert_eq!(r3.revision, r2.revision + 1);
+    let env: serde_json::Value = c.get("/v1/envs/qa", &[]).await.unwrap();
+    assert_eq!(
+        (
+            &env["protected"],
+            &env["required_approvals"],
+            &env["strict_flags"]
+        ),
+        (&json!(true), &json!(2), &json!(true))
+    );
+    assert_eq!(head(&env), r3.revision);
+    // An environment that exists already: 409, nothing changed.
+    let err = c.create_env(&qa).await.unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
     server.stop();
 }

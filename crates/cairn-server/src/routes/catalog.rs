@@ -5,90 +5,25 @@ use std::sync::Arc;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use cairn_core::{CreatedToken, EnvSettings, Error, SchemaRegistered, Service, Violation};
-use cairn_model::{Revision, Scope};
+use cairn_model::Scope;
 use cairn_store::{App, AuditFilter, AuditRecord, Environment, Role, SchemaRecord, TokenRecord};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{Caller, Json, P, Q};
 use crate::problem::{ApiResult, Problem};
 
-/// The revision a catalog change committed as.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Revised {
-    pub revision: Revision,
-}
+pub use cairn_api::{CreateAppBody, EnvBody, RegisterSchemaBody, Revised, ValidateBody};
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateAppBody {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EnvBody {
-    /// Required when creating; ignored when updating (the path names it).
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub protected: Option<bool>,
-    pub required_approvals: Option<i32>,
-    pub auto_approve: Option<bool>,
-    /// Flag-lint warnings (rules that can only yield null or an error) refuse
-    /// flag writes that reach this environment (422), instead of being reported.
-    pub strict_flags: Option<bool>,
-}
-
-impl EnvBody {
-    fn settings(self) -> EnvSettings {
-        EnvSettings {
-            description: self.description,
-            protected: self.protected,
-            required_approvals: self.required_approvals,
-            auto_approve: self.auto_approve,
-            strict_flags: self.strict_flags,
-        }
+fn settings(b: EnvBody) -> EnvSettings {
+    EnvSettings {
+        description: b.description,
+        protected: b.protected,
+        required_approvals: b.required_approvals,
+        auto_approve: b.auto_approve,
+        strict_flags: b.strict_flags,
     }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RegisterSchemaBody {
-    /// Global when absent.
-    pub app: Option<String>,
-    /// Key glob, e.g. `database/*` or `**`.
-    pub pattern: String,
-    /// A JSON Schema (draft 2020-12 or draft 7, by `$schema`): an object or a boolean.
-    #[schema(schema_with = json_schema_doc)]
-    pub schema: Value,
-    /// Activate even if stored values violate it.
-    #[serde(default)]
-    pub force: bool,
-    #[serde(default)]
-    pub message: String,
-}
-
-/// A JSON Schema is an object or a boolean (`true` accepts everything).
-fn json_schema_doc() -> utoipa::openapi::schema::Schema {
-    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-    OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::Object))
-        .item(ObjectBuilder::new().schema_type(Type::Boolean))
-        .build()
-        .into()
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ValidateBody {
-    pub app: Option<String>,
-    pub env: Option<String>,
-    pub key: String,
-    pub value: Value,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -192,7 +127,7 @@ pub async fn create_env(
         .take()
         .ok_or_else(|| Error::invalid("name", "missing"))?;
     let committed = svc
-        .create_env(&c.who, &c.origin, &name, b.settings())
+        .create_env(&c.who, &c.origin, &name, settings(b))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -213,9 +148,7 @@ pub async fn update_env(
     if b.name.as_ref().is_some_and(|n| *n != env) {
         return Err(Error::invalid("name", "environments cannot be renamed").into());
     }
-    let committed = svc
-        .update_env(&c.who, &c.origin, &env, b.settings())
-        .await?;
+    let committed = svc.update_env(&c.who, &c.origin, &env, settings(b)).await?;
     Ok(Json(Revised {
         revision: committed.revision,
     }))

@@ -2,9 +2,8 @@
 //! policies, JSON Schemas.
 
 use anyhow::Result;
-use cairn_client::HttpMethod as Method;
+use cairn_client::cairn_api::{CreateAppBody, EnvBody, RegisterSchemaBody, ValidateBody};
 use clap::Subcommand;
-use serde_json::{json, Value};
 
 use super::{cell_str, rejected, Ctx, ScopeArgs};
 use crate::input::read_input;
@@ -37,27 +36,15 @@ pub struct EnvFlags {
 }
 
 impl EnvFlags {
-    fn body(&self, name: Option<&str>) -> Value {
-        let mut b = json!({});
-        if let Some(n) = name {
-            b["name"] = json!(n);
+    fn body(&self, name: Option<&str>) -> EnvBody {
+        EnvBody {
+            name: name.map(str::to_owned),
+            description: self.description.clone(),
+            protected: self.protected,
+            required_approvals: self.required_approvals,
+            auto_approve: self.auto_approve,
+            strict_flags: self.strict_flags,
         }
-        if let Some(v) = &self.description {
-            b["description"] = json!(v);
-        }
-        if let Some(v) = self.protected {
-            b["protected"] = json!(v);
-        }
-        if let Some(v) = self.required_approvals {
-            b["required_approvals"] = json!(v);
-        }
-        if let Some(v) = self.auto_approve {
-            b["auto_approve"] = json!(v);
-        }
-        if let Some(v) = self.strict_flags {
-            b["strict_flags"] = json!(v);
-        }
-        b
     }
 }
 
@@ -112,16 +99,13 @@ impl Ctx {
     pub(super) async fn app(&self, cmd: AppCmd) -> Result<()> {
         match cmd {
             AppCmd::Create { name, description } => {
-                let r = self
-                    .send(
-                        Method::POST,
-                        "/v1/apps",
-                        &[],
-                        Some(&json!({"name": name, "description": description})),
-                    )
-                    .await?;
-                self.print(&r, |r| {
-                    println!("app {name} created (revision {})", r["revision"])
+                let body = CreateAppBody {
+                    name: name.clone(),
+                    description,
+                };
+                let r = self.client.create_app(&body).await?;
+                self.revised(&r, |r| {
+                    println!("app {name} created (revision {})", r.revision)
                 });
             }
             AppCmd::List => {
@@ -144,29 +128,15 @@ impl Ctx {
     pub(super) async fn env(&self, cmd: EnvCmd) -> Result<()> {
         match cmd {
             EnvCmd::Create { name, flags } => {
-                let r = self
-                    .send(
-                        Method::POST,
-                        "/v1/envs",
-                        &[],
-                        Some(&flags.body(Some(&name))),
-                    )
-                    .await?;
-                self.print(&r, |r| {
-                    println!("environment {name} created (revision {})", r["revision"])
+                let r = self.client.create_env(&flags.body(Some(&name))).await?;
+                self.revised(&r, |r| {
+                    println!("environment {name} created (revision {})", r.revision)
                 });
             }
             EnvCmd::Set { name, flags } => {
-                let r = self
-                    .send(
-                        Method::PATCH,
-                        &format!("/v1/envs/{name}"),
-                        &[],
-                        Some(&flags.body(None)),
-                    )
-                    .await?;
-                self.print(&r, |r| {
-                    println!("environment {name} updated (revision {})", r["revision"])
+                let r = self.client.update_env(&name, &flags.body(None)).await?;
+                self.revised(&r, |r| {
+                    println!("environment {name} updated (revision {})", r.revision)
                 });
             }
             EnvCmd::List => {
@@ -199,10 +169,14 @@ impl Ctx {
                 message,
             } => {
                 let schema = read_input(&file)?;
-                let body = json!({"app": app, "pattern": pattern, "schema": schema, "force": force, "message": message});
-                let r = self
-                    .send(Method::POST, "/v1/schemas", &[], Some(&body))
-                    .await?;
+                let body = RegisterSchemaBody {
+                    app,
+                    pattern: pattern.clone(),
+                    schema,
+                    force,
+                    message,
+                };
+                let r = self.client.register_schema(&body).await?;
                 self.print(&r, |r| {
                     println!(
                         "schema {pattern} version {} active (revision {})",
@@ -240,10 +214,13 @@ impl Ctx {
             }
             SchemaCmd::Validate { key, file, scope } => {
                 let value = read_input(&file)?;
-                let body = json!({"app": scope.app, "env": scope.env, "key": key, "value": value});
-                let r = self
-                    .send(Method::POST, "/v1/schemas/validate", &[], Some(&body))
-                    .await?;
+                let body = ValidateBody {
+                    app: scope.app,
+                    env: scope.env,
+                    key: key.clone(),
+                    value,
+                };
+                let r = self.client.validate(&body).await?;
                 let valid = r["valid"].as_bool().unwrap_or(false);
                 self.print(&r, |r| {
                     if valid {
