@@ -313,18 +313,22 @@ pub(crate) fn validate_change_set(
                 let broken = match CompiledFlag::compile(key, def, &segments) {
                     Err(err) => Some((err.path, err.message)),
                     Ok(after) => {
-                        let before = CompiledFlag::compile(key, def, &segments_at(st, &[], scope));
-                        let had: Vec<&str> = before.as_ref().map(missing_refs).unwrap_or_default();
-                        missing_refs(&after)
-                            .into_iter()
-                            .find(|p| !had.contains(p))
-                            .map(|p| {
-                                (
-                                    p.to_owned(),
-                                    "a `$ref` here would name a segment that no longer exists"
-                                        .to_owned(),
-                                )
-                            })
+                        let dangling = missing_refs(&after);
+                        // Only then is the flag compiled as it stands, to tell
+                        // a new dangling `$ref` from one it already had.
+                        let had = if dangling.is_empty() {
+                            None
+                        } else {
+                            CompiledFlag::compile(key, def, &segments_at(st, &[], scope)).ok()
+                        };
+                        let had: Vec<&str> = had.as_ref().map(missing_refs).unwrap_or_default();
+                        dangling.into_iter().find(|p| !had.contains(p)).map(|p| {
+                            (
+                                p.to_owned(),
+                                "a `$ref` here would name a segment that no longer exists"
+                                    .to_owned(),
+                            )
+                        })
                     }
                 };
                 if let Some((pointer, message)) = broken {

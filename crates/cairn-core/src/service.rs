@@ -493,26 +493,6 @@ impl Service {
                     .map_err(|e| rename_field(e.into(), field("key")))?;
                 check_write(who, &item.scope)?;
                 st.check_scope(&item.scope)?;
-                let current = st.entry(&item.scope, &item.key);
-                let kind = match (&item.value, current) {
-                    // A delete removes whatever lives at the key.
-                    (None, Some(c)) => c.kind,
-                    // One key holds one kind at a time: a flag never silently
-                    // replaces a configuration value, nor the reverse.
-                    (Some(_), Some(c)) if c.kind != item.kind => {
-                        return Err(Error::Conflict {
-                            message: format!(
-                                "{} at {} is a {} entry; delete it before writing a {} there",
-                                item.key,
-                                item.scope,
-                                c.kind.as_str(),
-                                item.kind.as_str()
-                            ),
-                            current_version: Some(c.version),
-                        });
-                    }
-                    _ => item.kind,
-                };
                 if !seen.insert((item.scope.clone(), item.key.clone())) {
                     return Err(Error::invalid(
                         field("key"),
@@ -532,8 +512,13 @@ impl Service {
                                 ),
                             });
                         }
-                        let violations =
-                            schema_violations(&st.schemas, &item.scope, &item.key, kind, value);
+                        let violations = schema_violations(
+                            &st.schemas,
+                            &item.scope,
+                            &item.key,
+                            item.kind,
+                            value,
+                        );
                         if !violations.is_empty() {
                             return Err(Error::SchemaViolation {
                                 key: item.key.clone(),
@@ -549,7 +534,10 @@ impl Service {
                     Mutation::PutEntry {
                         scope: item.scope,
                         key: item.key,
-                        kind,
+                        // One kind per (scope, key) is the store's check, inside
+                        // the commit (`StoreError::KindConflict`); a delete
+                        // takes the live entry's kind there.
+                        kind: item.kind,
                         merge: item.merge,
                         value: item.value,
                         checksum,

@@ -23,7 +23,7 @@
 import { readFileSync } from 'node:fs';
 import { OpenFeature, ProviderEvents } from '@openfeature/server-sdk';
 import { FlagdProvider } from '@openfeature/flagd-provider';
-import { check, env, finish, outcome, step, waitFor, watchdog } from './lib.mjs';
+import { check, checkTypedEvaluations, env, finish, outcome, step, waitFor, watchdog } from './lib.mjs';
 
 watchdog(90_000);
 const FILE = env('CAIRN_FLAGD_FILE');
@@ -37,27 +37,7 @@ await OpenFeature.setProviderAndWait(
   new FlagdProvider({ resolverType: 'in-process', offlineFlagSourcePath: FILE }),
 );
 const client = OpenFeature.getClient();
-const staff = { targetingKey: 'u-1', email: 'ann@example.com', version: '2.1.0' };
-const guest = { email: 'bob@elsewhere.org', version: '1.4.0' }; // no targeting key
-
-check('boolean, targeting match ($ref)', outcome(await client.getBooleanDetails('newWelcomeBanner', false, staff)),
-  { value: true, reason: 'TARGETING_MATCH', variant: 'on' });
-check('boolean, rule yields null', outcome(await client.getBooleanDetails('newWelcomeBanner', true, guest)),
-  { value: false, reason: 'DEFAULT', variant: 'off' });
-check('string, sem_ver match', outcome(await client.getStringDetails('headerColor', '?', staff)),
-  { value: '#00c', reason: 'TARGETING_MATCH', variant: 'blue' });
-check('string, sem_ver below', outcome(await client.getStringDetails('headerColor', '?', guest)),
-  { value: '#c00', reason: 'DEFAULT', variant: 'red' });
-check('number, integer', outcome(await client.getNumberDetails('maxItems', 0)),
-  { value: 10, reason: 'STATIC', variant: 'ten' });
-check('number, float', outcome(await client.getNumberDetails('discount', 0)),
-  { value: 0.25, reason: 'STATIC', variant: 'quarter' });
-check('object, targeting match', outcome(await client.getObjectDetails('limits', {}, staff)),
-  { value: { max: 9, burst: [1, 2] }, reason: 'TARGETING_MATCH', variant: 'big' });
-check('object, else branch', outcome(await client.getObjectDetails('limits', {}, guest)),
-  { value: { max: 1 }, reason: 'TARGETING_MATCH', variant: 'small' });
-check('metadata', (await client.getBooleanDetails('newWelcomeBanner', false, staff)).flagMetadata,
-  { description: 'the welcome banner', owner: 'team-web' });
+const { staff, guest } = await checkTypedEvaluations(client);
 check('disabled: the caller\'s default', outcome(await client.getBooleanDetails('oldCheckout', false)),
   { value: false, reason: 'DISABLED' });
 check('missing flag', outcome(await client.getBooleanDetails('noSuchFlag', true)),

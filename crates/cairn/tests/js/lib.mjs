@@ -87,3 +87,32 @@ export function env(name) {
   if (!v) fail(`${name} is not set`);
   return v;
 }
+
+/** The evaluations both providers must answer alike for the flag document the tests
+ * import (`crates/cairn/tests/it/js.rs`): each type, a rule yielding null, metadata. */
+export async function checkTypedEvaluations(client) {
+  const staff = { targetingKey: 'u-1', email: 'ann@example.com', version: '2.1.0' };
+  const guest = { email: 'bob@elsewhere.org', version: '1.4.0' }; // no targeting key
+
+  // Each type.
+  check('boolean, targeting match', outcome(await client.getBooleanDetails('newWelcomeBanner', false, staff)),
+    { value: true, reason: 'TARGETING_MATCH', variant: 'on' });
+  check('boolean, rule yields null, no targeting key', outcome(await client.getBooleanDetails('newWelcomeBanner', true, guest)),
+    { value: false, reason: 'DEFAULT', variant: 'off' });
+  check('string, sem_ver match', outcome(await client.getStringDetails('headerColor', '?', staff)),
+    { value: '#00c', reason: 'TARGETING_MATCH', variant: 'blue' });
+  check('string, sem_ver below', outcome(await client.getStringDetails('headerColor', '?', guest)),
+    { value: '#c00', reason: 'DEFAULT', variant: 'red' });
+  check('number, integer', outcome(await client.getNumberDetails('maxItems', 0)),
+    { value: 10, reason: 'STATIC', variant: 'ten' });
+  check('number, float', outcome(await client.getNumberDetails('discount', 0)),
+    { value: 0.25, reason: 'STATIC', variant: 'quarter' });
+  check('object, targeting match', outcome(await client.getObjectDetails('limits', {}, staff)),
+    { value: { max: 9, burst: [1, 2] }, reason: 'TARGETING_MATCH', variant: 'big' });
+  check('object, else branch', outcome(await client.getObjectDetails('limits', {}, guest)),
+    { value: { max: 1 }, reason: 'TARGETING_MATCH', variant: 'small' });
+  // Metadata: the flag's own over the document's.
+  check('metadata', (await client.getBooleanDetails('newWelcomeBanner', false, staff)).flagMetadata,
+    { description: 'the welcome banner', owner: 'team-web' });
+  return { staff, guest };
+}

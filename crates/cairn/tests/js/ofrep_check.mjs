@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import { OpenFeature } from '@openfeature/server-sdk';
 import { OFREPProvider } from '@openfeature/ofrep-provider';
 import { OFREPApi } from '@openfeature/ofrep-core';
-import { check, env, finish, outcome, step, watchdog } from './lib.mjs';
+import { check, checkTypedEvaluations, env, finish, outcome, step, watchdog } from './lib.mjs';
 
 watchdog(60_000);
 const BASE = env('CAIRN_URL');
@@ -29,29 +29,7 @@ await OpenFeature.setProviderAndWait('sdk', new OFREPProvider({ baseUrl: BASE, h
 await OpenFeature.setProviderAndWait('prefixed', new OFREPProvider({ baseUrl: PREFIX, headers: bearer(ADMIN_TOKEN) }));
 await OpenFeature.setProviderAndWait('bad', new OFREPProvider({ baseUrl: BASE, headers: bearer('cairn_000000000000_bad') }));
 const client = OpenFeature.getClient('sdk');
-const staff = { targetingKey: 'u-1', email: 'ann@example.com', version: '2.1.0' };
-const guest = { email: 'bob@elsewhere.org', version: '1.4.0' }; // no targeting key
-
-// Each type.
-check('boolean, targeting match', outcome(await client.getBooleanDetails('newWelcomeBanner', false, staff)),
-  { value: true, reason: 'TARGETING_MATCH', variant: 'on' });
-check('boolean, rule yields null, no targeting key', outcome(await client.getBooleanDetails('newWelcomeBanner', true, guest)),
-  { value: false, reason: 'DEFAULT', variant: 'off' });
-check('string, sem_ver match', outcome(await client.getStringDetails('headerColor', '?', staff)),
-  { value: '#00c', reason: 'TARGETING_MATCH', variant: 'blue' });
-check('string, sem_ver below', outcome(await client.getStringDetails('headerColor', '?', guest)),
-  { value: '#c00', reason: 'DEFAULT', variant: 'red' });
-check('number, integer', outcome(await client.getNumberDetails('maxItems', 0)),
-  { value: 10, reason: 'STATIC', variant: 'ten' });
-check('number, float', outcome(await client.getNumberDetails('discount', 0)),
-  { value: 0.25, reason: 'STATIC', variant: 'quarter' });
-check('object, targeting match', outcome(await client.getObjectDetails('limits', {}, staff)),
-  { value: { max: 9, burst: [1, 2] }, reason: 'TARGETING_MATCH', variant: 'big' });
-check('object, else branch', outcome(await client.getObjectDetails('limits', {}, guest)),
-  { value: { max: 1 }, reason: 'TARGETING_MATCH', variant: 'small' });
-// Metadata: the flag's own over the document's.
-check('metadata', (await client.getBooleanDetails('newWelcomeBanner', false, staff)).flagMetadata,
-  { description: 'the welcome banner', owner: 'team-web' });
+const { staff, guest } = await checkTypedEvaluations(client);
 
 // Errors: the caller's default.
 check('missing flag', outcome(await client.getBooleanDetails('noSuchFlag', true)),
