@@ -191,6 +191,10 @@ impl From<StoreError> for Error {
                 message: e.to_string(),
                 current_version: Some(version),
             },
+            StoreError::Stale { .. } => Error::Conflict {
+                message: e.to_string(),
+                current_version: None,
+            },
             StoreError::NotFound { what } => Error::NotFound { what },
             StoreError::AlreadyExists { what } => Error::Conflict {
                 message: format!("{what} already exists"),

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::policy::Action;
 use crate::state::{ScopeEntries, State};
 use crate::{Error, Principal, Result, Service, Violation};
-use cairn_store::Mutation;
+use cairn_store::{Guard, Mutation, Read};
 
 use cairn_eval::{Warning, WarningCode};
 
@@ -42,18 +42,6 @@ pub const FLAGD_SCHEMA_URL: &str = "https://flagd.dev/schema/v0/flags.json";
 // ----------------------------------------------------------------------
 // Write-time validation
 // ----------------------------------------------------------------------
-
-/// Is `layer` one of the scopes whose entries are visible at `at`?
-fn visible_from(layer: &Scope, at: &Scope) -> bool {
-    layer
-        .app
-        .as_ref()
-        .is_none_or(|a| at.app.as_ref() == Some(a))
-        && layer
-            .env
-            .as_ref()
-            .is_none_or(|e| at.env.as_ref() == Some(e))
-}
 
 /// The layers visible at `at`, least specific first.
 fn layers_of(at: &Scope) -> Vec<Scope> {
@@ -220,9 +208,14 @@ fn missing_refs(f: &CompiledFlag) -> Vec<&str> {
 /// JSON pointer): what flagd's schema refuses, and a segment change that
 /// breaks a stored flag (it no longer compiles, or one of its `$ref`s no
 /// longer resolves). Returned: the warnings of the flags and segments written.
+///
+/// What it reads is added to `guard`: the segments visible at every flag
+/// written; for every segment changed, the flags that can see it and the
+/// segments of their views.
 pub(crate) fn validate_change_set(
     st: &State,
     mutations: &[(Option<String>, Mutation)],
+    guard: &mut Guard,
 ) -> Result<Vec<FlagWarning>> {
     let items: Vec<Item<'_>> = mutations
         .iter()
@@ -249,6 +242,16 @@ pub(crate) fn validate_change_set(
         .filter(|i| i.kind == EntryKind::Segment || was(i, EntryKind::Segment))
         .map(|i| i.scope)
         .collect();
+    for scope in &segment_changes {
+        guard.read(Read::Seeing {
+            kind: Some(EntryKind::Flag),
+            layer: (*scope).clone(),
+        });
+        guard.read(Read::Overlapping {
+            kind: EntryKind::Segment,
+            scope: (*scope).clone(),
+        });
+    }
     let mut warnings = Vec::new();
     if segment_changes.is_empty()
         && !items
@@ -267,6 +270,10 @@ pub(crate) fn validate_change_set(
         let problem = match item.kind {
             EntryKind::Config => continue,
             EntryKind::Flag => {
+                guard.read(Read::VisibleFrom {
+                    kind: EntryKind::Segment,
+                    at: item.scope.clone(),
+                });
                 let segments = segments_at(st, items, item.scope);
                 match CompiledFlag::compile(item.key, value, &segments) {
                     Ok(f) => {
@@ -299,7 +306,7 @@ pub(crate) fn validate_change_set(
     // A segment change must not break a stored flag that can see it.
     if !segment_changes.is_empty() {
         for (scope, entries) in &st.scopes {
-            if !segment_changes.iter().any(|s| visible_from(s, scope)) {
+            if !segment_changes.iter().any(|s| s.is_visible_from(scope)) {
                 continue;
             }
             for (key, e) in &entries.entries {
@@ -1091,8 +1098,8 @@ mod tests {
             layers_of(&at),
             vec![Scope::global(), Scope::new(Some("billing"), None)]
         );
-        assert!(visible_from(&Scope::global(), &at));
-        assert!(!visible_from(&Scope::new(None, Some("prod")), &at));
+        assert!(Scope::global().is_visible_from(&at));
+        assert!(!Scope::new(None, Some("prod")).is_visible_from(&at));
         assert_eq!(layers_of(&Scope::new(Some("a"), Some("e"))).len(), 4);
     }
 

@@ -22,6 +22,7 @@ pub struct Metrics {
     http_requests: Family<Labels, Counter>,
     http_seconds: Family<Labels, Histogram>,
     webhook_attempts: Family<Labels, Counter>,
+    plan_retries: Counter,
 }
 
 impl Default for Metrics {
@@ -71,8 +72,15 @@ impl Default for Metrics {
             "Webhook delivery attempts by outcome (delivered, retry, failed)",
             webhook_attempts.clone(),
         );
+        let plan_retries = Counter::default();
+        registry.register(
+            "write_replans",
+            "Writes planned and validated again because a concurrent change touched what their plan read",
+            plan_retries.clone(),
+        );
         Metrics {
             registry,
+            plan_retries,
             webhook_attempts,
             rotations,
             rotation_failures,
@@ -85,6 +93,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn plan_retried(&self) {
+        self.plan_retries.inc();
+    }
+
+    /// How many writes were planned again (see `Service::retrying`).
+    pub fn plan_retries(&self) -> u64 {
+        self.plan_retries.get()
+    }
+
     pub fn rotation_succeeded(&self) {
         self.rotations.inc();
     }

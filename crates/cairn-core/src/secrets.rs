@@ -29,6 +29,7 @@ use crate::keys::{MasterKey, Purpose};
 use crate::policy::{self, Action};
 use crate::service::{check_write, require_admin};
 use crate::{Error, ResolvedView, Result, Service};
+use cairn_store::{Guard, Read};
 
 /// The longest rotation interval and grace period: ten years.
 pub const MAX_DAYS: i32 = 3650;
@@ -290,8 +291,7 @@ fn collect_refs(value: &Value, out: &mut BTreeSet<String>) {
 /// Can configuration at `from` see a secret at `secret`? (Its app and env
 /// are each either "every" or the same.)
 fn visible_from(secret: &Scope, from: &Scope) -> bool {
-    let part = |s: &Option<String>, f: &Option<String>| s.is_none() || s == f;
-    part(&secret.app, &from.app) && part(&secret.env, &from.env)
+    secret.is_visible_from(from)
 }
 
 fn to_sealed(s: &SealedSecret) -> Sealed {
@@ -391,6 +391,10 @@ impl Service {
         validate_key(name).map_err(|e| rename(e.into(), "name"))?;
         check_write(who, scope)?;
         self.read().check_scope(scope)?;
+        // Taken before the signing secret is read: a change to it committed
+        // after this refuses the write (409) rather than leave the hook
+        // signed with a deleted secret.
+        let mut guard = Guard::new(self.revision());
         let hooked = policy.generator.as_deref().and_then(hook_url).is_some();
         match (&policy.hook_secret, hooked) {
             (None, true) => {
@@ -407,6 +411,10 @@ impl Service {
             }
             (Some(signer), true) => {
                 validate_key(signer).map_err(|e| rename(e.into(), "hook_secret"))?;
+                guard.read(Read::Secret {
+                    name: signer.clone(),
+                    from: scope.clone(),
+                });
                 let Some(signer_scope) = self
                     .signing_secret(scope, signer)
                     .await?
@@ -512,6 +520,7 @@ impl Service {
             Some(policy),
             Some(0),
             message,
+            Some(guard),
         )
         .await
     }
@@ -570,6 +579,7 @@ impl Service {
             None,
             Some(record.current_version),
             message,
+            None,
         )
         .await
     }
@@ -619,6 +629,7 @@ impl Service {
         policy: Option<SecretPolicy>,
         expected_version: Option<i64>,
         message: &str,
+        guard: Option<Guard>,
     ) -> Result<SecretWritten> {
         let id = SecretId {
             name,
@@ -636,7 +647,10 @@ impl Service {
             value_hash: self.secret_value_hash(value),
             expected_version,
         };
-        let committed = self.commit(who, origin, message, vec![(None, m)]).await?;
+        // Not planned again on a stale guard: the value may come from a hook.
+        let committed = self
+            .commit_guarded(who, origin, message, vec![(None, m)], guard)
+            .await??;
         Ok(SecretWritten {
             name: name.to_owned(),
             version,
@@ -657,39 +671,55 @@ impl Service {
     ) -> Result<i64> {
         validate_key(name).map_err(|e| rename(e.into(), "name"))?;
         check_write(who, scope)?;
-        self.secret_record(scope, name).await?;
-        if !force {
-            let mut users = self.referencing_entries(scope, name);
-            // Secrets whose rotation hook it signs.
-            users.extend(
-                self.store
-                    .secrets()
-                    .await?
-                    .into_iter()
-                    .filter(|s| {
-                        s.policy.hook_secret.as_deref() == Some(name)
-                            && visible_from(scope, &s.scope)
-                    })
-                    .map(|s| format!("the rotation hook of secret {} at {}", s.name, s.scope)),
-            );
-            if !users.is_empty() {
-                return Err(Error::Conflict {
-                    message: format!(
-                        "secret {name} is referenced by {}; delete with force to delete anyway",
-                        users.join(", ")
-                    ),
-                    current_version: None,
+        self.retrying(async || {
+            // The guard covers what the checks below read: entries that can
+            // reference the secret, and every secret's rotation hook.
+            let mut guard = Guard::new(self.revision());
+            self.secret_record(scope, name).await?;
+            if !force {
+                guard.read(Read::Seeing {
+                    kind: None,
+                    layer: scope.clone(),
                 });
+                guard.read(Read::Secrets);
+                self.refuse_if_referenced(scope, name).await?;
             }
+            let m = Mutation::DeleteSecret {
+                scope: scope.clone(),
+                name: name.to_owned(),
+            };
+            let committed = self
+                .commit_guarded(who, origin, message, vec![(None, m)], Some(guard))
+                .await?;
+            Ok(committed.map(|c| c.revision))
+        })
+        .await
+    }
+
+    /// Refuse (409) to delete a secret that configuration or a rotation hook uses.
+    async fn refuse_if_referenced(&self, scope: &Scope, name: &str) -> Result<()> {
+        let mut users = self.referencing_entries(scope, name);
+        // Secrets whose rotation hook it signs.
+        users.extend(
+            self.store
+                .secrets()
+                .await?
+                .into_iter()
+                .filter(|s| {
+                    s.policy.hook_secret.as_deref() == Some(name) && visible_from(scope, &s.scope)
+                })
+                .map(|s| format!("the rotation hook of secret {} at {}", s.name, s.scope)),
+        );
+        if !users.is_empty() {
+            return Err(Error::Conflict {
+                message: format!(
+                    "secret {name} is referenced by {}; delete with force to delete anyway",
+                    users.join(", ")
+                ),
+                current_version: None,
+            });
         }
-        let m = Mutation::DeleteSecret {
-            scope: scope.clone(),
-            name: name.to_owned(),
-        };
-        Ok(self
-            .commit(who, origin, message, vec![(None, m)])
-            .await?
-            .revision)
+        Ok(())
     }
 
     /// Live entries (as `key at scope`) that can see the secret at `scope` and reference `name`.

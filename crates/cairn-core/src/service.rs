@@ -10,8 +10,8 @@ use cairn_model::{
     DEFAULT_MAX_VALUE_BYTES, MAX_CHANGESET_ENTRIES,
 };
 use cairn_store::{
-    App, AuditContext, AuditKey, Commit, Committed, EntryVersion, Environment, Mutation, Role,
-    SchemaRecord, Store, StoreError, TokenRecord,
+    App, AuditContext, AuditKey, Commit, Committed, EntryVersion, Environment, Mutation, Read,
+    Role, SchemaRecord, Store, StoreError, TokenRecord,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -24,6 +24,22 @@ use crate::policy::Action;
 use crate::schema::CompiledSchema;
 use crate::state::{ResolvedView, ScopeEntries, State};
 use crate::{Error, Result, Violation};
+
+/// How many times a write is planned before concurrent changes that keep
+/// invalidating its plan make it give up (409).
+pub const PLAN_ATTEMPTS: usize = 5;
+
+/// A commit refused because a change committed after its plan's basis
+/// touched what the plan read (what, for the message).
+#[derive(Debug)]
+pub(crate) struct Stale(pub(crate) String);
+
+impl From<Stale> for Error {
+    /// A stale plan that is not made again: 409, nothing written.
+    fn from(Stale(what): Stale) -> Self {
+        StoreError::Stale { what }.into()
+    }
+}
 
 /// Environments a fresh server has.
 pub const DEFAULT_ENVS: [&str; 3] = ["dev", "staging", "prod"];
@@ -79,6 +95,20 @@ impl Default for Options {
 pub struct Written {
     pub committed: Committed,
     pub warnings: Vec<crate::flags::FlagWarning>,
+}
+
+/// A change item whose stateless checks passed, with its value's checksum.
+struct Prepared {
+    item: ChangeItem,
+    checksum: String,
+}
+
+/// A change set planned against memory: what to commit, the warnings to
+/// answer with, and what the plan read.
+struct EntryPlan {
+    mutations: Vec<(Option<String>, Mutation)>,
+    warnings: Vec<crate::flags::FlagWarning>,
+    guard: cairn_store::Guard,
 }
 
 /// One entry change inside a change set.
@@ -413,8 +443,8 @@ impl Service {
     // The write path
     // ------------------------------------------------------------------
 
-    /// The one place that commits: every mutation goes to the store with its
-    /// audit context in one transaction, then this replica catches up.
+    /// Commit mutations whose validation read nothing the store must
+    /// re-check (each carries its own compare-and-set, if any).
     pub(crate) async fn commit(
         &self,
         who: &Principal,
@@ -422,6 +452,52 @@ impl Service {
         message: &str,
         mutations: Vec<(Option<String>, Mutation)>,
     ) -> Result<Committed> {
+        Ok(self
+            .commit_guarded(who, origin, message, mutations, None)
+            .await??)
+    }
+
+    /// Run `attempt` — plan against memory, then [`Service::commit_guarded`]
+    /// — until its plan still holds when it commits: after a [`Stale`]
+    /// refusal this replica catches up and the plan is made (and validated)
+    /// again, at most [`PLAN_ATTEMPTS`] times, then 409.
+    pub(crate) async fn retrying<T>(
+        &self,
+        mut attempt: impl AsyncFnMut() -> Result<std::result::Result<T, Stale>>,
+    ) -> Result<T> {
+        let mut last = String::new();
+        for _ in 0..PLAN_ATTEMPTS {
+            match attempt().await? {
+                Ok(done) => return Ok(done),
+                Err(Stale(what)) => {
+                    self.metrics.plan_retried();
+                    last = what;
+                    self.sync().await?;
+                }
+            }
+        }
+        Err(Error::Conflict {
+            message: format!(
+                "concurrent changes kept invalidating this change ({PLAN_ATTEMPTS} attempts; \
+                 last: {last}); nothing was written, try again"
+            ),
+            current_version: None,
+        })
+    }
+
+    /// The one place that commits: every mutation goes to the store with its
+    /// audit context in one transaction, then this replica catches up.
+    /// With a `guard` (what the plan was validated against, at which
+    /// revision), a change committed since that touches it refuses the commit:
+    /// `Ok(Err(Stale))`, nothing written (see `cairn_store::guard`).
+    pub(crate) async fn commit_guarded(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        message: &str,
+        mutations: Vec<(Option<String>, Mutation)>,
+        guard: Option<cairn_store::Guard>,
+    ) -> Result<std::result::Result<Committed, Stale>> {
         let commit = Commit {
             context: AuditContext {
                 actor: who.actor(),
@@ -433,16 +509,26 @@ impl Service {
             mutations,
             seal: Some(self.audit_key),
             sink: self.opts.audit_sink.clone(),
+            guard,
         };
-        let committed = self.store.commit(commit).await?;
+        let committed = match self.store.commit(commit).await {
+            Ok(c) => c,
+            Err(StoreError::Stale { what }) => return Ok(Err(Stale(what))),
+            Err(e) => return Err(e.into()),
+        };
         // The commit is durable; if catching up fails the sync loop retries.
         if let Err(e) = self.sync_past(committed.revision).await {
             tracing::warn!(error = %e, revision = committed.revision, "committed but could not refresh memory");
         }
-        Ok(committed)
+        Ok(Ok(committed))
     }
 
     /// Validate and commit a change set of entries as one revision.
+    ///
+    /// The change set is planned and validated against memory at some
+    /// revision; the commit carries that revision and what the validation
+    /// read ([`EntryPlan::guard`]), so the store refuses it if a concurrent
+    /// change touched any of it, and then it is planned again.
     pub async fn write_entries(
         &self,
         who: &Principal,
@@ -467,92 +553,149 @@ impl Service {
                 ),
             });
         }
-        // Secret references must name secrets that exist (422 otherwise);
-        // checked only where the caller may write, so that nobody else learns
-        // which secrets exist (the checks below refuse them).
-        for item in &items {
-            let (app, env) = (item.scope.app.as_deref(), item.scope.env.as_deref());
-            if let (Some(value), true) = (&item.value, who.can(Action::Write, app, env)) {
-                self.check_references(&item.scope, value).await?;
+        // The values are checked and canonicalised once; only the checks
+        // that read the state are made again on a retry.
+        let items = self.prepare_items(who, items)?;
+        self.retrying(async || {
+            // Taken before anything is read, so every read below sees at
+            // least this revision and the guard covers whatever came after.
+            let basis = self.revision();
+            // Secret references must name secrets that exist (422 otherwise);
+            // checked only where the caller may write, so that nobody else
+            // learns which secrets exist (the plan refuses them).
+            for Prepared { item, .. } in &items {
+                let (app, env) = (item.scope.app.as_deref(), item.scope.env.as_deref());
+                if let (Some(value), true) = (&item.value, who.can(Action::Write, app, env)) {
+                    self.check_references(&item.scope, value).await?;
+                }
             }
-        }
+            let plan = self.plan_entries(who, basis, &items, action)?;
+            let committed = self
+                .commit_guarded(who, origin, message, plan.mutations, Some(plan.guard))
+                .await?;
+            Ok(committed.map(|committed| Written {
+                committed,
+                warnings: plan.warnings,
+            }))
+        })
+        .await
+    }
+
+    /// The checks of a change set that read no state: keys, duplicates,
+    /// value sizes; each value is canonicalised here, once.
+    fn prepare_items(&self, who: &Principal, items: Vec<ChangeItem>) -> Result<Vec<Prepared>> {
         let many = items.len() > 1;
         let mut seen = HashSet::new();
-        let mut mutations = Vec::with_capacity(items.len());
-        let warnings = {
-            let st = self.read();
-            for (i, item) in items.into_iter().enumerate() {
-                let field = |f: &str| {
-                    if many {
-                        format!("entries[{i}].{f}")
-                    } else {
-                        f.to_owned()
-                    }
-                };
-                validate_entry_key(item.kind, &item.key)
-                    .map_err(|e| rename_field(e.into(), field("key")))?;
-                check_write(who, &item.scope)?;
-                st.check_scope(&item.scope)?;
-                if !seen.insert((item.scope.clone(), item.key.clone())) {
-                    return Err(Error::invalid(
-                        field("key"),
-                        format!("{} appears twice in one change set", item.key),
-                    ));
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let field = |f: &str| {
+                if many {
+                    format!("entries[{i}].{f}")
+                } else {
+                    f.to_owned()
                 }
-                let checksum = match &item.value {
-                    Some(value) => {
-                        let canon = canonical_json(value);
-                        if canon.len() > self.opts.max_value_bytes {
-                            return Err(Error::TooLarge {
-                                field: field("value"),
-                                message: format!(
-                                    "{} bytes; at most {} bytes",
-                                    canon.len(),
-                                    self.opts.max_value_bytes
-                                ),
-                            });
-                        }
-                        let violations = schema_violations(
-                            &st.schemas,
-                            &item.scope,
-                            &item.key,
-                            item.kind,
-                            value,
-                        );
-                        if !violations.is_empty() {
-                            return Err(Error::SchemaViolation {
-                                key: item.key.clone(),
-                                violations,
-                            });
-                        }
-                        cairn_model::checksum_bytes(canon.as_bytes())
-                    }
-                    None => String::new(),
-                };
-                mutations.push((
-                    action.map(str::to_owned),
-                    Mutation::PutEntry {
-                        scope: item.scope,
-                        key: item.key,
-                        // One kind per (scope, key) is the store's check, inside
-                        // the commit (`StoreError::KindConflict`); a delete
-                        // takes the live entry's kind there.
-                        kind: item.kind,
-                        merge: item.merge,
-                        value: item.value,
-                        checksum,
-                        expected_version: item.expected_version,
-                    },
+            };
+            validate_entry_key(item.kind, &item.key)
+                .map_err(|e| rename_field(e.into(), field("key")))?;
+            check_write(who, &item.scope)?;
+            if !seen.insert((item.scope.clone(), item.key.clone())) {
+                return Err(Error::invalid(
+                    field("key"),
+                    format!("{} appears twice in one change set", item.key),
                 ));
             }
-            let warnings = crate::flags::validate_change_set(&st, &mutations)?;
-            crate::flags::enforce_strict(&st, &warnings)?;
-            warnings
-        };
-        let committed = self.commit(who, origin, message, mutations).await?;
-        Ok(Written {
-            committed,
+            let checksum = match &item.value {
+                Some(value) => {
+                    let canon = canonical_json(value);
+                    if canon.len() > self.opts.max_value_bytes {
+                        return Err(Error::TooLarge {
+                            field: field("value"),
+                            message: format!(
+                                "{} bytes; at most {} bytes",
+                                canon.len(),
+                                self.opts.max_value_bytes
+                            ),
+                        });
+                    }
+                    cairn_model::checksum_bytes(canon.as_bytes())
+                }
+                None => String::new(),
+            };
+            out.push(Prepared { item, checksum });
+        }
+        Ok(out)
+    }
+
+    /// Plan a prepared change set against memory: every check that reads
+    /// the state (scopes, schemas, flags and segments, strict environments),
+    /// the mutations, and the guard naming what those checks read.
+    /// `basis` is a revision memory had reached before the plan's first read.
+    fn plan_entries(
+        &self,
+        who: &Principal,
+        basis: Revision,
+        items: &[Prepared],
+        action: Option<&str>,
+    ) -> Result<EntryPlan> {
+        let st = self.read();
+        let mut guard = cairn_store::Guard::new(basis);
+        let mut mutations = Vec::with_capacity(items.len());
+        for Prepared { item, checksum } in items {
+            st.check_scope(&item.scope)?;
+            guard.read(Read::Entry {
+                scope: item.scope.clone(),
+                key: item.key.clone(),
+            });
+            if let Some(value) = &item.value {
+                if item.kind == EntryKind::Config {
+                    guard.read(Read::SchemasFor {
+                        app: item.scope.app.clone(),
+                        key: item.key.clone(),
+                    });
+                }
+                let violations =
+                    schema_violations(&st.schemas, &item.scope, &item.key, item.kind, value);
+                if !violations.is_empty() {
+                    return Err(Error::SchemaViolation {
+                        key: item.key.clone(),
+                        violations,
+                    });
+                }
+                let (app, env) = (item.scope.app.as_deref(), item.scope.env.as_deref());
+                if who.can(Action::Write, app, env) {
+                    for name in crate::secrets::references(value) {
+                        guard.read(Read::Secret {
+                            name,
+                            from: item.scope.clone(),
+                        });
+                    }
+                }
+            }
+            mutations.push((
+                action.map(str::to_owned),
+                Mutation::PutEntry {
+                    scope: item.scope.clone(),
+                    key: item.key.clone(),
+                    // One kind per (scope, key) is the store's check, inside
+                    // the commit (`StoreError::KindConflict`); a delete
+                    // takes the live entry's kind there.
+                    kind: item.kind,
+                    merge: item.merge,
+                    value: item.value.clone(),
+                    checksum: checksum.clone(),
+                    expected_version: item.expected_version,
+                },
+            ));
+        }
+        let warnings = crate::flags::validate_change_set(&st, &mutations, &mut guard)?;
+        crate::flags::enforce_strict(&st, &warnings)?;
+        if !warnings.is_empty() {
+            guard.read(Read::Environments);
+        }
+        Ok(EntryPlan {
+            mutations,
             warnings,
+            guard,
         })
     }
 
@@ -688,63 +831,85 @@ impl Service {
             Some(a) => Some(a.to_owned()),
         };
         require_admin(who, app.as_deref())?;
-        let (compiled, drift) = {
-            let st = self.read();
-            if let Some(a) = &app {
-                st.check_scope(&Scope::new(Some(a), None))?;
-            }
-            let version = st
-                .schemas
-                .iter()
-                .find(|s| s.record.app == app && s.record.pattern == pattern)
-                .map_or(1, |s| s.record.version + 1);
-            let compiled = CompiledSchema::compile(SchemaRecord {
-                app: app.clone(),
-                pattern: pattern.to_owned(),
-                version,
-                schema: schema.clone(),
-                revision: 0,
-                actor: who.actor(),
-                message: message.to_owned(),
-                created_at: self.now(),
-            })?;
-            let mut drift = Vec::new();
-            for (scope, entries) in &st.scopes {
-                for (key, e) in &entries.entries {
-                    if let (true, Some(v)) = (compiled.applies_to(scope, key, e.kind), &e.value) {
-                        drift.extend(compiled.violations(v, Some(&format!("{scope}:{key}"))));
-                    }
-                }
-            }
-            (compiled, drift)
-        };
-        if !drift.is_empty() && !force {
-            return Err(Error::SchemaDrift { violations: drift });
-        }
         let msg = if message.is_empty() {
             format!("register schema {pattern}")
         } else {
             message.to_owned()
         };
-        let action = force
-            .then(|| "schema.register.forced".to_owned())
-            .filter(|_| !drift.is_empty());
-        let m = Mutation::PutSchema {
-            app,
-            pattern: pattern.to_owned(),
-            schema,
-        };
-        let committed = self.commit(who, origin, &msg, vec![(action, m)]).await?;
-        let version = committed
-            .applied
-            .first()
-            .and_then(|a| a.to_version)
-            .unwrap_or(compiled.record.version);
-        Ok(SchemaRegistered {
-            revision: committed.revision,
-            version,
-            drift,
+        self.retrying(async || {
+            let (guard, compiled, drift) =
+                self.plan_schema(who, app.as_ref(), pattern, &schema, message)?;
+            if !drift.is_empty() && !force {
+                return Err(Error::SchemaDrift { violations: drift });
+            }
+            let action = force
+                .then(|| "schema.register.forced".to_owned())
+                .filter(|_| !drift.is_empty());
+            let m = Mutation::PutSchema {
+                app: app.clone(),
+                pattern: pattern.to_owned(),
+                schema: schema.clone(),
+            };
+            let committed = self
+                .commit_guarded(who, origin, &msg, vec![(action, m)], Some(guard))
+                .await?;
+            Ok(committed.map(|committed| SchemaRegistered {
+                revision: committed.revision,
+                version: committed
+                    .applied
+                    .first()
+                    .and_then(|a| a.to_version)
+                    .unwrap_or(compiled.record.version),
+                drift,
+            }))
         })
+        .await
+    }
+
+    /// Compile the schema's next version and check it against every stored
+    /// value it applies to (the drift), in memory; the guard names those values.
+    fn plan_schema(
+        &self,
+        who: &Principal,
+        app: Option<&String>,
+        pattern: &str,
+        schema: &Value,
+        message: &str,
+    ) -> Result<(cairn_store::Guard, CompiledSchema, Vec<Violation>)> {
+        let app = app.cloned();
+        let st = self.read();
+        if let Some(a) = &app {
+            st.check_scope(&Scope::new(Some(a), None))?;
+        }
+        let version = st
+            .schemas
+            .iter()
+            .find(|s| s.record.app == app && s.record.pattern == pattern)
+            .map_or(1, |s| s.record.version + 1);
+        let mut guard = cairn_store::Guard::new(st.head.revision);
+        guard.read(Read::Matching {
+            app: app.clone(),
+            pattern: pattern.to_owned(),
+        });
+        let compiled = CompiledSchema::compile(SchemaRecord {
+            app: app.clone(),
+            pattern: pattern.to_owned(),
+            version,
+            schema: schema.clone(),
+            revision: 0,
+            actor: who.actor(),
+            message: message.to_owned(),
+            created_at: self.now(),
+        })?;
+        let mut drift = Vec::new();
+        for (scope, entries) in &st.scopes {
+            for (key, e) in &entries.entries {
+                if let (true, Some(v)) = (compiled.applies_to(scope, key, e.kind), &e.value) {
+                    drift.extend(compiled.violations(v, Some(&format!("{scope}:{key}"))));
+                }
+            }
+        }
+        Ok((guard, compiled, drift))
     }
 
     /// Create a token; its secret is returned once and never stored.

@@ -205,6 +205,20 @@ impl Scope {
         ]
     }
 
+    /// Are this scope's entries (or secrets) visible from `at`? Its app and
+    /// env are each "every" or the same as `at`'s: the layers of `at`.
+    pub fn is_visible_from(&self, at: &Scope) -> bool {
+        self.app.as_ref().is_none_or(|a| at.app.as_ref() == Some(a))
+            && self.env.as_ref().is_none_or(|e| at.env.as_ref() == Some(e))
+    }
+
+    /// Do this scope and `other` both reach some (app, env) view? (Each of
+    /// app and env is "every" on one side or the same on both.)
+    pub fn overlaps(&self, other: &Scope) -> bool {
+        let part = |a: &Option<String>, b: &Option<String>| a.is_none() || b.is_none() || a == b;
+        part(&self.app, &other.app) && part(&self.env, &other.env)
+    }
+
     /// Does a change at this scope affect the resolved view of (app, env)?
     pub fn affects(&self, app: &str, env: &str) -> bool {
         self.app.as_deref().is_none_or(|a| a == app) && self.env.as_deref().is_none_or(|e| e == env)

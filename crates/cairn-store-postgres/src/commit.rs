@@ -77,6 +77,9 @@ async fn apply_all(
     .fetch_one(&mut *conn)
     .await
     .map_err(err("allocate revision"))?;
+    if let Some(guard) = &commit.guard {
+        check_guard(conn, guard).await?;
+    }
     let ctx = Ctx {
         revision: Some(revision),
         at,

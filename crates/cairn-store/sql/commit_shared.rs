@@ -993,3 +993,63 @@ struct UserChange<'a> {
     bindings: Option<&'a Vec<Binding>>,
     disabled: Option<bool>,
 }
+
+/// Refuse the commit (`StoreError::Stale`) if a change committed after the
+/// guard's basis touches what its plan read. Called under the lock that
+/// allocates the revision, so every earlier commit is visible and no later
+/// one can slip in before this one.
+async fn check_guard(conn: &mut Conn, guard: &cairn_store::Guard) -> StoreResult<()> {
+    let needs = guard.needs();
+    let mut changes = cairn_store::Changes::default();
+    if needs.entries {
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT app, env, key, kind FROM entry_versions WHERE revision > $1",
+        )
+        .bind(guard.basis)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(err("read changes since the basis"))?;
+        changes.entries = rows
+            .into_iter()
+            .filter_map(|(app, env, key, kind)| {
+                Some((Scope::from_stored(&app, &env), key, EntryKind::parse(&kind)?))
+            })
+            .collect();
+    }
+    if needs.schemas {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT app, pattern FROM schemas WHERE revision > $1")
+                .bind(guard.basis)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(err("read schema changes since the basis"))?;
+        changes.schemas = rows
+            .into_iter()
+            .map(|(app, pattern)| ((!app.is_empty()).then_some(app), pattern))
+            .collect();
+    }
+    if needs.secrets {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT app, env, name FROM secrets WHERE revision > $1")
+                .bind(guard.basis)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(err("read secret changes since the basis"))?;
+        changes.secrets = rows
+            .into_iter()
+            .map(|(app, env, name)| (Scope::from_stored(&app, &env), name))
+            .collect();
+    }
+    if needs.environments {
+        changes.environments =
+            sqlx::query_scalar("SELECT name FROM environments WHERE revision > $1")
+                .bind(guard.basis)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(err("read environment changes since the basis"))?;
+    }
+    match guard.conflict(&changes) {
+        None => Ok(()),
+        Some(what) => Err(StoreError::Stale { what }),
+    }
+}

@@ -6,11 +6,14 @@
 //! - [`Store::commit`] is one database transaction: it allocates the next
 //!   revision (gapless, in commit order, across every process sharing the
 //!   database), checks every compare-and-set, writes every mutation *and one
-//!   audit record per mutation*, or writes nothing at all.
+//!   audit record per mutation*, or writes nothing at all. Under the same
+//!   lock it checks the commit's [`Guard`] (what its plan was validated
+//!   against) against what was committed since the plan's basis.
 //! - Versions are immutable: a write adds a version, a delete adds a tombstone.
 
 mod applied;
 pub mod chain;
+pub mod guard;
 mod types;
 mod webhooks;
 
@@ -19,6 +22,7 @@ pub mod testing;
 
 pub use applied::AppliedState;
 pub use chain::AuditKey;
+pub use guard::{Changes, Guard, Read};
 pub use types::*;
 pub use webhooks::{
     DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DeliveryStatus, NewDelivery, NewWebhook,
@@ -51,6 +55,11 @@ pub enum StoreError {
         requested: &'static str,
         version: i64,
     },
+    /// A change committed after the plan's basis touches what the plan was
+    /// validated against ([`Guard`]). Nothing was written; catch up,
+    /// validate again and retry.
+    #[error("a concurrent change ({what}) touched what this change was validated against")]
+    Stale { what: String },
     /// The thing to change does not exist (delete of an absent entry, unknown token …).
     #[error("{what} not found")]
     NotFound { what: String },

@@ -324,6 +324,9 @@ pub struct Commit {
     pub seal: Option<crate::AuditKey>,
     /// Second audit destination, written before the commit (fail closed).
     pub sink: Option<std::sync::Arc<dyn crate::AuditSink>>,
+    /// What the plan was validated against; `None` checks nothing beyond
+    /// each mutation's own compare-and-set.
+    pub guard: Option<crate::Guard>,
 }
 
 /// What one mutation became.

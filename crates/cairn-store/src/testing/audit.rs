@@ -108,6 +108,7 @@ async fn history(s: &dyn Store) -> Vec<Committed> {
                 mutations,
                 seal: Some(super::TEST_AUDIT_KEY),
                 sink: None,
+                guard: None,
             })
             .await
             .unwrap();
@@ -466,6 +467,7 @@ pub(super) async fn audit_chain_is_sealed(s: Arc<dyn Store>) {
             mutations: vec![(None, delete(&Scope::global(), "never-existed", None))],
             seal: Some(key),
             sink: None,
+            guard: None,
         })
         .await;
     assert!(failed.is_err());

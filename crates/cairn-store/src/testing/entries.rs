@@ -72,6 +72,7 @@ pub(super) async fn empty_store(s: Arc<dyn Store>) {
             mutations: vec![],
             seal: None,
             sink: None,
+            guard: None,
         })
         .await;
     assert!(

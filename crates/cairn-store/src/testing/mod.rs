@@ -17,6 +17,7 @@ mod audit_visibility;
 mod catalog;
 mod concurrency;
 mod entries;
+mod guards;
 mod kinds;
 pub mod pg;
 mod secrets;
@@ -58,6 +59,7 @@ pub const CASES: &[(&str, CaseFn)] = cases![
     entries::load_has_live_entries_only,
     entries::scope_revisions_include_deletes,
     kinds::one_kind_per_key,
+    guards::a_stale_plan_is_refused,
     catalog::apps_and_environments,
     catalog::schemas_are_versioned,
     catalog::tokens,
@@ -203,6 +205,7 @@ pub async fn commit_with(
             mutations: mutations.into_iter().map(|m| (None, m)).collect(),
             seal: Some(TEST_AUDIT_KEY),
             sink: None,
+            guard: None,
         })
         .await
 }

@@ -33,6 +33,7 @@ fn commit(m: Mutation) -> Commit {
         mutations: vec![(None, m)],
         seal: None,
         sink: None,
+        guard: None,
     }
 }
 
