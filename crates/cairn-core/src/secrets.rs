@@ -671,7 +671,7 @@ impl Service {
     ) -> Result<i64> {
         validate_key(name).map_err(|e| rename(e.into(), "name"))?;
         check_write(who, scope)?;
-        self.retrying(async || {
+        self.retrying(move || async move {
             // The guard covers what the checks below read: entries that can
             // reference the secret, and every secret's rotation hook.
             let mut guard = Guard::new(self.revision());

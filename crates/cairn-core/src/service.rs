@@ -461,10 +461,11 @@ impl Service {
     /// — until its plan still holds when it commits: after a [`Stale`]
     /// refusal this replica catches up and the plan is made (and validated)
     /// again, at most [`PLAN_ATTEMPTS`] times, then 409.
-    pub(crate) async fn retrying<T>(
-        &self,
-        mut attempt: impl AsyncFnMut() -> Result<std::result::Result<T, Stale>>,
-    ) -> Result<T> {
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<std::result::Result<T, Stale>>>,
+    {
         let mut last = String::new();
         for _ in 0..PLAN_ATTEMPTS {
             match attempt().await? {
@@ -555,21 +556,21 @@ impl Service {
         }
         // The values are checked and canonicalised once; only the checks
         // that read the state are made again on a retry.
-        let items = self.prepare_items(who, items)?;
-        self.retrying(async || {
+        let items = &self.prepare_items(who, items)?;
+        self.retrying(move || async move {
             // Taken before anything is read, so every read below sees at
             // least this revision and the guard covers whatever came after.
             let basis = self.revision();
             // Secret references must name secrets that exist (422 otherwise);
             // checked only where the caller may write, so that nobody else
             // learns which secrets exist (the plan refuses them).
-            for Prepared { item, .. } in &items {
+            for Prepared { item, .. } in items {
                 let (app, env) = (item.scope.app.as_deref(), item.scope.env.as_deref());
                 if let (Some(value), true) = (&item.value, who.can(Action::Write, app, env)) {
                     self.check_references(&item.scope, value).await?;
                 }
             }
-            let plan = self.plan_entries(who, basis, &items, action)?;
+            let plan = self.plan_entries(who, basis, items, action)?;
             let committed = self
                 .commit_guarded(who, origin, message, plan.mutations, Some(plan.guard))
                 .await?;
@@ -836,9 +837,10 @@ impl Service {
         } else {
             message.to_owned()
         };
-        self.retrying(async || {
+        let (app, schema, msg) = (&app, &schema, &msg);
+        self.retrying(move || async move {
             let (guard, compiled, drift) =
-                self.plan_schema(who, app.as_ref(), pattern, &schema, message)?;
+                self.plan_schema(who, app.as_ref(), pattern, schema, message)?;
             if !drift.is_empty() && !force {
                 return Err(Error::SchemaDrift { violations: drift });
             }
@@ -851,7 +853,7 @@ impl Service {
                 schema: schema.clone(),
             };
             let committed = self
-                .commit_guarded(who, origin, &msg, vec![(action, m)], Some(guard))
+                .commit_guarded(who, origin, msg, vec![(action, m)], Some(guard))
                 .await?;
             Ok(committed.map(|committed| SchemaRegistered {
                 revision: committed.revision,

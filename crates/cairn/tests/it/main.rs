@@ -4,6 +4,8 @@
 //! - `restart`: stop and start on the same data directory.
 //! - `postgres`: two server processes on one PostgreSQL database.
 //! - `secrets_cli`: the secret commands as admin, operator and viewer; a canary search.
+//! - `races`: two writes whose validations depend on each other, fired together, never both commit
+//!   (SQLite; two server processes on PostgreSQL).
 //! - `crash`: SIGKILL during concurrent writes loses no acknowledged write.
 //! - `flags_cli`: a flagd file imported from stdin and exported unchanged; `flag lint`; strict flags.
 //! - `ofrep_js`, `flagd_js` (helpers in `js`): the published OpenFeature JavaScript clients
@@ -20,6 +22,7 @@ mod load;
 mod ofrep_js;
 mod ofrep_python;
 mod postgres;
+mod races;
 mod realtime;
 mod restart;
 mod rotation;
