@@ -11,10 +11,13 @@
 
 pub use cairn_api;
 
+mod calls;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
 pub mod sdk;
 pub mod sse;
+
+pub use calls::{At, AuditPage};
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -229,146 +232,6 @@ impl Client {
             rb = rb.json(b);
         }
         self.send(rb).await
-    }
-}
-
-/// Where an entry lives, as the API's query names it: no app is global, no
-/// env is every environment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct At<'a> {
-    pub app: Option<&'a str>,
-    pub env: Option<&'a str>,
-}
-
-impl At<'_> {
-    fn query(&self) -> Vec<(&'static str, Option<String>)> {
-        vec![
-            ("app", self.app.map(str::to_owned)),
-            ("env", self.env.map(str::to_owned)),
-        ]
-    }
-}
-
-/// Typed calls of the entry routes, with the server's own wire types
-/// (`cairn_api`): one definition per type on both sides of the socket.
-impl Client {
-    /// `GET /v1/entries/{key}`: current, a `version`, or as of a `revision`.
-    pub async fn entry(
-        &self,
-        at: At<'_>,
-        key: &str,
-        version: Option<i64>,
-        revision: Option<i64>,
-    ) -> Result<Value, ClientError> {
-        let mut q = at.query();
-        q.push(("version", version.map(|v| v.to_string())));
-        q.push(("revision", revision.map(|v| v.to_string())));
-        self.get(&format!("/v1/entries/{}", key_path(key)), &q)
-            .await
-    }
-
-    /// `PUT /v1/entries/{key}`.
-    pub async fn put_entry(
-        &self,
-        at: At<'_>,
-        key: &str,
-        body: &cairn_api::SetEntryBody,
-    ) -> Result<cairn_api::WriteResult, ClientError> {
-        let rb = self
-            .request(Method::PUT, &format!("/v1/entries/{}", key_path(key)))
-            .query(&present(&at.query()))
-            .json(body);
-        self.send(rb).await
-    }
-
-    /// `DELETE /v1/entries/{key}` (a tombstone version), with the reason.
-    pub async fn delete_entry(
-        &self,
-        at: At<'_>,
-        key: &str,
-        message: &str,
-        expected_version: Option<i64>,
-    ) -> Result<cairn_api::WriteResult, ClientError> {
-        let mut q = at.query();
-        q.push(("message", Some(message.to_owned())));
-        q.push(("expected_version", expected_version.map(|v| v.to_string())));
-        let rb = self
-            .request(Method::DELETE, &format!("/v1/entries/{}", key_path(key)))
-            .query(&present(&q));
-        self.send(rb).await
-    }
-
-    /// `POST /v1/changes`: several entries, one revision.
-    pub async fn change_set(
-        &self,
-        body: &cairn_api::ChangeSetBody,
-    ) -> Result<cairn_api::WriteResult, ClientError> {
-        self.send(self.request(Method::POST, "/v1/changes").json(body))
-            .await
-    }
-
-    /// `POST /v1/rollback/{key}`: a new version equal to an older one.
-    pub async fn rollback(
-        &self,
-        at: At<'_>,
-        key: &str,
-        body: &cairn_api::RollbackBody,
-    ) -> Result<cairn_api::WriteResult, ClientError> {
-        let rb = self
-            .request(Method::POST, &format!("/v1/rollback/{}", key_path(key)))
-            .query(&present(&at.query()))
-            .json(body);
-        self.send(rb).await
-    }
-}
-
-/// Typed calls of the catalog routes (apps, environments, schemas).
-impl Client {
-    /// `POST /v1/apps`.
-    pub async fn create_app(
-        &self,
-        body: &cairn_api::CreateAppBody,
-    ) -> Result<cairn_api::Revised, ClientError> {
-        self.send(self.request(Method::POST, "/v1/apps").json(body))
-            .await
-    }
-
-    /// `POST /v1/envs` (`body.name` names it).
-    pub async fn create_env(
-        &self,
-        body: &cairn_api::EnvBody,
-    ) -> Result<cairn_api::Revised, ClientError> {
-        self.send(self.request(Method::POST, "/v1/envs").json(body))
-            .await
-    }
-
-    /// `PATCH /v1/envs/{env}`: change its settings (and policy).
-    pub async fn update_env(
-        &self,
-        name: &str,
-        body: &cairn_api::EnvBody,
-    ) -> Result<cairn_api::Revised, ClientError> {
-        let path = format!("/v1/envs/{}", key_path(name));
-        self.send(self.request(Method::PATCH, &path).json(body))
-            .await
-    }
-
-    /// `POST /v1/schemas`: the registered version and any forced drift.
-    pub async fn register_schema(
-        &self,
-        body: &cairn_api::RegisterSchemaBody,
-    ) -> Result<Value, ClientError> {
-        self.send(self.request(Method::POST, "/v1/schemas").json(body))
-            .await
-    }
-
-    /// `POST /v1/schemas/validate`: `{valid, violations}`, writing nothing.
-    pub async fn validate(&self, body: &cairn_api::ValidateBody) -> Result<Value, ClientError> {
-        self.send(
-            self.request(Method::POST, "/v1/schemas/validate")
-                .json(body),
-        )
-        .await
     }
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
 use cairn_client::cairn_api::{FlagWarning, Revised, WriteResult};
-use cairn_client::{Client, ClientError, HttpMethod as Method};
+use cairn_client::{Client, ClientError};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
@@ -251,32 +251,22 @@ impl Ctx {
         Ok(self.client.get(path, q).await?)
     }
 
-    async fn send(
-        &self,
-        m: Method,
-        path: &str,
-        q: &[(&str, Option<String>)],
-        body: Option<&Value>,
-    ) -> Result<Value> {
-        let r: Value = self.client.send_json(m, path, q, body).await?;
-        if let Ok(warnings) = serde_json::from_value::<Vec<FlagWarning>>(r["warnings"].clone()) {
-            print_warnings(&warnings);
-        }
-        Ok(r)
+    /// Print a typed answer (as JSON, or `text`).
+    fn show<T: serde::Serialize>(&self, r: &T, text: impl FnOnce(&T)) {
+        let v = serde_json::to_value(r).unwrap_or_default();
+        self.print(&v, |_| text(r));
     }
 
     /// Print a catalog change's result (JSON, or `text`).
     fn revised(&self, r: &Revised, text: impl FnOnce(&Revised)) {
-        let v = serde_json::to_value(r).unwrap_or_default();
-        self.print(&v, |_| text(r));
+        self.show(r, text);
     }
 
     /// Print what a typed write answered: its warnings on stderr, then the
     /// result (JSON, or `text`).
     fn written(&self, r: &WriteResult, text: impl FnOnce(&WriteResult)) {
         print_warnings(&r.warnings);
-        let v = serde_json::to_value(r).unwrap_or_default();
-        self.print(&v, |_| text(r));
+        self.show(r, text);
     }
 
     async fn dispatch(&self, command: Command) -> Result<()> {

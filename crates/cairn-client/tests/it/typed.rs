@@ -95,7 +95,24 @@ async fn typed_entry_calls_round_trip_the_servers_wire_types() {
         (3, 2)
     );
     let e = c.entry(shop, "db/pool", None, None).await.unwrap();
-    assert_eq!(e["value"], json!({"max": 5}));
+    assert_eq!(
+        (e.version, e.revision, e.value, e.kind, e.merge),
+        (
+            3,
+            r.revision,
+            Some(json!({"max": 5})),
+            EntryKind::Config,
+            MergeMode::Merge
+        )
+    );
+    assert_eq!(
+        (e.scope, e.key, e.message),
+        (
+            Scope::new(Some("shop"), None),
+            "db/pool".to_owned(),
+            "back".to_owned()
+        )
+    );
     let r = c
         .delete_entry(shop, "db/pool", "gone", Some(3))
         .await
@@ -105,7 +122,7 @@ async fn typed_entry_calls_round_trip_the_servers_wire_types() {
     assert_eq!(err.status(), Some(404), "{err}");
     // The past stays readable, by version.
     let v2 = c.entry(shop, "db/pool", Some(2), None).await.unwrap();
-    assert_eq!(v2["value"], json!({"max": 9}));
+    assert_eq!((v2.version, v2.value), (2, Some(json!({"max": 9}))));
     server.stop();
 }
 

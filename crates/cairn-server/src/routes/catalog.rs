@@ -6,15 +6,16 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use cairn_core::{CreatedToken, EnvSettings, Error, SchemaRegistered, Service, Violation};
 use cairn_model::Scope;
-use cairn_store::{App, AuditFilter, AuditRecord, Environment, Role, SchemaRecord, TokenRecord};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use cairn_store::{App, AuditFilter, AuditRecord, Environment, SchemaRecord, TokenRecord};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::extract::{Caller, Json, P, Q};
 use crate::problem::{ApiResult, Problem};
 
-pub use cairn_api::{CreateAppBody, EnvBody, RegisterSchemaBody, Revised, ValidateBody};
+pub use cairn_api::{
+    AuditQuery, CreateAppBody, CreateTokenBody, EnvBody, RegisterSchemaBody, Revised, ValidateBody,
+};
 
 fn settings(b: EnvBody) -> EnvSettings {
     EnvSettings {
@@ -30,41 +31,6 @@ fn settings(b: EnvBody) -> EnvSettings {
 pub struct ValidateResult {
     pub valid: bool,
     pub violations: Vec<Violation>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTokenBody {
-    pub name: String,
-    pub role: Role,
-    /// App pattern (default `*`).
-    pub app: Option<String>,
-    /// Environment pattern (default `*`).
-    pub env: Option<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct AuditQuery {
-    pub key: Option<String>,
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    /// `global` for the global scope.
-    pub app: Option<String>,
-    /// `all` for the every-environment scope.
-    pub env: Option<String>,
-    /// RFC 3339.
-    pub since: Option<DateTime<Utc>>,
-    /// RFC 3339.
-    pub until: Option<DateTime<Utc>>,
-    /// Only records after this sequence number (the next page: the `after`
-    /// of the `Link` header's `rel="next"` address).
-    pub after: Option<i64>,
-    /// At most this many records the caller may read (default 1000, at most 10000).
-    #[param(minimum = 1, maximum = 10000)]
-    pub limit: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/v1/apps", tag = "catalog", responses((status = 200, body = [App])), security(("bearer" = [])))]

@@ -9,17 +9,19 @@
 //! path prefix `/v1/apps/{app}/envs/{env}` when given, else the caller's
 //! single binding to one app and one environment (an SDK token).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use cairn_api::{
+    FlagsQuery, OfrepBulk, OfrepFailure, OfrepItem, OfrepRequest, OfrepSuccess, StaleQuery,
+};
 use cairn_core::{Error, FlagInfo, FlagLint, FlagView, Principal, Service};
 use cairn_eval::{EvalContext, Reason, Resolution, TARGETING_KEY};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use utoipa::{IntoParams, ToSchema};
+use serde_json::Value;
 
 use crate::extract::{Caller, IfNoneMatch, Json, P, Q};
 use crate::problem::{ApiResult, Denied, Problem};
@@ -66,97 +68,25 @@ fn header_value(s: &str) -> HeaderValue {
 // OFREP
 // ----------------------------------------------------------------------
 
-/// OFREP evaluation request.
-#[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)] // documents the wire shape; bodies are parsed leniently by `parse_context`
-pub struct OfrepRequest {
-    /// The evaluation context; `targetingKey` is optional.
-    #[schema(value_type = Option<Object>)]
-    pub context: Option<Value>,
-}
-
-/// OFREP evaluation success. `value` is absent when the caller's code default applies;
-/// a disabled flag has no `value` and a `null` variant (reason DISABLED).
-#[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)] // documents the wire shape; answers are serialized from borrowed data
-pub struct OfrepSuccess {
-    key: String,
-    #[schema(value_type = Object)]
-    value: Value,
-    /// STATIC, TARGETING_MATCH, DEFAULT or DISABLED.
-    reason: String,
-    /// `null` when the flag is disabled; `""` when the flag has no default variant and
-    /// nothing matched.
-    variant: Option<String>,
-    #[schema(value_type = Object)]
-    metadata: Map<String, Value>,
-}
-
-/// OFREP evaluation failure.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OfrepFailure {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<String>,
-    /// FLAG_NOT_FOUND (404), PARSE_ERROR, INVALID_CONTEXT, GENERAL (400).
-    error_code: String,
-    error_details: String,
-}
-
-/// OFREP bulk evaluation: one item per flag, successes and failures alike.
-#[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct OfrepBulk {
-    #[schema(value_type = Vec<Object>)]
-    flags: Vec<Value>,
-}
-
-#[derive(Serialize)]
-struct Success<'a> {
-    key: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<&'a Value>,
-    reason: &'static str,
-    /// `null` for a disabled flag: the member stays, because published
-    /// providers (Python's OFREP provider) read it unconditionally.
-    variant: Option<&'a str>,
-    metadata: &'a Map<String, Value>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Failure<'a> {
-    key: &'a str,
-    error_code: &'static str,
-    error_details: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Item<'a> {
-    Ok(Success<'a>),
-    Err(Failure<'a>),
-}
-
-/// Shape one resolution as an OFREP item.
-fn item<'a>(key: &'a str, r: &'a Resolution<'a>) -> Item<'a> {
+/// Shape one resolution as an OFREP item (borrowing from the flag set).
+fn item<'a>(key: &'a str, r: &'a Resolution<'a>) -> OfrepItem<'a> {
     match r.error_code {
-        None => Item::Ok(Success {
-            key,
-            value: r.value,
-            reason: r.reason.as_str(),
+        None => OfrepItem::Success(OfrepSuccess {
+            key: Cow::Borrowed(key),
+            value: r.value.map(Cow::Borrowed),
+            reason: Cow::Borrowed(r.reason.as_str()),
             // Always a variant (`""` when nothing matched and there is no
             // default variant), except for a disabled flag: no value, variant null.
             variant: match (r.variant, r.reason) {
                 (None, Reason::Disabled) => None,
-                (v, _) => Some(v.unwrap_or("")),
+                (v, _) => Some(Cow::Borrowed(v.unwrap_or(""))),
             },
-            metadata: r.metadata,
+            metadata: Cow::Borrowed(r.metadata),
         }),
-        Some(code) => Item::Err(Failure {
-            key,
-            error_code: code.as_str(),
-            error_details: r.error_message.as_deref().unwrap_or(""),
+        Some(code) => OfrepItem::Failure(OfrepFailure {
+            key: Some(Cow::Borrowed(key)),
+            error_code: Cow::Borrowed(code.as_str()),
+            error_details: Cow::Borrowed(r.error_message.as_deref().unwrap_or("")),
         }),
     }
 }
@@ -175,9 +105,9 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 
 fn failure(status: StatusCode, key: Option<&str>, code: &str, details: &str) -> Response {
     let body = OfrepFailure {
-        key: key.map(str::to_owned),
-        error_code: code.to_owned(),
-        error_details: details.to_owned(),
+        key: key.map(Cow::Borrowed),
+        error_code: Cow::Borrowed(code),
+        error_details: Cow::Borrowed(details),
     };
     json_response(status, serde_json::to_vec(&body).unwrap_or_default())
 }
@@ -240,13 +170,19 @@ fn parse_context(body: &[u8]) -> Result<(Value, EvalContext), (&'static str, Str
     }
     let req: Value = serde_json::from_slice(body)
         .map_err(|e| ("PARSE_ERROR", format!("the body is not JSON: {e}")))?;
-    let Value::Object(mut req) = req else {
+    let Value::Object(req) = req else {
         return Err((
             "PARSE_ERROR",
             "the body must be a JSON object {\"context\": {...}}".into(),
         ));
     };
-    let context = req.remove("context").unwrap_or(Value::Null);
+    let OfrepRequest { context } = serde_json::from_value(Value::Object(req)).map_err(|e| {
+        (
+            "PARSE_ERROR",
+            format!("the body is not an OFREP request: {e}"),
+        )
+    })?;
+    let context = context.unwrap_or(Value::Null);
     if let Some(tk) = context.get(TARGETING_KEY) {
         if !tk.is_string() {
             return Err((
@@ -299,8 +235,10 @@ fn evaluate_all(view: &FlagView, body: &[u8], inm: &IfNoneMatch, now: i64) -> Re
         .keys()
         .map(|k| (k, view.evaluate(k, &ctx, now)))
         .collect();
-    let items: Vec<Item<'_>> = resolutions.iter().map(|(k, r)| item(k, r)).collect();
-    let body = serde_json::to_vec(&serde_json::json!({ "flags": items })).unwrap_or_default();
+    let bulk = OfrepBulk {
+        flags: resolutions.iter().map(|(k, r)| item(k, r)).collect(),
+    };
+    let body = serde_json::to_vec(&bulk).unwrap_or_default();
     let etag = view.bulk_etag(&context, &body);
     if inm.matches(&etag) {
         return (
@@ -412,27 +350,6 @@ pub fn bare_ofrep_refusal(resp: Response) -> Response {
 // ----------------------------------------------------------------------
 // Flag list and stale flags
 // ----------------------------------------------------------------------
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct FlagsQuery {
-    /// One app (absent: every app the caller can read).
-    pub app: Option<String>,
-    /// One environment (absent: every environment).
-    pub env: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct StaleQuery {
-    pub app: Option<String>,
-    pub env: Option<String>,
-    /// Not evaluated for this many days (default 30).
-    #[param(maximum = 36500)]
-    pub days: Option<u32>,
-}
 
 /// Flags per (app, env): where each is defined, owner/description/tags from its metadata,
 /// created, last evaluated, evaluation counts by variant.

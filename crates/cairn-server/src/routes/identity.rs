@@ -6,43 +6,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use cairn_api::{CreateUserBody, LoginBody, Revised, UpdateUserBody};
 use cairn_core::identity::AuditVerification;
 use cairn_core::{CreatedToken, Service};
-use cairn_store::{Binding, UserRecord};
-use serde::Deserialize;
-use utoipa::ToSchema;
+use cairn_store::UserRecord;
 
 use crate::access::LoginGate;
 use crate::extract::{Caller, From, Json, P};
 use crate::problem::{ApiError, ApiResult, Problem};
-use crate::routes::catalog::Revised;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoginBody {
-    pub name: String,
-    pub password: String,
-    /// Token lifetime in seconds (default 12 h, at most 7 days).
-    #[schema(minimum = 1, maximum = 604800)]
-    pub ttl_seconds: Option<i64>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUserBody {
-    pub name: String,
-    pub password: String,
-    pub bindings: Vec<Binding>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateUserBody {
-    pub password: Option<String>,
-    /// Replaces every binding.
-    pub bindings: Option<Vec<Binding>>,
-    pub disabled: Option<bool>,
-}
 
 /// Exchange a user name and password for a short-lived token.
 #[utoipa::path(post, path = "/v1/login", request_body = LoginBody, tag = "identity",

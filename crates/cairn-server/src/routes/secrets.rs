@@ -6,113 +6,21 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use cairn_api::{
+    CreateSecretBody, DeleteSecretQuery, RekeyBody, RevealedSecret, RotateSecretBody,
+    SecretDeleted, SecretQuery, SecretScopeQuery,
+};
 use cairn_core::keys::MasterKey;
 use cairn_core::secrets::{NewValue, Plaintext, Rekeyed, SecretInfo, SecretWritten};
 use cairn_core::{Error, Service};
 use cairn_model::Scope;
 use cairn_store::SecretPolicy;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{Caller, Json, P, Q};
 use crate::problem::{ApiResult, Problem};
 
 fn scope(app: Option<&str>, env: Option<&str>) -> Result<Scope, Error> {
     Ok(Scope::parse(app, env)?)
-}
-
-/// A new secret. Without `value`, the `generator` makes one.
-/// (No `Debug`: the value must never reach a log.)
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSecretBody {
-    pub name: String,
-    pub app: Option<String>,
-    pub env: Option<String>,
-    pub value: Option<String>,
-    pub rotation_days: Option<i32>,
-    /// A rotation interval in seconds (instead of `rotation_days`).
-    pub rotation_seconds: Option<i64>,
-    #[serde(default)]
-    pub grace_days: i32,
-    /// `random:LEN:CHARSET` (alnum, alpha, numeric, hex, base64url), or
-    /// `hook:URL`: rotations POST to the URL, which returns the new value.
-    pub generator: Option<String>,
-    /// With a `hook:URL` generator (required): the name of another secret
-    /// whose value signs the hook's requests (`Cairn-Signature`).
-    pub hook_secret: Option<String>,
-    #[serde(default)]
-    pub message: String,
-}
-
-/// Rotate now: the given value, or one from the secret's generator.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RotateSecretBody {
-    pub value: Option<String>,
-    #[serde(default)]
-    pub message: String,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct SecretQuery {
-    pub app: Option<String>,
-    pub env: Option<String>,
-    /// With `reveal=true`: this version (default: the current one).
-    pub version: Option<i64>,
-    /// Return the plaintext (admins only; audited).
-    #[serde(default)]
-    pub reveal: bool,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct SecretScopeQuery {
-    pub app: Option<String>,
-    pub env: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct DeleteSecretQuery {
-    pub app: Option<String>,
-    pub env: Option<String>,
-    /// Why (required).
-    pub message: Option<String>,
-    /// Delete even while configuration references it.
-    #[serde(default)]
-    pub force: bool,
-}
-
-/// Re-wrap every data key under the server's current master key.
-/// (No `Debug`: carries key material.)
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RekeyBody {
-    /// The master key being retired (base64 or hex), unless the server has it
-    /// among its previous master keys.
-    pub old_key: Option<String>,
-    #[serde(default)]
-    pub message: String,
-}
-
-/// A secret's plaintext, as returned to an admin.
-#[derive(Serialize, ToSchema)]
-pub struct RevealedSecret {
-    pub name: String,
-    pub app: Option<String>,
-    pub env: Option<String>,
-    pub version: i64,
-    pub value: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SecretDeleted {
-    pub revision: i64,
 }
 
 fn message_or(message: &str, default: &str) -> String {

@@ -4,27 +4,13 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use cairn_api::{DeliveriesQuery, WebhookDeleted};
 use cairn_core::webhooks::{WebhookInfo, WebhookRequest};
 use cairn_core::Service;
 use cairn_store::DeliveryRecord;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{Caller, Json, P, Q};
 use crate::problem::{ApiResult, Problem};
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct DeliveriesQuery {
-    /// At most this many, newest first (default 100, at most 1000).
-    pub limit: Option<i64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookDeleted {
-    pub id: String,
-}
 
 /// Every live subscription.
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",

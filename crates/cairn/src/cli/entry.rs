@@ -122,7 +122,9 @@ impl Ctx {
                     .client
                     .entry(scope.at(), &key, version, revision)
                     .await?;
-                self.print(&e, |e| output::json(&e["value"]));
+                self.show(&e, |e| {
+                    output::json(e.value.as_ref().unwrap_or(&serde_json::Value::Null))
+                });
             }
             EntryCmd::Set {
                 key,

@@ -2,8 +2,10 @@
 //! `flag`, segments as kind `segment`), evaluated through OFREP.
 
 use anyhow::{bail, Result};
-use cairn_client::cairn_api::{ChangeEntryBody, ChangeSetBody, SetEntryBody};
-use cairn_client::{key_path, ClientError, HttpMethod as Method};
+use cairn_client::cairn_api::{
+    ChangeEntryBody, ChangeSetBody, FlagsQuery, OfrepRequest, SetEntryBody, StaleQuery,
+};
+use cairn_client::ClientError;
 use cairn_model::{EntryKind, MergeMode, FLAG_SET_KEY};
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -213,19 +215,19 @@ impl Ctx {
                     .await?;
             }
             FlagCmd::Get { key, scope } => {
-                let e = self
-                    .get(&format!("/v1/entries/{}", key_path(&key)), &scope.query())
-                    .await?;
-                if e["kind"] != "flag" {
+                let e = self.client.entry(scope.at(), &key, None, None).await?;
+                if e.kind != EntryKind::Flag {
                     return Err(not_found(format!(
-                        "{key} is not a flag (kind {})",
-                        e["kind"]
+                        "{key} is not a flag (kind \"{}\")",
+                        e.kind.as_str()
                     )));
                 }
-                self.print(&e, |e| output::json(&e["value"]));
+                self.show(&e, |e| {
+                    output::json(e.value.as_ref().unwrap_or(&Value::Null))
+                });
             }
             FlagCmd::List { app, env } => {
-                let r = self.get("/v1/flags", &[("app", app), ("env", env)]).await?;
+                let r = self.client.flags(&FlagsQuery { app, env }).await?;
                 self.print(&r, |r| table(r, LIST_COLUMNS));
             }
             FlagCmd::Enable {
@@ -251,25 +253,22 @@ impl Ctx {
             } => {
                 let context: Value = serde_json::from_str(&context)
                     .map_err(|e| anyhow::anyhow!("--context is not valid JSON: {e}"))?;
+                let request = OfrepRequest {
+                    context: Some(context),
+                };
                 let r = self
-                    .send(
-                        Method::POST,
-                        &format!(
-                            "/v1/apps/{app}/envs/{env}/ofrep/v1/evaluate/flags/{}",
-                            key_path(&key)
-                        ),
-                        &[],
-                        Some(&json!({ "context": context })),
-                    )
+                    .client
+                    .evaluate_flag(&app, &env, &key, &request)
                     .await?;
-                self.print(&r, |r| {
+                self.show(&r, |r| {
                     let value = r
-                        .get("value")
-                        .map(Value::to_string)
+                        .value
+                        .as_ref()
+                        .map(|v| v.to_string())
                         .unwrap_or_else(|| "(none: the caller's default)".into());
                     println!("value:   {value}");
-                    println!("variant: {}", cell_str(&r["variant"]));
-                    println!("reason:  {}", cell_str(&r["reason"]));
+                    println!("variant: {}", r.variant.as_deref().unwrap_or(""));
+                    println!("reason:  {}", r.reason);
                 });
             }
             FlagCmd::Import {
@@ -317,9 +316,7 @@ impl Ctx {
                 std::process::exit(code);
             }
             FlagCmd::Lint { app, env, .. } => {
-                let r = self
-                    .get("/v1/flags/lint", &[("app", app), ("env", env)])
-                    .await?;
+                let r = self.client.lint_flags(&FlagsQuery { app, env }).await?;
                 let mut warnings = Vec::new();
                 let mut errors = Vec::new();
                 for view in r.as_array().into_iter().flatten() {
@@ -357,19 +354,17 @@ impl Ctx {
                 std::process::exit(code);
             }
             FlagCmd::Export { app, env } => {
-                let r = self
-                    .get(&format!("/v1/apps/{app}/envs/{env}/flagd.json"), &[])
-                    .await?;
+                let r = self.client.flagd_document(&app, &env).await?;
                 // The document is the output, in every format.
                 output::json(&r);
             }
             FlagCmd::Stale { days, app, env } => {
-                let r = self
-                    .get(
-                        "/v1/flags/stale",
-                        &[("app", app), ("env", env), ("days", Some(days.to_string()))],
-                    )
-                    .await?;
+                let q = StaleQuery {
+                    app,
+                    env,
+                    days: Some(days),
+                };
+                let r = self.client.stale_flags(&q).await?;
                 self.print(&r, |r| table(r, LIST_COLUMNS));
             }
         }
@@ -408,9 +403,7 @@ impl Ctx {
         state: &str,
         message: String,
     ) -> Result<()> {
-        let doc = self
-            .get(&format!("/v1/apps/{app}/envs/{env}/flagd.json"), &[])
-            .await?;
+        let doc = self.client.flagd_document(app, env).await?;
         let Some(mut def) = doc["flags"].get(key).cloned() else {
             return Err(not_found(format!("flag {key} not found in {app}/{env}")));
         };
@@ -427,19 +420,10 @@ impl Ctx {
             env: Some(env.to_owned()),
         };
         // Compare-and-set against the version at (app, env), if there is one.
-        let current = match self
-            .get(&format!("/v1/entries/{}", key_path(key)), &scope.query())
-            .await
-        {
-            Ok(e) => e["version"].as_i64().unwrap_or(0),
-            Err(e)
-                if e.downcast_ref::<ClientError>()
-                    .and_then(ClientError::status)
-                    == Some(404) =>
-            {
-                0
-            }
-            Err(e) => return Err(e),
+        let current = match self.client.entry(scope.at(), key, None, None).await {
+            Ok(e) => e.version,
+            Err(e) if e.status() == Some(404) => 0,
+            Err(e) => return Err(e.into()),
         };
         let message = if message.is_empty() {
             let verb = if state == "ENABLED" {

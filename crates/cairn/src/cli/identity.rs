@@ -1,10 +1,13 @@
 //! `cairn audit|login|token|user`: the audit log, tokens and users.
 
 use anyhow::{bail, Result};
-use cairn_client::{ClientError, HttpMethod as Method};
+use cairn_client::cairn_api::{
+    AuditQuery, AuditRecord, Binding, CreateTokenBody, CreateUserBody, LoginBody, Role,
+    UpdateUserBody,
+};
+use cairn_client::ClientError;
 use chrono::Utc;
 use clap::Subcommand;
-use serde_json::{json, Value};
 
 use super::{cell_str, parse_age, parse_time, rejected, Ctx};
 use crate::output::table;
@@ -119,7 +122,7 @@ impl Ctx {
                 sub: Some(AuditCmd::Verify),
                 ..
             } => {
-                let r = self.get("/v1/audit/verify", &[]).await?;
+                let r = self.client.verify_audit().await?;
                 let ok = r["ok"].as_bool().unwrap_or(false);
                 self.print(&r, |r| {
                     if ok {
@@ -153,12 +156,20 @@ impl Ctx {
                 until,
                 limit,
             } => {
-                let since = since.as_deref().map(parse_time).transpose()?;
-                let until = until.as_deref().map(parse_time).transpose()?;
+                let mut q = AuditQuery {
+                    key,
+                    actor,
+                    action,
+                    app,
+                    env,
+                    since: since.as_deref().map(parse_time).transpose()?,
+                    until: until.as_deref().map(parse_time).transpose()?,
+                    after: None,
+                    limit: None,
+                };
                 // Every matching record (or the first `--limit`), page after
-                // page: the server pages by sequence number (`after`).
-                let mut records: Vec<Value> = Vec::new();
-                let mut after: Option<i64> = None;
+                // page, as long as the server says another follows.
+                let mut records: Vec<AuditRecord> = Vec::new();
                 loop {
                     let want = match limit {
                         Some(l) => (l - records.len() as i64).min(AUDIT_PAGE),
@@ -167,30 +178,17 @@ impl Ctx {
                     if want <= 0 {
                         break;
                     }
-                    let q = [
-                        ("key", key.clone()),
-                        ("actor", actor.clone()),
-                        ("action", action.clone()),
-                        ("app", app.clone()),
-                        ("env", env.clone()),
-                        ("since", since.map(|t| t.to_rfc3339())),
-                        ("until", until.map(|t| t.to_rfc3339())),
-                        ("limit", Some(want.to_string())),
-                        ("after", after.map(|s| s.to_string())),
-                    ];
-                    let page = self.get("/v1/audit", &q).await?;
-                    let page = page.as_array().cloned().unwrap_or_default();
-                    let full = page.len() as i64 == want;
-                    after = page.last().and_then(|r| r["seq"].as_i64());
-                    records.extend(page);
-                    if !full || after.is_none() {
-                        break;
+                    q.limit = Some(want);
+                    let page = self.client.audit(&q).await?;
+                    records.extend(page.records);
+                    match page.next {
+                        Some(after) => q.after = Some(after),
+                        None => break,
                     }
                 }
-                let r = Value::Array(records);
-                self.print(&r, |r| {
+                self.show(&records, |r| {
                     table(
-                        r,
+                        &serde_json::to_value(r).unwrap_or_default(),
                         &[
                             ("SEQ", "seq"),
                             ("TIME", "at"),
@@ -214,10 +212,12 @@ impl Ctx {
                     .map(parse_age)
                     .transpose()?
                     .map(|d| d.num_seconds());
-                let body = json!({"name": name, "password": password, "ttl_seconds": ttl_seconds});
-                let r = self
-                    .send(Method::POST, "/v1/login", &[], Some(&body))
-                    .await?;
+                let body = LoginBody {
+                    name,
+                    password,
+                    ttl_seconds,
+                };
+                let r = self.client.login(&body).await?;
                 self.print(&r, |r| println!("{}", cell_str(&r["token"])));
             }
         }
@@ -238,12 +238,20 @@ impl Ctx {
                     .as_deref()
                     .map(parse_age)
                     .transpose()?
-                    .map(|d| (Utc::now() + d).to_rfc3339());
-                let role = if sdk { Some("sdk".to_owned()) } else { role };
-                let body = json!({"name": name, "role": role, "app": app, "env": env, "expires_at": expires_at});
-                let r = self
-                    .send(Method::POST, "/v1/tokens", &[], Some(&body))
-                    .await?;
+                    .map(|d| Utc::now() + d);
+                let role = match (sdk, role) {
+                    (true, _) => Role::Sdk,
+                    (false, Some(role)) => parse_role(&role)?,
+                    (false, None) => bail!("give --role or --sdk"),
+                };
+                let body = CreateTokenBody {
+                    name,
+                    role,
+                    app,
+                    env,
+                    expires_at,
+                };
+                let r = self.client.create_token(&body).await?;
                 self.print(&r, |r| {
                     println!(
                         "token {} created; it is shown only this once:\n\n    {}\n",
@@ -253,7 +261,7 @@ impl Ctx {
                 });
             }
             TokenCmd::List => {
-                let r = self.get("/v1/tokens", &[]).await?;
+                let r = self.client.tokens().await?;
                 self.print(&r, |r| {
                     table(
                         r,
@@ -270,11 +278,9 @@ impl Ctx {
                 });
             }
             TokenCmd::Revoke { id } => {
-                let r = self
-                    .send(Method::DELETE, &format!("/v1/tokens/{id}"), &[], None)
-                    .await?;
-                self.print(&r, |r| {
-                    println!("token {id} revoked (revision {})", r["revision"])
+                let r = self.client.revoke_token(&id).await?;
+                self.revised(&r, |r| {
+                    println!("token {id} revoked (revision {})", r.revision)
                 });
             }
         }
@@ -291,14 +297,16 @@ impl Ctx {
                 app,
                 env,
             } => {
+                let role = parse_role(&role)?;
                 let password = read_password()?;
-                let body = json!({"name": name, "password": password,
-                    "bindings": [{"role": role, "app": app, "env": env}]});
-                let r = self
-                    .send(Method::POST, "/v1/users", &[], Some(&body))
-                    .await?;
-                self.print(&r, |r| {
-                    println!("user {name} created (revision {})", r["revision"])
+                let body = CreateUserBody {
+                    name: name.clone(),
+                    password,
+                    bindings: vec![Binding { role, app, env }],
+                };
+                let r = self.client.create_user(&body).await?;
+                self.revised(&r, |r| {
+                    println!("user {name} created (revision {})", r.revision)
                 });
             }
             UserCmd::Grant {
@@ -307,42 +315,57 @@ impl Ctx {
                 app,
                 env,
             } => {
-                let users = self.get("/v1/users", &[]).await?;
-                let user = users
-                    .as_array()
-                    .and_then(|a| a.iter().find(|u| u["name"] == name.as_str()))
-                    .ok_or_else(|| ClientError::Api {
-                        status: 404,
-                        problem: Box::new(cairn_client::Problem {
-                            detail: format!("user {name} not found"),
-                            ..Default::default()
-                        }),
-                    })?;
-                let mut bindings = user["bindings"].as_array().cloned().unwrap_or_default();
-                bindings.push(json!({"role": role, "app": app, "env": env}));
-                let body = json!({"bindings": bindings});
-                let r = self.patch_user(&name, &body).await?;
-                self.print(&r, |r| {
+                let binding = Binding {
+                    role: parse_role(&role)?,
+                    app,
+                    env,
+                };
+                let users = self.client.users().await?;
+                let user =
+                    users
+                        .into_iter()
+                        .find(|u| u.name == name)
+                        .ok_or_else(|| ClientError::Api {
+                            status: 404,
+                            problem: Box::new(cairn_client::Problem {
+                                detail: format!("user {name} not found"),
+                                ..Default::default()
+                            }),
+                        })?;
+                let mut bindings = user.bindings;
+                bindings.push(binding.clone());
+                let body = UpdateUserBody {
+                    bindings: Some(bindings),
+                    ..UpdateUserBody::default()
+                };
+                let r = self.client.update_user(&name, &body).await?;
+                self.revised(&r, |r| {
                     println!(
-                        "user {name}: granted {role} on {app}/{env} (revision {})",
-                        r["revision"]
+                        "user {name}: granted {} on {}/{} (revision {})",
+                        binding.role.as_str(),
+                        binding.app,
+                        binding.env,
+                        r.revision
                     )
                 });
             }
             UserCmd::Passwd { name } => {
-                let body = json!({"password": read_password()?});
-                let r = self.patch_user(&name, &body).await?;
-                self.print(&r, |r| {
-                    println!("user {name}: password changed (revision {})", r["revision"])
+                let body = UpdateUserBody {
+                    password: Some(read_password()?),
+                    ..UpdateUserBody::default()
+                };
+                let r = self.client.update_user(&name, &body).await?;
+                self.revised(&r, |r| {
+                    println!("user {name}: password changed (revision {})", r.revision)
                 });
             }
             UserCmd::Disable { name } => self.set_disabled(&name, true).await?,
             UserCmd::Enable { name } => self.set_disabled(&name, false).await?,
             UserCmd::List => {
-                let r = self.get("/v1/users", &[]).await?;
-                self.print(&r, |r| {
+                let users = self.client.users().await?;
+                self.show(&users, |r| {
                     table(
-                        r,
+                        &serde_json::to_value(r).unwrap_or_default(),
                         &[
                             ("NAME", "name"),
                             ("BINDINGS", "bindings"),
@@ -356,22 +379,28 @@ impl Ctx {
         Ok(())
     }
 
-    async fn patch_user(&self, name: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
-        self.send(Method::PATCH, &format!("/v1/users/{name}"), &[], Some(body))
-            .await
-    }
-
     async fn set_disabled(&self, name: &str, disabled: bool) -> Result<()> {
-        let body = json!({"disabled": disabled});
-        let r = self.patch_user(name, &body).await?;
-        self.print(&r, |r| {
+        let body = UpdateUserBody {
+            disabled: Some(disabled),
+            ..UpdateUserBody::default()
+        };
+        let r = self.client.update_user(name, &body).await?;
+        self.revised(&r, |r| {
             println!(
                 "user {name} {} (revision {})",
                 if disabled { "disabled" } else { "enabled" },
-                r["revision"]
+                r.revision
             )
         });
         Ok(())
+    }
+}
+
+/// `--role`: viewer, operator, admin or sdk.
+fn parse_role(role: &str) -> Result<Role> {
+    match Role::parse(role) {
+        Some(r) => Ok(r),
+        None => bail!("--role must be viewer, operator, admin or sdk (got {role:?})"),
     }
 }
 

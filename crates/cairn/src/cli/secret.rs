@@ -4,9 +4,9 @@
 use std::io::Read;
 
 use anyhow::{anyhow, Result};
-use cairn_client::HttpMethod as Method;
+use cairn_client::cairn_api::{CreateSecretBody, RekeyBody, RotateSecretBody};
 use clap::Subcommand;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{cell_str, Ctx, ScopeArgs};
 use crate::output::table;
@@ -127,15 +127,19 @@ impl Ctx {
                     .map(|i| super::parse_age(&i).map(|d| d.num_seconds()))
                     .transpose()?;
                 let generator = generator.or(hook.map(|url| format!("hook:{url}")));
-                let body = json!({
-                    "name": name, "app": scope.app, "env": scope.env,
-                    "value": secret_value(value)?, "rotation_days": rotation_days,
-                    "rotation_seconds": rotation_seconds, "hook_secret": hook_secret,
-                    "grace_days": grace_days, "generator": generator, "message": message,
-                });
-                let r = self
-                    .send(Method::POST, "/v1/secrets", &[], Some(&body))
-                    .await?;
+                let body = CreateSecretBody {
+                    name: name.clone(),
+                    app: scope.app,
+                    env: scope.env,
+                    value: secret_value(value)?,
+                    rotation_days,
+                    rotation_seconds,
+                    grace_days,
+                    generator,
+                    hook_secret,
+                    message,
+                };
+                let r = self.client.create_secret(&body).await?;
                 self.print(&r, |r| {
                     println!(
                         "secret {name}: version {} (revision {})",
@@ -148,14 +152,14 @@ impl Ctx {
                 scope,
                 version,
             } => {
-                let mut q = scope.query();
-                q.push(("reveal", Some("true".into())));
-                q.push(("version", version.map(|v| v.to_string())));
-                let r = self.get(&format!("/v1/secrets/{name}"), &q).await?;
-                self.print(&r, |r| println!("{}", cell_str(&r["value"])));
+                let r = self
+                    .client
+                    .reveal_secret(scope.at(), &name, version)
+                    .await?;
+                self.show(&r, |r| println!("{}", r.value));
             }
             SecretCmd::List => {
-                let r = self.get("/v1/secrets", &[]).await?;
+                let r = self.client.secrets().await?;
                 self.print(&r, |r| {
                     let rows: Vec<Value> = r
                         .as_array()
@@ -177,9 +181,7 @@ impl Ctx {
                 });
             }
             SecretCmd::Versions { name, scope } => {
-                let r = self
-                    .get(&format!("/v1/secrets/{name}"), &scope.query())
-                    .await?;
+                let r = self.client.secret(scope.at(), &name).await?;
                 self.print(&r, |r| {
                     table(
                         &r["versions"],
@@ -201,15 +203,11 @@ impl Ctx {
                 force: _,
                 message,
             } => {
-                let body = json!({"value": secret_value(value)?, "message": message});
-                let r = self
-                    .send(
-                        Method::POST,
-                        &format!("/v1/secret-rotate/{name}"),
-                        &scope.query(),
-                        Some(&body),
-                    )
-                    .await?;
+                let body = RotateSecretBody {
+                    value: secret_value(value)?,
+                    message,
+                };
+                let r = self.client.rotate_secret(scope.at(), &name, &body).await?;
                 self.print(&r, |r| {
                     println!(
                         "secret {name}: version {} (revision {})",
@@ -223,14 +221,12 @@ impl Ctx {
                 message,
                 force,
             } => {
-                let mut q = scope.query();
-                q.push(("message", Some(message)));
-                q.push(("force", force.then(|| "true".to_owned())));
                 let r = self
-                    .send(Method::DELETE, &format!("/v1/secrets/{name}"), &q, None)
+                    .client
+                    .delete_secret(scope.at(), &name, &message, force)
                     .await?;
-                self.print(&r, |r| {
-                    println!("secret {name} deleted (revision {})", r["revision"])
+                self.show(&r, |r| {
+                    println!("secret {name} deleted (revision {})", r.revision)
                 });
             }
         }
@@ -250,10 +246,8 @@ impl Ctx {
                             .map_err(|e| anyhow!("reading {}: {e}", p.display()))
                     })
                     .transpose()?;
-                let body = json!({"old_key": old_key, "message": message});
-                let r = self
-                    .send(Method::POST, "/v1/admin/rekey", &[], Some(&body))
-                    .await?;
+                let body = RekeyBody { old_key, message };
+                let r = self.client.rekey(&body).await?;
                 self.print(&r, |r| {
                     println!(
                         "re-wrapped {} version(s) under {} ({} already were)",

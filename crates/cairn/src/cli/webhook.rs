@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use anyhow::{anyhow, Result};
-use cairn_client::HttpMethod as Method;
+use cairn_client::cairn_api::{DeliveriesQuery, DeliveryAttempt, DeliveryRecord};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
@@ -59,22 +59,24 @@ fn read_secret(secret: String) -> Result<String> {
 }
 
 /// One line per attempt: `500 HTTP 500`, `- target … refused`.
-fn attempts(d: &Value) -> String {
-    d["attempt_log"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|x| match (&x["status"], x["error"].as_str()) {
-                    (Value::Number(n), None) => n.to_string(),
-                    (Value::Number(n), Some(e)) if e == format!("HTTP {n}") => n.to_string(),
-                    (Value::Number(n), Some(e)) => format!("{n} {e}"),
-                    (_, Some(e)) => e.to_owned(),
-                    _ => "?".into(),
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
+fn attempts(log: &[DeliveryAttempt]) -> String {
+    log.iter()
+        .map(|x| match (x.status, x.error.as_deref()) {
+            (Some(n), None) => n.to_string(),
+            (Some(n), Some(e)) if e == format!("HTTP {n}") => n.to_string(),
+            (Some(n), Some(e)) => format!("{n} {e}"),
+            (None, Some(e)) => e.to_owned(),
+            (None, None) => "?".into(),
         })
-        .unwrap_or_default()
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A delivery as a table row, its attempts in `tries`.
+fn row(d: &DeliveryRecord) -> Value {
+    let mut v = serde_json::to_value(d).unwrap_or_default();
+    v["tries"] = json!(attempts(&d.attempt_log));
+    v
 }
 
 impl Ctx {
@@ -92,15 +94,13 @@ impl Ctx {
                     "url": url, "events": events, "app": app, "env": env,
                     "secret": read_secret(secret)?, "description": description,
                 });
-                let r = self
-                    .send(Method::POST, "/v1/webhooks", &[], Some(&body))
-                    .await?;
+                let r = self.client.create_webhook(&body).await?;
                 self.print(&r, |r| {
                     println!("webhook {} created", cell_str(&r["id"]));
                 });
             }
             WebhookCmd::List => {
-                let r = self.get("/v1/webhooks", &[]).await?;
+                let r = self.client.webhooks().await?;
                 self.print(&r, |r| {
                     let rows: Vec<Value> = r
                         .as_array()
@@ -132,31 +132,14 @@ impl Ctx {
                 });
             }
             WebhookCmd::Delete { id } => {
-                let r = self
-                    .send(Method::DELETE, &format!("/v1/webhooks/{id}"), &[], None)
-                    .await?;
-                self.print(&r, |_| println!("webhook {id} deleted"));
+                let r = self.client.delete_webhook(&id).await?;
+                self.show(&r, |_| println!("webhook {id} deleted"));
             }
             WebhookCmd::Deliveries { id, limit } => {
-                let r = self
-                    .get(
-                        &format!("/v1/webhooks/{id}/deliveries"),
-                        &[("limit", Some(limit.to_string()))],
-                    )
-                    .await?;
-                self.print(&r, |r| {
-                    let rows: Vec<Value> = r
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .map(|d| {
-                                    let mut d = d.clone();
-                                    d["tries"] = json!(attempts(&d));
-                                    d
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                let q = DeliveriesQuery { limit: Some(limit) };
+                let r = self.client.deliveries(&id, &q).await?;
+                self.show(&r, |r| {
+                    let rows: Vec<Value> = r.iter().map(row).collect();
                     table(
                         &Value::Array(rows),
                         &[

@@ -683,6 +683,83 @@ fn tokens_permissions_and_exit_codes() {
     nowhere.expect(1, &["get", "feature/x"]);
 }
 
+/// `cairn user …` and `cairn login`: a user acts with its bindings as they
+/// are now (a grant or a disable applies to a login token at once), and only
+/// its current password logs in.
+#[test]
+fn users_grant_disable_and_log_in() {
+    const PW: &str = "correct horse battery";
+    const PW2: &str = "staple battery horse";
+    let f = Fixture::new();
+    let cli = &f.cli;
+    cli.ok(&["app", "create", "shop"]);
+    cli.ok(&["set", "k", "--app", "shop", "--value", "1"]);
+    let out = cli.run_stdin(
+        &[
+            "user", "create", "alice", "--role", "viewer", "--app", "shop",
+        ],
+        Some(PW),
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout.starts_with("user alice created (revision "),
+        "{out}"
+    );
+    // A role that does not exist is refused before any password is asked for.
+    let out = cli.expect(1, &["user", "create", "bob", "--role", "wizard"]);
+    assert!(out.stderr.contains("--role must be"), "{out}");
+    cli.expect(3, &["user", "grant", "nobody", "--role", "viewer"]);
+
+    let login = |password: &str, code: i32| {
+        let out = cli.run_stdin(&["login", "alice", "--ttl", "1h"], Some(password));
+        assert_eq!(out.code, code, "{out}");
+        out.stdout.trim().to_owned()
+    };
+    let token = login(PW, 0);
+    assert!(token.starts_with("cairn_"), "{token}");
+    let alice = cli.with_token(&token);
+    assert_eq!(alice.ok(&["get", "k", "--app", "shop"]).json(), json!(1));
+    alice.expect(5, &["set", "k", "--app", "shop", "--value", "2"]);
+
+    let out = cli.ok(&[
+        "user", "grant", "alice", "--role", "operator", "--app", "shop",
+    ]);
+    assert!(
+        out.stdout
+            .starts_with("user alice: granted operator on shop/* (revision "),
+        "{out}"
+    );
+    alice.ok(&["set", "k", "--app", "shop", "--value", "2"]);
+    let users = cli.json(&["user", "list"]);
+    let listed = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "alice")
+        .unwrap_or_else(|| panic!("alice in {users}"));
+    assert_eq!(
+        listed["bindings"],
+        json!([{"role": "viewer", "app": "shop", "env": "*"},
+               {"role": "operator", "app": "shop", "env": "*"}])
+    );
+    assert_eq!(listed["disabled"], false);
+    assert!(listed.get("password_hash").is_none(), "{listed}");
+
+    cli.ok(&["user", "disable", "alice"]);
+    alice.expect(5, &["get", "k", "--app", "shop"]);
+    login(PW, 5);
+    cli.ok(&["user", "enable", "alice"]);
+    let out = cli.run_stdin(&["user", "passwd", "alice"], Some(PW2));
+    assert_eq!(out.code, 0, "{out}");
+    login(PW, 5);
+    let token = login(PW2, 0);
+    cli.with_token(&token).ok(&["get", "k", "--app", "shop"]);
+    // Longer than a login token may live: the server's 400.
+    let out = cli.run_stdin(&["login", "alice", "--ttl", "8d"], Some(PW2));
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("between 1 second and 7 days"), "{out}");
+}
+
 /// `cairn audit` follows the server's pages (1,000 records each, by sequence
 /// number): every record once, in order, and `--limit` across pages.
 #[test]
