@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_client::{Client, HttpMethod};
+use cairn_core::webhooks::WebhookSettings;
 use cairn_core::{Options, Service};
 use serde_json::{json, Value};
 
@@ -16,6 +17,8 @@ use serde_json::{json, Value};
 pub struct Data {
     pub dir: tempfile::TempDir,
     pub opts: Options,
+    /// Run the webhook dispatcher with these settings (`cairn serve` does).
+    pub webhooks: Option<WebhookSettings>,
 }
 
 impl Data {
@@ -23,6 +26,7 @@ impl Data {
         Data {
             dir: tempfile::tempdir().unwrap(),
             opts: Options::default(),
+            webhooks: None,
         }
     }
 
@@ -59,6 +63,7 @@ impl TestServer {
     pub fn start(data: &Data, addr: SocketAddr) -> TestServer {
         let db = data.db();
         let opts = data.opts.clone();
+        let webhooks = data.webhooks.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -70,6 +75,9 @@ impl TestServer {
             rt.block_on(async move {
                 let store = cairn_store_sqlite::SqliteStore::open(&db).await.unwrap();
                 let (svc, token) = Service::open(Arc::new(store), opts).await.unwrap();
+                if let Some(settings) = webhooks {
+                    svc.spawn_webhook_dispatcher(settings);
+                }
                 let listener = bind(addr).await;
                 ready_tx
                     .send((listener.local_addr().unwrap(), token))

@@ -1,13 +1,21 @@
-//! The typed client (`Client::put_entry`, `delete_entry`, `change_set`,
-//! `rollback`, `entry`) against a real server: the server's own wire types
-//! (`cairn_api`) round-trip over the socket.
+//! The typed client against a real server: the server's own wire types
+//! (`cairn_api`) round-trip over the socket — entries and catalog here;
+//! identity (tokens, users, login, audit pages), secrets (rekey across a
+//! master-key change), webhooks (a delivery by the real dispatcher) and flag
+//! reads (OFREP single and bulk, list, stale, lint, flagd document) in the
+//! submodules. Expected values are written out by hand.
+
+mod flags;
+mod identity;
+mod secrets;
+mod webhooks;
 
 use cairn_client::cairn_api::{
     ChangeEntryBody, ChangeSetBody, CreateAppBody, EnvBody, RollbackBody, SetEntryBody,
 };
-use cairn_client::At;
+use cairn_client::{At, ClientError};
 use cairn_model::{EntryKind, MergeMode, Scope};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::harness::{any_port, Admin, Data, TestServer};
 
@@ -168,4 +176,25 @@ async fn typed_catalog_calls_round_trip() {
     let err = c.create_env(&qa).await.unwrap_err();
     assert_eq!(err.status(), Some(409), "{err}");
     server.stop();
+}
+
+/// The problem code of an API error (OFREP's `errorCode` included).
+pub fn code(e: &ClientError) -> &str {
+    match e {
+        ClientError::Api { problem, .. } => &problem.code,
+        ClientError::Transport(_) => "",
+    }
+}
+
+pub fn field(e: &ClientError) -> Option<&str> {
+    match e {
+        ClientError::Api { problem, .. } => problem.field.as_deref(),
+        ClientError::Transport(_) => None,
+    }
+}
+
+pub fn rev(v: &Value) -> i64 {
+    v["revision"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no revision in {v}"))
 }
