@@ -26,6 +26,17 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The one (app, env) this principal is bound to — exactly one binding,
+    /// with an exact app and env (an SDK token) — which the SDK endpoints
+    /// (OFREP without a view in the path, reports) read and write.
+    pub fn bound_view(&self) -> Option<(&str, &str)> {
+        let exact = |s: &str| !s.is_empty() && !s.contains(['*', '?']);
+        match self.bindings.as_slice() {
+            [b] if exact(&b.app) && exact(&b.env) => Some((&b.app, &b.env)),
+            _ => None,
+        }
+    }
+
     /// How this principal is named in audit records and version history.
     pub fn actor(&self) -> String {
         self.actor.clone()

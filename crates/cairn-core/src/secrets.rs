@@ -27,7 +27,7 @@ use crate::auth::{Origin, Principal};
 use crate::envelope::{self, Kek, Sealed, SecretId};
 use crate::keys::{MasterKey, Purpose};
 use crate::policy::{self, Action};
-use crate::service::{check_write, require_admin};
+use crate::service::{check_write, message_or, require_admin};
 use crate::{Error, ResolvedView, Result, Service};
 use cairn_store::{Guard, Read};
 
@@ -388,6 +388,7 @@ impl Service {
         policy: SecretPolicy,
         message: &str,
     ) -> Result<SecretWritten> {
+        let message = &message_or(message, "create secret");
         validate_key(name).map_err(|e| rename(e.into(), "name"))?;
         check_write(who, scope)?;
         self.read().check_scope(scope)?;
@@ -536,6 +537,7 @@ impl Service {
         value: NewValue,
         message: &str,
     ) -> Result<SecretWritten> {
+        let message = &message_or(message, "rotate secret");
         validate_key(name).map_err(|e| rename(e.into(), "name"))?;
         check_write(who, scope)?;
         let record = self.secret_record(scope, name).await?;
@@ -669,6 +671,12 @@ impl Service {
         force: bool,
         message: &str,
     ) -> Result<i64> {
+        if message.trim().is_empty() {
+            return Err(Error::invalid(
+                "message",
+                "deleting a secret needs a message saying why",
+            ));
+        }
         validate_key(name).map_err(|e| rename(e.into(), "name"))?;
         check_write(who, scope)?;
         self.retrying(move || async move {
@@ -982,6 +990,7 @@ impl Service {
         old: Option<&MasterKey>,
         message: &str,
     ) -> Result<Rekeyed> {
+        let message = &message_or(message, "rekey");
         require_admin(who, None)?;
         let new = self.kek();
         let mut rewrapped = 0;

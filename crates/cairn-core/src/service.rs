@@ -700,6 +700,36 @@ impl Service {
         })
     }
 
+    /// Delete (scope, key): a tombstone version of the live entry's kind. A
+    /// delete needs a message saying why.
+    pub async fn delete_entry(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        scope: &Scope,
+        key: &str,
+        message: &str,
+        expected_version: Option<i64>,
+    ) -> Result<Written> {
+        if message.trim().is_empty() {
+            return Err(Error::invalid(
+                "message",
+                "a delete needs a message saying why",
+            ));
+        }
+        let current = self.get(who, scope, key)?;
+        let item = ChangeItem {
+            scope: scope.clone(),
+            key: key.to_owned(),
+            kind: current.kind,
+            merge: current.merge,
+            value: None,
+            expected_version,
+        };
+        self.write_entries(who, origin, message, vec![item], None)
+            .await
+    }
+
     /// Write a new version equal to version `version` of (scope, key).
     #[allow(clippy::too_many_arguments)] // who, where from, what, why: each is needed
     pub async fn rollback(
@@ -1299,6 +1329,15 @@ fn rename_field(e: Error, field: String) -> Error {
     match e {
         Error::Invalid { message, .. } => Error::Invalid { field, message },
         other => other,
+    }
+}
+
+/// `message`, or `default` when it is blank (the audit record's "why").
+pub(crate) fn message_or(message: &str, default: &str) -> String {
+    if message.trim().is_empty() {
+        default.to_owned()
+    } else {
+        message.to_owned()
     }
 }
 

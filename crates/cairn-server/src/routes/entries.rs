@@ -229,20 +229,15 @@ pub async fn delete_entry(
     }
     .scope()?;
     let message = q.message.unwrap_or_default();
-    if message.trim().is_empty() {
-        return Err(Error::invalid("message", "a delete needs a message saying why").into());
-    }
-    let current = svc.get(&c.who, &scope, &key)?;
-    let item = ChangeItem {
-        scope: scope.clone(),
-        key: key.clone(),
-        kind: current.kind,
-        merge: current.merge,
-        value: None,
-        expected_version: q.expected_version,
-    };
     let committed = svc
-        .write_entries(&c.who, &c.origin, &message, vec![item], None)
+        .delete_entry(
+            &c.who,
+            &c.origin,
+            &scope,
+            &key,
+            &message,
+            q.expected_version,
+        )
         .await?;
     Ok(Json(write_result(committed, vec![(scope, key)])))
 }

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use cairn_api::{
     FlagsQuery, OfrepBulk, OfrepFailure, OfrepItem, OfrepRequest, OfrepSuccess, StaleQuery,
 };
-use cairn_core::{Error, FlagInfo, FlagLint, FlagView, Principal, Service};
+use cairn_core::{Error, FlagInfo, FlagLint, FlagView, Service};
 use cairn_eval::{EvalContext, Reason, Resolution, TARGETING_KEY};
 use serde_json::Value;
 
@@ -151,15 +151,6 @@ fn view_error(e: Error, key: Option<&str>) -> Response {
     }
 }
 
-/// The (app, env) a principal bound to exactly one app and one environment evaluates in.
-pub(crate) fn bound_view(who: &Principal) -> Option<(&str, &str)> {
-    let exact = |s: &str| !s.is_empty() && !s.contains(['*', '?']);
-    match who.bindings.as_slice() {
-        [b] if exact(&b.app) && exact(&b.env) => Some((&b.app, &b.env)),
-        _ => None,
-    }
-}
-
 const UNBOUND: &str = "this token is not bound to one app and environment: \
 use /v1/apps/{app}/envs/{env}/ofrep/v1/evaluate/flags as the base";
 
@@ -264,7 +255,7 @@ pub async fn ofrep_flag(
     P(key): P<String>,
     body: Bytes,
 ) -> Response {
-    let Some((app, env)) = bound_view(&c.who) else {
+    let Some((app, env)) = c.who.bound_view() else {
         return failure(StatusCode::BAD_REQUEST, Some(&key), "GENERAL", UNBOUND);
     };
     match svc.flag_set(&c.who, app, env) {
@@ -303,7 +294,7 @@ pub async fn ofrep_bulk(
     inm: IfNoneMatch,
     body: Bytes,
 ) -> Response {
-    let Some((app, env)) = bound_view(&c.who) else {
+    let Some((app, env)) = c.who.bound_view() else {
         return failure(StatusCode::BAD_REQUEST, None, "GENERAL", UNBOUND);
     };
     match svc.flag_set(&c.who, app, env) {

@@ -57,7 +57,7 @@ pub async fn report(
     let (app, env) = match (app, env) {
         (Some(a), Some(e)) => (a, e),
         (None, None) => {
-            let Some((a, e)) = crate::routes::flags::bound_view(&c.who) else {
+            let Some((a, e)) = c.who.bound_view() else {
                 return Err(Error::invalid(
                     "app",
                     "this token is not bound to one app and environment: give app and env",

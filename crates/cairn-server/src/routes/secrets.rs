@@ -23,14 +23,6 @@ fn scope(app: Option<&str>, env: Option<&str>) -> Result<Scope, Error> {
     Ok(Scope::parse(app, env)?)
 }
 
-fn message_or(message: &str, default: &str) -> String {
-    if message.trim().is_empty() {
-        default.to_owned()
-    } else {
-        message.to_owned()
-    }
-}
-
 /// Metadata of every secret the caller can see (never values).
 #[utoipa::path(get, path = "/v1/secrets", tag = "secrets",
     responses((status = 200, body = [SecretInfo])), security(("bearer" = [])))]
@@ -64,13 +56,7 @@ pub async fn create_secret(
     };
     let written = svc
         .create_secret(
-            &c.who,
-            &c.origin,
-            &scope,
-            &b.name,
-            value,
-            policy,
-            &message_or(&b.message, "create secret"),
+            &c.who, &c.origin, &scope, &b.name, value, policy, &b.message,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(written)))
@@ -122,11 +108,6 @@ pub async fn delete_secret(
 ) -> ApiResult<Json<SecretDeleted>> {
     let scope = scope(q.app.as_deref(), q.env.as_deref())?;
     let message = q.message.unwrap_or_default();
-    if message.trim().is_empty() {
-        return Err(
-            Error::invalid("message", "deleting a secret needs a message saying why").into(),
-        );
-    }
     let revision = svc
         .delete_secret(&c.who, &c.origin, &scope, &name, q.force, &message)
         .await?;
@@ -151,15 +132,8 @@ pub async fn rotate_secret(
         None => NewValue::Generate,
     };
     Ok(Json(
-        svc.rotate_secret(
-            &c.who,
-            &c.origin,
-            &scope,
-            &name,
-            value,
-            &message_or(&b.message, "rotate secret"),
-        )
-        .await?,
+        svc.rotate_secret(&c.who, &c.origin, &scope, &name, value, &b.message)
+            .await?,
     ))
 }
 
@@ -182,12 +156,7 @@ pub async fn rekey(
         })
         .transpose()?;
     Ok(Json(
-        svc.rekey(
-            &c.who,
-            &c.origin,
-            old.as_ref(),
-            &message_or(&b.message, "rekey"),
-        )
-        .await?,
+        svc.rekey(&c.who, &c.origin, old.as_ref(), &b.message)
+            .await?,
     ))
 }
