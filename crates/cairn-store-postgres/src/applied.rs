@@ -8,8 +8,8 @@ use crate::rows::{self, err};
 
 type Pool = sqlx::PgPool;
 
-fn ts_param(t: &DateTime<Utc>) -> DateTime<Utc> {
-    *t
+fn ts_param(t: &DateTime<Utc>) -> i64 {
+    crate::rows::micros(t)
 }
 
 include!("../../cairn-store/sql/applied_shared.rs");

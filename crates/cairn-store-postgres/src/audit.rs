@@ -10,8 +10,8 @@ use crate::rows::{self, err, AUDIT_COLS};
 type Db = Postgres;
 type Pool = sqlx::PgPool;
 
-fn ts_param(t: &DateTime<Utc>) -> DateTime<Utc> {
-    *t
+fn ts_param(t: &DateTime<Utc>) -> i64 {
+    crate::rows::micros(t)
 }
 
 /// `column LIKE pattern` (case-sensitive): `*` → `%`, `?` → `_`, and LIKE's

@@ -125,13 +125,13 @@ async fn apply_all(
 
 type Conn = PgConnection;
 
-/// Timestamps are `timestamptz` in PostgreSQL.
-fn ts_param(t: &DateTime<Utc>) -> DateTime<Utc> {
-    *t
+/// Timestamps are microseconds since the epoch (`rows::micros`).
+fn ts_param(t: &DateTime<Utc>) -> i64 {
+    crate::rows::micros(t)
 }
 
-fn opt_ts_param(t: Option<&DateTime<Utc>>) -> Option<DateTime<Utc>> {
-    t.copied()
+fn opt_ts_param(t: Option<&DateTime<Utc>>) -> Option<i64> {
+    t.map(crate::rows::micros)
 }
 
 include!("../../cairn-store/sql/commit_shared.rs");

@@ -14,6 +14,8 @@ mod commit;
 mod listen;
 mod migrate;
 mod rows;
+#[cfg(test)]
+mod upgrade_tests;
 mod webhooks;
 
 use std::str::FromStr;
@@ -390,7 +392,7 @@ impl Store for PostgresStore {
             .bind(&c.key)
             .bind(&c.variant)
             .bind(c.count)
-            .bind(c.last_at)
+            .bind(c.last_at.as_ref().map(rows::micros))
             .execute(&mut *tx)
             .await
             .map_err(err("add flag counts"))?;
@@ -481,15 +483,16 @@ impl Store for PostgresStore {
         // The database's clock decides, so replicas' clocks need not agree.
         let held: Option<String> = sqlx::query_scalar(
             "INSERT INTO leases (name, holder, expires_at) \
-             VALUES ($1, $2, now() + make_interval(secs => $3)) \
+             VALUES ($1, $2, cairn_micros(now()) + $3) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
              expires_at = excluded.expires_at \
-             WHERE leases.holder = excluded.holder OR leases.expires_at < now() \
+             WHERE leases.holder = excluded.holder OR leases.expires_at < cairn_micros(now()) \
              RETURNING holder",
         )
         .bind(name)
         .bind(holder)
-        .bind(ttl.as_secs_f64())
+        // Far beyond any real lease, and no overflow when added to now.
+        .bind(i64::try_from(ttl.as_micros()).map_or(i64::MAX / 2, |us| us.min(i64::MAX / 2)))
         .fetch_optional(&self.pool)
         .await
         .map_err(err("take lease"))?;

@@ -43,6 +43,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "strict_flags",
         include_str!("../migrations/0009_strict_flags.sql"),
     ),
+    (
+        10,
+        "time_micros",
+        include_str!("../migrations/0010_time_micros.sql"),
+    ),
 ];
 
 /// Advisory lock key of Cairn migrations (arbitrary, fixed: "cairn" in ASCII).
@@ -51,13 +56,18 @@ const LOCK_KEY: i64 = 0x63_61_69_72_6e;
 /// Applies every migration not applied yet. Safe to run on every start, by
 /// any number of replicas at once.
 pub(crate) async fn run(options: &PgConnectOptions) -> StoreResult<()> {
+    run_up_to(options, i64::MAX).await
+}
+
+/// Applies the migrations up to `last` (inclusive) not applied yet.
+pub(crate) async fn run_up_to(options: &PgConnectOptions, last: i64) -> StoreResult<()> {
     // A connection of its own: the session lock is released when it closes,
     // even if something below fails.
     let mut conn = options
         .connect()
         .await
         .map_err(err("connect for migrations"))?;
-    let result = run_locked(&mut conn).await;
+    let result = run_locked(&mut conn, last).await;
     let closed = conn
         .close()
         .await
@@ -65,7 +75,7 @@ pub(crate) async fn run(options: &PgConnectOptions) -> StoreResult<()> {
     result.and(closed)
 }
 
-async fn run_locked(conn: &mut PgConnection) -> StoreResult<()> {
+async fn run_locked(conn: &mut PgConnection, last: i64) -> StoreResult<()> {
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(LOCK_KEY)
         .execute(&mut *conn)
@@ -81,7 +91,7 @@ async fn run_locked(conn: &mut PgConnection) -> StoreResult<()> {
     .execute(&mut *conn)
     .await
     .map_err(err("create _cairn_migrations"))?;
-    for (version, name, sql) in MIGRATIONS {
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 <= last) {
         // Plain BEGIN/COMMIT: this connection is closed after the run, which
         // rolls back a transaction left open by an error.
         exec(conn, "BEGIN", "begin migration").await?;

@@ -71,12 +71,25 @@ where
         .map_err(|e| StoreError::Backend(format!("column {name}: {e}")))
 }
 
+/// How a timestamp is stored: microseconds since the Unix epoch (finer
+/// digits are cut off), so integer order is time order.
+pub(crate) fn micros(t: &DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(us: i64, column: &str) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| StoreError::Backend(format!("column {column}: timestamp out of range")))
+}
+
 fn time_col(row: &PgRow, name: &str) -> StoreResult<DateTime<Utc>> {
-    col(row, name)
+    from_micros(col(row, name)?, name)
 }
 
 pub(crate) fn opt_time_col(row: &PgRow, name: &str) -> StoreResult<Option<DateTime<Utc>>> {
-    col(row, name)
+    col::<Option<i64>>(row, name)?
+        .map(|us| from_micros(us, name))
+        .transpose()
 }
 
 type DbRow = PgRow;

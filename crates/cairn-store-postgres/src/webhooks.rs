@@ -18,12 +18,12 @@ type DbRow = PgRow;
 const FOR_UPDATE: &str = " FOR UPDATE";
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
-fn ts_param(t: &DateTime<Utc>) -> DateTime<Utc> {
-    *t
+fn ts_param(t: &DateTime<Utc>) -> i64 {
+    crate::rows::micros(t)
 }
 
-fn opt_ts_param(t: Option<&DateTime<Utc>>) -> Option<DateTime<Utc>> {
-    t.copied()
+fn opt_ts_param(t: Option<&DateTime<Utc>>) -> Option<i64> {
+    t.map(crate::rows::micros)
 }
 
 include!("../../cairn-store/sql/webhooks_shared.rs");

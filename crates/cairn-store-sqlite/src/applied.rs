@@ -8,8 +8,8 @@ use crate::rows::{self, err};
 
 type Pool = sqlx::SqlitePool;
 
-fn ts_param(t: &DateTime<Utc>) -> String {
-    rows::ts(t)
+fn ts_param(t: &DateTime<Utc>) -> i64 {
+    crate::rows::micros(t)
 }
 
 include!("../../cairn-store/sql/applied_shared.rs");

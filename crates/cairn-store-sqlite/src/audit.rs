@@ -10,8 +10,8 @@ use crate::rows::{self, err, AUDIT_COLS};
 type Db = Sqlite;
 type Pool = sqlx::SqlitePool;
 
-fn ts_param(t: &DateTime<Utc>) -> String {
-    rows::ts(t)
+fn ts_param(t: &DateTime<Utc>) -> i64 {
+    crate::rows::micros(t)
 }
 
 /// `column GLOB pattern`: case-sensitive, `*` and `?` as in a name glob;

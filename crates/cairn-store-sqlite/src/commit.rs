@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::{SqliteConnection, SqlitePool};
 
-use crate::rows::{err, now, to_json_text, ts};
+use crate::rows::{err, now, to_json_text};
 
 /// What the audit record of one mutation says besides the commit context.
 #[derive(Default)]
@@ -117,13 +117,13 @@ async fn apply_all(
 
 type Conn = SqliteConnection;
 
-/// Timestamps are fixed-width UTC text in SQLite.
-fn ts_param(t: &DateTime<Utc>) -> String {
-    ts(t)
+/// Timestamps are microseconds since the epoch (`rows::micros`).
+fn ts_param(t: &DateTime<Utc>) -> i64 {
+    crate::rows::micros(t)
 }
 
-fn opt_ts_param(t: Option<&DateTime<Utc>>) -> Option<String> {
-    t.map(ts)
+fn opt_ts_param(t: Option<&DateTime<Utc>>) -> Option<i64> {
+    t.map(crate::rows::micros)
 }
 
 include!("../../cairn-store/sql/commit_shared.rs");

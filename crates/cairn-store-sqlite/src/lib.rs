@@ -10,6 +10,8 @@ mod audit;
 mod commit;
 mod migrate;
 mod rows;
+#[cfg(test)]
+mod upgrade_tests;
 mod webhooks;
 
 use std::path::Path;
@@ -27,7 +29,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{SqliteConnection, SqlitePool};
 
 use rows::{
-    err, ts, ENTRY_COLS, SCHEMA_COLS, SECRET_COLS, SECRET_VERSION_COLS, TOKEN_COLS, USER_COLS,
+    err, micros, ENTRY_COLS, SCHEMA_COLS, SECRET_COLS, SECRET_VERSION_COLS, TOKEN_COLS, USER_COLS,
 };
 
 /// How long a connection waits for a lock held by another connection.
@@ -63,7 +65,7 @@ impl SqliteStore {
             )
             .await
             .map_err(err("open database"))?;
-        migrate::run(&writer).await?;
+        migrate::run(&base).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(base.read_only(true))
@@ -389,7 +391,7 @@ impl Store for SqliteStore {
             .bind(&c.key)
             .bind(&c.variant)
             .bind(c.count)
-            .bind(c.last_at.as_ref().map(rows::ts))
+            .bind(c.last_at.as_ref().map(rows::micros))
             .execute(&mut *tx)
             .await
             .map_err(err("add flag counts"))?;
@@ -480,7 +482,6 @@ impl Store for SqliteStore {
         let now = chrono::Utc::now();
         let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
         let expires = now.checked_add_signed(ttl).unwrap_or(now);
-        // Fixed-width timestamps (`rows::ts`) compare as text.
         let held: Option<String> = sqlx::query_scalar(
             "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
@@ -490,8 +491,8 @@ impl Store for SqliteStore {
         )
         .bind(name)
         .bind(holder)
-        .bind(ts(&expires))
-        .bind(ts(&now))
+        .bind(micros(&expires))
+        .bind(micros(&now))
         .fetch_optional(&self.writer)
         .await
         .map_err(err("take lease"))?;

@@ -58,15 +58,15 @@ pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// Fixed-width UTC text: text order is time order.
-pub(crate) fn ts(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+/// How a timestamp is stored: microseconds since the Unix epoch (finer
+/// digits are cut off), so integer order is time order.
+pub(crate) fn micros(t: &DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
 }
 
-fn parse_ts(s: &str, column: &str) -> StoreResult<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Backend(format!("column {column}: bad timestamp: {e}")))
+fn from_micros(us: i64, column: &str) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| StoreError::Backend(format!("column {column}: timestamp out of range")))
 }
 
 pub(crate) fn to_json_text(value: &Value) -> StoreResult<String> {
@@ -87,12 +87,12 @@ where
 }
 
 fn time_col(row: &SqliteRow, name: &str) -> StoreResult<DateTime<Utc>> {
-    parse_ts(&col::<String>(row, name)?, name)
+    from_micros(col(row, name)?, name)
 }
 
 pub(crate) fn opt_time_col(row: &SqliteRow, name: &str) -> StoreResult<Option<DateTime<Utc>>> {
-    col::<Option<String>>(row, name)?
-        .map(|s| parse_ts(&s, name))
+    col::<Option<i64>>(row, name)?
+        .map(|us| from_micros(us, name))
         .transpose()
 }
 

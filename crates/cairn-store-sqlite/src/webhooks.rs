@@ -17,12 +17,12 @@ type DbRow = SqliteRow;
 const FOR_UPDATE: &str = "";
 const SKIP_LOCKED: &str = "";
 
-fn ts_param(t: &DateTime<Utc>) -> String {
-    rows::ts(t)
+fn ts_param(t: &DateTime<Utc>) -> i64 {
+    crate::rows::micros(t)
 }
 
-fn opt_ts_param(t: Option<&DateTime<Utc>>) -> Option<String> {
-    t.map(rows::ts)
+fn opt_ts_param(t: Option<&DateTime<Utc>>) -> Option<i64> {
+    t.map(crate::rows::micros)
 }
 
 include!("../../cairn-store/sql/webhooks_shared.rs");
