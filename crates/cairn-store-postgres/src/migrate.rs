@@ -4,9 +4,9 @@
 
 use cairn_store::StoreResult;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
 
-use crate::rows::err;
+use crate::dialect::err;
 
 /// `(version, name, sql)`, in order. Never edit an applied migration: add one.
 pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -124,12 +124,4 @@ async fn run_locked(conn: &mut PgConnection, last: i64) -> StoreResult<()> {
 async fn exec(conn: &mut PgConnection, sql: &'static str, what: &'static str) -> StoreResult<()> {
     conn.execute(sql).await.map_err(err(what))?;
     Ok(())
-}
-
-/// Versions recorded as applied, ascending (for tests and diagnostics).
-pub async fn applied_versions(pool: &PgPool) -> StoreResult<Vec<i64>> {
-    sqlx::query_scalar("SELECT version FROM _cairn_migrations ORDER BY version")
-        .fetch_all(pool)
-        .await
-        .map_err(err("read _cairn_migrations"))
 }

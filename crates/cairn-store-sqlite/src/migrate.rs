@@ -4,9 +4,9 @@
 
 use cairn_store::{StoreError, StoreResult};
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, Connection, Executor, SqliteConnection};
 
-use crate::rows::err;
+use crate::dialect::err;
 
 /// `(version, name, sql)`, in order. Never edit an applied migration: add one.
 pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -102,10 +102,8 @@ async fn run_on(conn: &mut SqliteConnection, last: i64) -> StoreResult<()> {
                 .await
                 .map_err(err("read _cairn_migrations"))?;
         if applied.is_none() {
-            sqlx::raw_sql(sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(err("apply migration"))?;
+            // A plain &str runs every statement in it, unprepared.
+            tx.execute(*sql).await.map_err(err("apply migration"))?;
             let broken = sqlx::query("PRAGMA foreign_key_check")
                 .fetch_all(&mut *tx)
                 .await
@@ -133,12 +131,4 @@ async fn run_on(conn: &mut SqliteConnection, last: i64) -> StoreResult<()> {
         tx.commit().await.map_err(err("commit migration"))?;
     }
     Ok(())
-}
-
-/// Versions recorded as applied, ascending (for tests and diagnostics).
-pub async fn applied_versions(pool: &SqlitePool) -> StoreResult<Vec<i64>> {
-    sqlx::query_scalar("SELECT version FROM _cairn_migrations ORDER BY version")
-        .fetch_all(pool)
-        .await
-        .map_err(err("read _cairn_migrations"))
 }

@@ -1,0 +1,193 @@
+//! The catalog inside a commit: apps, environments, schemas.
+
+use cairn_store::{Applied, StoreError, StoreResult};
+use serde_json::{json, Value};
+
+use super::{no_versions, AuditFacts, Tx};
+use crate::dialect::Dialect;
+use crate::query::{query, query_as, query_scalar};
+use crate::rows::{micros, to_json_text};
+
+pub(super) struct EnvSettings {
+    pub(super) description: String,
+    pub(super) protected: bool,
+    pub(super) required_approvals: i32,
+    pub(super) auto_approve: bool,
+    pub(super) strict_flags: bool,
+}
+
+impl EnvSettings {
+    fn detail(&self) -> Value {
+        json!({
+            "description": self.description,
+            "protected": self.protected,
+            "required_approvals": self.required_approvals,
+            "auto_approve": self.auto_approve,
+            "strict_flags": self.strict_flags,
+        })
+    }
+
+    fn facts(&self, name: &str) -> AuditFacts {
+        AuditFacts {
+            env: Some(name.to_owned()),
+            detail: self.detail(),
+            ..AuditFacts::default()
+        }
+    }
+}
+
+impl<D: Dialect> Tx<'_, D> {
+    pub(super) async fn create_app(
+        &mut self,
+        name: &str,
+        description: &str,
+    ) -> StoreResult<(Applied, AuditFacts)> {
+        let exists: Option<i32> = query_scalar::<D, _>("SELECT 1 FROM apps WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.conn)
+            .await
+            .map_err(D::err("read app"))?;
+        if exists.is_some() {
+            return Err(StoreError::AlreadyExists {
+                what: format!("app {name}"),
+            });
+        }
+        query::<D>(
+            "INSERT INTO apps (name, description, created_at, revision) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(name)
+        .bind(description)
+        .bind(micros(&self.at))
+        .bind(self.revision())
+        .execute(self.conn)
+        .await
+        .map_err(D::err("insert app"))?;
+        Ok((
+            no_versions(),
+            AuditFacts {
+                app: Some(name.to_owned()),
+                detail: json!({ "description": description }),
+                ..AuditFacts::default()
+            },
+        ))
+    }
+
+    pub(super) async fn env_settings(&mut self, name: &str) -> StoreResult<Option<EnvSettings>> {
+        let row: Option<(String, bool, i32, bool, bool)> = query_as::<D, _>(
+            "SELECT description, protected, required_approvals, auto_approve, strict_flags \
+             FROM environments WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(self.conn)
+        .await
+        .map_err(D::err("read environment"))?;
+        Ok(row.map(
+            |(description, protected, required_approvals, auto_approve, strict_flags)| {
+                EnvSettings {
+                    description,
+                    protected,
+                    required_approvals,
+                    auto_approve,
+                    strict_flags,
+                }
+            },
+        ))
+    }
+
+    pub(super) async fn create_env(
+        &mut self,
+        name: &str,
+        s: EnvSettings,
+    ) -> StoreResult<(Applied, AuditFacts)> {
+        if self.env_settings(name).await?.is_some() {
+            return Err(StoreError::AlreadyExists {
+                what: format!("environment {name}"),
+            });
+        }
+        query::<D>(
+            "INSERT INTO environments (name, description, protected, required_approvals, \
+             auto_approve, strict_flags, created_at, revision) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(name)
+        .bind(&s.description)
+        .bind(s.protected)
+        .bind(s.required_approvals)
+        .bind(s.auto_approve)
+        .bind(s.strict_flags)
+        .bind(micros(&self.at))
+        .bind(self.revision())
+        .execute(self.conn)
+        .await
+        .map_err(D::err("insert environment"))?;
+        Ok((no_versions(), s.facts(name)))
+    }
+
+    pub(super) async fn update_env(
+        &mut self,
+        name: &str,
+        s: EnvSettings,
+    ) -> StoreResult<(Applied, AuditFacts)> {
+        query::<D>(
+            "UPDATE environments SET description = $2, protected = $3, required_approvals = $4, \
+             auto_approve = $5, strict_flags = $6, revision = $7 WHERE name = $1",
+        )
+        .bind(name)
+        .bind(&s.description)
+        .bind(s.protected)
+        .bind(s.required_approvals)
+        .bind(s.auto_approve)
+        .bind(s.strict_flags)
+        .bind(self.revision())
+        .execute(self.conn)
+        .await
+        .map_err(D::err("update environment"))?;
+        Ok((no_versions(), s.facts(name)))
+    }
+
+    pub(super) async fn put_schema(
+        &mut self,
+        app: &str,
+        pattern: &str,
+        schema: &Value,
+    ) -> StoreResult<(Applied, AuditFacts)> {
+        let previous: i64 = query_scalar::<D, _>(
+            "SELECT COALESCE(MAX(version), 0) FROM schemas WHERE app = $1 AND pattern = $2",
+        )
+        .bind(app)
+        .bind(pattern)
+        .fetch_one(self.conn)
+        .await
+        .map_err(D::err("read schema version"))?;
+        let version = previous + 1;
+        query::<D>(
+            "INSERT INTO schemas (app, pattern, version, schema, revision, actor, message, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(app)
+        .bind(pattern)
+        .bind(version)
+        .bind(to_json_text(schema)?)
+        .bind(self.revision())
+        .bind(&self.context.actor)
+        .bind(&self.context.message)
+        .bind(micros(&self.at))
+        .execute(self.conn)
+        .await
+        .map_err(D::err("insert schema"))?;
+        Ok((
+            Applied {
+                from_version: Some(previous),
+                to_version: Some(version),
+            },
+            AuditFacts {
+                app: Some(app.to_owned()),
+                key: Some(pattern.to_owned()),
+                from_version: Some(previous),
+                to_version: Some(version),
+                detail: json!({}),
+                ..AuditFacts::default()
+            },
+        ))
+    }
+}
