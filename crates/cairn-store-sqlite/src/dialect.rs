@@ -217,8 +217,12 @@ impl Dialect for SqliteDialect {
     /// One process owns the file: its clock decides expiry.
     async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
         let now = Utc::now();
-        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-        let expires = now.checked_add_signed(ttl).unwrap_or(now);
+        // A ttl beyond what the clock counts holds until the end of time,
+        // rather than expiring at once.
+        let expires = chrono::Duration::from_std(ttl)
+            .ok()
+            .and_then(|ttl| now.checked_add_signed(ttl))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let held: Option<String> = sqlx::query_scalar(
             "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \

@@ -126,3 +126,19 @@ async fn unreachable_database_is_unavailable() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
+
+/// A lease taken for longer than any clock can count is held, not lapsed
+/// at once, and the expiry does not overflow.
+#[tokio::test]
+async fn a_lease_for_ever_is_held() {
+    let Some(pg) = TestPg::shared() else { return };
+    let store = PostgresStore::connect(&pg.create_database()).await.unwrap();
+    assert!(store
+        .try_lease("l", "a", std::time::Duration::MAX)
+        .await
+        .unwrap());
+    assert!(!store
+        .try_lease("l", "b", std::time::Duration::from_secs(1))
+        .await
+        .unwrap());
+}

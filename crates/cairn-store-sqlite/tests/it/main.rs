@@ -75,3 +75,21 @@ async fn open_fails_cleanly_on_a_bad_path() {
         "{err:?}"
     );
 }
+
+/// A lease taken for longer than any clock can count is held, not lapsed
+/// at once (the expiry saturates).
+#[tokio::test]
+async fn a_lease_for_ever_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("cairn.db"))
+        .await
+        .unwrap();
+    assert!(store
+        .try_lease("l", "a", std::time::Duration::MAX)
+        .await
+        .unwrap());
+    assert!(!store
+        .try_lease("l", "b", std::time::Duration::from_secs(1))
+        .await
+        .unwrap());
+}
