@@ -130,7 +130,7 @@ async fn apply_all<D: Dialect>(
 ) -> StoreResult<(Committed, Vec<AuditRecord>)> {
     let (revision, at) = D::begin_commit(conn).await?;
     if let Some(guard) = &commit.guard {
-        guard::check::<D>(conn, guard).await?;
+        guard::check::<D>(conn, guard, revision).await?;
     }
     let mut tx = Tx::<D> {
         conn,
