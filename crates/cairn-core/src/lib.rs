@@ -1,39 +1,47 @@
 //! Cairn's use cases over a [`cairn_store::Store`].
 //!
-//! Look for [`Service`]: it owns the one write path (validate → check policy →
-//! commit change + audit in one transaction → catch up memory → publish) and
-//! serves every read from [`state::State`], the in-memory copy of the current
+//! Look for [`Service`]: it owns the one write path (plan against memory →
+//! check policy → commit change + audit in one transaction, guarded against
+//! what changed since the plan → catch up memory → publish) and serves every
+//! read from `kernel::state::State`, the in-memory copy of the current
 //! configuration with pre-serialized [`ResolvedView`]s.
+//!
+//! Layout: `kernel` (state, sync, commit, watch hub, clock), `crypto` (keys,
+//! envelope), and one folder per capability: `config` (entries, apps,
+//! environments, schemas), `flags`, `secrets` (+ rotation), `webhooks`
+//! (+ outbound HTTP), `identity` (tokens, users, login, OIDC, policy),
+//! `audit`, `telemetry` (SDK reports, metrics). `service` is the façade.
 
-pub mod applied;
-pub mod auth;
-pub mod clock;
-pub mod envelope;
+pub mod audit;
+pub mod config;
+pub mod crypto;
 mod error;
 pub mod flags;
 pub mod identity;
-pub mod jwt;
-pub mod keys;
-pub mod metrics;
-pub mod outbound;
-pub mod policy;
-pub mod rotation;
-pub mod schema;
+pub mod kernel;
 pub mod secrets;
 mod service;
-pub mod sink;
-pub mod state;
-pub mod watch;
+pub mod telemetry;
 pub mod webhooks;
 
+// The paths these modules had before the layout above (kept for callers).
+pub use audit::sink;
+pub use config::schema;
+pub use crypto::{envelope, keys};
+pub use identity::{auth, jwt, policy};
+pub use kernel::{clock, state, watch};
+pub use secrets::rotation;
+pub use telemetry::{applied, metrics};
+pub use webhooks::outbound;
+
 pub use auth::{Origin, Principal};
+pub use config::catalog::{EnvSettings, SchemaRegistered};
+pub use config::entries::{ChangeItem, Written};
 pub use error::{Error, ErrorCode, Result, Violation};
 pub use flags::{Evaluation, FlagInfo, FlagLint, FlagLintError, FlagView, FlagWarning};
+pub use identity::tokens::CreatedToken;
 pub use outbound::{Outbound, OutboundError, OutboundResponse};
 pub use policy::Action;
-pub use service::{
-    ChangeItem, CreatedToken, EnvSettings, Options, SchemaRegistered, Service, Written,
-    DEFAULT_ENVS,
-};
+pub use service::{Options, Service, DEFAULT_ENVS};
 pub use state::ResolvedView;
 pub use watch::ViewEvent;

@@ -9,7 +9,7 @@
 //! the transaction that advances the cursor (compare-and-set: two replicas
 //! never enqueue the same record twice). Workers
 //! ([`Service::deliver_due_webhooks`]) claim due deliveries, sign and send
-//! them through [`crate::outbound`], and log every attempt; failures are
+//! them through [`crate::webhooks::outbound`], and log every attempt; failures are
 //! retried with exponential backoff.
 //!
 //! **Signature**: `Cairn-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
@@ -37,12 +37,13 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::auth::{Origin, Principal};
-use crate::envelope::{self, Kek, Sealed, SecretId};
-use crate::service::require_admin;
+use crate::crypto::envelope::{self, Kek, Sealed, SecretId};
+use crate::identity::access::require_admin;
+use crate::identity::auth::{Origin, Principal};
 use crate::{Error, Result, Service};
 
 mod delivery;
+pub mod outbound;
 pub use delivery::WebhookSettings;
 
 /// Every event type a subscription may ask for (`*` asks for all).
@@ -308,7 +309,7 @@ impl Service {
                 message: format!("at most {MAX_URL_LEN} bytes"),
             });
         }
-        crate::outbound::Outbound::parse_url(&req.url)
+        crate::webhooks::outbound::Outbound::parse_url(&req.url)
             .map_err(|e| Error::invalid("url", e.to_string()))?;
         if req.events.is_empty() {
             return Err(Error::invalid("events", "name at least one event type"));
@@ -467,7 +468,7 @@ impl Service {
         &self,
         who: &Principal,
         origin: &Origin,
-        old: Option<&crate::keys::MasterKey>,
+        old: Option<&crate::crypto::keys::MasterKey>,
         message: &str,
     ) -> Result<(usize, usize)> {
         require_admin(who, None)?;

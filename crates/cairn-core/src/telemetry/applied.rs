@@ -14,7 +14,7 @@ use cairn_store::AppliedState;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Action;
+use crate::identity::policy::Action;
 use crate::{Error, Principal, Result, Service};
 
 /// Most evaluation counts in one report.

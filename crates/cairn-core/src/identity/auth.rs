@@ -11,7 +11,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::policy::{self, Action};
+use crate::identity::policy::{self, Action};
 use crate::{Error, Result};
 
 /// Who is acting, as established from a token, a login or a JWT.

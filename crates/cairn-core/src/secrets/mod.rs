@@ -3,11 +3,13 @@
 //!
 //! Key hierarchy: master key (outside the database) → HKDF → KEK (wraps each
 //! version's random data key) and the audit HMAC key (keyed hashes of values
-//! in audit records). See [`crate::envelope`] for the cipher.
+//! in audit records). See [`crate::crypto::envelope`] for the cipher.
 //!
 //! Plaintext only ever lives in [`Plaintext`] (its `Debug` is redacted) and
 //! in the response of an allowed read; it is never stored, logged, cached or
 //! put into an audit record.
+
+pub mod rotation;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -23,11 +25,13 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::auth::{Origin, Principal};
-use crate::envelope::{self, Kek, Sealed, SecretId};
-use crate::keys::{MasterKey, Purpose};
-use crate::policy::{self, Action};
-use crate::service::{check_write, message_or, require_admin};
+use crate::config::entries::message_or;
+use crate::crypto::envelope::{self, Kek, Sealed, SecretId};
+use crate::crypto::keys::{MasterKey, Purpose};
+use crate::identity::access::check_write;
+use crate::identity::access::require_admin;
+use crate::identity::auth::{Origin, Principal};
+use crate::identity::policy::{self, Action};
 use crate::{Error, ResolvedView, Result, Service};
 use cairn_store::{Guard, Read};
 
@@ -155,7 +159,7 @@ impl SecretInfo {
             policy: r.policy.clone(),
             created_at: r.created_at,
             rotated_at: r.updated_at,
-            next_rotation: crate::rotation::next_rotation(r),
+            next_rotation: crate::secrets::rotation::next_rotation(r),
             versions: Vec::new(),
         }
     }
@@ -206,7 +210,7 @@ pub struct Rekeyed {
 /// `hex`, `base64url`; LEN 8..=4096), or `hook:URL` (an `http`/`https` URL).
 pub fn validate_generator(spec: &str) -> Result<()> {
     if let Some(url) = hook_url(spec) {
-        return crate::outbound::Outbound::parse_url(url)
+        return crate::webhooks::outbound::Outbound::parse_url(url)
             .map(|_| ())
             .map_err(|e| Error::invalid("generator", format!("hook: {e}")));
     }
@@ -450,7 +454,7 @@ impl Service {
                     .await
                     .map_err(|e| Error::invalid("generator", format!("hook: {e}")))?;
                 // Stored in its normal form (what redaction expects).
-                let parsed = crate::outbound::Outbound::parse_url(url)
+                let parsed = crate::webhooks::outbound::Outbound::parse_url(url)
                     .map_err(|e| Error::invalid("generator", format!("hook: {e}")))?;
                 policy.generator = Some(format!("hook:{}", parsed.as_str()));
             }

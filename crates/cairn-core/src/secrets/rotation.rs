@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::auth::{Origin, Principal};
+use crate::identity::auth::{Origin, Principal};
 use crate::secrets::{NewValue, NextVersion, Plaintext};
 use crate::{Error, Result, Service};
 

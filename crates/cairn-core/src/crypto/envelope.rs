@@ -13,7 +13,7 @@ use aes_gcm::{Aes256Gcm, Key, Nonce};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{MasterKey, Purpose};
+use crate::crypto::keys::{MasterKey, Purpose};
 
 const NONCE_LEN: usize = 12;
 

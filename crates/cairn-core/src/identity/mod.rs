@@ -1,6 +1,13 @@
 //! Users and passwords (Argon2id), login tokens, denied-request records,
 //! audit reads and audit-chain verification.
 
+pub(crate) mod access;
+pub mod tokens;
+
+pub mod auth;
+pub mod jwt;
+pub mod policy;
+
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -12,9 +19,11 @@ use chrono::Duration;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::auth::{self, Origin, Principal};
-use crate::policy::{self, validate_pattern, Action};
-use crate::service::{require_admin, CreatedToken, Service};
+use crate::identity::access::require_admin;
+use crate::identity::auth::{Origin, Principal};
+use crate::identity::policy::{validate_pattern, Action};
+use crate::identity::tokens::CreatedToken;
+use crate::service::Service;
 use crate::{Error, Result};
 
 /// Shortest password accepted.
@@ -386,7 +395,7 @@ impl Service {
             self.opts
                 .previous_master_keys
                 .iter()
-                .map(|k| k.derive(crate::keys::Purpose::Audit)),
+                .map(|k| k.derive(crate::crypto::keys::Purpose::Audit)),
         );
         Ok(match chain::verify_with(&keys, &records, &head) {
             Ok(n) => AuditVerification {

@@ -18,8 +18,8 @@ use cairn_store::{ChangeHint, EntryVersion};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::auth::Principal;
-use crate::state::{ResolvedView, State};
+use crate::identity::auth::Principal;
+use crate::kernel::state::{ResolvedView, State};
 use crate::{Result, Service};
 
 /// How many events each watched view keeps for streams that fall behind.
@@ -178,7 +178,7 @@ impl Service {
         app: &str,
         env: &str,
     ) -> Result<(Arc<ResolvedView>, watch::Receiver<Revision>)> {
-        crate::service::check_resolve(who, app, env)?;
+        crate::identity::access::check_resolve(who, app, env)?;
         let st = self.read();
         let view = st.view(app, env)?;
         let rx = self.hub.subscribe(&view);

@@ -10,8 +10,8 @@ use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::auth::Principal;
-use crate::policy::validate_pattern;
+use crate::identity::auth::Principal;
+use crate::identity::policy::validate_pattern;
 use crate::{Error, Result};
 
 /// How JWTs are verified.

@@ -12,7 +12,7 @@ use cairn_store::{App, Catalog, EntryVersion, Environment, Head, TokenRecord, Us
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::schema::CompiledSchema;
+use crate::config::schema::CompiledSchema;
 use crate::{Error, Result};
 
 /// What an application reads: every config key of (app, env), merged across

@@ -27,8 +27,8 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::policy::Action;
-use crate::state::{ScopeEntries, State};
+use crate::identity::policy::Action;
+use crate::kernel::state::{ScopeEntries, State};
 use crate::{Error, Principal, Result, Service, Violation};
 use cairn_store::{Guard, Mutation, Read};
 

@@ -1,0 +1,3 @@
+//! The audit log's second destination (`sink`).
+
+pub mod sink;

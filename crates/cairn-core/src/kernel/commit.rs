@@ -1,0 +1,107 @@
+//! The one commit function (the only caller of `Store::commit`), its guard,
+//! and planning again after a stale refusal.
+
+use cairn_store::{AuditContext, Commit, Committed, Mutation, StoreError};
+
+use crate::identity::auth::{Origin, Principal};
+use crate::service::Service;
+use crate::{Error, Result};
+
+/// How many times a write is planned before concurrent changes that keep
+/// invalidating its plan make it give up (409).
+pub const PLAN_ATTEMPTS: usize = 5;
+
+/// A commit refused because a change committed after its plan's basis
+/// touched what the plan read (what, for the message).
+#[derive(Debug)]
+pub(crate) struct Stale(pub(crate) String);
+
+impl From<Stale> for Error {
+    /// A stale plan that is not made again: 409, nothing written.
+    fn from(Stale(what): Stale) -> Self {
+        StoreError::Stale { what }.into()
+    }
+}
+
+impl Service {
+    /// Commit mutations whose validation read nothing the store must
+    /// re-check (each carries its own compare-and-set, if any).
+    pub(crate) async fn commit(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        message: &str,
+        mutations: Vec<(Option<String>, Mutation)>,
+    ) -> Result<Committed> {
+        Ok(self
+            .commit_guarded(who, origin, message, mutations, None)
+            .await??)
+    }
+
+    /// Run `attempt` — plan against memory, then [`Service::commit_guarded`]
+    /// — until its plan still holds when it commits: after a [`Stale`]
+    /// refusal this replica catches up and the plan is made (and validated)
+    /// again, at most [`PLAN_ATTEMPTS`] times, then 409.
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<std::result::Result<T, Stale>>>,
+    {
+        let mut last = String::new();
+        for _ in 0..PLAN_ATTEMPTS {
+            match attempt().await? {
+                Ok(done) => return Ok(done),
+                Err(Stale(what)) => {
+                    self.metrics.plan_retried();
+                    last = what;
+                    self.sync().await?;
+                }
+            }
+        }
+        Err(Error::Conflict {
+            message: format!(
+                "concurrent changes kept invalidating this change ({PLAN_ATTEMPTS} attempts; \
+                 last: {last}); nothing was written, try again"
+            ),
+            current_version: None,
+        })
+    }
+
+    /// The one place that commits: every mutation goes to the store with its
+    /// audit context in one transaction, then this replica catches up.
+    /// With a `guard` (what the plan was validated against, at which
+    /// revision), a change committed since that touches it refuses the commit:
+    /// `Ok(Err(Stale))`, nothing written (see `cairn_store::guard`).
+    pub(crate) async fn commit_guarded(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        message: &str,
+        mutations: Vec<(Option<String>, Mutation)>,
+        guard: Option<cairn_store::Guard>,
+    ) -> Result<std::result::Result<Committed, Stale>> {
+        let commit = Commit {
+            context: AuditContext {
+                actor: who.actor(),
+                message: message.to_owned(),
+                client_ip: origin.client_ip.clone(),
+                user_agent: origin.user_agent.clone(),
+                replica: Some(self.opts.replica.clone()),
+            },
+            mutations,
+            seal: Some(self.audit_key),
+            sink: self.opts.audit_sink.clone(),
+            guard,
+        };
+        let committed = match self.store.commit(commit).await {
+            Ok(c) => c,
+            Err(StoreError::Stale { what }) => return Ok(Err(Stale(what))),
+            Err(e) => return Err(e.into()),
+        };
+        // The commit is durable; if catching up fails the sync loop retries.
+        if let Err(e) = self.sync_past(committed.revision).await {
+            tracing::warn!(error = %e, revision = committed.revision, "committed but could not refresh memory");
+        }
+        Ok(Ok(committed))
+    }
+}
