@@ -136,6 +136,11 @@ pub(crate) async fn record_attempt<D: Dialect>(
     }
     let mut log: Vec<DeliveryAttempt> = serde_json::from_str(&log)
         .map_err(|e| StoreError::Backend(format!("column attempt_log: {e}")))?;
+    // The log's time is stored as every time is, cut to the microsecond (it
+    // is JSON, which would keep the nanoseconds): the log agrees with
+    // `last_attempt_at` and `delivered_at`.
+    let mut attempt = attempt.clone();
+    attempt.at = DateTime::from_timestamp_micros(micros(&attempt.at)).unwrap_or(attempt.at);
     log.push(attempt.clone());
     let log = serde_json::to_string(&log)
         .map_err(|e| StoreError::Backend(format!("serialize attempt_log: {e}")))?;

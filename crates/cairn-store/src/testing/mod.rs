@@ -21,6 +21,7 @@ mod guards;
 mod kinds;
 pub mod pg;
 mod secrets;
+mod times;
 mod values;
 mod webhooks;
 
@@ -70,9 +71,12 @@ pub const CASES: &[(&str, CaseFn)] = cases![
     audit::audit_chain_is_sealed,
     audit_visibility::audit_visibility_is_filtered_in_the_query,
     values::values_round_trip_exactly,
+    times::times_are_truncated_to_microseconds,
+    times::times_before_1970_sort_and_filter,
     secrets::secrets_versions_delete_and_rewrap,
     secrets::secret_policy_round_trips,
     secrets::leases_elect_one_holder,
+    secrets::leases_with_huge_ttls_are_held,
     applied::applied_state_per_instance,
     webhooks::webhooks_subscriptions_and_delivery_queue,
     concurrency::concurrent_commits_are_serialized,

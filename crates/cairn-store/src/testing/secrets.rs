@@ -233,3 +233,66 @@ pub(super) async fn leases_elect_one_holder(s: Arc<dyn Store>) {
     }
     assert_eq!(won, 1, "exactly one contender holds the lease");
 }
+
+/// A lease taken for a ttl far beyond any real one (a century, longer than
+/// the calendar counts, `Duration::MAX`) is held, not expired at once (nor
+/// an error): another holder cannot take it, the holder renews it, and a
+/// release frees it.
+pub(super) async fn leases_with_huge_ttls_are_held(s: Arc<dyn Store>) {
+    use std::time::Duration;
+    const YEAR: u64 = 365 * 24 * 60 * 60 + 6 * 60 * 60;
+    let ttls = [
+        ("century", Duration::from_secs(100 * YEAR)),
+        // Past the last instant a timestamp can name (year 262143).
+        ("beyond-calendar", Duration::from_secs(300_000 * YEAR)),
+        ("max", Duration::MAX),
+    ];
+    for (name, ttl) in ttls {
+        assert!(
+            s.try_lease(name, "a", ttl).await.unwrap(),
+            "{name}: a free lease is taken"
+        );
+        assert!(
+            !s.try_lease(name, "b", Duration::from_secs(60))
+                .await
+                .unwrap(),
+            "{name}: held, so another holder does not get it"
+        );
+        assert!(
+            !s.try_lease(name, "b", ttl).await.unwrap(),
+            "{name}: nor with the same ttl"
+        );
+        assert!(
+            s.try_lease(name, "a", ttl).await.unwrap(),
+            "{name}: the holder renews"
+        );
+        assert!(
+            !s.try_lease(name, "b", ttl).await.unwrap(),
+            "{name}: still held after the renewal"
+        );
+        // Someone else's release changes nothing.
+        s.release_lease(name, "b").await.unwrap();
+        assert!(
+            !s.try_lease(name, "b", ttl).await.unwrap(),
+            "{name}: another holder's release does not free it"
+        );
+        s.release_lease(name, "a").await.unwrap();
+        assert!(
+            s.try_lease(name, "b", Duration::from_secs(60))
+                .await
+                .unwrap(),
+            "{name}: released, so another holder takes it"
+        );
+        assert!(
+            !s.try_lease(name, "a", ttl).await.unwrap(),
+            "{name}: now b's"
+        );
+    }
+    // Still held after a while (an expiry saturated to "now" would not be).
+    assert!(s.try_lease("late", "a", Duration::MAX).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !s.try_lease("late", "b", Duration::MAX).await.unwrap(),
+        "Duration::MAX does not expire"
+    );
+}
