@@ -4,13 +4,14 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use cairn_model::{Revision, DEFAULT_MAX_VALUE_BYTES};
-use cairn_store::{AuditKey, Mutation, Role, Store, TokenRecord};
+use cairn_model::DEFAULT_MAX_VALUE_BYTES;
+use cairn_store::{Mutation, Role, Store, TokenRecord};
 use tokio::sync::watch;
 
 use crate::crypto::keys::{MasterKey, Purpose};
 use crate::identity::auth::{self, Origin, Principal};
 use crate::kernel::state::State;
+use crate::kernel::Kernel;
 use crate::{Error, Result};
 
 /// Environments a fresh server has.
@@ -63,26 +64,63 @@ impl Default for Options {
 
 /// The one service object a server (or test) holds.
 pub struct Service {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) state: RwLock<State>,
-    pub(crate) sync_lock: tokio::sync::Mutex<()>,
+    /// State, sync, commit, hub, clock: what every feature builds on.
+    pub(crate) kernel: Kernel,
     pub(crate) opts: Options,
-    pub(crate) audit_key: AuditKey,
-    pub(crate) head_tx: watch::Sender<Revision>,
-    /// Watched views (see `crate::kernel::watch`).
-    pub(crate) hub: crate::kernel::watch::Hub,
-    /// The last sync failed: memory may be behind the database.
-    pub(crate) stale: std::sync::atomic::AtomicBool,
-    pub(crate) compacted: std::sync::atomic::AtomicI64,
     /// The secret-rotation scheduler's state in this process.
     pub(crate) scheduler: crate::secrets::rotation::Scheduler,
-    pub(crate) metrics: crate::telemetry::metrics::Metrics,
     /// The outbound HTTP guard, built once: its clones share one client
     /// (TLS setup, connection pool, checking resolver).
     pub(crate) outbound: crate::webhooks::outbound::Outbound,
 }
 
+/// The features reach the kernel through the façade for now (their
+/// `impl Service` blocks); the kernel itself knows no feature.
+impl std::ops::Deref for Service {
+    type Target = Kernel;
+
+    fn deref(&self) -> &Kernel {
+        &self.kernel
+    }
+}
+
 impl Service {
+    /// Keep this replica current with changes other replicas commit.
+    pub fn spawn_sync_loop(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        self.spawn_every(
+            every,
+            "sync with the store failed; serving from memory",
+            |svc| async move { svc.sync().await },
+        )
+    }
+
+    /// Run `job` every `every` (first after one period) until the service is
+    /// dropped; failures are logged with `failure` and retried next period.
+    pub(crate) fn spawn_every<F, Fut>(
+        self: &Arc<Self>,
+        every: Duration,
+        failure: &'static str,
+        job: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Arc<Service>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<()>> + Send,
+    {
+        let svc = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(svc) = svc.upgrade() else { return };
+                if let Err(e) = job(svc).await {
+                    tracing::warn!(error = %e, "{failure}");
+                }
+            }
+        })
+    }
+
     /// Load the state from the store, create the default environments on a
     /// fresh store and, if no token exists, the first admin token (its secret
     /// is returned once).
@@ -104,21 +142,26 @@ impl Service {
         let (head_tx, _) = watch::channel(state.head.revision);
         let compacted = store.compacted_revision().await?;
         let svc = Arc::new(Service {
-            store,
-            state: RwLock::new(state),
-            sync_lock: tokio::sync::Mutex::new(()),
-            audit_key: opts.master_key.derive(Purpose::Audit),
+            kernel: Kernel {
+                store,
+                state: RwLock::new(state),
+                sync_lock: tokio::sync::Mutex::new(()),
+                head_tx,
+                hub: Default::default(),
+                stale: Default::default(),
+                compacted: compacted.into(),
+                metrics: Default::default(),
+                audit_key: opts.master_key.derive(Purpose::Audit),
+                audit_sink: opts.audit_sink.clone(),
+                replica: opts.replica.clone(),
+                clock: opts.clock.clone(),
+            },
             scheduler: crate::secrets::rotation::Scheduler::new(
                 &opts.replica,
                 opts.rotation_retry_base,
             ),
             outbound: crate::webhooks::outbound::Outbound::new(opts.allow_private_targets),
             opts,
-            head_tx,
-            hub: Default::default(),
-            stale: Default::default(),
-            compacted: compacted.into(),
-            metrics: Default::default(),
         });
         let counts = svc.store.flag_counts().await?;
         svc.read().flag_stats.seed(&counts);
@@ -217,6 +260,14 @@ impl Service {
         &self.opts
     }
 
+    /// The store's backend name (`sqlite`, `postgres`), for `/readyz`.
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
+    /// The store itself, for tests that inspect what it holds (feature
+    /// `testing`); everything else goes through the service.
+    #[cfg(feature = "testing")]
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -540,15 +540,6 @@ pub(crate) fn rename_field(e: Error, field: String) -> Error {
     }
 }
 
-/// `message`, or `default` when it is blank (the audit record's "why").
-pub(crate) fn message_or(message: &str, default: &str) -> String {
-    if message.trim().is_empty() {
-        default.to_owned()
-    } else {
-        message.to_owned()
-    }
-}
-
 pub(crate) fn validate_message(message: &str) -> Result<()> {
     if message.len() > 4096 {
         return Err(Error::TooLarge {

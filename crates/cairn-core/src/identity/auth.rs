@@ -66,11 +66,12 @@ impl Principal {
     }
 }
 
-/// The request's origin, recorded with every change.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Origin {
-    pub client_ip: Option<String>,
-    pub user_agent: Option<String>,
+pub use crate::kernel::Origin;
+
+impl crate::kernel::Actor for Principal {
+    fn actor(&self) -> String {
+        self.actor.clone()
+    }
 }
 
 /// A freshly made token: the secret (shown once) and what is stored.

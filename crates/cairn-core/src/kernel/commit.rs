@@ -3,9 +3,20 @@
 
 use cairn_store::{AuditContext, Commit, Committed, Mutation, StoreError};
 
-use crate::identity::auth::{Origin, Principal};
-use crate::service::Service;
+use super::Kernel;
 use crate::{Error, Result};
+
+/// Who makes a change, as audit records name it (a principal, a scheduler).
+pub trait Actor: Sync {
+    fn actor(&self) -> String;
+}
+
+/// The request's origin, recorded with every change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
 
 /// How many times a write is planned before concurrent changes that keep
 /// invalidating its plan make it give up (409).
@@ -23,12 +34,12 @@ impl From<Stale> for Error {
     }
 }
 
-impl Service {
+impl Kernel {
     /// Commit mutations whose validation read nothing the store must
     /// re-check (each carries its own compare-and-set, if any).
     pub(crate) async fn commit(
         &self,
-        who: &Principal,
+        who: &(dyn Actor + Sync),
         origin: &Origin,
         message: &str,
         mutations: Vec<(Option<String>, Mutation)>,
@@ -74,7 +85,7 @@ impl Service {
     /// `Ok(Err(Stale))`, nothing written (see `cairn_store::guard`).
     pub(crate) async fn commit_guarded(
         &self,
-        who: &Principal,
+        who: &(dyn Actor + Sync),
         origin: &Origin,
         message: &str,
         mutations: Vec<(Option<String>, Mutation)>,
@@ -86,11 +97,11 @@ impl Service {
                 message: message.to_owned(),
                 client_ip: origin.client_ip.clone(),
                 user_agent: origin.user_agent.clone(),
-                replica: Some(self.opts.replica.clone()),
+                replica: Some(self.replica.clone()),
             },
             mutations,
             seal: Some(self.audit_key),
-            sink: self.opts.audit_sink.clone(),
+            sink: self.audit_sink.clone(),
             guard,
         };
         let committed = match self.store.commit(commit).await {
@@ -103,5 +114,14 @@ impl Service {
             tracing::warn!(error = %e, revision = committed.revision, "committed but could not refresh memory");
         }
         Ok(Ok(committed))
+    }
+}
+
+/// `message`, or `default` when it is blank (the audit record's "why").
+pub(crate) fn message_or(message: &str, default: &str) -> String {
+    if message.trim().is_empty() {
+        default.to_owned()
+    } else {
+        message.to_owned()
     }
 }

@@ -1,21 +1,20 @@
 //! Memory and the store: reading the state, catching up, the clock, and
-//! the periodic jobs that keep a replica current.
+//! the revision it reflects.
 
-use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
+use std::sync::{RwLockReadGuard, RwLockWriteGuard};
 
 use cairn_model::Revision;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+use super::Kernel;
 use crate::kernel::state::State;
-use crate::service::Service;
 use crate::Result;
 
-impl Service {
+impl Kernel {
     /// The kernel's clock (`Options::clock`).
     pub fn now(&self) -> DateTime<Utc> {
-        self.opts.clock.now()
+        self.clock.now()
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -80,42 +79,6 @@ impl Service {
         }
         self.head_tx.send_replace(head.revision);
         Ok(())
-    }
-
-    /// Keep this replica current with changes other replicas commit.
-    pub fn spawn_sync_loop(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        self.spawn_every(
-            every,
-            "sync with the store failed; serving from memory",
-            |svc| async move { svc.sync().await },
-        )
-    }
-
-    /// Run `job` every `every` (first after one period) until the service is
-    /// dropped; failures are logged with `failure` and retried next period.
-    pub(crate) fn spawn_every<F, Fut>(
-        self: &Arc<Self>,
-        every: Duration,
-        failure: &'static str,
-        job: F,
-    ) -> tokio::task::JoinHandle<()>
-    where
-        F: Fn(Arc<Service>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<()>> + Send,
-    {
-        let svc = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(svc) = svc.upgrade() else { return };
-                if let Err(e) = job(svc).await {
-                    tracing::warn!(error = %e, "{failure}");
-                }
-            }
-        })
     }
 
     /// Is the database reachable?

@@ -25,13 +25,13 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::config::entries::message_or;
 use crate::crypto::envelope::{self, Kek, Sealed, SecretId};
 use crate::crypto::keys::{MasterKey, Purpose};
 use crate::identity::access::check_write;
 use crate::identity::access::require_admin;
 use crate::identity::auth::{Origin, Principal};
 use crate::identity::policy::{self, Action};
+use crate::kernel::commit::message_or;
 use crate::{Error, ResolvedView, Result, Service};
 use cairn_store::{Guard, Read};
 

@@ -39,7 +39,7 @@ pub async fn healthz() -> Json<Health> {
 /// Database reachable and state loaded.
 #[utoipa::path(get, path = "/readyz", tag = "system", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn readyz(State(svc): State<Arc<Service>>) -> (StatusCode, Json<Readiness>) {
-    let backend = svc.store().backend().to_owned();
+    let backend = svc.backend().to_owned();
     let revision = svc.revision();
     if svc.is_stale() {
         return (
