@@ -1,12 +1,11 @@
 //! The façade: the one service object a server (or test) holds; it opens
 //! the store, and each capability's methods live in its own folder.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_model::DEFAULT_MAX_VALUE_BYTES;
 use cairn_store::{Mutation, Role, Store, TokenRecord};
-use tokio::sync::watch;
 
 use crate::crypto::keys::{MasterKey, Purpose};
 use crate::identity::auth::{self, Origin, Principal};
@@ -85,6 +84,18 @@ impl std::ops::Deref for Service {
 }
 
 impl Service {
+    /// Forget silent instances every hour: kept `max_age` after their last report.
+    pub fn spawn_applied_pruner(
+        self: &std::sync::Arc<Self>,
+        max_age: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        self.spawn_every(
+            std::time::Duration::from_secs(3600),
+            "pruning applied state failed; will retry",
+            move |svc| async move { svc.prune_applied(max_age).await.map(|_| ()) },
+        )
+    }
+
     /// Keep this replica current with changes other replicas commit.
     pub fn spawn_sync_loop(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         self.spawn_every(
@@ -139,23 +150,17 @@ impl Service {
             state.set_scope_revision(scope, rev);
         }
         state.apply_entries(snapshot.entries);
-        let (head_tx, _) = watch::channel(state.head.revision);
         let compacted = store.compacted_revision().await?;
         let svc = Arc::new(Service {
-            kernel: Kernel {
+            kernel: Kernel::new(
                 store,
-                state: RwLock::new(state),
-                sync_lock: tokio::sync::Mutex::new(()),
-                head_tx,
-                hub: Default::default(),
-                stale: Default::default(),
-                compacted: compacted.into(),
-                metrics: Default::default(),
-                audit_key: opts.master_key.derive(Purpose::Audit),
-                audit_sink: opts.audit_sink.clone(),
-                replica: opts.replica.clone(),
-                clock: opts.clock.clone(),
-            },
+                state,
+                compacted,
+                opts.master_key.derive(Purpose::Audit),
+                opts.audit_sink.clone(),
+                opts.replica.clone(),
+                opts.clock.clone(),
+            ),
             scheduler: crate::secrets::rotation::Scheduler::new(
                 &opts.replica,
                 opts.rotation_retry_base,
@@ -163,7 +168,7 @@ impl Service {
             outbound: crate::webhooks::outbound::Outbound::new(opts.allow_private_targets),
             opts,
         });
-        let counts = svc.store.flag_counts().await?;
+        let counts = svc.store().flag_counts().await?;
         svc.read().flag_stats.seed(&counts);
         svc.ensure_default_envs().await?;
         let token = svc.ensure_admin_token().await?;
@@ -248,12 +253,12 @@ impl Service {
 
     /// This process's metrics.
     pub fn metrics(&self) -> &crate::telemetry::metrics::Metrics {
-        &self.metrics
+        self.kernel.metrics()
     }
 
     /// The text exposition of every metric (Prometheus `/metrics`).
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(self.read().head.revision)
+        self.metrics().render(self.read().head.revision)
     }
 
     pub fn options(&self) -> &Options {
@@ -262,21 +267,21 @@ impl Service {
 
     /// The store's backend name (`sqlite`, `postgres`), for `/readyz`.
     pub fn backend(&self) -> &'static str {
-        self.store.backend()
+        self.store().backend()
     }
 
     /// The store itself, for tests that inspect what it holds (feature
     /// `testing`); everything else goes through the service.
     #[cfg(feature = "testing")]
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+        self.kernel.store()
     }
 
     /// Write the flag evaluation counts gathered since the last flush.
     pub async fn flush_flag_counts(&self) -> Result<()> {
         let stats = self.read().flag_stats.clone();
         let increments = stats.drain();
-        if let Err(e) = self.store.add_flag_counts(&increments).await {
+        if let Err(e) = self.store().add_flag_counts(&increments).await {
             stats.undrain(&increments);
             return Err(e.into());
         }

@@ -37,14 +37,7 @@ const KERNEL_KNOWN: &[(&str, &str)] = &[
 ];
 
 /// Features whose methods are still `impl Service` blocks.
-const FACADE_KNOWN: &[&str] = &[
-    "config",
-    "flags",
-    "identity",
-    "secrets",
-    "telemetry",
-    "webhooks",
-];
+const FACADE_KNOWN: &[&str] = &["config", "identity", "secrets", "webhooks"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

@@ -261,7 +261,7 @@ impl Service {
 
     /// Every version of every schema `who` can see.
     pub async fn schema_history(&self, who: &Principal) -> Result<Vec<SchemaRecord>> {
-        let all = self.store.schema_history().await?;
+        let all = self.store().schema_history().await?;
         Ok(all
             .into_iter()
             .filter(|r| Self::schema_visible(who, r))

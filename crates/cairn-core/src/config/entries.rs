@@ -359,7 +359,7 @@ impl Service {
         if revision < 0 {
             return Err(Error::invalid("revision", "must be 0 or more"));
         }
-        match self.store.entries_at(scopes, revision).await {
+        match self.store().entries_at(scopes, revision).await {
             Err(StoreError::NotFound { .. }) => Err(Error::not_found(format!(
                 "revision {revision} (the latest is {})",
                 self.revision()
@@ -408,7 +408,7 @@ impl Service {
     ) -> Result<EntryVersion> {
         validate_any_key(key)?;
         check_read(who, scope)?;
-        self.store
+        self.store()
             .entry_version(scope, key, version)
             .await?
             .ok_or_else(|| Error::not_found(format!("version {version} of {key} at {scope}")))
@@ -477,7 +477,7 @@ impl Service {
     ) -> Result<Vec<EntryVersion>> {
         validate_any_key(key)?;
         check_read(who, scope)?;
-        let h = self.store.entry_history(scope, key).await?;
+        let h = self.store().entry_history(scope, key).await?;
         if h.is_empty() {
             return Err(Error::not_found(format!("entry {key} at {scope}")));
         }

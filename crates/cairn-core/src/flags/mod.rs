@@ -29,7 +29,8 @@ use sha2::{Digest, Sha256};
 
 use crate::identity::policy::Action;
 use crate::kernel::state::{ScopeEntries, State};
-use crate::{Error, Principal, Result, Service, Violation};
+use crate::kernel::Kernel;
+use crate::{Error, Principal, Result, Violation};
 use cairn_store::{Guard, Mutation, Read};
 
 use cairn_eval::{Warning, WarningCode};
@@ -866,7 +867,7 @@ fn meta_str(m: &Value, k: &str) -> Option<String> {
     }
 }
 
-impl Service {
+impl Kernel {
     /// The compiled flags of (app, env) (same access as resolving its configuration).
     pub fn flag_set(&self, who: &Principal, app: &str, env: &str) -> Result<Arc<FlagView>> {
         if !who.can(Action::Resolve, Some(app), Some(env)) {
@@ -951,7 +952,7 @@ impl Service {
         {
             return *t;
         }
-        let t = match self.store.entry_version(&e.scope, &e.key, 1).await {
+        let t = match self.store().entry_version(&e.scope, &e.key, 1).await {
             Ok(Some(v1)) => v1.created_at,
             // Compacted away, or the database is unreachable: the best we know.
             _ => return e.created_at,

@@ -293,11 +293,11 @@ impl Service {
             user_agent: origin.user_agent.clone(),
             replica: Some(self.opts.replica.clone()),
         };
-        self.store
+        self.store()
             .append_audit(
                 &context,
                 vec![event],
-                Some(self.audit_key),
+                Some(self.audit_key()),
                 self.opts.audit_sink.as_ref(),
             )
             .await?;
@@ -346,7 +346,7 @@ impl Service {
             limit: limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX).saturating_add(1)),
             ..filter.clone()
         };
-        let mut records = self.store.audit(&query).await?;
+        let mut records = self.store().audit(&query).await?;
         let next = match limit {
             Some(l) if records.len() > l => {
                 records.truncate(l);
@@ -371,11 +371,11 @@ impl Service {
                 "verifying the audit log needs the admin role".into(),
             ));
         }
-        let head = self.store.audit_head().await?;
+        let head = self.store().audit_head().await?;
         let mut records: Vec<cairn_store::AuditRecord> = Vec::new();
         loop {
             let page = self
-                .store
+                .store()
                 .audit(&AuditFilter {
                     after_seq: records.last().map(|r| r.seq),
                     limit: Some(5000),
@@ -390,7 +390,7 @@ impl Service {
         }
         // After a master-key change, older records were sealed with the
         // previous key's audit key: verify with every key we hold.
-        let mut keys = vec![self.audit_key];
+        let mut keys = vec![self.audit_key()];
         keys.extend(
             self.opts
                 .previous_master_keys

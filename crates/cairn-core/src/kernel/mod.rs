@@ -17,25 +17,69 @@ pub use commit::{Actor, Origin};
 /// versioned state through it), the in-memory state, catching up, the watch
 /// hub, the clock. It knows no feature's rules.
 pub struct Kernel {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) state: RwLock<state::State>,
-    pub(crate) sync_lock: tokio::sync::Mutex<()>,
-    pub(crate) head_tx: tokio::sync::watch::Sender<Revision>,
+    store: Arc<dyn Store>,
+    state: RwLock<state::State>,
+    sync_lock: tokio::sync::Mutex<()>,
+    head_tx: tokio::sync::watch::Sender<Revision>,
     /// Watched views (see `watch`).
-    pub(crate) hub: watch::Hub,
+    hub: watch::Hub,
     /// The last sync failed: memory may be behind the database.
-    pub(crate) stale: std::sync::atomic::AtomicBool,
-    pub(crate) compacted: std::sync::atomic::AtomicI64,
-    pub(crate) metrics: crate::telemetry::metrics::Metrics,
+    stale: std::sync::atomic::AtomicBool,
+    compacted: std::sync::atomic::AtomicI64,
+    metrics: crate::telemetry::metrics::Metrics,
     /// The audit chain's key (from the master key), passed with every commit.
-    pub(crate) audit_key: AuditKey,
+    audit_key: AuditKey,
     /// A second audit destination, written before each commit (fail closed).
-    pub(crate) audit_sink: Option<Arc<dyn AuditSink>>,
+    audit_sink: Option<Arc<dyn AuditSink>>,
     /// Recorded in every audit record.
-    pub(crate) replica: String,
-    pub(crate) clock: Arc<dyn clock::Clock>,
+    replica: String,
+    clock: Arc<dyn clock::Clock>,
 }
 
 pub mod clock;
 pub mod state;
 pub mod watch;
+
+impl Kernel {
+    /// Build the kernel over `store`, with memory loaded to `state`.
+    #[allow(clippy::too_many_arguments)] // one of each collaborator
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        state: state::State,
+        compacted: Revision,
+        audit_key: AuditKey,
+        audit_sink: Option<Arc<dyn AuditSink>>,
+        replica: String,
+        clock: Arc<dyn clock::Clock>,
+    ) -> Kernel {
+        let (head_tx, _) = tokio::sync::watch::channel(state.head.revision);
+        Kernel {
+            store,
+            state: RwLock::new(state),
+            sync_lock: tokio::sync::Mutex::new(()),
+            head_tx,
+            hub: Default::default(),
+            stale: Default::default(),
+            compacted: compacted.into(),
+            metrics: Default::default(),
+            audit_key,
+            audit_sink,
+            replica,
+            clock,
+        }
+    }
+
+    /// The store, for features' reads (only `commit` writes versioned state).
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn metrics(&self) -> &crate::telemetry::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The audit chain's key (secret reads are sealed into it too).
+    pub(crate) fn audit_key(&self) -> AuditKey {
+        self.audit_key
+    }
+}

@@ -374,7 +374,7 @@ impl Service {
     }
 
     async fn secret_record(&self, scope: &Scope, name: &str) -> Result<SecretRecord> {
-        match self.store.secret(scope, name).await? {
+        match self.store().secret(scope, name).await? {
             Some((r, false)) => Ok(r),
             _ => Err(Error::not_found(format!("secret {name} at {scope}"))),
         }
@@ -492,7 +492,7 @@ impl Service {
         if policy.grace_days < 0 {
             return Err(Error::invalid("grace_days", "must be 0 or more"));
         }
-        let latest = match self.store.secret(scope, name).await? {
+        let latest = match self.store().secret(scope, name).await? {
             Some((_, false)) => {
                 return Err(Error::Conflict {
                     message: format!("secret {name} at {scope} already exists"),
@@ -500,7 +500,7 @@ impl Service {
                 })
             }
             _ => self
-                .store
+                .store()
                 .secret_versions(scope, name)
                 .await?
                 .last()
@@ -561,7 +561,7 @@ impl Service {
     ) -> Result<SecretWritten> {
         let (scope, name) = (&record.scope, record.name.as_str());
         let latest = self
-            .store
+            .store()
             .secret_versions(scope, name)
             .await?
             .last()
@@ -713,7 +713,7 @@ impl Service {
         let mut users = self.referencing_entries(scope, name);
         // Secrets whose rotation hook it signs.
         users.extend(
-            self.store
+            self.store()
                 .secrets()
                 .await?
                 .into_iter()
@@ -758,7 +758,7 @@ impl Service {
     /// Metadata of every secret the caller can see (no values).
     pub async fn secrets(&self, who: &Principal) -> Result<Vec<SecretInfo>> {
         Ok(self
-            .store
+            .store()
             .secrets()
             .await?
             .iter()
@@ -777,7 +777,7 @@ impl Service {
         validate_key(name).map_err(|e| rename(e.into(), "name"))?;
         check_read(who, scope)?;
         let record = self.secret_record(scope, name).await?;
-        let versions = self.store.secret_versions(scope, name).await?;
+        let versions = self.store().secret_versions(scope, name).await?;
         let mut info = SecretInfo::for_principal(&record, who);
         info.versions = versions
             .iter()
@@ -829,7 +829,7 @@ impl Service {
     /// can see (the key that signs a rotation hook's requests).
     pub(crate) async fn signing_secret(&self, scope: &Scope, name: &str) -> Result<Option<Scope>> {
         Ok(self
-            .store
+            .store()
             .secrets()
             .await?
             .into_iter()
@@ -846,7 +846,7 @@ impl Service {
         version: Option<i64>,
     ) -> Result<(i64, Plaintext)> {
         let record = self.secret_record(scope, name).await?;
-        let versions = self.store.secret_versions(scope, name).await?;
+        let versions = self.store().secret_versions(scope, name).await?;
         let want = version.unwrap_or(record.current_version);
         let Some(i) = versions.iter().position(|v| v.version == want) else {
             return Err(Error::not_found(format!(
@@ -908,7 +908,7 @@ impl Service {
         if refs.is_empty() {
             return Ok(());
         }
-        let secrets = self.store.secrets().await?;
+        let secrets = self.store().secrets().await?;
         for name in refs {
             validate_key(&name).map_err(|e| rename(e.into(), "value"))?;
             if !secrets
@@ -954,7 +954,7 @@ impl Service {
             .collect();
         let sdk_here = policy::allowed(&sdk, Action::Resolve, Some(app), Some(env));
         let layers = Scope::layers(app, env);
-        let secrets = self.store.secrets().await?;
+        let secrets = self.store().secrets().await?;
         let mut plain = std::collections::BTreeMap::new();
         for name in names {
             // The most specific secret of that name among the view's layers.
@@ -1000,13 +1000,13 @@ impl Service {
         let mut rewrapped = 0;
         let mut unchanged = 0;
         let mut skipped = 0;
-        let mut all = self.store.secrets().await?;
+        let mut all = self.store().secrets().await?;
         // Deleted secrets keep their versions; they are not listed, so they
         // keep their old wrapping (they can no longer be read).
         all.sort_by(|a, b| (&a.scope, &a.name).cmp(&(&b.scope, &b.name)));
         for record in all {
             let versions = self
-                .store
+                .store()
                 .secret_versions(&record.scope, &record.name)
                 .await?;
             for (i, v) in versions.iter().enumerate() {

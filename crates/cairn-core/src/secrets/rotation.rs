@@ -205,7 +205,7 @@ impl Service {
     /// rotate what is due now. `None`: another replica holds the lease.
     pub async fn rotation_tick(&self, lease_ttl: StdDuration) -> Result<Option<RotationRun>> {
         let holder = self.scheduler.holder();
-        if !self.store.try_lease(LEASE, holder, lease_ttl).await? {
+        if !self.store().try_lease(LEASE, holder, lease_ttl).await? {
             return Ok(None);
         }
         Ok(Some(
@@ -228,7 +228,7 @@ impl Service {
         lease: Option<StdDuration>,
     ) -> Result<RotationRun> {
         let mut due: Vec<(DateTime<Utc>, SecretRecord)> = self
-            .store
+            .store()
             .secrets()
             .await?
             .into_iter()
@@ -253,7 +253,7 @@ impl Service {
             // one lease period); stop as soon as another replica holds it.
             if let Some(ttl) = lease.filter(|ttl| renewed.elapsed() >= *ttl / 3) {
                 if !self
-                    .store
+                    .store()
                     .try_lease(LEASE, self.scheduler.holder(), ttl)
                     .await?
                 {
@@ -275,7 +275,7 @@ impl Service {
             // list. (A generated value has no effect outside; the
             // compare-and-set settles that race.)
             let record = if hooked {
-                match self.store.secret(&record.scope, &record.name).await? {
+                match self.store().secret(&record.scope, &record.name).await? {
                     Some((fresh, false))
                         if fresh.current_version == record.current_version
                             && next_rotation(&fresh).is_some_and(|at| at <= now) =>
@@ -299,7 +299,7 @@ impl Service {
             {
                 Ok(written) => {
                     self.scheduler.succeeded(&record.scope, &record.name);
-                    self.metrics.rotation_succeeded();
+                    self.metrics().rotation_succeeded();
                     tracing::info!(secret = %record.name, scope = %record.scope, version = written.version, "rotated secret");
                     run.rotated.push(RotationItem::of(&record, written.version));
                 }
@@ -328,7 +328,7 @@ impl Service {
                 }
             }
         }
-        self.metrics.set_rotation_overdue(run.overdue.len());
+        self.metrics().set_rotation_overdue(run.overdue.len());
         Ok(run)
     }
 
@@ -342,7 +342,7 @@ impl Service {
     ) {
         let error = item.error.as_deref().unwrap_or("");
         tracing::error!(secret = %record.name, scope = %record.scope, attempts = item.attempts, error, "secret rotation failed");
-        self.metrics.rotation_failed();
+        self.metrics().rotation_failed();
         let event = AuditEvent {
             action: "secret.rotation_failed".into(),
             app: Some(record.scope.app_str().to_owned()),

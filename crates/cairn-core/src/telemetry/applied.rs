@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::policy::Action;
-use crate::{Error, Principal, Result, Service};
+use crate::kernel::Kernel;
+use crate::{Error, Principal, Result};
 
 /// Most evaluation counts in one report.
 pub const MAX_REPORT_COUNTS: usize = 1000;
@@ -133,7 +134,7 @@ fn hidden_view(app: &str, env: &str) -> Error {
     }
 }
 
-impl Service {
+impl Kernel {
     /// Take an SDK instance's report for (app, env): store its applied state
     /// (replacing its previous one) and add its evaluation counts to the
     /// flags' counts. Needs `Resolve` at (app, env). Invalid input changes nothing.
@@ -150,7 +151,7 @@ impl Service {
         validate(report)?;
         let flags = self.read().flag_view(app, env)?;
         let now = self.now();
-        self.store
+        self.store()
             .put_applied(&AppliedState {
                 app: app.to_owned(),
                 env: env.to_owned(),
@@ -183,19 +184,7 @@ impl Service {
     /// Forget instances that have not reported for `max_age`.
     pub async fn prune_applied(&self, max_age: std::time::Duration) -> Result<u64> {
         let age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::days(30));
-        Ok(self.store.prune_applied(self.now() - age).await?)
-    }
-
-    /// Forget silent instances every hour: kept `max_age` after their last report.
-    pub fn spawn_applied_pruner(
-        self: &std::sync::Arc<Self>,
-        max_age: std::time::Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        self.spawn_every(
-            std::time::Duration::from_secs(3600),
-            "pruning applied state failed; will retry",
-            move |svc| async move { svc.prune_applied(max_age).await.map(|_| ()) },
-        )
+        Ok(self.store().prune_applied(self.now() - age).await?)
     }
 
     /// The last report of every instance of (app, env) (readers of the view).
@@ -209,7 +198,7 @@ impl Service {
             return Err(hidden_view(app, env));
         }
         let view = self.read().view(app, env)?;
-        let states = self.store.applied(app, env).await?;
+        let states = self.store().applied(app, env).await?;
         Ok(states
             .into_iter()
             .map(|s| AppliedInstance {

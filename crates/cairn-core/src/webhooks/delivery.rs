@@ -70,7 +70,7 @@ impl Service {
     pub async fn prune_webhook_deliveries(&self, retention: Duration) -> Result<u64> {
         let age = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
         Ok(self
-            .store
+            .store()
             .prune_webhook_deliveries(self.now() - age)
             .await?)
     }
@@ -81,9 +81,9 @@ impl Service {
         const BATCH: i64 = 500;
         let mut enqueued = 0;
         loop {
-            let cursor = self.store.webhook_cursor().await?;
+            let cursor = self.store().webhook_cursor().await?;
             let records = self
-                .store
+                .store()
                 .audit(&AuditFilter {
                     after_seq: Some(cursor),
                     limit: Some(BATCH),
@@ -95,7 +95,7 @@ impl Service {
             };
             // Read after the records: every subscription created by one of
             // them is visible.
-            let hooks = self.store.webhooks().await?;
+            let hooks = self.store().webhooks().await?;
             let now = self.now();
             let mut deliveries = Vec::new();
             for r in &records {
@@ -123,7 +123,7 @@ impl Service {
                 }
             }
             if self
-                .store
+                .store()
                 .enqueue_webhook_deliveries(cursor, last, &deliveries)
                 .await?
             {
@@ -168,7 +168,7 @@ impl Service {
         let lease = chrono::Duration::from_std(settings.timeout * 3)
             .unwrap_or_else(|_| chrono::Duration::seconds(60));
         Ok(self
-            .store
+            .store()
             .claim_webhook_deliveries(now, now + lease, limit as i64)
             .await?)
     }
@@ -187,7 +187,7 @@ impl Service {
     }
 
     async fn delivery_target(&self, id: &str) -> std::result::Result<Subscription, SendError> {
-        let w = match self.store.webhook(id).await {
+        let w = match self.store().webhook(id).await {
             Ok(Some(w)) if w.deleted_at.is_none() => w,
             Ok(_) => return Err(SendError::Permanent("the subscription was deleted".into())),
             Err(e) => return Err(SendError::Transient(format!("store: {e}"))),
@@ -233,7 +233,7 @@ impl Service {
             error: error.clone(),
             duration_ms: started.elapsed().as_millis() as i64,
         };
-        self.metrics.webhook_attempt(match &outcome {
+        self.metrics().webhook_attempt(match &outcome {
             DeliveryOutcome::Delivered => "delivered",
             DeliveryOutcome::Retry(_) => "retry",
             DeliveryOutcome::Failed => "failed",
@@ -251,7 +251,7 @@ impl Service {
             ),
         }
         if let Err(e) = self
-            .store
+            .store()
             .record_webhook_attempt(&d.id, &attempt, &outcome)
             .await
         {

@@ -408,7 +408,7 @@ impl Service {
     pub async fn webhooks(&self, who: &Principal) -> Result<Vec<WebhookInfo>> {
         require_admin(who, None)?;
         Ok(self
-            .store
+            .store()
             .webhooks()
             .await?
             .iter()
@@ -420,7 +420,7 @@ impl Service {
     /// One subscription, deleted ones included (admins).
     pub async fn webhook(&self, who: &Principal, id: &str) -> Result<WebhookInfo> {
         require_admin(who, None)?;
-        match self.store.webhook(id).await? {
+        match self.store().webhook(id).await? {
             Some(w) => Ok(WebhookInfo::from(&w)),
             None => Err(Error::not_found(format!("webhook {id}"))),
         }
@@ -455,7 +455,7 @@ impl Service {
     ) -> Result<Vec<DeliveryRecord>> {
         self.webhook(who, id).await?;
         Ok(self
-            .store
+            .store()
             .webhook_deliveries(id, limit.clamp(1, 1000))
             .await?)
     }
@@ -474,7 +474,7 @@ impl Service {
         require_admin(who, None)?;
         let new = Kek::from_master(&self.opts.master_key);
         let (mut rewrapped, mut unchanged) = (0, 0);
-        for w in self.store.webhooks().await? {
+        for w in self.store().webhooks().await? {
             if w.deleted_at.is_some() {
                 continue;
             }
