@@ -5,7 +5,7 @@ use cairn_model::{EntryKind, Scope};
 use cairn_store::{Changes, Guard, StoreError, StoreResult};
 
 use crate::dialect::{Conn, Dialect};
-use crate::query::{query_as, query_scalar};
+use crate::query::query_as;
 
 /// Refuse the commit (`StoreError::Stale`) if a change committed after the
 /// guard's basis touches what its plan read. Called under the lock that
@@ -21,57 +21,46 @@ pub(super) async fn check<D: Dialect>(
     if revision == guard.basis + 1 {
         return Ok(());
     }
+    // One round trip inside the lock: every list the reads need, tagged.
     let needs = guard.needs();
-    let mut changes = Changes::default();
+    let mut parts = Vec::new();
     if needs.entries {
-        let rows: Vec<(String, String, String, String)> =
-            query_as::<D, _>("SELECT app, env, key, kind FROM entry_versions WHERE revision > $1")
-                .bind(guard.basis)
-                .fetch_all(conn)
-                .await
-                .map_err(D::err("read changes since the basis"))?;
-        changes.entries = rows
-            .into_iter()
-            .filter_map(|(app, env, key, kind)| {
-                Some((
-                    Scope::from_stored(&app, &env),
-                    key,
-                    EntryKind::parse(&kind)?,
-                ))
-            })
-            .collect();
+        parts.push("SELECT 'e', app, env, key, kind FROM entry_versions WHERE revision > $1");
     }
     if needs.schemas {
-        let rows: Vec<(String, String)> =
-            query_as::<D, _>("SELECT app, pattern FROM schemas WHERE revision > $1")
-                .bind(guard.basis)
-                .fetch_all(conn)
-                .await
-                .map_err(D::err("read schema changes since the basis"))?;
-        changes.schemas = rows
-            .into_iter()
-            .map(|(app, pattern)| ((!app.is_empty()).then_some(app), pattern))
-            .collect();
+        parts.push("SELECT 's', app, '', pattern, '' FROM schemas WHERE revision > $1");
     }
     if needs.secrets {
-        let rows: Vec<(String, String, String)> =
-            query_as::<D, _>("SELECT app, env, name FROM secrets WHERE revision > $1")
-                .bind(guard.basis)
-                .fetch_all(conn)
-                .await
-                .map_err(D::err("read secret changes since the basis"))?;
-        changes.secrets = rows
-            .into_iter()
-            .map(|(app, env, name)| (Scope::from_stored(&app, &env), name))
-            .collect();
+        parts.push("SELECT 'x', app, env, name, '' FROM secrets WHERE revision > $1");
     }
     if needs.environments {
-        changes.environments =
-            query_scalar::<D, String>("SELECT name FROM environments WHERE revision > $1")
-                .bind(guard.basis)
-                .fetch_all(conn)
-                .await
-                .map_err(D::err("read environment changes since the basis"))?;
+        parts.push("SELECT 'v', '', '', name, '' FROM environments WHERE revision > $1");
+    }
+    let mut changes = Changes::default();
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(String, String, String, String, String)> =
+        query_as::<D, _>(parts.join(" UNION ALL "))
+            .bind(guard.basis)
+            .fetch_all(conn)
+            .await
+            .map_err(D::err("read changes since the basis"))?;
+    for (tag, app, env, name, kind) in rows {
+        match tag.as_str() {
+            "e" => {
+                if let Some(kind) = EntryKind::parse(&kind) {
+                    changes
+                        .entries
+                        .push((Scope::from_stored(&app, &env), name, kind));
+                }
+            }
+            "s" => changes
+                .schemas
+                .push(((!app.is_empty()).then_some(app), name)),
+            "x" => changes.secrets.push((Scope::from_stored(&app, &env), name)),
+            _ => changes.environments.push(name),
+        }
     }
     match guard.conflict(&changes) {
         None => Ok(()),
