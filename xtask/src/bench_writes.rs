@@ -129,7 +129,9 @@ async fn bench_store(
     for &writers in &args.concurrency {
         drive(&svc, &admin, writers, args.warmup).await?;
         let before = svc.revision();
+        let replans_before = svc.metrics().plan_retries();
         let (elapsed, samples) = drive(&svc, &admin, writers, args.duration).await?;
+        let replans = svc.metrics().plan_retries() - replans_before;
         let writes = samples.len();
         // One write is one revision: nothing lost, nothing extra.
         ensure!(
@@ -148,7 +150,7 @@ async fn bench_store(
             max: l.percentile(100.0),
         };
         println!(
-            "{backend:>8} writers={writers:<3} {:>7.0} writes/s  p50 {:>9}  p99 {:>9}  ({} writes in {:.1} s)",
+            "{backend:>8} writers={writers:<3} {:>7.0} writes/s  p50 {:>9}  p99 {:>9}  ({} writes in {:.1} s, {replans} planned again)",
             row.per_second,
             fmt_duration(row.p50),
             fmt_duration(row.p99),
