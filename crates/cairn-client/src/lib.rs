@@ -128,16 +128,7 @@ impl Client {
             .send()
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
-        if !status.is_success() {
-            return Err(api_error(status, &bytes));
-        }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ClientError::Transport(format!("unreadable response: {e}")))
+        read_json(resp).await
     }
 
     /// GET with query parameters (pairs with `None` values are left out).
@@ -174,15 +165,7 @@ impl Client {
         if status == StatusCode::NOT_MODIFIED {
             return Ok(Conditional { body: None, etag });
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
-        if !status.is_success() {
-            return Err(api_error(status, &bytes));
-        }
-        let body = serde_json::from_slice(&bytes)
-            .map_err(|e| ClientError::Transport(format!("unreadable response: {e}")))?;
+        let body = read_json(resp).await?;
         Ok(Conditional {
             body: Some(body),
             etag,
@@ -255,6 +238,22 @@ fn present<'a>(query: &'a [(&'a str, Option<String>)]) -> Vec<(&'a str, &'a str)
         .iter()
         .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)))
         .collect()
+}
+
+/// A response's body as `T`, or the API error its status and body say.
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    resp: reqwest::Response,
+) -> Result<T, ClientError> {
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    if !status.is_success() {
+        return Err(api_error(status, &bytes));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ClientError::Transport(format!("unreadable response: {e}")))
 }
 
 fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {

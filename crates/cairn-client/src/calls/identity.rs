@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::segment;
-use crate::{api_error, Client, ClientError};
+use crate::{Client, ClientError};
 
 /// One page of `GET /v1/audit`: the records, oldest first, and the `after`
 /// of the next page when the server's `Link: <…>; rel="next"` says one follows.
@@ -76,22 +76,13 @@ impl Client {
             .send()
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        let status = resp.status();
         let next = resp
             .headers()
             .get_all(reqwest::header::LINK)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .find_map(next_after);
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
-        if !status.is_success() {
-            return Err(api_error(status, &bytes));
-        }
-        let records = serde_json::from_slice(&bytes)
-            .map_err(|e| ClientError::Transport(format!("unreadable response: {e}")))?;
+        let records = crate::read_json(resp).await?;
         Ok(AuditPage { records, next })
     }
 

@@ -70,7 +70,7 @@ pub use crate::kernel::Origin;
 
 impl crate::kernel::Actor for Principal {
     fn actor(&self) -> String {
-        self.actor.clone()
+        Principal::actor(self)
     }
 }
 

@@ -39,7 +39,7 @@ impl Kernel {
     /// re-check (each carries its own compare-and-set, if any).
     pub(crate) async fn commit(
         &self,
-        who: &(dyn Actor + Sync),
+        who: &dyn Actor,
         origin: &Origin,
         message: &str,
         mutations: Vec<(Option<String>, Mutation)>,
@@ -49,7 +49,7 @@ impl Kernel {
             .await??)
     }
 
-    /// Run `attempt` — plan against memory, then [`Service::commit_guarded`]
+    /// Run `attempt` — plan against memory, then [`Kernel::commit_guarded`]
     /// — until its plan still holds when it commits: after a [`Stale`]
     /// refusal this replica catches up and the plan is made (and validated)
     /// again, at most [`PLAN_ATTEMPTS`] times, then 409.
@@ -85,7 +85,7 @@ impl Kernel {
     /// `Ok(Err(Stale))`, nothing written (see `cairn_store::guard`).
     pub(crate) async fn commit_guarded(
         &self,
-        who: &(dyn Actor + Sync),
+        who: &dyn Actor,
         origin: &Origin,
         message: &str,
         mutations: Vec<(Option<String>, Mutation)>,

@@ -292,12 +292,6 @@ fn collect_refs(value: &Value, out: &mut BTreeSet<String>) {
     }
 }
 
-/// Can configuration at `from` see a secret at `secret`? (Its app and env
-/// are each either "every" or the same.)
-fn visible_from(secret: &Scope, from: &Scope) -> bool {
-    secret.is_visible_from(from)
-}
-
 fn to_sealed(s: &SealedSecret) -> Sealed {
     Sealed {
         kek_id: s.kek_id.clone(),
@@ -718,7 +712,7 @@ impl Service {
                 .await?
                 .into_iter()
                 .filter(|s| {
-                    s.policy.hook_secret.as_deref() == Some(name) && visible_from(scope, &s.scope)
+                    s.policy.hook_secret.as_deref() == Some(name) && scope.is_visible_from(&s.scope)
                 })
                 .map(|s| format!("the rotation hook of secret {} at {}", s.name, s.scope)),
         );
@@ -739,7 +733,7 @@ impl Service {
         let st = self.read();
         let mut out = Vec::new();
         for (entry_scope, entries) in &st.scopes {
-            if !visible_from(scope, entry_scope) {
+            if !scope.is_visible_from(entry_scope) {
                 continue;
             }
             for (key, v) in &entries.entries {
@@ -833,7 +827,7 @@ impl Service {
             .secrets()
             .await?
             .into_iter()
-            .filter(|s| s.name == name && visible_from(&s.scope, scope))
+            .filter(|s| s.name == name && s.scope.is_visible_from(scope))
             .map(|s| s.scope)
             .max_by_key(|s| (s.app.is_some(), s.env.is_some())))
     }
@@ -913,7 +907,7 @@ impl Service {
             validate_key(&name).map_err(|e| rename(e.into(), "value"))?;
             if !secrets
                 .iter()
-                .any(|s| s.name == name && visible_from(&s.scope, scope))
+                .any(|s| s.name == name && s.scope.is_visible_from(scope))
             {
                 return Err(Error::UnknownReference {
                     field: "value".into(),
@@ -1148,9 +1142,9 @@ mod tests {
         let g = Scope::global();
         let shop = Scope::new(Some("shop"), None);
         let shop_prod = Scope::new(Some("shop"), Some("prod"));
-        assert!(visible_from(&g, &shop_prod));
-        assert!(visible_from(&shop, &shop_prod));
-        assert!(!visible_from(&shop_prod, &shop));
-        assert!(!visible_from(&Scope::new(Some("other"), None), &shop_prod));
+        assert!(g.is_visible_from(&shop_prod));
+        assert!(shop.is_visible_from(&shop_prod));
+        assert!(!shop_prod.is_visible_from(&shop));
+        assert!(!Scope::new(Some("other"), None).is_visible_from(&shop_prod));
     }
 }
