@@ -6,11 +6,12 @@
 //! read from `kernel::state::State`, the in-memory copy of the current
 //! configuration with pre-serialized [`ResolvedView`]s.
 //!
-//! Layout: `kernel` (state, sync, commit, watch hub, clock), `crypto` (keys,
-//! envelope), and one folder per capability: `config` (entries, apps,
-//! environments, schemas), `flags`, `secrets` (+ rotation), `webhooks`
-//! (+ outbound HTTP), `identity` (tokens, users, login, OIDC, policy),
-//! `audit`, `telemetry` (SDK reports, metrics). `service` is the façade.
+//! Layout: `kernel` (state, sync, commit, watch hub, metrics, clock),
+//! `crypto` (keys, envelope) and `outbound` (the one outbound HTTP client),
+//! shared collaborators, and one folder per capability: `config` (entries,
+//! apps, environments, schemas), `flags`, `secrets` (+ rotation),
+//! `webhooks`, `identity` (tokens, users, login, OIDC, policy), `audit`,
+//! `telemetry` (SDK reports). `service` is the façade.
 
 pub mod audit;
 pub mod config;
@@ -19,6 +20,7 @@ mod error;
 pub mod flags;
 pub mod identity;
 pub mod kernel;
+pub mod outbound;
 pub mod secrets;
 mod service;
 pub mod telemetry;
@@ -29,10 +31,9 @@ pub use audit::sink;
 pub use config::schema;
 pub use crypto::{envelope, keys};
 pub use identity::{auth, jwt, policy};
-pub use kernel::{clock, state, watch};
+pub use kernel::{clock, metrics, state, watch};
 pub use secrets::rotation;
-pub use telemetry::{applied, metrics};
-pub use webhooks::outbound;
+pub use telemetry::applied;
 
 pub use auth::{Origin, Principal};
 pub use config::catalog::{EnvSettings, SchemaRegistered};

@@ -35,7 +35,7 @@ pub struct Options {
     /// Interval of the heartbeat comments on watch streams.
     pub watch_heartbeat: Duration,
     /// Allow outbound HTTP (webhooks, rotation hooks) to loopback, private and
-    /// link-local addresses (`--allow-private-targets`); see `crate::webhooks::outbound`.
+    /// link-local addresses (`--allow-private-targets`); see `crate::outbound`.
     pub allow_private_targets: bool,
     /// First retry delay after a failed scheduled rotation (doubles per failure).
     pub rotation_retry_base: Duration,
@@ -70,7 +70,7 @@ pub struct Service {
     pub(crate) scheduler: crate::secrets::rotation::Scheduler,
     /// The outbound HTTP guard, built once: its clones share one client
     /// (TLS setup, connection pool, checking resolver).
-    pub(crate) outbound: crate::webhooks::outbound::Outbound,
+    pub(crate) outbound: crate::outbound::Outbound,
 }
 
 /// The features reach the kernel through the façade for now (their
@@ -165,7 +165,7 @@ impl Service {
                 &opts.replica,
                 opts.rotation_retry_base,
             ),
-            outbound: crate::webhooks::outbound::Outbound::new(opts.allow_private_targets),
+            outbound: crate::outbound::Outbound::new(opts.allow_private_targets),
             opts,
         });
         let counts = svc.store().flag_counts().await?;
@@ -247,12 +247,12 @@ impl Service {
     /// The outbound HTTP guard configured by [`Options::allow_private_targets`]:
     /// the only way Cairn calls out over HTTP. A clone of the service's one
     /// guard: every call shares its client and connection pool.
-    pub fn outbound(&self) -> crate::webhooks::outbound::Outbound {
+    pub fn outbound(&self) -> crate::outbound::Outbound {
         self.outbound.clone()
     }
 
     /// This process's metrics.
-    pub fn metrics(&self) -> &crate::telemetry::metrics::Metrics {
+    pub fn metrics(&self) -> &crate::kernel::metrics::Metrics {
         self.kernel.metrics()
     }
 

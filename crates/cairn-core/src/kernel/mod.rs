@@ -1,6 +1,6 @@
 //! The kernel: the in-memory state and its views, catching up with the
 //! store, the one commit function (the only caller of `Store::commit`), the
-//! watch hub and the clock. Features build on it; it depends on none of them
+//! watch hub, the metrics registry and the clock. Features build on it; it depends on none of them
 //! but the compiled views it caches.
 
 pub(crate) mod commit;
@@ -26,7 +26,7 @@ pub struct Kernel {
     /// The last sync failed: memory may be behind the database.
     stale: std::sync::atomic::AtomicBool,
     compacted: std::sync::atomic::AtomicI64,
-    metrics: crate::telemetry::metrics::Metrics,
+    metrics: metrics::Metrics,
     /// The audit chain's key (from the master key), passed with every commit.
     audit_key: AuditKey,
     /// A second audit destination, written before each commit (fail closed).
@@ -37,6 +37,7 @@ pub struct Kernel {
 }
 
 pub mod clock;
+pub mod metrics;
 pub mod state;
 pub mod watch;
 
@@ -74,7 +75,7 @@ impl Kernel {
         &self.store
     }
 
-    pub(crate) fn metrics(&self) -> &crate::telemetry::metrics::Metrics {
+    pub(crate) fn metrics(&self) -> &metrics::Metrics {
         &self.metrics
     }
 

@@ -210,7 +210,7 @@ pub struct Rekeyed {
 /// `hex`, `base64url`; LEN 8..=4096), or `hook:URL` (an `http`/`https` URL).
 pub fn validate_generator(spec: &str) -> Result<()> {
     if let Some(url) = hook_url(spec) {
-        return crate::webhooks::outbound::Outbound::parse_url(url)
+        return crate::outbound::Outbound::parse_url(url)
             .map(|_| ())
             .map_err(|e| Error::invalid("generator", format!("hook: {e}")));
     }
@@ -448,7 +448,7 @@ impl Service {
                     .await
                     .map_err(|e| Error::invalid("generator", format!("hook: {e}")))?;
                 // Stored in its normal form (what redaction expects).
-                let parsed = crate::webhooks::outbound::Outbound::parse_url(url)
+                let parsed = crate::outbound::Outbound::parse_url(url)
                     .map_err(|e| Error::invalid("generator", format!("hook: {e}")))?;
                 policy.generator = Some(format!("hook:{}", parsed.as_str()));
             }

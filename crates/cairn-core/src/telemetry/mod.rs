@@ -1,4 +1,7 @@
-//! What SDKs report (applied state, evaluation counts) and the metrics.
+//! What SDKs report: applied state and evaluation counts (`applied`). The
+//! metrics registry is the kernel's (`crate::kernel::metrics`, also at its
+//! old path `telemetry::metrics`).
 
 pub mod applied;
-pub mod metrics;
+
+pub use crate::kernel::metrics;

@@ -1,5 +1,5 @@
 //! The dispatcher (audit log → deliveries) and the delivery workers
-//! (claim, sign, send through `crate::webhooks::outbound`, log, retry with backoff).
+//! (claim, sign, send through `crate::outbound`, log, retry with backoff).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use rand::Rng;
 
 use super::{affects, event_of, payload, random_id, seal_id, signature, subscribed, to_sealed};
 use crate::crypto::envelope;
-use crate::webhooks::outbound::OutboundError;
+use crate::outbound::OutboundError;
 use crate::{Result, Service};
 
 /// Timing of the dispatcher and the delivery workers.

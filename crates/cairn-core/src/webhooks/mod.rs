@@ -9,7 +9,7 @@
 //! the transaction that advances the cursor (compare-and-set: two replicas
 //! never enqueue the same record twice). Workers
 //! ([`Service::deliver_due_webhooks`]) claim due deliveries, sign and send
-//! them through [`crate::webhooks::outbound`], and log every attempt; failures are
+//! them through [`crate::outbound`], and log every attempt; failures are
 //! retried with exponential backoff.
 //!
 //! **Signature**: `Cairn-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
@@ -43,8 +43,11 @@ use crate::identity::auth::{Origin, Principal};
 use crate::{Error, Result, Service};
 
 mod delivery;
-pub mod outbound;
 pub use delivery::WebhookSettings;
+
+/// The outbound HTTP guard's old path (it is shared with rotation hooks:
+/// `crate::outbound`).
+pub use crate::outbound;
 
 /// Every event type a subscription may ask for (`*` asks for all).
 pub const EVENT_TYPES: &[&str] = &[
@@ -309,7 +312,7 @@ impl Service {
                 message: format!("at most {MAX_URL_LEN} bytes"),
             });
         }
-        crate::webhooks::outbound::Outbound::parse_url(&req.url)
+        crate::outbound::Outbound::parse_url(&req.url)
             .map_err(|e| Error::invalid("url", e.to_string()))?;
         if req.events.is_empty() {
             return Err(Error::invalid("events", "name at least one event type"));
