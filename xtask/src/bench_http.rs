@@ -63,10 +63,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let store = cairn_store_sqlite::SqliteStore::open(&dir.path().join("cairn.db")).await?;
     let (svc, token) = Service::open(Arc::new(store), Default::default()).await?;
     let token = token.context("a fresh store returns the bootstrap admin token")?;
-    let admin = svc.authenticate(&token)?;
+    let admin = svc.identity().authenticate(&token)?;
     seed(&svc, &admin, args.keys).await?;
     seed_flag(&svc, &admin).await?;
     let sdk = svc
+        .identity()
         .create_token(
             &admin,
             &Origin::default(),
@@ -80,7 +81,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .token;
     let ofrep_script = dir.path().join("ofrep.lua");
     std::fs::write(&ofrep_script, OFREP_LUA)?;
-    let view = svc.resolve(&admin, APP, ENV)?;
+    let view = svc.config().resolve(&admin, APP, ENV)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let cairn = spawn_server(cairn_server::router(Arc::clone(&svc)), stop_rx.clone()).await?;
@@ -222,7 +223,8 @@ async fn seed_flag(svc: &Service, admin: &Principal) -> anyhow::Result<()> {
         value: Some(def),
         expected_version: None,
     };
-    svc.write_entries(admin, &Origin::default(), "seed flag", vec![item], None)
+    svc.config()
+        .write_entries(admin, &Origin::default(), "seed flag", vec![item], None)
         .await?;
     Ok(())
 }
@@ -254,7 +256,8 @@ async fn check_ofrep(url: &str, token: &str) -> anyhow::Result<()> {
 /// for the bench app, a fifth for the bench app in prod: every layer merges.
 async fn seed(svc: &Service, admin: &Principal, keys: usize) -> anyhow::Result<()> {
     let origin = Origin::default();
-    svc.create_app(admin, &origin, APP, "HTTP benchmark")
+    svc.config()
+        .create_app(admin, &origin, APP, "HTTP benchmark")
         .await?;
     let layers = [
         (Scope::global(), 1),
@@ -275,7 +278,8 @@ async fn seed(svc: &Service, admin: &Principal, keys: usize) -> anyhow::Result<(
             })
             .collect();
         for chunk in items.chunks(cairn_model::MAX_CHANGESET_ENTRIES) {
-            svc.write_entries(admin, &origin, "seed", chunk.to_vec(), None)
+            svc.config()
+                .write_entries(admin, &origin, "seed", chunk.to_vec(), None)
                 .await?;
         }
     }

@@ -7,7 +7,7 @@
 //!
 //! The real router serves SSE on a loopback socket; N minimal HTTP/1.1 clients
 //! (raw TCP, one task each) hold `GET /v1/watch` streams open. Each round writes
-//! one entry through `Service::write_entries` and every stream records how long
+//! one entry through `Config::write_entries` and every stream records how long
 //! after the write its `id: <revision>` line arrived. Memory: the process's RSS
 //! before and after opening the streams, divided by N (it includes the client
 //! side of each connection, so it overstates the server's share).
@@ -103,8 +103,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         (svc.clone(), svc, token)
     };
     let token = token.context("bootstrap token")?;
-    let admin = svc.authenticate(&token)?;
-    svc.create_app(&admin, &Origin::default(), "bench", "")
+    let admin = svc.identity().authenticate(&token)?;
+    svc.config()
+        .create_app(&admin, &Origin::default(), "bench", "")
         .await?;
     let write = |svc: Arc<Service>, i: usize| {
         let admin = admin.clone();
@@ -117,7 +118,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 value: Some(json!({"i": i})),
                 expected_version: None,
             };
-            svc.write_entries(&admin, &Origin::default(), "", vec![item], None)
+            svc.config()
+                .write_entries(&admin, &Origin::default(), "", vec![item], None)
                 .await
         }
     };
@@ -125,8 +127,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // The watched replica has the app and the first write before streams open.
     if args.across_replicas {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while watched.authenticate(&token).is_err()
-            || watched.resolve(&admin, "bench", "prod").is_err()
+        while watched.identity().authenticate(&token).is_err()
+            || watched.config().resolve(&admin, "bench", "prod").is_err()
         {
             anyhow::ensure!(Instant::now() < deadline, "replica B did not catch up");
             tokio::time::sleep(Duration::from_millis(20)).await;

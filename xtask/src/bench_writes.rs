@@ -1,5 +1,5 @@
 //! `bench-writes`: versioned, validated, audited, durable writes per second
-//! through the real write path, `Service::write_entries`: key and scope checks,
+//! through the real write path, `Config::write_entries`: key and scope checks,
 //! JSON Schema validation, one store transaction with the version and its
 //! audit record (durable before it returns), then the in-memory catch-up.
 
@@ -99,22 +99,25 @@ async fn bench_store(
 ) -> anyhow::Result<Vec<Row>> {
     let (svc, token) = Service::open(store, Default::default()).await?;
     let token = token.context("a fresh store returns the bootstrap admin token")?;
-    let admin = svc.authenticate(&token)?;
+    let admin = svc.identity().authenticate(&token)?;
     let origin = origin();
-    svc.create_app(&admin, &origin, "bench", "write benchmark")
+    svc.config()
+        .create_app(&admin, &origin, "bench", "write benchmark")
         .await?;
-    svc.register_schema(
-        &admin,
-        &origin,
-        None,
-        "bench/**",
-        schema(),
-        false,
-        "benchmark schema",
-    )
-    .await?;
+    svc.config()
+        .register_schema(
+            &admin,
+            &origin,
+            None,
+            "bench/**",
+            schema(),
+            false,
+            "benchmark schema",
+        )
+        .await?;
     // The schema is enforced: a bad value is refused.
     let refused = svc
+        .config()
         .write_entries(
             &admin,
             &origin,
@@ -188,7 +191,8 @@ async fn drive(
                     "tags": ["bench", "write"],
                 });
                 let t = Instant::now();
-                svc.write_entries(&who, &origin, "bench write", vec![item(w, i, value)], None)
+                svc.config()
+                    .write_entries(&who, &origin, "bench write", vec![item(w, i, value)], None)
                     .await?;
                 samples.push(t.elapsed());
                 i += 1;

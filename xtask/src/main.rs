@@ -1,7 +1,7 @@
 //! Cairn's developer tasks: `cargo run --release -p xtask -- <task>`.
 //!
 //! - `bench-writes`: versioned, validated, audited, durable writes per second
-//!   through `Service::write_entries`, on SQLite and on PostgreSQL with fsync on.
+//!   through `Config::write_entries`, on SQLite and on PostgreSQL with fsync on.
 //! - `bench-http`: requests/s and latency of the resolved view over HTTP, next
 //!   to a bare axum "hello" handler served and loaded the same way (`wrk`).
 //! - `bench-watch`: write-to-event latency with N open watch streams (one

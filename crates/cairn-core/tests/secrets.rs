@@ -56,10 +56,14 @@ async fn roles_audit_references_rotation_and_rekey() {
     let o = Origin::default();
     let (admin, op, viewer) = (who(Role::Admin), who(Role::Operator), who(Role::Viewer));
     let g = Scope::global();
-    svc.create_app(&admin, &o, "shop", "").await.unwrap();
+    svc.config()
+        .create_app(&admin, &o, "shop", "")
+        .await
+        .unwrap();
 
     // Operators create; nobody but admins reads the value.
     let created = svc
+        .secrets()
         .create_secret(
             &op,
             &o,
@@ -74,24 +78,27 @@ async fn roles_audit_references_rotation_and_rekey() {
     assert_eq!(created.version, 1);
     for p in [&op, &viewer] {
         let e = svc
+            .secrets()
             .get_secret(p, &o, &g, "db/password", None)
             .await
             .unwrap_err();
         assert!(matches!(e, Error::Forbidden(_)), "{e:?}");
     }
     let e = svc
+        .secrets()
         .create_secret(&viewer, &o, &g, "x", NewValue::Generate, policy(1), "no")
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Forbidden(_)), "{e:?}");
     let (v, value) = svc
+        .secrets()
         .get_secret(&admin, &o, &g, "db/password", None)
         .await
         .unwrap();
     assert_eq!((v, value.as_str().unwrap()), (1, CANARY));
 
     // Metadata for viewers; no value in it.
-    let list = svc.secrets(&viewer).await.unwrap();
+    let list = svc.secrets().secrets(&viewer).await.unwrap();
     assert_eq!(list.len(), 1);
     assert!(!serde_json::to_string(&list).unwrap().contains(CANARY));
 
@@ -105,22 +112,26 @@ async fn roles_audit_references_rotation_and_rekey() {
         expected_version: None,
     };
     let e = svc
+        .config()
         .write_entries(&op, &o, "ref", vec![item("nope")], None)
         .await
         .unwrap_err();
     assert!(matches!(e, Error::UnknownReference { .. }), "{e:?}");
-    svc.write_entries(&op, &o, "ref", vec![item("db/password")], None)
+    svc.config()
+        .write_entries(&op, &o, "ref", vec![item("db/password")], None)
         .await
         .unwrap();
 
     // Resolution: admins get plaintext, viewers the reference unchanged.
     let resolved = svc
+        .secrets()
         .resolve_with_secrets(&admin, &o, "shop", "prod")
         .await
         .unwrap()
         .values;
     assert_eq!(resolved["db"]["password"], CANARY);
     let resolved = svc
+        .secrets()
         .resolve_with_secrets(&viewer, &o, "shop", "prod")
         .await
         .unwrap()
@@ -139,6 +150,7 @@ async fn roles_audit_references_rotation_and_rekey() {
         }],
     };
     let resolved = svc
+        .secrets()
         .resolve_with_secrets(&sdk, &o, "shop", "prod")
         .await
         .unwrap()
@@ -147,6 +159,7 @@ async fn roles_audit_references_rotation_and_rekey() {
 
     // Deleting a referenced secret is refused unless forced.
     let e = svc
+        .secrets()
         .delete_secret(&op, &o, &g, "db/password", false, "rm")
         .await
         .unwrap_err();
@@ -154,21 +167,28 @@ async fn roles_audit_references_rotation_and_rekey() {
 
     // Rotation: the previous version stays readable during the grace period.
     let rotated = svc
+        .secrets()
         .rotate_secret(&op, &o, &g, "db/password", NewValue::Generate, "rotate")
         .await
         .unwrap();
     assert_eq!(rotated.version, 2);
     let (_, v2) = svc
+        .secrets()
         .get_secret(&admin, &o, &g, "db/password", None)
         .await
         .unwrap();
     assert_eq!(v2.as_bytes().len(), 24);
     let (_, v1) = svc
+        .secrets()
         .get_secret(&admin, &o, &g, "db/password", Some(1))
         .await
         .unwrap();
     assert_eq!(v1.as_str().unwrap(), CANARY);
-    let info = svc.secret_info(&viewer, &g, "db/password").await.unwrap();
+    let info = svc
+        .secrets()
+        .secret_info(&viewer, &g, "db/password")
+        .await
+        .unwrap();
     let states: Vec<_> = info.versions.iter().map(|v| v.state).collect();
     assert_eq!(
         states,
@@ -176,13 +196,16 @@ async fn roles_audit_references_rotation_and_rekey() {
     );
 
     // With no grace, the previous version retires at once.
-    svc.create_secret(&op, &o, &g, "api/key", NewValue::Generate, policy(0), "new")
+    svc.secrets()
+        .create_secret(&op, &o, &g, "api/key", NewValue::Generate, policy(0), "new")
         .await
         .unwrap();
-    svc.rotate_secret(&op, &o, &g, "api/key", NewValue::Generate, "rotate")
+    svc.secrets()
+        .rotate_secret(&op, &o, &g, "api/key", NewValue::Generate, "rotate")
         .await
         .unwrap();
     let e = svc
+        .secrets()
         .get_secret(&admin, &o, &g, "api/key", Some(1))
         .await
         .unwrap_err();
@@ -192,7 +215,7 @@ async fn roles_audit_references_rotation_and_rekey() {
     let audit = svc.store().audit(&AuditFilter::default()).await.unwrap();
     let reads: Vec<_> = audit.iter().filter(|r| r.action == "secret.read").collect();
     assert!(reads.len() >= 4, "{reads:?}");
-    let hash = svc.secret_value_hash(&Plaintext::new(CANARY));
+    let hash = svc.secrets().secret_value_hash(&Plaintext::new(CANARY));
     assert!(reads
         .iter()
         .any(|r| r.detail["value_hmac"] == hash.as_str()));
@@ -205,33 +228,46 @@ async fn roles_audit_references_rotation_and_rekey() {
     let (key_b, _) = MasterKey::generate();
     let svc = service(&path, key_b.clone(), vec![key_a.clone()]).await;
     let (_, v1) = svc
+        .secrets()
         .get_secret(&admin, &o, &g, "db/password", Some(1))
         .await
         .unwrap();
     assert_eq!(v1.as_str().unwrap(), CANARY);
-    let e = svc.rekey(&op, &o, Some(&key_a), "rekey").await.unwrap_err();
+    let e = svc
+        .secrets()
+        .rekey(&op, &o, Some(&key_a), "rekey")
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Forbidden(_)), "{e:?}");
-    let rekeyed = svc.rekey(&admin, &o, Some(&key_a), "rekey").await.unwrap();
+    let rekeyed = svc
+        .secrets()
+        .rekey(&admin, &o, Some(&key_a), "rekey")
+        .await
+        .unwrap();
     assert_eq!((rekeyed.rewrapped, rekeyed.unchanged), (4, 0));
     drop(svc);
     let svc = service(&path, key_b, vec![]).await;
     let (_, v1) = svc
+        .secrets()
         .get_secret(&admin, &o, &g, "db/password", Some(1))
         .await
         .unwrap();
     assert_eq!(v1.as_str().unwrap(), CANARY);
     let (_, cur) = svc
+        .secrets()
         .get_secret(&admin, &o, &g, "db/password", None)
         .await
         .unwrap();
     assert_eq!(cur, v2);
 
     // Forced delete works; the raw database never holds the canary.
-    svc.delete_secret(&op, &o, &g, "db/password", true, "rm")
+    svc.secrets()
+        .delete_secret(&op, &o, &g, "db/password", true, "rm")
         .await
         .unwrap();
     // Re-created: numbering continues; the versions of its former life are retired.
     let again = svc
+        .secrets()
         .create_secret(
             &op,
             &o,
@@ -244,7 +280,11 @@ async fn roles_audit_references_rotation_and_rekey() {
         .await
         .unwrap();
     assert_eq!(again.version, 3);
-    let info = svc.secret_info(&viewer, &g, "db/password").await.unwrap();
+    let info = svc
+        .secrets()
+        .secret_info(&viewer, &g, "db/password")
+        .await
+        .unwrap();
     let states: Vec<_> = info.versions.iter().map(|v| v.state).collect();
     assert_eq!(
         states,
@@ -255,6 +295,7 @@ async fn roles_audit_references_rotation_and_rekey() {
         ]
     );
     let e = svc
+        .secrets()
         .get_secret(&admin, &o, &g, "db/password", Some(2))
         .await
         .unwrap_err();

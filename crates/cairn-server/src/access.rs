@@ -353,7 +353,7 @@ async fn check(
         .map(|t| t.trim().to_owned());
     let who = match token {
         None => Err(Error::Unauthorized("missing bearer token".into())),
-        Some(t) => g.svc.authenticate_any(&t).await,
+        Some(t) => g.svc.identity().authenticate_any(&t).await,
     };
     let who = match who {
         Ok(who) => who,
@@ -367,6 +367,7 @@ async fn check(
                 }
             }
             g.svc
+                .identity()
                 .record_denied(None, &origin, "auth.failed", method, &uri, &e.to_string())
                 .await;
             return ApiError(e).into_response();
@@ -384,6 +385,7 @@ async fn check(
             "{method} {path} needs a role that allows {action:?}"
         ));
         g.svc
+            .identity()
             .record_denied(
                 Some(&who),
                 &origin,
@@ -402,6 +404,7 @@ async fn check(
     let resp = next.run(req).await;
     if let Some(Denied(reason)) = resp.extensions().get::<Denied>() {
         g.svc
+            .identity()
             .record_denied(Some(&who), &origin, "access.denied", method, &uri, reason)
             .await;
     }

@@ -541,7 +541,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         None => cairn_server::serve(listener, app, shutdown_signal()).await?,
     }
     // Keep what was counted since the last periodic flush.
-    if let Err(e) = svc.flush_flag_counts().await {
+    if let Err(e) = svc.flags().flush_flag_counts().await {
         tracing::warn!(error = %e, "could not flush flag evaluation counts at shutdown");
     }
     Ok(())

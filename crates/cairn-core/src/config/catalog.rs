@@ -6,10 +6,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::schema::CompiledSchema;
+use crate::config::Config;
 use crate::identity::access::{hidden, require_admin};
 use crate::identity::auth::{Origin, Principal};
 use crate::identity::policy::Action;
-use crate::service::Service;
 use crate::{Error, Result, Violation};
 
 /// Settings of a new or changed environment.
@@ -32,7 +32,7 @@ pub struct SchemaRegistered {
     pub drift: Vec<Violation>,
 }
 
-impl Service {
+impl Config<'_> {
     pub async fn create_app(
         &self,
         who: &Principal,
@@ -46,7 +46,8 @@ impl Service {
             name: name.to_owned(),
             description: description.to_owned(),
         };
-        self.commit(who, origin, &format!("create app {name}"), vec![(None, m)])
+        self.kernel
+            .commit(who, origin, &format!("create app {name}"), vec![(None, m)])
             .await
     }
 
@@ -70,13 +71,14 @@ impl Service {
             auto_approve: s.auto_approve.unwrap_or(s.protected != Some(true)),
             strict_flags: s.strict_flags.unwrap_or(false),
         };
-        self.commit(
-            who,
-            origin,
-            &format!("create environment {name}"),
-            vec![(None, m)],
-        )
-        .await
+        self.kernel
+            .commit(
+                who,
+                origin,
+                &format!("create environment {name}"),
+                vec![(None, m)],
+            )
+            .await
     }
 
     pub async fn update_env(
@@ -100,13 +102,14 @@ impl Service {
             auto_approve: s.auto_approve,
             strict_flags: s.strict_flags,
         };
-        self.commit(
-            who,
-            origin,
-            &format!("update environment {name}"),
-            vec![(None, m)],
-        )
-        .await
+        self.kernel
+            .commit(
+                who,
+                origin,
+                &format!("update environment {name}"),
+                vec![(None, m)],
+            )
+            .await
     }
 
     /// Register the next version of the schema at (app, pattern). Stored
@@ -134,34 +137,36 @@ impl Service {
             message.to_owned()
         };
         let (app, schema, msg) = (&app, &schema, &msg);
-        self.retrying(move || async move {
-            let (guard, compiled, drift) =
-                self.plan_schema(who, app.as_ref(), pattern, schema, message)?;
-            if !drift.is_empty() && !force {
-                return Err(Error::SchemaDrift { violations: drift });
-            }
-            let action = force
-                .then(|| "schema.register.forced".to_owned())
-                .filter(|_| !drift.is_empty());
-            let m = Mutation::PutSchema {
-                app: app.clone(),
-                pattern: pattern.to_owned(),
-                schema: schema.clone(),
-            };
-            let committed = self
-                .commit_guarded(who, origin, msg, vec![(action, m)], Some(guard))
-                .await?;
-            Ok(committed.map(|committed| SchemaRegistered {
-                revision: committed.revision,
-                version: committed
-                    .applied
-                    .first()
-                    .and_then(|a| a.to_version)
-                    .unwrap_or(compiled.record.version),
-                drift,
-            }))
-        })
-        .await
+        self.kernel
+            .retrying(move || async move {
+                let (guard, compiled, drift) =
+                    self.plan_schema(who, app.as_ref(), pattern, schema, message)?;
+                if !drift.is_empty() && !force {
+                    return Err(Error::SchemaDrift { violations: drift });
+                }
+                let action = force
+                    .then(|| "schema.register.forced".to_owned())
+                    .filter(|_| !drift.is_empty());
+                let m = Mutation::PutSchema {
+                    app: app.clone(),
+                    pattern: pattern.to_owned(),
+                    schema: schema.clone(),
+                };
+                let committed = self
+                    .kernel
+                    .commit_guarded(who, origin, msg, vec![(action, m)], Some(guard))
+                    .await?;
+                Ok(committed.map(|committed| SchemaRegistered {
+                    revision: committed.revision,
+                    version: committed
+                        .applied
+                        .first()
+                        .and_then(|a| a.to_version)
+                        .unwrap_or(compiled.record.version),
+                    drift,
+                }))
+            })
+            .await
     }
 
     /// Compile the schema's next version and check it against every stored
@@ -175,7 +180,7 @@ impl Service {
         message: &str,
     ) -> Result<(cairn_store::Guard, CompiledSchema, Vec<Violation>)> {
         let app = app.cloned();
-        let st = self.read();
+        let st = self.kernel.read();
         if let Some(a) = &app {
             st.check_scope(&Scope::new(Some(a), None))?;
         }
@@ -197,7 +202,7 @@ impl Service {
             revision: 0,
             actor: who.actor(),
             message: message.to_owned(),
-            created_at: self.now(),
+            created_at: self.kernel.now(),
         })?;
         let mut drift = Vec::new();
         for (scope, entries) in &st.scopes {
@@ -212,7 +217,8 @@ impl Service {
 
     /// The apps `who` can see.
     pub fn apps(&self, who: &Principal) -> Vec<App> {
-        self.read()
+        self.kernel
+            .read()
             .apps
             .values()
             .filter(|a| who.can(Action::Read, Some(&a.name), None))
@@ -224,7 +230,8 @@ impl Service {
         if !who.can(Action::Read, Some(name), None) {
             return Err(hidden(format!("app '{name}'")));
         }
-        self.read()
+        self.kernel
+            .read()
             .apps
             .get(name)
             .cloned()
@@ -233,11 +240,12 @@ impl Service {
 
     /// Environments (their names are not secret to anyone who can read).
     pub fn envs(&self, _who: &Principal) -> Vec<Environment> {
-        self.read().envs.values().cloned().collect()
+        self.kernel.read().envs.values().cloned().collect()
     }
 
     pub fn env(&self, _who: &Principal, name: &str) -> Result<Environment> {
-        self.read()
+        self.kernel
+            .read()
             .envs
             .get(name)
             .cloned()
@@ -250,7 +258,8 @@ impl Service {
 
     /// Active schemas `who` can see.
     pub fn schemas(&self, who: &Principal) -> Vec<SchemaRecord> {
-        self.read()
+        self.kernel
+            .read()
             .schemas
             .iter()
             .map(|s| &s.record)
@@ -261,7 +270,7 @@ impl Service {
 
     /// Every version of every schema `who` can see.
     pub async fn schema_history(&self, who: &Principal) -> Result<Vec<SchemaRecord>> {
-        let all = self.store().schema_history().await?;
+        let all = self.kernel.store().schema_history().await?;
         Ok(all
             .into_iter()
             .filter(|r| Self::schema_visible(who, r))

@@ -12,11 +12,11 @@ use cairn_store::{Committed, EntryVersion, Mutation, Read, StoreError};
 use serde_json::Value;
 
 use crate::config::schema::CompiledSchema;
+use crate::config::Config;
 use crate::identity::access::{check_read, check_resolve, check_write};
 use crate::identity::auth::{Origin, Principal};
 use crate::identity::policy::Action;
 use crate::kernel::state::{ResolvedView, ScopeEntries};
-use crate::service::Service;
 use crate::{Error, Result, Violation};
 
 /// What a write of entries did: the commit, and the flag warnings of what it
@@ -54,12 +54,12 @@ pub struct ChangeItem {
     pub expected_version: Option<i64>,
 }
 
-impl Service {
+impl Config<'_> {
     /// Validate and commit a change set of entries as one revision.
     ///
     /// The change set is planned and validated against memory at some
     /// revision; the commit carries that revision and what the validation
-    /// read ([`EntryPlan::guard`]), so the store refuses it if a concurrent
+    /// read (`EntryPlan::guard`), so the store refuses it if a concurrent
     /// change touched any of it, and then it is planned again.
     pub async fn write_entries(
         &self,
@@ -88,29 +88,31 @@ impl Service {
         // The values are checked and canonicalised once; only the checks
         // that read the state are made again on a retry.
         let items = &self.prepare_items(who, items)?;
-        self.retrying(move || async move {
-            // Taken before anything is read, so every read below sees at
-            // least this revision and the guard covers whatever came after.
-            let basis = self.revision();
-            // Secret references must name secrets that exist (422 otherwise);
-            // checked only where the caller may write, so that nobody else
-            // learns which secrets exist (the plan refuses them).
-            for Prepared { item, .. } in items {
-                let (app, env) = (item.scope.app.as_deref(), item.scope.env.as_deref());
-                if let (Some(value), true) = (&item.value, who.can(Action::Write, app, env)) {
-                    self.check_references(&item.scope, value).await?;
+        self.kernel
+            .retrying(move || async move {
+                // Taken before anything is read, so every read below sees at
+                // least this revision and the guard covers whatever came after.
+                let basis = self.kernel.revision();
+                // Secret references must name secrets that exist (422 otherwise);
+                // checked only where the caller may write, so that nobody else
+                // learns which secrets exist (the plan refuses them).
+                for Prepared { item, .. } in items {
+                    let (app, env) = (item.scope.app.as_deref(), item.scope.env.as_deref());
+                    if let (Some(value), true) = (&item.value, who.can(Action::Write, app, env)) {
+                        crate::secrets::check_references(self.kernel, &item.scope, value).await?;
+                    }
                 }
-            }
-            let plan = self.plan_entries(who, basis, items, action)?;
-            let committed = self
-                .commit_guarded(who, origin, message, plan.mutations, Some(plan.guard))
-                .await?;
-            Ok(committed.map(|committed| Written {
-                committed,
-                warnings: plan.warnings,
-            }))
-        })
-        .await
+                let plan = self.plan_entries(who, basis, items, action)?;
+                let committed = self
+                    .kernel
+                    .commit_guarded(who, origin, message, plan.mutations, Some(plan.guard))
+                    .await?;
+                Ok(committed.map(|committed| Written {
+                    committed,
+                    warnings: plan.warnings,
+                }))
+            })
+            .await
     }
 
     /// The checks of a change set that read no state: keys, duplicates,
@@ -139,13 +141,13 @@ impl Service {
             let checksum = match &item.value {
                 Some(value) => {
                     let canon = canonical_json(value);
-                    if canon.len() > self.opts.max_value_bytes {
+                    if canon.len() > self.max_value_bytes {
                         return Err(Error::TooLarge {
                             field: field("value"),
                             message: format!(
                                 "{} bytes; at most {} bytes",
                                 canon.len(),
-                                self.opts.max_value_bytes
+                                self.max_value_bytes
                             ),
                         });
                     }
@@ -169,7 +171,7 @@ impl Service {
         items: &[Prepared],
         action: Option<&str>,
     ) -> Result<EntryPlan> {
-        let st = self.read();
+        let st = self.kernel.read();
         let mut guard = cairn_store::Guard::new(basis);
         let mut mutations = Vec::with_capacity(items.len());
         for Prepared { item, checksum } in items {
@@ -308,7 +310,7 @@ impl Service {
     ) -> Result<Vec<Violation>> {
         validate_key(key)?;
         check_read(who, scope)?;
-        let st = self.read();
+        let st = self.kernel.read();
         st.check_scope(scope)?;
         Ok(schema_violations(
             &st.schemas,
@@ -322,7 +324,7 @@ impl Service {
     /// The current resolved view of (app, env).
     pub fn resolve(&self, who: &Principal, app: &str, env: &str) -> Result<Arc<ResolvedView>> {
         check_resolve(who, app, env)?;
-        self.read().view(app, env)
+        self.kernel.read().view(app, env)
     }
 
     /// The resolved view of (app, env) as of `revision`, read from the store.
@@ -334,7 +336,7 @@ impl Service {
         revision: Revision,
     ) -> Result<ResolvedView> {
         check_resolve(who, app, env)?;
-        self.read().check_view(app, env)?;
+        self.kernel.read().check_view(app, env)?;
         let scopes = Scope::layers(app, env);
         let versions = self.entries_at(&scopes, revision).await?;
         let mut layers: [ScopeEntries; 4] = Default::default();
@@ -359,10 +361,10 @@ impl Service {
         if revision < 0 {
             return Err(Error::invalid("revision", "must be 0 or more"));
         }
-        match self.store().entries_at(scopes, revision).await {
+        match self.kernel.store().entries_at(scopes, revision).await {
             Err(StoreError::NotFound { .. }) => Err(Error::not_found(format!(
                 "revision {revision} (the latest is {})",
-                self.revision()
+                self.kernel.revision()
             ))),
             other => Ok(other?),
         }
@@ -372,7 +374,7 @@ impl Service {
     pub fn get(&self, who: &Principal, scope: &Scope, key: &str) -> Result<Arc<EntryVersion>> {
         validate_any_key(key)?;
         check_read(who, scope)?;
-        let st = self.read();
+        let st = self.kernel.read();
         st.check_scope(scope)?;
         st.entry(scope, key)
             .cloned()
@@ -408,7 +410,8 @@ impl Service {
     ) -> Result<EntryVersion> {
         validate_any_key(key)?;
         check_read(who, scope)?;
-        self.store()
+        self.kernel
+            .store()
             .entry_version(scope, key, version)
             .await?
             .ok_or_else(|| Error::not_found(format!("version {version} of {key} at {scope}")))
@@ -426,7 +429,7 @@ impl Service {
         if let Some(f) = filter {
             validate_glob(f).map_err(|e| rename_field(e.into(), "filter".into()))?;
         }
-        let st = self.read();
+        let st = self.kernel.read();
         st.check_scope(scope)?;
         Ok(st
             .scopes
@@ -455,7 +458,7 @@ impl Service {
         if let Some(f) = filter {
             validate_glob(f).map_err(|e| rename_field(e.into(), "filter".into()))?;
         }
-        self.read().check_scope(scope)?;
+        self.kernel.read().check_scope(scope)?;
         let mut out: Vec<EntryVersion> = self
             .entries_at(std::slice::from_ref(scope), revision)
             .await?
@@ -477,7 +480,7 @@ impl Service {
     ) -> Result<Vec<EntryVersion>> {
         validate_any_key(key)?;
         check_read(who, scope)?;
-        let h = self.store().entry_history(scope, key).await?;
+        let h = self.kernel.store().entry_history(scope, key).await?;
         if h.is_empty() {
             return Err(Error::not_found(format!("entry {key} at {scope}")));
         }
@@ -506,7 +509,7 @@ impl Service {
 
     /// Checksums of the current views (for tests and diagnostics).
     pub fn view_checksums(&self) -> BTreeMap<(String, String), String> {
-        let st = self.read();
+        let st = self.kernel.read();
         let mut out = BTreeMap::new();
         for app in st.apps.keys() {
             for env in st.envs.keys() {

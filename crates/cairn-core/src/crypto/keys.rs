@@ -9,6 +9,7 @@ use hkdf::Hkdf;
 use rand::RngCore;
 use sha2::Sha256;
 
+use crate::crypto::envelope::Kek;
 use crate::{Error, Result};
 
 /// 32 bytes of key material with an id (so keys can be rotated). `Debug` never shows the bytes.
@@ -100,6 +101,45 @@ impl MasterKey {
         // 32 bytes is far below HKDF's output limit: expand cannot fail.
         let _ = hk.expand(purpose.info(), &mut out);
         out
+    }
+}
+
+/// The master key and the master keys being retired
+/// (`Options::master_key`, `Options::previous_master_keys`): what the
+/// features that seal, open or verify with a master key's purpose keys hold.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    current: MasterKey,
+    previous: Vec<MasterKey>,
+}
+
+impl Keyring {
+    pub fn new(current: MasterKey, previous: Vec<MasterKey>) -> Self {
+        Keyring { current, previous }
+    }
+
+    /// The key new material is sealed under.
+    pub fn current(&self) -> &MasterKey {
+        &self.current
+    }
+
+    /// Keys being retired: what they sealed stays readable until re-wrapped.
+    pub fn previous(&self) -> &[MasterKey] {
+        &self.previous
+    }
+
+    /// The key-encryption key of the current master key.
+    pub fn kek(&self) -> Kek {
+        Kek::from_master(&self.current)
+    }
+
+    /// The key-encryption key with this id: the current master key's or a
+    /// previous one's.
+    pub fn kek_by_id(&self, id: &str) -> Option<Kek> {
+        std::iter::once(&self.current)
+            .chain(self.previous.iter())
+            .map(Kek::from_master)
+            .find(|k| k.id() == id)
     }
 }
 

@@ -4,7 +4,7 @@
 //! entries of kind `segment` (a JsonLogic rule, flagd's `$evaluators`), at the
 //! usual four scopes, written through the one write path. This module adds:
 //!
-//! - write-time validation ([`validate_change_set`]): a flag must compile with
+//! - write-time validation (`validate_change_set`): a flag must compile with
 //!   the segments visible at its scope, a segment must be a rule object, and a
 //!   change to a segment must not break a flag that uses it;
 //! - [`FlagView`]: the compiled flag set of one (app, env) — for each key the
@@ -489,7 +489,7 @@ impl FlagCounter {
 }
 
 /// Evaluation counts of every flag, counted in memory, loaded from the store at
-/// start and flushed to it periodically ([`Service::flush_flag_counts`]). Each
+/// start and flushed to it periodically ([`Flags::flush_flag_counts`]). Each
 /// replica flushes its own increments, so stored totals add up across replicas.
 #[derive(Debug)]
 pub struct Stats {
@@ -761,20 +761,8 @@ impl FlagView {
     }
 }
 
-impl State {
-    /// The compiled flags of (app, env), built on first use and kept until a
-    /// change touches one of its scopes.
-    pub fn flag_view(&self, app: &str, env: &str) -> Result<Arc<FlagView>> {
-        self.check_view(app, env)?;
-        Ok(self.flag_views.get_or_build(app, env, || {
-            let layers = Scope::layers(app, env).map(|s| self.scopes.get(&s));
-            FlagView::build(app, env, layers, &self.flag_stats)
-        }))
-    }
-}
-
 // ----------------------------------------------------------------------
-// Service: reads of flags
+// Reads of flags
 // ----------------------------------------------------------------------
 
 /// One evaluation, owned (for the CLI-facing API and tests; the HTTP hot path
@@ -867,13 +855,26 @@ fn meta_str(m: &Value, k: &str) -> Option<String> {
     }
 }
 
-impl Kernel {
+/// The flags feature ([`crate::Service::flags`]): compiled flag sets,
+/// evaluation, listings with lifecycle data, lint, evaluation counts.
+#[derive(Clone, Copy)]
+pub struct Flags<'a> {
+    kernel: &'a Kernel,
+}
+
+impl<'a> Flags<'a> {
+    pub(crate) fn new(kernel: &'a Kernel) -> Self {
+        Flags { kernel }
+    }
+}
+
+impl Flags<'_> {
     /// The compiled flags of (app, env) (same access as resolving its configuration).
     pub fn flag_set(&self, who: &Principal, app: &str, env: &str) -> Result<Arc<FlagView>> {
         if !who.can(Action::Resolve, Some(app), Some(env)) {
             return Err(hidden_view(app, env));
         }
-        self.read().flag_view(app, env)
+        self.kernel.read().flag_view(app, env)
     }
 
     /// Evaluate one flag of (app, env) against a context (a JSON object or null).
@@ -888,7 +889,7 @@ impl Kernel {
         let view = self.flag_set(who, app, env)?;
         let ctx = EvalContext::from_value(context)
             .map_err(|e| Error::invalid("context", e.to_string()))?;
-        let r = view.evaluate(key, &ctx, self.now().timestamp());
+        let r = view.evaluate(key, &ctx, self.kernel.now().timestamp());
         Ok(Evaluation {
             key: key.to_owned(),
             value: r.value.cloned(),
@@ -913,7 +914,7 @@ impl Kernel {
         app: Option<&str>,
         env: Option<&str>,
     ) -> Result<Vec<Arc<FlagView>>> {
-        let st = self.read();
+        let st = self.kernel.read();
         if let (Some(a), Some(e)) = (app, env) {
             if !who.can(Action::Read, Some(a), Some(e)) {
                 return Err(hidden_view(a, e));
@@ -943,7 +944,7 @@ impl Kernel {
 
     async fn created_at(&self, e: &EntryVersion) -> DateTime<Utc> {
         let key = (e.scope.clone(), e.key.clone());
-        let stats = self.read().flag_stats.clone();
+        let stats = self.kernel.read().flag_stats().clone();
         if let Some(t) = stats
             .created
             .lock()
@@ -952,7 +953,7 @@ impl Kernel {
         {
             return *t;
         }
-        let t = match self.store().entry_version(&e.scope, &e.key, 1).await {
+        let t = match self.kernel.store().entry_version(&e.scope, &e.key, 1).await {
             Ok(Some(v1)) => v1.created_at,
             // Compacted away, or the database is unreachable: the best we know.
             _ => return e.created_at,
@@ -973,7 +974,7 @@ impl Kernel {
         env: Option<&str>,
     ) -> Result<Vec<FlagInfo>> {
         let views = self.flag_views_for(who, app, env)?;
-        let since = self.read().flag_stats.since();
+        let since = self.kernel.read().flag_stats().since();
         let mut out = Vec::new();
         for view in views {
             for key in view.keys() {
@@ -1062,6 +1063,17 @@ impl Kernel {
             .collect())
     }
 
+    /// Write the flag evaluation counts gathered since the last flush.
+    pub async fn flush_flag_counts(&self) -> Result<()> {
+        let stats = self.kernel.read().flag_stats().clone();
+        let increments = stats.drain();
+        if let Err(e) = self.kernel.store().add_flag_counts(&increments).await {
+            stats.undrain(&increments);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     /// Flags not evaluated for `days` days. A flag never evaluated counts from
     /// its creation, or from when counting started (counts are in memory), whichever is later.
     pub async fn stale_flags(
@@ -1074,7 +1086,7 @@ impl Kernel {
         if days > 36_500 {
             return Err(Error::invalid("days", "at most 36500"));
         }
-        let cutoff = self.now() - chrono::Duration::days(i64::from(days));
+        let cutoff = self.kernel.now() - chrono::Duration::days(i64::from(days));
         let all = self.flags(who, app, env).await?;
         Ok(all
             .into_iter()

@@ -12,18 +12,20 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use cairn_store::{
-    chain, AuditContext, AuditEvent, AuditFilter, AuditRecord, Binding, Committed, Mutation, Role,
-    TokenRecord, UserRecord,
+    chain, AuditEvent, AuditFilter, AuditRecord, Binding, Committed, Mutation, Role, TokenRecord,
+    UserRecord,
 };
 use chrono::Duration;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::crypto::keys::{Keyring, Purpose};
 use crate::identity::access::require_admin;
 use crate::identity::auth::{Origin, Principal};
+use crate::identity::jwt::JwtVerifier;
 use crate::identity::policy::{validate_pattern, Action};
 use crate::identity::tokens::CreatedToken;
-use crate::service::Service;
+use crate::kernel::Kernel;
 use crate::{Error, Result};
 
 /// Shortest password accepted.
@@ -42,7 +44,7 @@ pub struct AuditVerification {
     pub first_bad: Option<chain::Tamper>,
 }
 
-/// One page of the audit log ([`Service::audit`]).
+/// One page of the audit log ([`Identity::audit`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditPage {
     pub records: Vec<AuditRecord>,
@@ -119,10 +121,27 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| Error::Internal(format!("worker failed: {e}")))
 }
 
-impl Service {
+/// The identity feature ([`crate::Service::identity`]): users, login,
+/// tokens, authentication, denied-request records, audit reads and
+/// verification. Holds the kernel, the OIDC verifier (if configured) and the
+/// keyring (older audit records are sealed under previous master keys).
+#[derive(Clone, Copy)]
+pub struct Identity<'a> {
+    kernel: &'a Kernel,
+    jwt: Option<&'a JwtVerifier>,
+    keys: &'a Keyring,
+}
+
+impl<'a> Identity<'a> {
+    pub(crate) fn new(kernel: &'a Kernel, jwt: Option<&'a JwtVerifier>, keys: &'a Keyring) -> Self {
+        Identity { kernel, jwt, keys }
+    }
+}
+
+impl Identity<'_> {
     pub fn users(&self, who: &Principal) -> Result<Vec<UserRecord>> {
         require_admin(who, None)?;
-        let mut users: Vec<UserRecord> = self.read().users.values().cloned().collect();
+        let mut users: Vec<UserRecord> = self.kernel.read().users.values().cloned().collect();
         users.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(users)
     }
@@ -148,7 +167,8 @@ impl Service {
             bindings: Some(bindings),
             disabled: None,
         };
-        self.commit(who, origin, &format!("create user {name}"), vec![(None, m)])
+        self.kernel
+            .commit(who, origin, &format!("create user {name}"), vec![(None, m)])
             .await
     }
 
@@ -184,7 +204,8 @@ impl Service {
             bindings,
             disabled,
         };
-        self.commit(who, origin, &format!("update user {name}"), vec![(None, m)])
+        self.kernel
+            .commit(who, origin, &format!("update user {name}"), vec![(None, m)])
             .await
     }
 
@@ -201,7 +222,7 @@ impl Service {
         if ttl <= Duration::zero() || ttl > MAX_LOGIN_TTL {
             return Err(Error::invalid("ttl", "must be between 1 second and 7 days"));
         }
-        let user = self.read().users.get(name).cloned();
+        let user = self.kernel.read().users.get(name).cloned();
         // A fixed dummy hash keeps the time of "no such user" like a wrong password.
         const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$4x6xLnsFX4yUdt1RKt3x3Ts0nHRNE3Ggm0oFeN2BkQg";
         let hash = user
@@ -242,8 +263,8 @@ impl Service {
             role: first.role,
             app: first.app,
             env: first.env,
-            created_at: self.now(),
-            expires_at: Some(self.now() + ttl),
+            created_at: self.kernel.now(),
+            expires_at: Some(self.kernel.now() + ttl),
             revoked_at: None,
             user: Some(name.to_owned()),
         };
@@ -257,6 +278,7 @@ impl Service {
             bootstrap: false,
         };
         let c = self
+            .kernel
             .commit(&who, origin, "login", vec![(Some("auth.login".into()), m)])
             .await?;
         Ok(CreatedToken {
@@ -271,37 +293,10 @@ impl Service {
         if credential.starts_with("cairn_") {
             return self.authenticate(credential);
         }
-        match &self.opts.jwt {
+        match self.jwt {
             Some(jwt) => jwt.verify(credential),
             None => Err(Error::Unauthorized("malformed token".into())),
         }
-    }
-
-    /// Append one audit record that is not a change (a refusal, a secret
-    /// read, a failed rotation) to the sealed chain, as `actor` from `origin`.
-    pub(crate) async fn append_event(
-        &self,
-        actor: String,
-        origin: &Origin,
-        message: String,
-        event: AuditEvent,
-    ) -> Result<()> {
-        let context = AuditContext {
-            actor,
-            message,
-            client_ip: origin.client_ip.clone(),
-            user_agent: origin.user_agent.clone(),
-            replica: Some(self.opts.replica.clone()),
-        };
-        self.store()
-            .append_audit(
-                &context,
-                vec![event],
-                Some(self.audit_key()),
-                self.opts.audit_sink.as_ref(),
-            )
-            .await?;
-        Ok(())
     }
 
     /// Record a refused request in the audit chain. Never fails the caller: a
@@ -322,7 +317,11 @@ impl Service {
             ..AuditEvent::default()
         };
         let message = reason.chars().take(512).collect();
-        if let Err(e) = self.append_event(actor, origin, message, event).await {
+        if let Err(e) = self
+            .kernel
+            .append_event(actor, origin, message, event)
+            .await
+        {
             tracing::error!(error = %e, action, "could not record a denied request");
         }
     }
@@ -346,7 +345,7 @@ impl Service {
             limit: limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX).saturating_add(1)),
             ..filter.clone()
         };
-        let mut records = self.store().audit(&query).await?;
+        let mut records = self.kernel.store().audit(&query).await?;
         let next = match limit {
             Some(l) if records.len() > l => {
                 records.truncate(l);
@@ -371,10 +370,11 @@ impl Service {
                 "verifying the audit log needs the admin role".into(),
             ));
         }
-        let head = self.store().audit_head().await?;
+        let head = self.kernel.store().audit_head().await?;
         let mut records: Vec<cairn_store::AuditRecord> = Vec::new();
         loop {
             let page = self
+                .kernel
                 .store()
                 .audit(&AuditFilter {
                     after_seq: records.last().map(|r| r.seq),
@@ -390,12 +390,12 @@ impl Service {
         }
         // After a master-key change, older records were sealed with the
         // previous key's audit key: verify with every key we hold.
-        let mut keys = vec![self.audit_key()];
+        let mut keys = vec![self.kernel.audit_key()];
         keys.extend(
-            self.opts
-                .previous_master_keys
+            self.keys
+                .previous()
                 .iter()
-                .map(|k| k.derive(crate::crypto::keys::Purpose::Audit)),
+                .map(|k| k.derive(Purpose::Audit)),
         );
         Ok(match chain::verify_with(&keys, &records, &head) {
             Ok(n) => AuditVerification {

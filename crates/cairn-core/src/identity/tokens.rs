@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::identity::access::require_admin;
 use crate::identity::auth::{self, Origin, Principal};
-use crate::service::Service;
+use crate::identity::Identity;
 use crate::{Error, Result};
 
 /// A token just created: the secret is shown once.
@@ -18,7 +18,7 @@ pub struct CreatedToken {
     pub revision: Revision,
 }
 
-impl Service {
+impl Identity<'_> {
     /// Create a token; its secret is returned once and never stored.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_token(
@@ -39,7 +39,7 @@ impl Service {
             // An SDK token is bound to exactly one existing (app, env).
             validate_app(app)?;
             validate_env(env)?;
-            self.read().check_view(app, env)?;
+            self.kernel.read().check_view(app, env)?;
         } else {
             crate::identity::policy::validate_pattern("app", app)?;
             crate::identity::policy::validate_pattern("env", env)?;
@@ -52,7 +52,7 @@ impl Service {
             role,
             app: app.to_owned(),
             env: env.to_owned(),
-            created_at: self.now(),
+            created_at: self.kernel.now(),
             expires_at,
             revoked_at: None,
             user: None,
@@ -62,6 +62,7 @@ impl Service {
             bootstrap: false,
         };
         let c = self
+            .kernel
             .commit(
                 who,
                 origin,
@@ -84,7 +85,8 @@ impl Service {
     ) -> Result<Committed> {
         require_admin(who, None)?;
         let m = Mutation::RevokeToken { id: id.to_owned() };
-        self.commit(who, origin, &format!("revoke token {id}"), vec![(None, m)])
+        self.kernel
+            .commit(who, origin, &format!("revoke token {id}"), vec![(None, m)])
             .await
     }
 
@@ -92,18 +94,18 @@ impl Service {
     pub fn authenticate(&self, secret: &str) -> Result<Principal> {
         let id =
             auth::token_id(secret).ok_or_else(|| Error::Unauthorized("malformed token".into()))?;
-        let st = self.read();
+        let st = self.kernel.read();
         let record = st
             .tokens
             .get(&id)
             .ok_or_else(|| Error::Unauthorized("invalid token".into()))?;
         let user = record.user.as_ref().and_then(|u| st.users.get(u));
-        auth::verify(record, user, secret, self.now())
+        auth::verify(record, user, secret, self.kernel.now())
     }
 
     pub fn tokens(&self, who: &Principal) -> Result<Vec<TokenRecord>> {
         require_admin(who, None)?;
-        let mut t: Vec<TokenRecord> = self.read().tokens.values().cloned().collect();
+        let mut t: Vec<TokenRecord> = self.kernel.read().tokens.values().cloned().collect();
         t.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(t)
     }

@@ -1,7 +1,8 @@
 //! The one commit function (the only caller of `Store::commit`), its guard,
-//! and planning again after a stale refusal.
+//! planning again after a stale refusal, and appending the audit records
+//! that are not changes.
 
-use cairn_store::{AuditContext, Commit, Committed, Mutation, StoreError};
+use cairn_store::{AuditContext, AuditEvent, Commit, Committed, Mutation, StoreError};
 
 use super::Kernel;
 use crate::{Error, Result};
@@ -114,6 +115,35 @@ impl Kernel {
             tracing::warn!(error = %e, revision = committed.revision, "committed but could not refresh memory");
         }
         Ok(Ok(committed))
+    }
+}
+
+impl Kernel {
+    /// Append one audit record that is not a change (a refusal, a secret
+    /// read, a failed rotation) to the sealed chain, as `actor` from `origin`.
+    pub(crate) async fn append_event(
+        &self,
+        actor: String,
+        origin: &Origin,
+        message: String,
+        event: AuditEvent,
+    ) -> Result<()> {
+        let context = AuditContext {
+            actor,
+            message,
+            client_ip: origin.client_ip.clone(),
+            user_agent: origin.user_agent.clone(),
+            replica: Some(self.replica.clone()),
+        };
+        self.store
+            .append_audit(
+                &context,
+                vec![event],
+                Some(self.audit_key),
+                self.audit_sink.as_ref(),
+            )
+            .await?;
+        Ok(())
     }
 }
 

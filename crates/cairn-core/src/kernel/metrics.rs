@@ -97,7 +97,7 @@ impl Metrics {
         self.plan_retries.inc();
     }
 
-    /// How many writes were planned again (see `Service::retrying`).
+    /// How many writes were planned again (see `Kernel::retrying`).
     pub fn plan_retries(&self) -> u64 {
         self.plan_retries.get()
     }

@@ -1,7 +1,9 @@
 //! The kernel: the in-memory state and its views, catching up with the
-//! store, the one commit function (the only caller of `Store::commit`), the
-//! watch hub, the metrics registry and the clock. Features build on it; it depends on none of them
-//! but the compiled views it caches.
+//! store, the one commit function (the only caller of `Store::commit`) and
+//! the one appender of audit records that are not changes, the watch hub,
+//! the metrics registry and the clock. Features build on it (each feature's
+//! handle holds a `&Kernel`); it depends on none of them but the compiled
+//! views it caches (`state`).
 
 pub(crate) mod commit;
 mod sync;
@@ -75,6 +77,7 @@ impl Kernel {
         &self.store
     }
 
+    /// This process's metrics registry (features count in it).
     pub(crate) fn metrics(&self) -> &metrics::Metrics {
         &self.metrics
     }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::schema::CompiledSchema;
+use crate::flags::{FlagView, Stats};
 use crate::{Error, Result};
 
 /// What an application reads: every config key of (app, env), merged across
@@ -110,9 +111,9 @@ pub struct State {
     pub scopes: HashMap<Scope, ScopeEntries>,
     views: ViewCache<ResolvedView>,
     /// Compiled flag sets by (app, env), invalidated like `views` (see `crate::flags`).
-    pub(crate) flag_views: ViewCache<crate::flags::FlagView>,
+    flag_views: ViewCache<FlagView>,
     /// Evaluation counts (in memory).
-    pub(crate) flag_stats: Arc<crate::flags::Stats>,
+    flag_stats: Arc<Stats>,
 }
 
 impl State {
@@ -200,6 +201,21 @@ impl State {
             let layers = Scope::layers(app, env).map(|s| self.scopes.get(&s));
             ResolvedView::build(app, env, layers)
         }))
+    }
+
+    /// The compiled flags of (app, env), built on first use and kept until a
+    /// change touches one of its scopes.
+    pub fn flag_view(&self, app: &str, env: &str) -> Result<Arc<FlagView>> {
+        self.check_view(app, env)?;
+        Ok(self.flag_views.get_or_build(app, env, || {
+            let layers = Scope::layers(app, env).map(|s| self.scopes.get(&s));
+            FlagView::build(app, env, layers, &self.flag_stats)
+        }))
+    }
+
+    /// The flags' evaluation counts (in memory), which the flag views count in.
+    pub fn flag_stats(&self) -> &Arc<Stats> {
+        &self.flag_stats
     }
 
     /// The live entry at (scope, key).

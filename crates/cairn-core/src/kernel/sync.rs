@@ -41,7 +41,7 @@ impl Kernel {
         self.sync_past(0).await
     }
 
-    /// Like [`Service::sync`], but nothing to do if memory already reflects
+    /// Like [`Kernel::sync`], but nothing to do if memory already reflects
     /// `revision` (another writer's catch-up applied it while we waited).
     pub(crate) async fn sync_past(&self, revision: Revision) -> Result<()> {
         let _guard = self.sync_lock.lock().await;
@@ -84,5 +84,15 @@ impl Kernel {
     /// Is the database reachable?
     pub async fn ready(&self) -> Result<()> {
         Ok(self.store.ping().await?)
+    }
+
+    /// Revisions older than this are no longer retained (history compaction).
+    pub fn compacted_revision(&self) -> Revision {
+        self.compacted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Did the last sync with the store fail (serving possibly stale memory)?
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -1,9 +1,9 @@
 //! Change notification per resolved view, for watch streams and long polls.
 //!
-//! A view that somebody watches has a [`Slot`]: a `watch` channel carrying the
+//! A view that somebody watches has a `Slot`: a `watch` channel carrying the
 //! view's revision, the last view it announced, and a short log of the
 //! events it produced (one per committed revision that moved the view).
-//! [`Hub::apply`] applies synced entry versions revision by revision and, after
+//! `Hub::apply` applies synced entry versions revision by revision and, after
 //! each revision, fires only the slots whose view that revision touched. A
 //! write to another app's environment wakes nobody here.
 //!
@@ -14,13 +14,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use cairn_model::{Revision, Scope};
-use cairn_store::{ChangeHint, EntryVersion};
+use cairn_store::EntryVersion;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::identity::auth::Principal;
 use crate::kernel::state::{ResolvedView, State};
-use crate::{Result, Service};
+use crate::Result;
 
 /// How many events each watched view keeps for streams that fall behind.
 const LOG_LEN: usize = 256;
@@ -169,16 +168,16 @@ impl Hub {
     }
 }
 
-impl Service {
+impl super::Kernel {
     /// The current view of (app, env) and a receiver that moves whenever a
-    /// committed revision changes it (access checked like [`Service::resolve`]).
-    pub fn watch_view(
+    /// committed revision changes it (no access check: see
+    /// `config::Config::watch_view`). Subscribed under the state read lock,
+    /// so no sync slips in between.
+    pub(crate) fn watch(
         &self,
-        who: &Principal,
         app: &str,
         env: &str,
     ) -> Result<(Arc<ResolvedView>, watch::Receiver<Revision>)> {
-        crate::identity::access::check_resolve(who, app, env)?;
         let st = self.read();
         let view = st.view(app, env)?;
         let rx = self.hub.subscribe(&view);
@@ -187,64 +186,13 @@ impl Service {
 
     /// The events of (app, env) after revision `after`, if this replica still
     /// holds all of them (it keeps the last few per watched view).
-    pub fn view_events_after(
+    pub(crate) fn view_events_after(
         &self,
         app: &str,
         env: &str,
         after: Revision,
     ) -> Option<Vec<Arc<ViewEvent>>> {
         self.hub.events_after(app, env, after)
-    }
-
-    /// The event taking a client at `since` to the current `view`, diffed
-    /// against the view as of `since` (read from the store; if that fails,
-    /// every key is listed as changed).
-    pub async fn catch_up_event(
-        &self,
-        who: &Principal,
-        view: &ResolvedView,
-        since: Revision,
-    ) -> ViewEvent {
-        match self.resolve_at(who, &view.app, &view.env, since).await {
-            Ok(old) => ViewEvent::between(since, Some(&old.values), view),
-            Err(_) => ViewEvent::between(since, None, view),
-        }
-    }
-
-    /// Follow the store's change hints (PostgreSQL `LISTEN/NOTIFY`): sync on
-    /// every hint for a revision not applied yet, and at once after the
-    /// listening connection is (re-)established. Returns whether the store
-    /// has hints; the periodic sync loop stays the safety net either way.
-    pub async fn spawn_change_listener(self: &Arc<Self>) -> bool {
-        let Some(mut listener) = self.store.change_listener().await else {
-            return false;
-        };
-        let svc = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                let hint = listener.next().await;
-                let Some(svc) = svc.upgrade() else { return };
-                if let ChangeHint::Committed(r) = hint {
-                    if r <= svc.revision() {
-                        continue;
-                    }
-                }
-                if let Err(e) = svc.sync().await {
-                    tracing::warn!(error = %e, ?hint, "sync after a change hint failed; serving from memory");
-                }
-            }
-        });
-        true
-    }
-
-    /// Revisions older than this are no longer retained (history compaction).
-    pub fn compacted_revision(&self) -> Revision {
-        self.compacted.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Did the last sync with the store fail (serving possibly stale memory)?
-    pub fn is_stale(&self) -> bool {
-        self.stale.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -19,7 +19,7 @@
 //! run, for a person to rotate with a value.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
 use cairn_model::Scope;
@@ -30,8 +30,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::identity::auth::{Origin, Principal};
-use crate::secrets::{NewValue, NextVersion, Plaintext};
-use crate::{Error, Result, Service};
+use crate::secrets::{NewValue, NextVersion, Plaintext, Secrets};
+use crate::{Error, Result};
 
 /// The lease the rotating replica holds.
 pub const LEASE: &str = "secret-rotation";
@@ -200,16 +200,22 @@ fn scheduler_principal() -> Principal {
     }
 }
 
-impl Service {
+impl Secrets<'_> {
     /// Take (or renew) the rotation lease and, if this process holds it,
     /// rotate what is due now. `None`: another replica holds the lease.
     pub async fn rotation_tick(&self, lease_ttl: StdDuration) -> Result<Option<RotationRun>> {
         let holder = self.scheduler.holder();
-        if !self.store().try_lease(LEASE, holder, lease_ttl).await? {
+        if !self
+            .kernel
+            .store()
+            .try_lease(LEASE, holder, lease_ttl)
+            .await?
+        {
             return Ok(None);
         }
         Ok(Some(
-            self.rotate_due_leased(self.now(), Some(lease_ttl)).await?,
+            self.rotate_due_leased(self.kernel.now(), Some(lease_ttl))
+                .await?,
         ))
     }
 
@@ -219,7 +225,7 @@ impl Service {
         self.rotate_due_leased(now, None).await
     }
 
-    /// [`Service::rotate_due`], renewing the lease before each secret (a run
+    /// [`Secrets::rotate_due`], renewing the lease before each secret (a run
     /// of slow hooks may outlast one lease period) and stopping as soon as
     /// another replica holds it.
     async fn rotate_due_leased(
@@ -228,6 +234,7 @@ impl Service {
         lease: Option<StdDuration>,
     ) -> Result<RotationRun> {
         let mut due: Vec<(DateTime<Utc>, SecretRecord)> = self
+            .kernel
             .store()
             .secrets()
             .await?
@@ -253,6 +260,7 @@ impl Service {
             // one lease period); stop as soon as another replica holds it.
             if let Some(ttl) = lease.filter(|ttl| renewed.elapsed() >= *ttl / 3) {
                 if !self
+                    .kernel
                     .store()
                     .try_lease(LEASE, self.scheduler.holder(), ttl)
                     .await?
@@ -275,7 +283,12 @@ impl Service {
             // list. (A generated value has no effect outside; the
             // compare-and-set settles that race.)
             let record = if hooked {
-                match self.store().secret(&record.scope, &record.name).await? {
+                match self
+                    .kernel
+                    .store()
+                    .secret(&record.scope, &record.name)
+                    .await?
+                {
                     Some((fresh, false))
                         if fresh.current_version == record.current_version
                             && next_rotation(&fresh).is_some_and(|at| at <= now) =>
@@ -299,7 +312,7 @@ impl Service {
             {
                 Ok(written) => {
                     self.scheduler.succeeded(&record.scope, &record.name);
-                    self.metrics().rotation_succeeded();
+                    self.kernel.metrics().rotation_succeeded();
                     tracing::info!(secret = %record.name, scope = %record.scope, version = written.version, "rotated secret");
                     run.rotated.push(RotationItem::of(&record, written.version));
                 }
@@ -328,7 +341,9 @@ impl Service {
                 }
             }
         }
-        self.metrics().set_rotation_overdue(run.overdue.len());
+        self.kernel
+            .metrics()
+            .set_rotation_overdue(run.overdue.len());
         Ok(run)
     }
 
@@ -342,7 +357,7 @@ impl Service {
     ) {
         let error = item.error.as_deref().unwrap_or("");
         tracing::error!(secret = %record.name, scope = %record.scope, attempts = item.attempts, error, "secret rotation failed");
-        self.metrics().rotation_failed();
+        self.kernel.metrics().rotation_failed();
         let event = AuditEvent {
             action: "secret.rotation_failed".into(),
             app: Some(record.scope.app_str().to_owned()),
@@ -357,26 +372,12 @@ impl Service {
         };
         let message = "scheduled rotation failed".to_owned();
         if let Err(e) = self
+            .kernel
             .append_event(who.actor(), &Origin::default(), message, event)
             .await
         {
             tracing::error!(error = %e, secret = %record.name, "could not audit a failed rotation");
         }
-    }
-
-    /// Rotate every `every` while this process holds the lease (renewed each
-    /// tick; it lapses after three missed ticks, at least 2 s, and another
-    /// replica takes over).
-    pub fn spawn_rotation_scheduler(
-        self: &Arc<Self>,
-        every: StdDuration,
-    ) -> tokio::task::JoinHandle<()> {
-        let ttl = (every * 3).max(StdDuration::from_secs(2));
-        self.spawn_every(
-            every,
-            "the secret-rotation scheduler failed; will retry",
-            move |svc| async move { svc.rotation_tick(ttl).await.map(|_| ()) },
-        )
     }
 
     /// Ask a rotation hook for the next value: POST `{event, name, app, env,
@@ -423,9 +424,10 @@ impl Service {
             "idempotency_key": idempotency,
         }))
         .map_err(|e| Error::Internal(format!("hook body: {e}")))?;
-        let signature = crate::webhooks::signature(key.as_bytes(), self.now().timestamp(), &body);
+        let signature =
+            crate::webhooks::signature(key.as_bytes(), self.kernel.now().timestamp(), &body);
         let response = self
-            .outbound()
+            .outbound
             .post_json(
                 url,
                 &[

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::policy::Action;
-use crate::kernel::Kernel;
+use crate::telemetry::Telemetry;
 use crate::{Error, Principal, Result};
 
 /// Most evaluation counts in one report.
@@ -134,7 +134,7 @@ fn hidden_view(app: &str, env: &str) -> Error {
     }
 }
 
-impl Kernel {
+impl Telemetry<'_> {
     /// Take an SDK instance's report for (app, env): store its applied state
     /// (replacing its previous one) and add its evaluation counts to the
     /// flags' counts. Needs `Resolve` at (app, env). Invalid input changes nothing.
@@ -149,9 +149,10 @@ impl Kernel {
             return Err(hidden_view(app, env));
         }
         validate(report)?;
-        let flags = self.read().flag_view(app, env)?;
-        let now = self.now();
-        self.store()
+        let flags = self.kernel.read().flag_view(app, env)?;
+        let now = self.kernel.now();
+        self.kernel
+            .store()
             .put_applied(&AppliedState {
                 app: app.to_owned(),
                 env: env.to_owned(),
@@ -184,7 +185,11 @@ impl Kernel {
     /// Forget instances that have not reported for `max_age`.
     pub async fn prune_applied(&self, max_age: std::time::Duration) -> Result<u64> {
         let age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::days(30));
-        Ok(self.store().prune_applied(self.now() - age).await?)
+        Ok(self
+            .kernel
+            .store()
+            .prune_applied(self.kernel.now() - age)
+            .await?)
     }
 
     /// The last report of every instance of (app, env) (readers of the view).
@@ -197,8 +202,8 @@ impl Kernel {
         if !who.can(Action::Read, Some(app), Some(env)) {
             return Err(hidden_view(app, env));
         }
-        let view = self.read().view(app, env)?;
-        let states = self.store().applied(app, env).await?;
+        let view = self.kernel.read().view(app, env)?;
+        let states = self.kernel.store().applied(app, env).await?;
         Ok(states
             .into_iter()
             .map(|s| AppliedInstance {

@@ -5,3 +5,18 @@
 pub mod applied;
 
 pub use crate::kernel::metrics;
+
+use crate::kernel::Kernel;
+
+/// The reports feature ([`crate::Service::telemetry`]): SDK reports, the
+/// applied state of instances.
+#[derive(Clone, Copy)]
+pub struct Telemetry<'a> {
+    kernel: &'a Kernel,
+}
+
+impl<'a> Telemetry<'a> {
+    pub(crate) fn new(kernel: &'a Kernel) -> Self {
+        Telemetry { kernel }
+    }
+}

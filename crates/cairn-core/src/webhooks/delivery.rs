@@ -12,7 +12,8 @@ use rand::Rng;
 use super::{affects, event_of, payload, random_id, seal_id, signature, subscribed, to_sealed};
 use crate::crypto::envelope;
 use crate::outbound::OutboundError;
-use crate::{Result, Service};
+use crate::webhooks::Webhooks;
+use crate::Result;
 
 /// Timing of the dispatcher and the delivery workers.
 #[derive(Debug, Clone)]
@@ -63,15 +64,16 @@ impl WebhookSettings {
 }
 
 /// How often finished deliveries older than the retention are deleted.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+pub(crate) const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-impl Service {
+impl Webhooks<'_> {
     /// Delete finished deliveries older than `retention`; returns how many.
     pub async fn prune_webhook_deliveries(&self, retention: Duration) -> Result<u64> {
         let age = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
         Ok(self
+            .kernel
             .store()
-            .prune_webhook_deliveries(self.now() - age)
+            .prune_webhook_deliveries(self.kernel.now() - age)
             .await?)
     }
 
@@ -81,8 +83,9 @@ impl Service {
         const BATCH: i64 = 500;
         let mut enqueued = 0;
         loop {
-            let cursor = self.store().webhook_cursor().await?;
+            let cursor = self.kernel.store().webhook_cursor().await?;
             let records = self
+                .kernel
                 .store()
                 .audit(&AuditFilter {
                     after_seq: Some(cursor),
@@ -95,8 +98,8 @@ impl Service {
             };
             // Read after the records: every subscription created by one of
             // them is visible.
-            let hooks = self.store().webhooks().await?;
-            let now = self.now();
+            let hooks = self.kernel.store().webhooks().await?;
+            let now = self.kernel.now();
             let mut deliveries = Vec::new();
             for r in &records {
                 let Some(event) = event_of(r) else { continue };
@@ -123,6 +126,7 @@ impl Service {
                 }
             }
             if self
+                .kernel
                 .store()
                 .enqueue_webhook_deliveries(cursor, last, &deliveries)
                 .await?
@@ -135,24 +139,22 @@ impl Service {
         }
     }
 
-    /// Claim up to `limit` due deliveries and attempt them concurrently,
-    /// waiting for all. Returns how many were attempted.
-    pub async fn deliver_due_webhooks(
-        self: &Arc<Self>,
+    /// Claim up to `limit` due deliveries, each with its subscription
+    /// (read, and its signing secret opened, once per subscription).
+    pub(crate) async fn claim_due(
+        &self,
         settings: &WebhookSettings,
         limit: usize,
-    ) -> Result<usize> {
+    ) -> Result<Vec<(DeliveryRecord, Target)>> {
         let claimed = self.claim_deliveries(settings, limit).await?;
-        let n = claimed.len();
         let targets = self.delivery_targets(&claimed).await;
-        let mut tasks = tokio::task::JoinSet::new();
-        for d in claimed {
-            let (svc, settings) = (self.clone(), settings.clone());
-            let target = targets[&d.webhook_id].clone();
-            tasks.spawn(async move { svc.attempt_delivery(d, target, &settings).await });
-        }
-        while tasks.join_next().await.is_some() {}
-        Ok(n)
+        Ok(claimed
+            .into_iter()
+            .map(|d| {
+                let target = targets[&d.webhook_id].clone();
+                (d, target)
+            })
+            .collect())
     }
 
     async fn claim_deliveries(
@@ -163,11 +165,12 @@ impl Service {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let now = self.now();
+        let now = self.kernel.now();
         // Held while the attempt runs; a worker that dies leaves it due then.
         let lease = chrono::Duration::from_std(settings.timeout * 3)
             .unwrap_or_else(|_| chrono::Duration::seconds(60));
         Ok(self
+            .kernel
             .store()
             .claim_webhook_deliveries(now, now + lease, limit as i64)
             .await?)
@@ -187,7 +190,7 @@ impl Service {
     }
 
     async fn delivery_target(&self, id: &str) -> std::result::Result<Subscription, SendError> {
-        let w = match self.store().webhook(id).await {
+        let w = match self.kernel.store().webhook(id).await {
             Ok(Some(w)) if w.deleted_at.is_none() => w,
             Ok(_) => return Err(SendError::Permanent("the subscription was deleted".into())),
             Err(e) => return Err(SendError::Transient(format!("store: {e}"))),
@@ -202,13 +205,13 @@ impl Service {
     }
 
     /// One attempt: sign, send, log, and decide what next.
-    async fn attempt_delivery(
+    pub(crate) async fn attempt_delivery(
         &self,
         d: DeliveryRecord,
         target: Target,
         settings: &WebhookSettings,
     ) {
-        let at = self.now();
+        let at = self.kernel.now();
         let started = Instant::now();
         let sent = match target {
             Ok(sub) => self.send_delivery(&d, &sub, settings, at).await,
@@ -233,7 +236,7 @@ impl Service {
             error: error.clone(),
             duration_ms: started.elapsed().as_millis() as i64,
         };
-        self.metrics().webhook_attempt(match &outcome {
+        self.kernel.metrics().webhook_attempt(match &outcome {
             DeliveryOutcome::Delivered => "delivered",
             DeliveryOutcome::Retry(_) => "retry",
             DeliveryOutcome::Failed => "failed",
@@ -251,6 +254,7 @@ impl Service {
             ),
         }
         if let Err(e) = self
+            .kernel
             .store()
             .record_webhook_attempt(&d.id, &attempt, &outcome)
             .await
@@ -266,7 +270,7 @@ impl Service {
         }
         let delay = chrono::Duration::from_std(settings.backoff(attempt))
             .unwrap_or_else(|_| chrono::Duration::hours(1));
-        DeliveryOutcome::Retry(self.now() + delay)
+        DeliveryOutcome::Retry(self.kernel.now() + delay)
     }
 
     /// The HTTP status of the receiver's answer.
@@ -285,7 +289,8 @@ impl Service {
             ("Cairn-Signature", sig.as_str()),
         ];
         match self
-            .outbound()
+            .outbound
+            .clone()
             .with_timeout(settings.timeout)
             .post_json(&w.url, &headers, body)
             .await
@@ -297,68 +302,19 @@ impl Service {
             Err(e) => Err(SendError::Transient(e.to_string())),
         }
     }
-
-    /// Tail the audit log and deliver, every `settings.poll`, until the
-    /// service is dropped. Each process runs one; on PostgreSQL several
-    /// replicas share the work (the cursor's compare-and-set and the claims
-    /// keep every event delivered once per subscription).
-    pub fn spawn_webhook_dispatcher(
-        self: &Arc<Self>,
-        settings: WebhookSettings,
-    ) -> tokio::task::JoinHandle<()> {
-        let slots = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
-        let settings = Arc::new(settings);
-        let pruned_at = Arc::new(std::sync::Mutex::new(None::<Instant>));
-        self.spawn_every(
-            settings.poll,
-            "webhook dispatch failed; will retry",
-            move |svc| {
-                let (slots, settings) = (slots.clone(), settings.clone());
-                let prune = {
-                    let mut at = pruned_at.lock().unwrap_or_else(|e| e.into_inner());
-                    let due = at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
-                    if due {
-                        *at = Some(Instant::now());
-                    }
-                    due
-                };
-                async move {
-                    if prune {
-                        svc.prune_webhook_deliveries(settings.retention).await?;
-                    }
-                    svc.dispatch_webhooks().await?;
-                    let free = slots.available_permits();
-                    let claimed = svc.claim_deliveries(&settings, free).await?;
-                    let targets = svc.delivery_targets(&claimed).await;
-                    for d in claimed {
-                        let Ok(permit) = slots.clone().try_acquire_owned() else {
-                            break;
-                        };
-                        let (svc, settings) = (svc.clone(), settings.clone());
-                        let target = targets[&d.webhook_id].clone();
-                        tokio::spawn(async move {
-                            svc.attempt_delivery(d, target, &settings).await;
-                            drop(permit);
-                        });
-                    }
-                    Ok(())
-                }
-            },
-        )
-    }
 }
 
 /// What a delivery needs of its subscription.
-struct Subscription {
+pub(crate) struct Subscription {
     url: String,
     secret: Vec<u8>,
 }
 
 /// A claimed delivery's subscription, or why it cannot be sent.
-type Target = std::result::Result<Arc<Subscription>, SendError>;
+pub(crate) type Target = std::result::Result<Arc<Subscription>, SendError>;
 
 #[derive(Clone)]
-enum SendError {
+pub(crate) enum SendError {
     /// Retrying cannot help (refused target, deleted subscription).
     Permanent(String),
     Transient(String),

@@ -2,13 +2,13 @@
 //!
 //! **Source of events: the audit log.** Every mutation writes its audit
 //! record in its own transaction, so an event can't be lost between a change
-//! and its announcement. The dispatcher ([`Service::dispatch_webhooks`]) reads
+//! and its announcement. The dispatcher ([`Webhooks::dispatch_webhooks`]) reads
 //! the audit records after a stored cursor, maps each to an event type
 //! ([`event_of`]), matches the subscriptions live at that record's `seq` by
 //! event type and scope ([`affects`]), and enqueues one delivery per match in
 //! the transaction that advances the cursor (compare-and-set: two replicas
 //! never enqueue the same record twice). Workers
-//! ([`Service::deliver_due_webhooks`]) claim due deliveries, sign and send
+//! ([`crate::Service::deliver_due_webhooks`]) claim due deliveries, sign and send
 //! them through [`crate::outbound`], and log every attempt; failures are
 //! retried with exponential backoff.
 //!
@@ -38,12 +38,16 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::crypto::envelope::{self, Kek, Sealed, SecretId};
+use crate::crypto::keys::Keyring;
 use crate::identity::access::require_admin;
 use crate::identity::auth::{Origin, Principal};
-use crate::{Error, Result, Service};
+use crate::kernel::Kernel;
+use crate::outbound::Outbound;
+use crate::{Error, Result};
 
 mod delivery;
 pub use delivery::WebhookSettings;
+pub(crate) use delivery::PRUNE_EVERY;
 
 /// The outbound HTTP guard's old path (it is shared with rotation hooks:
 /// `crate::outbound`).
@@ -295,12 +299,30 @@ fn payload(r: &AuditRecord, event: &str, delivery: &str, webhook: &str) -> Value
     p
 }
 
-impl Service {
+/// The webhooks feature ([`crate::Service::webhooks`]): subscriptions, the
+/// dispatcher, deliveries. Holds the kernel, the keyring (signing secrets
+/// are sealed under the master key) and the outbound HTTP guard.
+#[derive(Clone, Copy)]
+pub struct Webhooks<'a> {
+    kernel: &'a Kernel,
+    keys: &'a Keyring,
+    outbound: &'a Outbound,
+}
+
+impl<'a> Webhooks<'a> {
+    pub(crate) fn new(kernel: &'a Kernel, keys: &'a Keyring, outbound: &'a Outbound) -> Self {
+        Webhooks {
+            kernel,
+            keys,
+            outbound,
+        }
+    }
+}
+
+impl Webhooks<'_> {
     fn webhook_kek(&self, id: &str) -> Result<Kek> {
-        std::iter::once(&self.opts.master_key)
-            .chain(self.opts.previous_master_keys.iter())
-            .map(Kek::from_master)
-            .find(|k| k.id() == id)
+        self.keys
+            .kek_by_id(id)
             .ok_or_else(|| Error::Unavailable(format!("the key-encryption key {id} is not loaded")))
     }
 
@@ -312,8 +334,7 @@ impl Service {
                 message: format!("at most {MAX_URL_LEN} bytes"),
             });
         }
-        crate::outbound::Outbound::parse_url(&req.url)
-            .map_err(|e| Error::invalid("url", e.to_string()))?;
+        Outbound::parse_url(&req.url).map_err(|e| Error::invalid("url", e.to_string()))?;
         if req.events.is_empty() {
             return Err(Error::invalid("events", "name at least one event type"));
         }
@@ -329,7 +350,7 @@ impl Service {
             }
         }
         {
-            let st = self.read();
+            let st = self.kernel.read();
             if let Some(app) = &req.app {
                 validate_app(app)?;
                 if !st.apps.contains_key(app) {
@@ -362,7 +383,7 @@ impl Service {
             });
         }
         // The target as resolved now; each delivery checks again.
-        self.outbound()
+        self.outbound
             .check(&req.url)
             .await
             .map(|_| ())
@@ -379,11 +400,7 @@ impl Service {
         require_admin(who, None)?;
         self.check_webhook_request(&req).await?;
         let id = random_id("wh");
-        let sealed = envelope::seal(
-            &Kek::from_master(&self.opts.master_key),
-            &seal_id(&id),
-            req.secret.as_bytes(),
-        );
+        let sealed = envelope::seal(&self.keys.kek(), &seal_id(&id), req.secret.as_bytes());
         let mut events = req.events.clone();
         events.sort();
         events.dedup();
@@ -411,6 +428,7 @@ impl Service {
     pub async fn webhooks(&self, who: &Principal) -> Result<Vec<WebhookInfo>> {
         require_admin(who, None)?;
         Ok(self
+            .kernel
             .store()
             .webhooks()
             .await?
@@ -423,7 +441,7 @@ impl Service {
     /// One subscription, deleted ones included (admins).
     pub async fn webhook(&self, who: &Principal, id: &str) -> Result<WebhookInfo> {
         require_admin(who, None)?;
-        match self.store().webhook(id).await? {
+        match self.kernel.store().webhook(id).await? {
             Some(w) => Ok(WebhookInfo::from(&w)),
             None => Err(Error::not_found(format!("webhook {id}"))),
         }
@@ -445,7 +463,9 @@ impl Service {
         message: &str,
         m: Mutation,
     ) -> Result<()> {
-        self.commit(who, origin, message, vec![(None, m)]).await?;
+        self.kernel
+            .commit(who, origin, message, vec![(None, m)])
+            .await?;
         Ok(())
     }
 
@@ -458,6 +478,7 @@ impl Service {
     ) -> Result<Vec<DeliveryRecord>> {
         self.webhook(who, id).await?;
         Ok(self
+            .kernel
             .store()
             .webhook_deliveries(id, limit.clamp(1, 1000))
             .await?)
@@ -475,9 +496,9 @@ impl Service {
         message: &str,
     ) -> Result<(usize, usize)> {
         require_admin(who, None)?;
-        let new = Kek::from_master(&self.opts.master_key);
+        let new = self.keys.kek();
         let (mut rewrapped, mut unchanged) = (0, 0);
-        for w in self.store().webhooks().await? {
+        for w in self.kernel.store().webhooks().await? {
             if w.deleted_at.is_some() {
                 continue;
             }

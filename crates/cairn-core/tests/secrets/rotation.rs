@@ -49,17 +49,18 @@ fn every(seconds: i64, generator: Option<&str>) -> SecretPolicy {
 
 /// The global secret whose value signs hook requests.
 async fn signer(svc: &Service) {
-    svc.create_secret(
-        &who(Role::Admin),
-        &Origin::default(),
-        &Scope::global(),
-        SIGNER,
-        NewValue::Given(Plaintext::new(SIGNING_KEY)),
-        SecretPolicy::default(),
-        "hook signing key",
-    )
-    .await
-    .unwrap();
+    svc.secrets()
+        .create_secret(
+            &who(Role::Admin),
+            &Origin::default(),
+            &Scope::global(),
+            SIGNER,
+            NewValue::Given(Plaintext::new(SIGNING_KEY)),
+            SecretPolicy::default(),
+            "hook signing key",
+        )
+        .await
+        .unwrap();
 }
 
 /// `create_secret` with the message "new" and no origin.
@@ -71,7 +72,8 @@ async fn create(
     value: NewValue,
     policy: SecretPolicy,
 ) -> cairn_core::Result<cairn_core::secrets::SecretWritten> {
-    svc.create_secret(who, &Origin::default(), scope, name, value, policy, "new")
+    svc.secrets()
+        .create_secret(who, &Origin::default(), scope, name, value, policy, "new")
         .await
 }
 
@@ -178,7 +180,7 @@ async fn due_secrets_rotate_once_spread_and_overdue_ones_are_listed() {
     .unwrap();
 
     // Nothing is due yet.
-    let run = svc.rotate_due(Utc::now()).await.unwrap();
+    let run = svc.secrets().rotate_due(Utc::now()).await.unwrap();
     assert!(
         run.rotated.is_empty() && run.failed.is_empty() && run.overdue.is_empty(),
         "{run:?}"
@@ -186,7 +188,7 @@ async fn due_secrets_rotate_once_spread_and_overdue_ones_are_listed() {
 
     // Spread: secrets created together on one schedule get distinct times,
     // each within a tenth of the interval after its due time.
-    let infos = svc.secrets(&admin).await.unwrap();
+    let infos = svc.secrets().secrets(&admin).await.unwrap();
     let mut nexts = Vec::new();
     for info in infos.iter().filter(|i| i.name.starts_with("gen/")) {
         let next = info
@@ -210,7 +212,7 @@ async fn due_secrets_rotate_once_spread_and_overdue_ones_are_listed() {
         .is_none());
 
     let later = Utc::now() + Duration::hours(2);
-    let run = svc.rotate_due(later).await.unwrap();
+    let run = svc.secrets().rotate_due(later).await.unwrap();
     let mut rotated: Vec<_> = run
         .rotated
         .iter()
@@ -237,7 +239,11 @@ async fn due_secrets_rotate_once_spread_and_overdue_ones_are_listed() {
         .contains("cairn_secrets_rotation_overdue 1"));
 
     // The new version is current, the old one readable in its grace period.
-    let info = svc.secret_info(&admin, &g, "gen/0").await.unwrap();
+    let info = svc
+        .secrets()
+        .secret_info(&admin, &g, "gen/0")
+        .await
+        .unwrap();
     let states: Vec<_> = info.versions.iter().map(|v| v.state).collect();
     assert_eq!(
         states,
@@ -245,18 +251,24 @@ async fn due_secrets_rotate_once_spread_and_overdue_ones_are_listed() {
     );
     assert_eq!(info.versions[1].actor, "system:rotation");
     let (_, v1) = svc
+        .secrets()
         .get_secret(&admin, &o, &g, "gen/0", Some(1))
         .await
         .unwrap();
-    let (_, v2) = svc.get_secret(&admin, &o, &g, "gen/0", None).await.unwrap();
+    let (_, v2) = svc
+        .secrets()
+        .get_secret(&admin, &o, &g, "gen/0", None)
+        .await
+        .unwrap();
     assert_ne!(v1, v2);
 
     // Rotated just now: not due again now.
-    let run = svc.rotate_due(Utc::now()).await.unwrap();
+    let run = svc.secrets().rotate_due(Utc::now()).await.unwrap();
     assert!(run.rotated.is_empty(), "{run:?}");
 
     // Audited as the scheduler, with a keyed hash, never the value.
     let audit = svc
+        .identity()
         .audit(
             &admin,
             &AuditFilter {
@@ -283,7 +295,10 @@ async fn a_hook_makes_the_values() {
     let svc = service(dir.path(), true).await;
     let (admin, o) = (who(Role::Admin), Origin::default());
     let shop = Scope::new(Some("shop"), Some("prod"));
-    svc.create_app(&admin, &o, "shop", "").await.unwrap();
+    svc.config()
+        .create_app(&admin, &o, "shop", "")
+        .await
+        .unwrap();
     signer(&svc).await;
     let (url, hook) = start_hook(0).await;
     // Created without a value: the hook makes the first one too.
@@ -299,17 +314,20 @@ async fn a_hook_makes_the_values() {
     .unwrap();
     assert_eq!(made.version, 1);
     let (_, v) = svc
+        .secrets()
         .get_secret(&admin, &o, &shop, "db/password", None)
         .await
         .unwrap();
     assert_eq!(v.as_str().unwrap(), "hooked-1");
 
     let run = svc
+        .secrets()
         .rotate_due(Utc::now() + Duration::minutes(2))
         .await
         .unwrap();
     assert_eq!(run.rotated.len(), 1, "{run:?}");
     let (version, v) = svc
+        .secrets()
         .get_secret(&admin, &o, &shop, "db/password", None)
         .await
         .unwrap();
@@ -323,6 +341,7 @@ async fn a_hook_makes_the_values() {
     );
     // Every use of the signing key is audited, as a read by the scheduler.
     let reads = svc
+        .identity()
         .audit(
             &admin,
             &AuditFilter {
@@ -338,6 +357,7 @@ async fn a_hook_makes_the_values() {
     assert!(reads.iter().all(|r| r.detail["via"] == "hook-signature"));
     // The signing key cannot be deleted while a hook uses it (unless forced).
     let e = svc
+        .secrets()
         .delete_secret(&admin, &o, &Scope::global(), SIGNER, false, "cleanup")
         .await
         .unwrap_err();
@@ -347,12 +367,17 @@ async fn a_hook_makes_the_values() {
     );
     // Non-admins see the hook's origin only.
     let info = svc
+        .secrets()
         .secret_info(&who(Role::Viewer), &shop, "db/password")
         .await
         .unwrap();
     let origin = url.trim_end_matches("/rotate");
     assert_eq!(info.policy.generator, Some(format!("hook:{origin}")));
-    let info = svc.secret_info(&admin, &shop, "db/password").await.unwrap();
+    let info = svc
+        .secrets()
+        .secret_info(&admin, &shop, "db/password")
+        .await
+        .unwrap();
     assert_eq!(info.policy.generator, Some(format!("hook:{url}")));
 }
 
@@ -375,7 +400,7 @@ async fn failing_hooks_back_off_are_reported_and_recover() {
     .unwrap();
     let t = Utc::now() + Duration::minutes(2);
 
-    let run = svc.rotate_due(t).await.unwrap();
+    let run = svc.secrets().rotate_due(t).await.unwrap();
     assert!(run.rotated.is_empty());
     assert_eq!(run.failed.len(), 1);
     let failed = &run.failed[0];
@@ -390,21 +415,38 @@ async fn failing_hooks_back_off_are_reported_and_recover() {
     assert_eq!(hook.calls.load(Ordering::SeqCst), 1);
 
     // Backing off: not called again before the retry time.
-    let run = svc.rotate_due(t + Duration::seconds(5)).await.unwrap();
+    let run = svc
+        .secrets()
+        .rotate_due(t + Duration::seconds(5))
+        .await
+        .unwrap();
     assert!(run.failed.is_empty() && run.rotated.is_empty());
     assert_eq!(hook.calls.load(Ordering::SeqCst), 1);
 
     // Second failure doubles the delay.
-    let run = svc.rotate_due(t + Duration::seconds(11)).await.unwrap();
+    let run = svc
+        .secrets()
+        .rotate_due(t + Duration::seconds(11))
+        .await
+        .unwrap();
     assert_eq!(run.failed[0].attempts, Some(2));
     assert_eq!(run.failed[0].retry_at, Some(t + Duration::seconds(31)));
-    let run = svc.rotate_due(t + Duration::seconds(25)).await.unwrap();
+    let run = svc
+        .secrets()
+        .rotate_due(t + Duration::seconds(25))
+        .await
+        .unwrap();
     assert!(run.failed.is_empty() && run.rotated.is_empty());
 
     // Then the hook recovers.
-    let run = svc.rotate_due(t + Duration::seconds(32)).await.unwrap();
+    let run = svc
+        .secrets()
+        .rotate_due(t + Duration::seconds(32))
+        .await
+        .unwrap();
     assert_eq!(run.rotated.len(), 1, "{run:?}");
     let (version, v) = svc
+        .secrets()
         .get_secret(&admin, &o, &g, "api/key", None)
         .await
         .unwrap();
@@ -412,6 +454,7 @@ async fn failing_hooks_back_off_are_reported_and_recover() {
 
     // Reported: two audit records, a metric, and nothing of the hook's body.
     let audit = svc
+        .identity()
         .audit(
             &admin,
             &AuditFilter {
@@ -429,7 +472,7 @@ async fn failing_hooks_back_off_are_reported_and_recover() {
     assert!(svc
         .render_metrics()
         .contains("cairn_secret_rotation_failures_total 2"));
-    assert!(svc.verify_audit(&admin).await.unwrap().ok);
+    assert!(svc.identity().verify_audit(&admin).await.unwrap().ok);
 }
 
 #[tokio::test]
@@ -542,6 +585,7 @@ async fn hooks_to_private_targets_are_refused_unless_allowed() {
     .unwrap_err();
     assert!(matches!(&e, Error::Forbidden(_)), "{e:?}");
     let names: Vec<_> = svc
+        .secrets()
         .secrets(&admin)
         .await
         .unwrap()

@@ -35,7 +35,7 @@ pub struct ValidateResult {
 
 #[utoipa::path(get, path = "/v1/apps", tag = "catalog", responses((status = 200, body = [App])), security(("bearer" = [])))]
 pub async fn list_apps(State(svc): State<Arc<Service>>, c: Caller) -> Json<Vec<App>> {
-    Json(svc.apps(&c.who))
+    Json(svc.config().apps(&c.who))
 }
 
 #[utoipa::path(get, path = "/v1/apps/{app}", params(("app" = String, Path)), tag = "catalog",
@@ -45,7 +45,7 @@ pub async fn get_app(
     c: Caller,
     P(app): P<String>,
 ) -> ApiResult<Json<App>> {
-    Ok(Json(svc.app(&c.who, &app)?))
+    Ok(Json(svc.config().app(&c.who, &app)?))
 }
 
 #[utoipa::path(post, path = "/v1/apps", request_body = CreateAppBody, tag = "catalog",
@@ -56,6 +56,7 @@ pub async fn create_app(
     Json(b): Json<CreateAppBody>,
 ) -> ApiResult<(StatusCode, Json<Revised>)> {
     let committed = svc
+        .config()
         .create_app(&c.who, &c.origin, &b.name, &b.description)
         .await?;
     Ok((
@@ -68,7 +69,7 @@ pub async fn create_app(
 
 #[utoipa::path(get, path = "/v1/envs", tag = "catalog", responses((status = 200, body = [Environment])), security(("bearer" = [])))]
 pub async fn list_envs(State(svc): State<Arc<Service>>, c: Caller) -> Json<Vec<Environment>> {
-    Json(svc.envs(&c.who))
+    Json(svc.config().envs(&c.who))
 }
 
 #[utoipa::path(get, path = "/v1/envs/{env}", params(("env" = String, Path)), tag = "catalog",
@@ -78,7 +79,7 @@ pub async fn get_env(
     c: Caller,
     P(env): P<String>,
 ) -> ApiResult<Json<Environment>> {
-    Ok(Json(svc.env(&c.who, &env)?))
+    Ok(Json(svc.config().env(&c.who, &env)?))
 }
 
 #[utoipa::path(post, path = "/v1/envs", request_body = EnvBody, tag = "catalog",
@@ -93,6 +94,7 @@ pub async fn create_env(
         .take()
         .ok_or_else(|| Error::invalid("name", "missing"))?;
     let committed = svc
+        .config()
         .create_env(&c.who, &c.origin, &name, settings(b))
         .await?;
     Ok((
@@ -114,7 +116,10 @@ pub async fn update_env(
     if b.name.as_ref().is_some_and(|n| *n != env) {
         return Err(Error::invalid("name", "environments cannot be renamed").into());
     }
-    let committed = svc.update_env(&c.who, &c.origin, &env, settings(b)).await?;
+    let committed = svc
+        .config()
+        .update_env(&c.who, &c.origin, &env, settings(b))
+        .await?;
     Ok(Json(Revised {
         revision: committed.revision,
     }))
@@ -122,7 +127,7 @@ pub async fn update_env(
 
 #[utoipa::path(get, path = "/v1/schemas", tag = "schemas", responses((status = 200, body = [SchemaRecord])), security(("bearer" = [])))]
 pub async fn list_schemas(State(svc): State<Arc<Service>>, c: Caller) -> Json<Vec<SchemaRecord>> {
-    Json(svc.schemas(&c.who))
+    Json(svc.config().schemas(&c.who))
 }
 
 #[utoipa::path(get, path = "/v1/schemas/history", tag = "schemas", responses((status = 200, body = [SchemaRecord])), security(("bearer" = [])))]
@@ -130,7 +135,7 @@ pub async fn schema_history(
     State(svc): State<Arc<Service>>,
     c: Caller,
 ) -> ApiResult<Json<Vec<SchemaRecord>>> {
-    Ok(Json(svc.schema_history(&c.who).await?))
+    Ok(Json(svc.config().schema_history(&c.who).await?))
 }
 
 /// Register the next version of a schema. Refused (409 `schema_drift`) when
@@ -143,6 +148,7 @@ pub async fn register_schema(
     Json(b): Json<RegisterSchemaBody>,
 ) -> ApiResult<(StatusCode, Json<SchemaRegistered>)> {
     let r = svc
+        .config()
         .register_schema(
             &c.who,
             &c.origin,
@@ -165,7 +171,9 @@ pub async fn validate(
     Json(b): Json<ValidateBody>,
 ) -> ApiResult<Json<ValidateResult>> {
     let scope = Scope::parse(b.app.as_deref(), b.env.as_deref()).map_err(Error::from)?;
-    let violations = svc.validate_value(&c.who, &scope, &b.key, &b.value)?;
+    let violations = svc
+        .config()
+        .validate_value(&c.who, &scope, &b.key, &b.value)?;
     Ok(Json(ValidateResult {
         valid: violations.is_empty(),
         violations,
@@ -210,7 +218,7 @@ pub async fn audit(
         limit: Some(limit),
         ..AuditFilter::default()
     };
-    let page = svc.audit(&c.who, &filter).await?;
+    let page = svc.identity().audit(&c.who, &filter).await?;
     let mut headers = HeaderMap::new();
     if let Some(next) = page.next {
         headers.insert(header::LINK, next_link(raw.as_deref(), next)?);
@@ -237,7 +245,7 @@ pub async fn list_tokens(
     State(svc): State<Arc<Service>>,
     c: Caller,
 ) -> ApiResult<Json<Vec<TokenRecord>>> {
-    Ok(Json(svc.tokens(&c.who)?))
+    Ok(Json(svc.identity().tokens(&c.who)?))
 }
 
 /// Create a token; the secret is in the response and nowhere else.
@@ -249,6 +257,7 @@ pub async fn create_token(
     Json(b): Json<CreateTokenBody>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let t = svc
+        .identity()
         .create_token(
             &c.who,
             &c.origin,
@@ -269,7 +278,7 @@ pub async fn revoke_token(
     c: Caller,
     P(id): P<String>,
 ) -> ApiResult<Json<Revised>> {
-    let committed = svc.revoke_token(&c.who, &c.origin, &id).await?;
+    let committed = svc.identity().revoke_token(&c.who, &c.origin, &id).await?;
     Ok(Json(Revised {
         revision: committed.revision,
     }))

@@ -151,10 +151,12 @@ pub async fn list_entries(
     let scope = Scope::parse(q.app.as_deref(), q.env.as_deref()).map_err(Error::from)?;
     let out = match q.revision {
         Some(rev) => {
-            svc.list_at(&c.who, &scope, rev, q.filter.as_deref(), q.kind)
+            svc.config()
+                .list_at(&c.who, &scope, rev, q.filter.as_deref(), q.kind)
                 .await?
         }
         None => svc
+            .config()
             .list(&c.who, &scope, q.filter.as_deref(), q.kind)?
             .into_iter()
             .map(|e| (*e).clone())
@@ -181,9 +183,9 @@ pub async fn get_entry(
         (Some(_), Some(_)) => {
             return Err(Error::invalid("version", "give version or revision, not both").into())
         }
-        (Some(v), None) => svc.entry_version(&c.who, &scope, &key, v).await?,
-        (None, Some(r)) => svc.get_at(&c.who, &scope, &key, r).await?,
-        (None, None) => (*svc.get(&c.who, &scope, &key)?).clone(),
+        (Some(v), None) => svc.config().entry_version(&c.who, &scope, &key, v).await?,
+        (None, Some(r)) => svc.config().get_at(&c.who, &scope, &key, r).await?,
+        (None, None) => (*svc.config().get(&c.who, &scope, &key)?).clone(),
     };
     Ok(Json(e))
 }
@@ -209,6 +211,7 @@ pub async fn set_entry(
         expected_version: body.expected_version,
     };
     let committed = svc
+        .config()
         .write_entries(&c.who, &c.origin, &body.message, vec![item], None)
         .await?;
     Ok(Json(write_result(committed, vec![(scope, key)])))
@@ -230,6 +233,7 @@ pub async fn delete_entry(
     .scope()?;
     let message = q.message.unwrap_or_default();
     let committed = svc
+        .config()
         .delete_entry(
             &c.who,
             &c.origin,
@@ -280,6 +284,7 @@ pub async fn change_set(
         });
     }
     let committed = svc
+        .config()
         .write_entries(&c.who, &c.origin, &body.message, items, None)
         .await?;
     Ok(Json(write_result(committed, targets)))
@@ -294,7 +299,7 @@ pub async fn history(
     P(key): P<String>,
     Q(q): Q<ScopeQuery>,
 ) -> ApiResult<Json<Vec<EntryVersion>>> {
-    Ok(Json(svc.history(&c.who, &q.scope()?, &key).await?))
+    Ok(Json(svc.config().history(&c.who, &q.scope()?, &key).await?))
 }
 
 /// Diff two versions: an RFC 6902 patch and a unified text diff.
@@ -311,7 +316,11 @@ pub async fn diff(
         env: q.env,
     }
     .scope()?;
-    Ok(Json(svc.diff(&c.who, &scope, &key, q.from, q.to).await?))
+    Ok(Json(
+        svc.config()
+            .diff(&c.who, &scope, &key, q.from, q.to)
+            .await?,
+    ))
 }
 
 /// Write a new version equal to an older one.
@@ -327,6 +336,7 @@ pub async fn rollback(
 ) -> ApiResult<Json<WriteResult>> {
     let scope = q.scope()?;
     let committed = svc
+        .config()
         .rollback(
             &c.who,
             &c.origin,
@@ -364,6 +374,7 @@ pub async fn resolved(
         }
         // One snapshot: the revision is the one the values were read at.
         let resolved = svc
+            .secrets()
             .resolve_with_secrets(&c.who, &c.origin, &app, &env)
             .await?;
         let body = serde_json::json!({
@@ -386,12 +397,12 @@ pub async fn resolved(
         (Some(_), Some(_)) => {
             return Err(Error::invalid("index", "cannot be combined with revision").into())
         }
-        (Some(rev), None) => Arc::new(svc.resolve_at(&c.who, &app, &env, rev).await?),
+        (Some(rev), None) => Arc::new(svc.config().resolve_at(&c.who, &app, &env, rev).await?),
         (None, Some(index)) => {
             let wait = wait.unwrap_or(std::time::Duration::from_secs(30));
             crate::routes::watch::wait_view(&svc, &c.who, &app, &env, index, wait).await?
         }
-        (None, None) => svc.resolve(&c.who, &app, &env)?,
+        (None, None) => svc.config().resolve(&c.who, &app, &env)?,
     };
     Ok(view_response(&view, &inm))
 }

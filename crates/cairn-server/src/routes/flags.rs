@@ -41,7 +41,7 @@ pub async fn flagd_json(
     P((app, env)): P<(String, String)>,
     inm: IfNoneMatch,
 ) -> ApiResult<Response> {
-    let view = svc.flag_set(&c.who, &app, &env)?;
+    let view = svc.flags().flag_set(&c.who, &app, &env)?;
     let etag = header_value(&view.etag);
     if inm.matches(&view.etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
@@ -258,7 +258,7 @@ pub async fn ofrep_flag(
     let Some((app, env)) = c.who.bound_view() else {
         return failure(StatusCode::BAD_REQUEST, Some(&key), "GENERAL", UNBOUND);
     };
-    match svc.flag_set(&c.who, app, env) {
+    match svc.flags().flag_set(&c.who, app, env) {
         Ok(view) => evaluate_one(&view, &key, &body, svc.now().timestamp()),
         Err(e) => view_error(e, Some(&key)),
     }
@@ -276,7 +276,7 @@ pub async fn ofrep_flag_in(
     P((app, env, key)): P<(String, String, String)>,
     body: Bytes,
 ) -> Response {
-    match svc.flag_set(&c.who, &app, &env) {
+    match svc.flags().flag_set(&c.who, &app, &env) {
         Ok(view) => evaluate_one(&view, &key, &body, svc.now().timestamp()),
         Err(e) => view_error(e, Some(&key)),
     }
@@ -297,7 +297,7 @@ pub async fn ofrep_bulk(
     let Some((app, env)) = c.who.bound_view() else {
         return failure(StatusCode::BAD_REQUEST, None, "GENERAL", UNBOUND);
     };
-    match svc.flag_set(&c.who, app, env) {
+    match svc.flags().flag_set(&c.who, app, env) {
         Ok(view) => evaluate_all(&view, &body, &inm, svc.now().timestamp()),
         Err(e) => view_error(e, None),
     }
@@ -316,7 +316,7 @@ pub async fn ofrep_bulk_in(
     inm: IfNoneMatch,
     body: Bytes,
 ) -> Response {
-    match svc.flag_set(&c.who, &app, &env) {
+    match svc.flags().flag_set(&c.who, &app, &env) {
         Ok(view) => evaluate_all(&view, &body, &inm, svc.now().timestamp()),
         Err(e) => view_error(e, None),
     }
@@ -352,7 +352,8 @@ pub async fn list_flags(
     Q(q): Q<FlagsQuery>,
 ) -> ApiResult<Json<Vec<FlagInfo>>> {
     Ok(Json(
-        svc.flags(&c.who, q.app.as_deref(), q.env.as_deref())
+        svc.flags()
+            .flags(&c.who, q.app.as_deref(), q.env.as_deref())
             .await?,
     ))
 }
@@ -366,7 +367,7 @@ pub async fn lint_flags(
     c: Caller,
     Q(q): Q<FlagsQuery>,
 ) -> ApiResult<Json<Vec<FlagLint>>> {
-    Ok(Json(svc.lint_flags(
+    Ok(Json(svc.flags().lint_flags(
         &c.who,
         q.app.as_deref(),
         q.env.as_deref(),
@@ -383,12 +384,13 @@ pub async fn stale_flags(
     Q(q): Q<StaleQuery>,
 ) -> ApiResult<Json<Vec<FlagInfo>>> {
     Ok(Json(
-        svc.stale_flags(
-            &c.who,
-            q.app.as_deref(),
-            q.env.as_deref(),
-            q.days.unwrap_or(30),
-        )
-        .await?,
+        svc.flags()
+            .stale_flags(
+                &c.who,
+                q.app.as_deref(),
+                q.env.as_deref(),
+                q.days.unwrap_or(30),
+            )
+            .await?,
     ))
 }

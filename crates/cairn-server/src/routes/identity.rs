@@ -32,7 +32,11 @@ pub async fn login(
     let ttl = b
         .ttl_seconds
         .map(|s| chrono::Duration::try_seconds(s).unwrap_or(chrono::Duration::MAX));
-    match svc.login(&origin, &b.name, &b.password, ttl).await {
+    match svc
+        .identity()
+        .login(&origin, &b.name, &b.password, ttl)
+        .await
+    {
         Ok(created) => Json(created).into_response(),
         Err(e) => ApiError(e).into_response(),
     }
@@ -43,7 +47,7 @@ pub async fn list_users(
     State(svc): State<Arc<Service>>,
     c: Caller,
 ) -> ApiResult<Json<Vec<UserRecord>>> {
-    Ok(Json(svc.users(&c.who)?))
+    Ok(Json(svc.identity().users(&c.who)?))
 }
 
 #[utoipa::path(post, path = "/v1/users", request_body = CreateUserBody, tag = "identity",
@@ -54,6 +58,7 @@ pub async fn create_user(
     Json(b): Json<CreateUserBody>,
 ) -> ApiResult<(StatusCode, Json<Revised>)> {
     let committed = svc
+        .identity()
         .create_user(&c.who, &c.origin, &b.name, &b.password, b.bindings)
         .await?;
     Ok((
@@ -73,6 +78,7 @@ pub async fn update_user(
     Json(b): Json<UpdateUserBody>,
 ) -> ApiResult<Json<Revised>> {
     let committed = svc
+        .identity()
         .update_user(
             &c.who,
             &c.origin,
@@ -94,5 +100,5 @@ pub async fn verify_audit(
     State(svc): State<Arc<Service>>,
     c: Caller,
 ) -> ApiResult<Json<AuditVerification>> {
-    Ok(Json(svc.verify_audit(&c.who).await?))
+    Ok(Json(svc.identity().verify_audit(&c.who).await?))
 }

@@ -75,7 +75,9 @@ pub async fn report(
         checksum,
         evaluations,
     };
-    Ok(Json(svc.report(&c.who, &app, &env, &report).await?))
+    Ok(Json(
+        svc.telemetry().report(&c.who, &app, &env, &report).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -96,5 +98,5 @@ pub async fn applied(
     c: Caller,
     Q(q): Q<AppliedQuery>,
 ) -> ApiResult<Json<Vec<AppliedInstance>>> {
-    Ok(Json(svc.applied(&c.who, &q.app, &q.env).await?))
+    Ok(Json(svc.telemetry().applied(&c.who, &q.app, &q.env).await?))
 }

@@ -30,7 +30,7 @@ pub async fn list_secrets(
     State(svc): State<Arc<Service>>,
     c: Caller,
 ) -> ApiResult<Json<Vec<SecretInfo>>> {
-    Ok(Json(svc.secrets(&c.who).await?))
+    Ok(Json(svc.secrets().secrets(&c.who).await?))
 }
 
 /// Create a secret (operator or admin at its scope).
@@ -55,6 +55,7 @@ pub async fn create_secret(
         hook_secret: b.hook_secret,
     };
     let written = svc
+        .secrets()
         .create_secret(
             &c.who, &c.origin, &scope, &b.name, value, policy, &b.message,
         )
@@ -78,9 +79,10 @@ pub async fn get_secret(
         if q.version.is_some() {
             return Err(Error::invalid("version", "only with reveal=true").into());
         }
-        return Ok(Json(svc.secret_info(&c.who, &scope, &name).await?).into_response());
+        return Ok(Json(svc.secrets().secret_info(&c.who, &scope, &name).await?).into_response());
     }
     let (version, value) = svc
+        .secrets()
         .get_secret(&c.who, &c.origin, &scope, &name, q.version)
         .await?;
     let body = RevealedSecret {
@@ -109,6 +111,7 @@ pub async fn delete_secret(
     let scope = scope(q.app.as_deref(), q.env.as_deref())?;
     let message = q.message.unwrap_or_default();
     let revision = svc
+        .secrets()
         .delete_secret(&c.who, &c.origin, &scope, &name, q.force, &message)
         .await?;
     Ok(Json(SecretDeleted { revision }))
@@ -132,7 +135,8 @@ pub async fn rotate_secret(
         None => NewValue::Generate,
     };
     Ok(Json(
-        svc.rotate_secret(&c.who, &c.origin, &scope, &name, value, &b.message)
+        svc.secrets()
+            .rotate_secret(&c.who, &c.origin, &scope, &name, value, &b.message)
             .await?,
     ))
 }
@@ -156,7 +160,8 @@ pub async fn rekey(
         })
         .transpose()?;
     Ok(Json(
-        svc.rekey(&c.who, &c.origin, old.as_ref(), &b.message)
+        svc.secrets()
+            .rekey(&c.who, &c.origin, old.as_ref(), &b.message)
             .await?,
     ))
 }

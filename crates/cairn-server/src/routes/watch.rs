@@ -77,13 +77,13 @@ pub async fn watch(
         ),
         None => q.since,
     };
-    let (view, rx) = svc.watch_view(&c.who, &q.app, &q.env)?;
+    let (view, rx) = svc.config().watch_view(&c.who, &q.app, &q.env)?;
     let mut pending = VecDeque::new();
     if let Some(since) = since {
         if since < svc.compacted_revision() || since > svc.revision() {
             pending.push_back(resync_event(&view));
         } else if since < view.revision {
-            match svc.view_events_after(&q.app, &q.env, since) {
+            match svc.config().view_events_after(&q.app, &q.env, since) {
                 Some(events) => pending.extend(
                     events
                         .iter()
@@ -91,7 +91,7 @@ pub async fn watch(
                         .map(|e| change_event(e)),
                 ),
                 None => pending.push_back(change_event(
-                    &svc.catch_up_event(&c.who, &view, since).await,
+                    &svc.config().catch_up_event(&c.who, &view, since).await,
                 )),
             }
         }
@@ -133,13 +133,18 @@ impl Watcher {
             // Access is checked again on every wake (a revoked token ends the stream).
             let current = self
                 .svc
+                .config()
                 .resolve(&self.who, &self.last.app, &self.last.env)
                 .ok()?;
             if current.revision <= self.last.revision {
                 continue;
             }
             let from = self.last.revision;
-            match self.svc.view_events_after(&current.app, &current.env, from) {
+            match self
+                .svc
+                .config()
+                .view_events_after(&current.app, &current.env, from)
+            {
                 Some(events) => self.pending.extend(
                     events
                         .iter()
@@ -196,12 +201,12 @@ pub async fn wait_view(
     index: Revision,
     wait: Duration,
 ) -> Result<Arc<ResolvedView>, Error> {
-    let (view, mut rx) = svc.watch_view(who, app, env)?;
+    let (view, mut rx) = svc.config().watch_view(who, app, env)?;
     if view.revision > index {
         return Ok(view);
     }
     let _ = tokio::time::timeout(wait, rx.wait_for(|r| *r > index)).await;
-    svc.resolve(who, app, env)
+    svc.config().resolve(who, app, env)
 }
 
 /// Mark GET answers `Cairn-Stale: true` (with `Cairn-Revision`) while this

@@ -20,7 +20,7 @@ pub async fn list_webhooks(
     State(svc): State<Arc<Service>>,
     c: Caller,
 ) -> ApiResult<Json<Vec<WebhookInfo>>> {
-    Ok(Json(svc.webhooks(&c.who).await?))
+    Ok(Json(svc.webhooks().webhooks(&c.who).await?))
 }
 
 /// Subscribe a URL to event types, optionally for one app and/or environment.
@@ -34,7 +34,7 @@ pub async fn create_webhook(
     c: Caller,
     Json(b): Json<WebhookRequest>,
 ) -> ApiResult<(StatusCode, Json<WebhookInfo>)> {
-    let created = svc.create_webhook(&c.who, &c.origin, b).await?;
+    let created = svc.webhooks().create_webhook(&c.who, &c.origin, b).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -47,7 +47,7 @@ pub async fn get_webhook(
     c: Caller,
     P(id): P<String>,
 ) -> ApiResult<Json<WebhookInfo>> {
-    Ok(Json(svc.webhook(&c.who, &id).await?))
+    Ok(Json(svc.webhooks().webhook(&c.who, &id).await?))
 }
 
 /// Unsubscribe: pending deliveries are cancelled; the delivery log stays.
@@ -59,7 +59,9 @@ pub async fn delete_webhook(
     c: Caller,
     P(id): P<String>,
 ) -> ApiResult<Json<WebhookDeleted>> {
-    svc.delete_webhook(&c.who, &c.origin, &id).await?;
+    svc.webhooks()
+        .delete_webhook(&c.who, &c.origin, &id)
+        .await?;
     Ok(Json(WebhookDeleted { id }))
 }
 
@@ -75,7 +77,8 @@ pub async fn webhook_deliveries(
     Q(q): Q<DeliveriesQuery>,
 ) -> ApiResult<Json<Vec<DeliveryRecord>>> {
     Ok(Json(
-        svc.webhook_deliveries(&c.who, &id, q.limit.unwrap_or(100))
+        svc.webhooks()
+            .webhook_deliveries(&c.who, &id, q.limit.unwrap_or(100))
             .await?,
     ))
 }

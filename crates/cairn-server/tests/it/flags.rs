@@ -697,9 +697,9 @@ async fn evaluation_counts_are_flushed_to_the_store_and_survive_a_restart() {
         let body = json!({"context": {"email": email}}).to_string();
         ofrep(&t, Some(&t.token), &format!("{base}/new-ui"), &body, &[]).await;
     }
-    t.svc.flush_flag_counts().await.unwrap();
+    t.svc.flags().flush_flag_counts().await.unwrap();
     // Flushing again writes nothing new (increments, not totals).
-    t.svc.flush_flag_counts().await.unwrap();
+    t.svc.flags().flush_flag_counts().await.unwrap();
     let stored = t.svc.store().flag_counts().await.unwrap();
     let total: i64 = stored
         .iter()
@@ -711,8 +711,12 @@ async fn evaluation_counts_are_flushed_to_the_store_and_survive_a_restart() {
     let (svc, _) = cairn_core::Service::open(t.svc.store().clone(), cairn_core::Options::default())
         .await
         .unwrap();
-    let admin = svc.authenticate(&t.token).unwrap();
-    let flags = svc.flags(&admin, Some("shop"), Some("dev")).await.unwrap();
+    let admin = svc.identity().authenticate(&t.token).unwrap();
+    let flags = svc
+        .flags()
+        .flags(&admin, Some("shop"), Some("dev"))
+        .await
+        .unwrap();
     let new_ui = flags.iter().find(|f| f.key == "new-ui").unwrap();
     assert_eq!(new_ui.evaluations, 3);
     assert_eq!(new_ui.counts.get("on"), Some(&2));
@@ -730,7 +734,7 @@ async fn evaluation_counts_are_flushed_to_the_store_and_survive_a_restart() {
         .unwrap();
     let resp = tower::ServiceExt::oneshot(router, req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    svc.flush_flag_counts().await.unwrap();
+    svc.flags().flush_flag_counts().await.unwrap();
     let stored = svc.store().flag_counts().await.unwrap();
     let on: i64 = stored
         .iter()

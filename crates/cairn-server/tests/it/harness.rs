@@ -200,7 +200,7 @@ impl TestApp {
     /// number of change records in the audit log, and every resolved view.
     pub async fn fingerprint(&self) -> (i64, usize, Value) {
         let audit = self.get("/v1/audit?limit=10000").await;
-        let views = self.svc.view_checksums();
+        let views = self.svc.config().view_checksums();
         (
             self.svc.revision(),
             audit

@@ -389,6 +389,7 @@ async fn secrets_config_values_belong_to_its_revision_under_writes() {
                 expected_version: None,
             };
             t.svc
+                .config()
                 .write_entries(
                     &Principal::system(),
                     &Origin::default(),
@@ -458,6 +459,7 @@ async fn secrets_config_values_belong_to_its_revision_under_writes() {
     for rev in revisions {
         let view = t
             .svc
+            .config()
             .resolve_at(&Principal::system(), "shop", "prod", rev)
             .await
             .unwrap();

@@ -231,6 +231,7 @@ async fn only_the_affected_views_watchers_are_woken() {
     let (_, mut prod) = open(&t, &t.token, "app=billing&env=prod", None).await;
     let (_, rx) = t
         .svc
+        .config()
         .watch_view(&cairn_core::Principal::system(), "billing", "prod")
         .unwrap();
     put(&t, "p", "app=payments&env=dev", json!(1)).await;
@@ -316,7 +317,11 @@ async fn long_poll_returns_on_change_and_on_timeout() {
     // Changes while waiting. A write elsewhere first, so the hub forgets
     // the billing/dev slot the polls above left without receivers.
     put(&t, "other", "app=payments&env=dev", json!(0)).await;
-    assert!(t.svc.view_events_after("billing", "dev", r0).is_none());
+    assert!(t
+        .svc
+        .config()
+        .view_events_after("billing", "dev", r0)
+        .is_none());
     let uri = format!("/v1/apps/billing/envs/dev/config?index={r0}&wait=30s");
     let waiting = {
         let router = t.router.clone();
@@ -339,7 +344,12 @@ async fn long_poll_returns_on_change_and_on_timeout() {
     // Wait until the long poll watches billing/dev (the hub holds events
     // for watched views only; the write above let go of the earlier ones).
     let until = Instant::now() + Duration::from_secs(5);
-    while t.svc.view_events_after("billing", "dev", r0).is_none() {
+    while t
+        .svc
+        .config()
+        .view_events_after("billing", "dev", r0)
+        .is_none()
+    {
         assert!(
             Instant::now() < until,
             "the long poll never started waiting"

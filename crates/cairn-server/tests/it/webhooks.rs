@@ -377,6 +377,7 @@ async fn events_follow_the_subscription_lifecycle() {
     // The log is pruned after the retention (finished deliveries only).
     assert_eq!(
         t.svc
+            .webhooks()
             .prune_webhook_deliveries(Duration::from_secs(3600))
             .await
             .unwrap(),
@@ -384,6 +385,7 @@ async fn events_follow_the_subscription_lifecycle() {
     );
     assert_eq!(
         t.svc
+            .webhooks()
             .prune_webhook_deliveries(Duration::ZERO)
             .await
             .unwrap(),
@@ -466,7 +468,7 @@ async fn private_targets_are_refused_at_delivery_without_the_option() {
         ..Options::default()
     };
     let (strict, _) = Service::open(Arc::new(store), opts).await.unwrap();
-    assert_eq!(strict.dispatch_webhooks().await.unwrap(), 1);
+    assert_eq!(strict.webhooks().dispatch_webhooks().await.unwrap(), 1);
     assert_eq!(strict.deliver_due_webhooks(&fast(), 10).await.unwrap(), 1);
     assert!(
         rx.requests().is_empty(),
@@ -485,7 +487,7 @@ async fn private_targets_are_refused_at_delivery_without_the_option() {
     assert!(d["attempt_log"][0]["status"].is_null());
     // The allowing server would have delivered it: a new change arrives.
     t.set("k", "", json!(2)).await;
-    assert_eq!(t.svc.dispatch_webhooks().await.unwrap(), 1);
+    assert_eq!(t.svc.webhooks().dispatch_webhooks().await.unwrap(), 1);
     assert_eq!(t.svc.deliver_due_webhooks(&fast(), 10).await.unwrap(), 1);
     assert_eq!(rx.requests().len(), 1);
 }
@@ -666,7 +668,7 @@ async fn rekey_rewraps_signing_secrets() {
     // Only the new key: deliveries are still signed with the same secret.
     let c = server(key_b, vec![]).await;
     c.set("k", "", json!(1)).await;
-    assert_eq!(c.svc.dispatch_webhooks().await.unwrap(), 1);
+    assert_eq!(c.svc.webhooks().dispatch_webhooks().await.unwrap(), 1);
     assert_eq!(c.svc.deliver_due_webhooks(&fast(), 10).await.unwrap(), 1);
     let got = rx.requests();
     assert_eq!(got.len(), 1);
@@ -798,10 +800,11 @@ async fn scheduled_rotations_and_their_failures_are_announced() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let due = chrono::Utc::now() + chrono::Duration::minutes(2);
-    let run = t.svc.rotate_due(due).await.unwrap();
+    let run = t.svc.secrets().rotate_due(due).await.unwrap();
     assert_eq!(run.failed.len(), 1, "{run:?}");
     let run = t
         .svc
+        .secrets()
         .rotate_due(due + chrono::Duration::seconds(31))
         .await
         .unwrap();

@@ -1,16 +1,31 @@
-//! The façade: the one service object a server (or test) holds; it opens
-//! the store, and each capability's methods live in its own folder.
+//! The façade: the one service object a server (or test) holds. It opens the
+//! store, owns the kernel and the collaborators the features share (the
+//! keyring, the rotation scheduler, the outbound HTTP guard), hands out one
+//! handle per feature (`config()`, `flags()`, `secrets()`, …: the kernel plus
+//! exactly what that feature needs) and runs the background jobs
+//! (`jobs.rs`). Its own methods delegate; no feature reaches it.
+
+mod jobs;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_model::DEFAULT_MAX_VALUE_BYTES;
+use cairn_model::{Revision, DEFAULT_MAX_VALUE_BYTES};
 use cairn_store::{Mutation, Role, Store, TokenRecord};
+use chrono::{DateTime, Utc};
 
-use crate::crypto::keys::{MasterKey, Purpose};
+use crate::config::Config;
+use crate::crypto::keys::{Keyring, MasterKey, Purpose};
+use crate::flags::Flags;
 use crate::identity::auth::{self, Origin, Principal};
+use crate::identity::Identity;
 use crate::kernel::state::State;
 use crate::kernel::Kernel;
+use crate::outbound::Outbound;
+use crate::secrets::rotation::Scheduler;
+use crate::secrets::Secrets;
+use crate::telemetry::Telemetry;
+use crate::webhooks::Webhooks;
 use crate::{Error, Result};
 
 /// Environments a fresh server has.
@@ -63,75 +78,86 @@ impl Default for Options {
 
 /// The one service object a server (or test) holds.
 pub struct Service {
-    /// State, sync, commit, hub, clock: what every feature builds on.
-    pub(crate) kernel: Kernel,
-    pub(crate) opts: Options,
+    /// State, sync, commit, hub, metrics, clock: what every feature builds on.
+    kernel: Kernel,
+    opts: Options,
+    /// The master key and the previous ones (from `opts`).
+    keys: Keyring,
     /// The secret-rotation scheduler's state in this process.
-    pub(crate) scheduler: crate::secrets::rotation::Scheduler,
+    scheduler: Scheduler,
     /// The outbound HTTP guard, built once: its clones share one client
     /// (TLS setup, connection pool, checking resolver).
-    pub(crate) outbound: crate::outbound::Outbound,
+    outbound: Outbound,
 }
 
-/// The features reach the kernel through the façade for now (their
-/// `impl Service` blocks); the kernel itself knows no feature.
-impl std::ops::Deref for Service {
-    type Target = Kernel;
+/// One handle per feature: the kernel and the collaborators it needs.
+impl Service {
+    /// Configuration entries (the write path, reads), the catalog, schemas,
+    /// watching a view.
+    pub fn config(&self) -> Config<'_> {
+        Config::new(&self.kernel, self.opts.max_value_bytes)
+    }
 
-    fn deref(&self) -> &Kernel {
-        &self.kernel
+    /// Flag sets, evaluation, listings, lint, evaluation counts.
+    pub fn flags(&self) -> Flags<'_> {
+        Flags::new(&self.kernel)
+    }
+
+    /// Secrets, rotation, resolving with secrets, rekeying.
+    pub fn secrets(&self) -> Secrets<'_> {
+        Secrets::new(&self.kernel, &self.keys, &self.scheduler, &self.outbound)
+    }
+
+    /// Webhook subscriptions, the dispatcher, deliveries.
+    pub fn webhooks(&self) -> Webhooks<'_> {
+        Webhooks::new(&self.kernel, &self.keys, &self.outbound)
+    }
+
+    /// Users, login, tokens, authentication, the audit log.
+    pub fn identity(&self) -> Identity<'_> {
+        Identity::new(&self.kernel, self.opts.jwt.as_deref(), &self.keys)
+    }
+
+    /// SDK reports and the applied state of instances.
+    pub fn telemetry(&self) -> Telemetry<'_> {
+        Telemetry::new(&self.kernel)
+    }
+}
+
+/// The kernel operations callers outside the crate use, delegated.
+impl Service {
+    /// What "now" is ([`Options::clock`]).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.kernel.now()
+    }
+
+    /// The revision this replica's memory reflects.
+    pub fn revision(&self) -> Revision {
+        self.kernel.revision()
+    }
+
+    /// Catch up with the store (what other replicas committed).
+    pub async fn sync(&self) -> Result<()> {
+        self.kernel.sync().await
+    }
+
+    /// Is the database reachable?
+    pub async fn ready(&self) -> Result<()> {
+        self.kernel.ready().await
+    }
+
+    /// Did the last sync with the store fail (serving possibly stale memory)?
+    pub fn is_stale(&self) -> bool {
+        self.kernel.is_stale()
+    }
+
+    /// Revisions older than this are no longer retained (history compaction).
+    pub fn compacted_revision(&self) -> Revision {
+        self.kernel.compacted_revision()
     }
 }
 
 impl Service {
-    /// Forget silent instances every hour: kept `max_age` after their last report.
-    pub fn spawn_applied_pruner(
-        self: &std::sync::Arc<Self>,
-        max_age: std::time::Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        self.spawn_every(
-            std::time::Duration::from_secs(3600),
-            "pruning applied state failed; will retry",
-            move |svc| async move { svc.prune_applied(max_age).await.map(|_| ()) },
-        )
-    }
-
-    /// Keep this replica current with changes other replicas commit.
-    pub fn spawn_sync_loop(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        self.spawn_every(
-            every,
-            "sync with the store failed; serving from memory",
-            |svc| async move { svc.sync().await },
-        )
-    }
-
-    /// Run `job` every `every` (first after one period) until the service is
-    /// dropped; failures are logged with `failure` and retried next period.
-    pub(crate) fn spawn_every<F, Fut>(
-        self: &Arc<Self>,
-        every: Duration,
-        failure: &'static str,
-        job: F,
-    ) -> tokio::task::JoinHandle<()>
-    where
-        F: Fn(Arc<Service>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<()>> + Send,
-    {
-        let svc = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(svc) = svc.upgrade() else { return };
-                if let Err(e) = job(svc).await {
-                    tracing::warn!(error = %e, "{failure}");
-                }
-            }
-        })
-    }
-
     /// Load the state from the store, create the default environments on a
     /// fresh store and, if no token exists, the first admin token (its secret
     /// is returned once).
@@ -151,6 +177,8 @@ impl Service {
         }
         state.apply_entries(snapshot.entries);
         let compacted = store.compacted_revision().await?;
+        let counts = store.flag_counts().await?;
+        state.flag_stats().seed(&counts);
         let svc = Arc::new(Service {
             kernel: Kernel::new(
                 store,
@@ -161,22 +189,18 @@ impl Service {
                 opts.replica.clone(),
                 opts.clock.clone(),
             ),
-            scheduler: crate::secrets::rotation::Scheduler::new(
-                &opts.replica,
-                opts.rotation_retry_base,
-            ),
-            outbound: crate::outbound::Outbound::new(opts.allow_private_targets),
+            keys: Keyring::new(opts.master_key.clone(), opts.previous_master_keys.clone()),
+            scheduler: Scheduler::new(&opts.replica, opts.rotation_retry_base),
+            outbound: Outbound::new(opts.allow_private_targets),
             opts,
         });
-        let counts = svc.store().flag_counts().await?;
-        svc.read().flag_stats.seed(&counts);
         svc.ensure_default_envs().await?;
         let token = svc.ensure_admin_token().await?;
         Ok((svc, token))
     }
 
     async fn ensure_default_envs(&self) -> Result<()> {
-        if self.read().head.revision != 0 {
+        if self.kernel.revision() != 0 {
             return Ok(());
         }
         let mutations = DEFAULT_ENVS
@@ -194,6 +218,7 @@ impl Service {
             })
             .collect();
         match self
+            .kernel
             .commit(
                 &Principal::system(),
                 &Origin::default(),
@@ -209,7 +234,7 @@ impl Service {
     }
 
     async fn ensure_admin_token(&self) -> Result<Option<String>> {
-        if !self.read().tokens.is_empty() {
+        if !self.kernel.read().tokens.is_empty() {
             return Ok(None);
         }
         let t = auth::generate_token();
@@ -220,7 +245,7 @@ impl Service {
             role: Role::Admin,
             app: "*".into(),
             env: "*".into(),
-            created_at: self.now(),
+            created_at: self.kernel.now(),
             expires_at: None,
             revoked_at: None,
             user: None,
@@ -230,6 +255,7 @@ impl Service {
             bootstrap: true,
         };
         match self
+            .kernel
             .commit(
                 &Principal::system(),
                 &Origin::default(),
@@ -247,7 +273,7 @@ impl Service {
     /// The outbound HTTP guard configured by [`Options::allow_private_targets`]:
     /// the only way Cairn calls out over HTTP. A clone of the service's one
     /// guard: every call shares its client and connection pool.
-    pub fn outbound(&self) -> crate::outbound::Outbound {
+    pub fn outbound(&self) -> Outbound {
         self.outbound.clone()
     }
 
@@ -258,7 +284,7 @@ impl Service {
 
     /// The text exposition of every metric (Prometheus `/metrics`).
     pub fn render_metrics(&self) -> String {
-        self.metrics().render(self.read().head.revision)
+        self.metrics().render(self.kernel.revision())
     }
 
     pub fn options(&self) -> &Options {
@@ -267,7 +293,7 @@ impl Service {
 
     /// The store's backend name (`sqlite`, `postgres`), for `/readyz`.
     pub fn backend(&self) -> &'static str {
-        self.store().backend()
+        self.kernel.store().backend()
     }
 
     /// The store itself, for tests that inspect what it holds (feature
@@ -275,25 +301,5 @@ impl Service {
     #[cfg(feature = "testing")]
     pub fn store(&self) -> &Arc<dyn Store> {
         self.kernel.store()
-    }
-
-    /// Write the flag evaluation counts gathered since the last flush.
-    pub async fn flush_flag_counts(&self) -> Result<()> {
-        let stats = self.read().flag_stats.clone();
-        let increments = stats.drain();
-        if let Err(e) = self.store().add_flag_counts(&increments).await {
-            stats.undrain(&increments);
-            return Err(e.into());
-        }
-        Ok(())
-    }
-
-    /// Flush flag evaluation counts every `every`.
-    pub fn spawn_count_flusher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        self.spawn_every(
-            every,
-            "flushing flag evaluation counts failed; will retry",
-            |svc| async move { svc.flush_flag_counts().await },
-        )
     }
 }
