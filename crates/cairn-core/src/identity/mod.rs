@@ -25,6 +25,8 @@ use crate::identity::policy::{validate_pattern, Action};
 use crate::identity::tokens::CreatedToken;
 use crate::service::Service;
 use crate::{Error, Result};
+use cairn_store::AuditAction;
+use cairn_store::{CreateToken, PutUser};
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -141,13 +143,13 @@ impl Service {
         validate_bindings(&bindings)?;
         let pw = password.to_owned();
         let hash = blocking(move || hash_password(&pw)).await??;
-        let m = Mutation::PutUser {
+        let m = Mutation::PutUser(PutUser {
             name: name.to_owned(),
             create: true,
             password_hash: Some(hash),
             bindings: Some(bindings),
             disabled: None,
-        };
+        });
         self.commit(who, origin, &format!("create user {name}"), vec![(None, m)])
             .await
     }
@@ -177,13 +179,13 @@ impl Service {
             }
             None => None,
         };
-        let m = Mutation::PutUser {
+        let m = Mutation::PutUser(PutUser {
             name: name.to_owned(),
             create: false,
             password_hash: hash,
             bindings,
             disabled,
-        };
+        });
         self.commit(who, origin, &format!("update user {name}"), vec![(None, m)])
             .await
     }
@@ -220,7 +222,7 @@ impl Service {
                 self.record_denied(
                     Some(&p),
                     origin,
-                    "auth.login_failed",
+                    AuditAction::AuthLoginFailed,
                     "POST",
                     "/v1/login",
                     "wrong user name or password",
@@ -252,12 +254,17 @@ impl Service {
             name: name.to_owned(),
             bindings: user.bindings.clone(),
         };
-        let m = Mutation::CreateToken {
+        let m = Mutation::CreateToken(CreateToken {
             token: record,
             bootstrap: false,
-        };
+        });
         let c = self
-            .commit(&who, origin, "login", vec![(Some("auth.login".into()), m)])
+            .commit(
+                &who,
+                origin,
+                "login",
+                vec![(Some(AuditAction::AuthLogin), m)],
+            )
             .await?;
         Ok(CreatedToken {
             token: t.secret,
@@ -310,20 +317,22 @@ impl Service {
         &self,
         who: Option<&Principal>,
         origin: &Origin,
-        action: &str,
+        action: AuditAction,
         method: &str,
         path: &str,
         reason: &str,
     ) {
         let actor = who.map_or_else(|| "anonymous".to_owned(), Principal::actor);
         let event = AuditEvent {
-            action: action.to_owned(),
+            action,
+            app: None,
+            env: None,
+            key: None,
             detail: json!({"method": method, "path": path.chars().take(512).collect::<String>()}),
-            ..AuditEvent::default()
         };
         let message = reason.chars().take(512).collect();
         if let Err(e) = self.append_event(actor, origin, message, event).await {
-            tracing::error!(error = %e, action, "could not record a denied request");
+            tracing::error!(error = %e, %action, "could not record a denied request");
         }
     }
 

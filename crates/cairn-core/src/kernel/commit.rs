@@ -5,6 +5,7 @@ use cairn_store::{AuditContext, Commit, Committed, Mutation, StoreError};
 
 use super::Kernel;
 use crate::{Error, Result};
+use cairn_store::AuditAction;
 
 /// Who makes a change, as audit records name it (a principal, a scheduler).
 pub trait Actor: Sync {
@@ -42,7 +43,7 @@ impl Kernel {
         who: &dyn Actor,
         origin: &Origin,
         message: &str,
-        mutations: Vec<(Option<String>, Mutation)>,
+        mutations: Vec<(Option<AuditAction>, Mutation)>,
     ) -> Result<Committed> {
         Ok(self
             .commit_guarded(who, origin, message, mutations, None)
@@ -88,7 +89,7 @@ impl Kernel {
         who: &dyn Actor,
         origin: &Origin,
         message: &str,
-        mutations: Vec<(Option<String>, Mutation)>,
+        mutations: Vec<(Option<AuditAction>, Mutation)>,
         guard: Option<cairn_store::Guard>,
     ) -> Result<std::result::Result<Committed, Stale>> {
         let commit = Commit {

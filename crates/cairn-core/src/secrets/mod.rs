@@ -33,6 +33,8 @@ use crate::identity::auth::{Origin, Principal};
 use crate::identity::policy::{self, Action};
 use crate::kernel::commit::message_or;
 use crate::{Error, ResolvedView, Result, Service};
+use cairn_store::AuditAction;
+use cairn_store::{DeleteSecret, PutSecret, RewrapSecret};
 use cairn_store::{Guard, Read};
 
 /// The longest rotation interval and grace period: ten years.
@@ -638,7 +640,7 @@ impl Service {
             version,
         };
         let sealed = envelope::seal(&self.kek(), &id, value.as_bytes());
-        let m = Mutation::PutSecret {
+        let m = Mutation::PutSecret(PutSecret {
             scope: scope.clone(),
             name: name.to_owned(),
             version,
@@ -646,7 +648,7 @@ impl Service {
             policy,
             value_hash: self.secret_value_hash(value),
             expected_version,
-        };
+        });
         // Not planned again on a stale guard: the value may come from a hook.
         let committed = self
             .commit_guarded(who, origin, message, vec![(None, m)], guard)
@@ -690,10 +692,10 @@ impl Service {
                 guard.read(Read::Secrets);
                 self.refuse_if_referenced(scope, name).await?;
             }
-            let m = Mutation::DeleteSecret {
+            let m = Mutation::DeleteSecret(DeleteSecret {
                 scope: scope.clone(),
                 name: name.to_owned(),
-            };
+            });
             let committed = self
                 .commit_guarded(who, origin, message, vec![(None, m)], Some(guard))
                 .await?;
@@ -880,7 +882,7 @@ impl Service {
         how: &str,
     ) -> Result<()> {
         let event = AuditEvent {
-            action: "secret.read".into(),
+            action: AuditAction::SecretRead,
             app: Some(scope.app_str().to_owned()),
             env: Some(scope.env_str().to_owned()),
             key: Some(name.to_owned()),
@@ -1037,13 +1039,13 @@ impl Service {
                             record.name, v.version
                         ))
                     })?;
-                let m = Mutation::RewrapSecret {
+                let m = Mutation::RewrapSecret(RewrapSecret {
                     scope: record.scope.clone(),
                     name: record.name.clone(),
                     version: v.version,
                     kek_id: sealed.kek_id,
                     wrapped_key: sealed.wrapped_key,
-                };
+                });
                 self.commit(who, origin, message, vec![(None, m)]).await?;
                 rewrapped += 1;
             }
