@@ -156,7 +156,6 @@ async fn apply_all<D: Dialect>(
             .await
             .map_err(D::err("bump catalog revision"))?;
     }
-    D::end_commit(tx.conn, revision).await?;
     let committed = Committed {
         revision,
         at,
