@@ -17,6 +17,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cairn_core::{Action, Error, Origin, Service};
+use cairn_store::AuditAction;
 
 use crate::extract::Caller;
 use crate::problem::{ApiError, Denied};
@@ -368,7 +369,14 @@ async fn check(
             }
             g.svc
                 .identity()
-                .record_denied(None, &origin, "auth.failed", method, &uri, &e.to_string())
+                .record_denied(
+                    None,
+                    &origin,
+                    AuditAction::AuthFailed,
+                    method,
+                    &uri,
+                    &e.to_string(),
+                )
                 .await;
             return ApiError(e).into_response();
         }
@@ -389,7 +397,7 @@ async fn check(
             .record_denied(
                 Some(&who),
                 &origin,
-                "access.denied",
+                AuditAction::AccessDenied,
                 method,
                 &uri,
                 &e.to_string(),
@@ -405,7 +413,14 @@ async fn check(
     if let Some(Denied(reason)) = resp.extensions().get::<Denied>() {
         g.svc
             .identity()
-            .record_denied(Some(&who), &origin, "access.denied", method, &uri, reason)
+            .record_denied(
+                Some(&who),
+                &origin,
+                AuditAction::AccessDenied,
+                method,
+                &uri,
+                reason,
+            )
             .await;
     }
     resp

@@ -160,26 +160,20 @@ impl Dialect for PgDialect {
     /// The meta row lock serializes committers of every replica until this
     /// transaction ends; a rollback gives the number back. The database
     /// clock stamps the commit, so times follow revisions.
+    ///
+    /// The same statement queues the hint for other replicas (`NOTIFY` with
+    /// the revision), which PostgreSQL delivers only if this transaction
+    /// commits, and in commit order: one round trip inside the lock, not two.
     async fn begin_commit(conn: &mut PgConnection) -> StoreResult<(Revision, DateTime<Utc>)> {
         sqlx::query_as(
-            "UPDATE meta SET head = head + 1 WHERE id = 1 \
-             RETURNING head, date_trunc('microseconds', clock_timestamp())",
+            "WITH m AS (UPDATE meta SET head = head + 1 WHERE id = 1 RETURNING head) \
+             SELECT m.head, date_trunc('microseconds', clock_timestamp()) \
+             FROM m, pg_notify($1, m.head::text)",
         )
+        .bind(listen::CHANNEL)
         .fetch_one(conn)
         .await
         .map_err(err("allocate revision"))
-    }
-
-    /// The hint for other replicas, delivered only if this transaction
-    /// commits (PostgreSQL delivers notifications in commit order).
-    async fn end_commit(conn: &mut PgConnection, revision: Revision) -> StoreResult<()> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(listen::CHANNEL)
-            .bind(revision.to_string())
-            .execute(conn)
-            .await
-            .map_err(err("notify"))?;
-        Ok(())
     }
 
     /// The same row lock commits take: the chain stays linear across replicas.

@@ -82,13 +82,6 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + Sized + 'static {
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = StoreResult<(Revision, DateTime<Utc>)>> + Send;
 
-    /// The last statement of a commit that wrote `revision`, before the
-    /// transaction commits (PostgreSQL: the hint to other replicas).
-    fn end_commit(
-        conn: &mut Conn<Self>,
-        revision: Revision,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
-
     /// Takes the lock commits take, for audit records that are not changes
     /// (`Store::append_audit`), so the chain stays linear; says when.
     fn lock_audit_chain(

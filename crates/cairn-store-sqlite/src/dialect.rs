@@ -197,10 +197,6 @@ impl Dialect for SqliteDialect {
         Ok((revision, now()))
     }
 
-    async fn end_commit(_conn: &mut SqliteConnection, _revision: Revision) -> StoreResult<()> {
-        Ok(())
-    }
-
     /// `BEGIN IMMEDIATE` took the write lock already.
     async fn lock_audit_chain(_conn: &mut SqliteConnection) -> StoreResult<DateTime<Utc>> {
         Ok(now())

@@ -11,18 +11,22 @@
 //!   against) against what was committed since the plan's basis.
 //! - Versions are immutable: a write adds a version, a delete adds a tombstone.
 
+mod action;
 mod applied;
 pub mod chain;
 pub mod guard;
+mod mutation;
 mod types;
 mod webhooks;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use action::AuditAction;
 pub use applied::AppliedState;
 pub use chain::AuditKey;
 pub use guard::{Changes, Guard, Read};
+pub use mutation::*;
 pub use types::*;
 pub use webhooks::{
     DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DeliveryStatus, NewDelivery, NewWebhook,

@@ -3,6 +3,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::{AuditAction, Mutation};
+
 /// Where the store is: the latest committed revision, and the latest revision
 /// that changed the catalog (apps, environments, schemas, tokens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -172,154 +174,14 @@ pub struct AuditContext {
     pub replica: Option<String>,
 }
 
-/// One change inside a commit.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Mutation {
-    /// Write a new version of an entry; `value: None` writes a tombstone
-    /// (delete), which fails with `NotFound` if the entry is absent or deleted.
-    /// `expected_version`: `Some(0)` = must not exist (or be deleted),
-    /// `Some(n)` = current version must be `n`, else `Conflict`.
-    PutEntry {
-        scope: Scope,
-        key: String,
-        kind: EntryKind,
-        merge: MergeMode,
-        value: Option<Value>,
-        checksum: String,
-        expected_version: Option<i64>,
-    },
-    /// `AlreadyExists` if present.
-    CreateApp { name: String, description: String },
-    /// `AlreadyExists` if present.
-    CreateEnv {
-        name: String,
-        description: String,
-        protected: bool,
-        required_approvals: i32,
-        auto_approve: bool,
-        strict_flags: bool,
-    },
-    /// `NotFound` if absent.
-    UpdateEnv {
-        name: String,
-        description: Option<String>,
-        protected: Option<bool>,
-        required_approvals: Option<i32>,
-        auto_approve: Option<bool>,
-        strict_flags: Option<bool>,
-    },
-    /// Registers the next version of the schema at (app, pattern).
-    PutSchema {
-        app: Option<String>,
-        pattern: String,
-        schema: Value,
-    },
-    /// Stores a token (its hash). With `bootstrap`, fails with `AlreadyExists`
-    /// unless no token exists at all (first start, safe across replicas).
-    CreateToken { token: TokenRecord, bootstrap: bool },
-    /// `NotFound` if no such token id.
-    RevokeToken { id: String },
-    /// Create (`create: true`, `AlreadyExists` if present) or change (`NotFound`
-    /// if absent) a user. `password_hash: None` keeps the password; `bindings:
-    /// None` keeps the bindings; `disabled: None` keeps the state.
-    PutUser {
-        name: String,
-        create: bool,
-        password_hash: Option<String>,
-        bindings: Option<Vec<Binding>>,
-        disabled: Option<bool>,
-    },
-    /// Write the next version of a secret (sealed bytes only; never plaintext).
-    /// `expected_version` as for entries (`Some(0)`: must not exist or be
-    /// deleted). `policy: None` keeps the current policy (a new secret gets
-    /// the default). `value_hash` is a keyed hash of the plaintext for the
-    /// audit record. `version` is the number the ciphertext is bound to: it
-    /// must be the last version ever written + 1, else `Conflict`.
-    PutSecret {
-        scope: Scope,
-        name: String,
-        version: i64,
-        sealed: SealedSecret,
-        policy: Option<SecretPolicy>,
-        value_hash: String,
-        expected_version: Option<i64>,
-    },
-    /// Mark a secret deleted (its versions stay for the audit trail);
-    /// `NotFound` if absent or deleted.
-    DeleteSecret { scope: Scope, name: String },
-    /// Replace the wrapped data key of one version in place (rekey);
-    /// `NotFound` if no such version.
-    RewrapSecret {
-        scope: Scope,
-        name: String,
-        version: i64,
-        kek_id: String,
-        wrapped_key: Vec<u8>,
-    },
-    /// Subscribe a webhook; `AlreadyExists` if the id is taken.
-    CreateWebhook { webhook: crate::NewWebhook },
-    /// Delete a webhook (kept for its delivery log) and cancel its pending
-    /// deliveries; `NotFound` if absent or deleted.
-    DeleteWebhook { id: String },
-    /// Replace the wrapped data key of a webhook's signing secret (rekey);
-    /// `NotFound` if no such webhook.
-    RewrapWebhook {
-        id: String,
-        kek_id: String,
-        wrapped_key: Vec<u8>,
-    },
-}
-
-impl Mutation {
-    /// The audit action this mutation is recorded as.
-    pub fn default_action(&self) -> &'static str {
-        match self {
-            Mutation::PutEntry { value: None, .. } => "entry.delete",
-            Mutation::PutEntry { .. } => "entry.set",
-            Mutation::CreateApp { .. } => "app.create",
-            Mutation::CreateEnv { .. } => "env.create",
-            Mutation::UpdateEnv { .. } => "env.update",
-            Mutation::PutSchema { .. } => "schema.register",
-            Mutation::CreateToken { .. } => "token.create",
-            Mutation::RevokeToken { .. } => "token.revoke",
-            Mutation::PutUser { create: true, .. } => "user.create",
-            Mutation::PutUser { .. } => "user.update",
-            Mutation::PutSecret {
-                expected_version: Some(0),
-                ..
-            } => "secret.create",
-            Mutation::PutSecret { .. } => "secret.rotate",
-            Mutation::DeleteSecret { .. } => "secret.delete",
-            Mutation::RewrapSecret { .. } => "secret.rewrap",
-            Mutation::CreateWebhook { .. } => "webhook.create",
-            Mutation::DeleteWebhook { .. } => "webhook.delete",
-            Mutation::RewrapWebhook { .. } => "webhook.rewrap",
-        }
-    }
-
-    /// Does this mutation change the catalog (anything but entries and secrets)?
-    pub fn is_catalog(&self) -> bool {
-        !matches!(
-            self,
-            Mutation::PutEntry { .. }
-                | Mutation::PutSecret { .. }
-                | Mutation::DeleteSecret { .. }
-                | Mutation::RewrapSecret { .. }
-                | Mutation::CreateWebhook { .. }
-                | Mutation::DeleteWebhook { .. }
-                | Mutation::RewrapWebhook { .. }
-        )
-    }
-}
-
 /// A change set: mutations committed atomically as one revision, with one
 /// audit record each.
 #[derive(Debug, Clone)]
 pub struct Commit {
     pub context: AuditContext,
     /// `(action override, mutation)`: `None` uses [`Mutation::default_action`]
-    /// (e.g. `Some("entry.rollback")`).
-    pub mutations: Vec<(Option<String>, Mutation)>,
+    /// (e.g. `Some(AuditAction::EntryRollback)`).
+    pub mutations: Vec<(Option<AuditAction>, Mutation)>,
     /// Key of the audit chain (see [`crate::chain`]); `None` writes unsealed records.
     pub seal: Option<crate::AuditKey>,
     /// Second audit destination, written before the commit (fail closed).
@@ -354,6 +216,9 @@ pub struct AuditRecord {
     pub revision: Option<Revision>,
     pub at: DateTime<Utc>,
     pub actor: String,
+    /// The dotted name of an [`AuditAction`], as recorded (the chain covers
+    /// these bytes; a record written by a later version may name an action
+    /// this one does not know): [`AuditRecord::action`] reads it.
     pub action: String,
     /// `""`/`None` app is global; `None` env is every environment.
     pub app: Option<String>,
@@ -372,10 +237,17 @@ pub struct AuditRecord {
     pub mac: String,
 }
 
+impl AuditRecord {
+    /// The recorded action, if this version knows it.
+    pub fn action(&self) -> Option<AuditAction> {
+        AuditAction::parse(&self.action)
+    }
+}
+
 /// An audit record that is not a change (a denied request, a failed login).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditEvent {
-    pub action: String,
+    pub action: AuditAction,
     pub app: Option<String>,
     pub env: Option<String>,
     pub key: Option<String>,

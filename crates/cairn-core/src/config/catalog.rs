@@ -11,6 +11,8 @@ use crate::identity::access::{hidden, require_admin};
 use crate::identity::auth::{Origin, Principal};
 use crate::identity::policy::Action;
 use crate::{Error, Result, Violation};
+use cairn_store::AuditAction;
+use cairn_store::{CreateApp, CreateEnv, PutSchema, UpdateEnv};
 
 /// Settings of a new or changed environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,10 +44,10 @@ impl Config<'_> {
     ) -> Result<Committed> {
         require_admin(who, None)?;
         validate_app(name)?;
-        let m = Mutation::CreateApp {
+        let m = Mutation::CreateApp(CreateApp {
             name: name.to_owned(),
             description: description.to_owned(),
-        };
+        });
         self.kernel
             .commit(who, origin, &format!("create app {name}"), vec![(None, m)])
             .await
@@ -61,7 +63,7 @@ impl Config<'_> {
         require_admin(who, None)?;
         validate_env(name)?;
         validate_env_settings(&s)?;
-        let m = Mutation::CreateEnv {
+        let m = Mutation::CreateEnv(CreateEnv {
             name: name.to_owned(),
             description: s.description.unwrap_or_default(),
             protected: s.protected.unwrap_or(false),
@@ -70,7 +72,7 @@ impl Config<'_> {
                 .unwrap_or(if s.protected == Some(true) { 1 } else { 0 }),
             auto_approve: s.auto_approve.unwrap_or(s.protected != Some(true)),
             strict_flags: s.strict_flags.unwrap_or(false),
-        };
+        });
         self.kernel
             .commit(
                 who,
@@ -94,14 +96,14 @@ impl Config<'_> {
         if s == EnvSettings::default() {
             return Err(Error::invalid("settings", "nothing to change"));
         }
-        let m = Mutation::UpdateEnv {
+        let m = Mutation::UpdateEnv(UpdateEnv {
             name: name.to_owned(),
             description: s.description,
             protected: s.protected,
             required_approvals: s.required_approvals,
             auto_approve: s.auto_approve,
             strict_flags: s.strict_flags,
-        };
+        });
         self.kernel
             .commit(
                 who,
@@ -145,13 +147,13 @@ impl Config<'_> {
                     return Err(Error::SchemaDrift { violations: drift });
                 }
                 let action = force
-                    .then(|| "schema.register.forced".to_owned())
+                    .then_some(AuditAction::SchemaRegisterForced)
                     .filter(|_| !drift.is_empty());
-                let m = Mutation::PutSchema {
+                let m = Mutation::PutSchema(PutSchema {
                     app: app.clone(),
                     pattern: pattern.to_owned(),
                     schema: schema.clone(),
-                };
+                });
                 let committed = self
                     .kernel
                     .commit_guarded(who, origin, msg, vec![(action, m)], Some(guard))

@@ -18,6 +18,8 @@ use crate::identity::auth::{Origin, Principal};
 use crate::identity::policy::Action;
 use crate::kernel::state::{ResolvedView, ScopeEntries};
 use crate::{Error, Result, Violation};
+use cairn_store::AuditAction;
+use cairn_store::PutEntry;
 
 /// What a write of entries did: the commit, and the flag warnings of what it
 /// wrote (rules that can only yield null or an error; DESIGN.md §4).
@@ -36,7 +38,7 @@ struct Prepared {
 /// A change set planned against memory: what to commit, the warnings to
 /// answer with, and what the plan read.
 struct EntryPlan {
-    mutations: Vec<(Option<String>, Mutation)>,
+    mutations: Vec<(Option<AuditAction>, Mutation)>,
     warnings: Vec<crate::flags::FlagWarning>,
     guard: cairn_store::Guard,
 }
@@ -67,7 +69,7 @@ impl Config<'_> {
         origin: &Origin,
         message: &str,
         items: Vec<ChangeItem>,
-        action: Option<&str>,
+        action: Option<AuditAction>,
     ) -> Result<Written> {
         validate_message(message)?;
         if items.is_empty() {
@@ -169,7 +171,7 @@ impl Config<'_> {
         who: &Principal,
         basis: Revision,
         items: &[Prepared],
-        action: Option<&str>,
+        action: Option<AuditAction>,
     ) -> Result<EntryPlan> {
         let st = self.kernel.read();
         let mut guard = cairn_store::Guard::new(basis);
@@ -206,8 +208,8 @@ impl Config<'_> {
                 }
             }
             mutations.push((
-                action.map(str::to_owned),
-                Mutation::PutEntry {
+                action,
+                Mutation::PutEntry(PutEntry {
                     scope: item.scope.clone(),
                     key: item.key.clone(),
                     // One kind per (scope, key) is the store's check, inside
@@ -218,7 +220,7 @@ impl Config<'_> {
                     value: item.value.clone(),
                     checksum: checksum.clone(),
                     expected_version: item.expected_version,
-                },
+                }),
             ));
         }
         let warnings = crate::flags::validate_change_set(&st, &mutations, &mut guard)?;
@@ -296,8 +298,14 @@ impl Config<'_> {
             value: Some(value),
             expected_version,
         };
-        self.write_entries(who, origin, message, vec![item], Some("entry.rollback"))
-            .await
+        self.write_entries(
+            who,
+            origin,
+            message,
+            vec![item],
+            Some(AuditAction::EntryRollback),
+        )
+        .await
     }
 
     /// Check a value against the schemas that govern (scope, key), without writing.

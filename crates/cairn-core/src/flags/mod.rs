@@ -34,6 +34,8 @@ use crate::{Error, Principal, Result, Violation};
 use cairn_store::{Guard, Mutation, Read};
 
 use cairn_eval::{Warning, WarningCode};
+use cairn_store::AuditAction;
+use cairn_store::PutEntry;
 
 /// The `schema` named by flag and segment violations.
 pub const SCHEMA_NAME: &str = "flagd";
@@ -215,19 +217,19 @@ fn missing_refs(f: &CompiledFlag) -> Vec<&str> {
 /// segments of their views.
 pub(crate) fn validate_change_set(
     st: &State,
-    mutations: &[(Option<String>, Mutation)],
+    mutations: &[(Option<AuditAction>, Mutation)],
     guard: &mut Guard,
 ) -> Result<Vec<FlagWarning>> {
     let items: Vec<Item<'_>> = mutations
         .iter()
         .filter_map(|(_, m)| match m {
-            Mutation::PutEntry {
+            Mutation::PutEntry(PutEntry {
                 scope,
                 key,
                 kind,
                 value,
                 ..
-            } => Some(Item {
+            }) => Some(Item {
                 scope,
                 key,
                 kind: *kind,

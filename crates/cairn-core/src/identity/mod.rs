@@ -27,6 +27,8 @@ use crate::identity::policy::{validate_pattern, Action};
 use crate::identity::tokens::CreatedToken;
 use crate::kernel::Kernel;
 use crate::{Error, Result};
+use cairn_store::AuditAction;
+use cairn_store::{CreateToken, PutUser};
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -160,13 +162,13 @@ impl Identity<'_> {
         validate_bindings(&bindings)?;
         let pw = password.to_owned();
         let hash = blocking(move || hash_password(&pw)).await??;
-        let m = Mutation::PutUser {
+        let m = Mutation::PutUser(PutUser {
             name: name.to_owned(),
             create: true,
             password_hash: Some(hash),
             bindings: Some(bindings),
             disabled: None,
-        };
+        });
         self.kernel
             .commit(who, origin, &format!("create user {name}"), vec![(None, m)])
             .await
@@ -197,13 +199,13 @@ impl Identity<'_> {
             }
             None => None,
         };
-        let m = Mutation::PutUser {
+        let m = Mutation::PutUser(PutUser {
             name: name.to_owned(),
             create: false,
             password_hash: hash,
             bindings,
             disabled,
-        };
+        });
         self.kernel
             .commit(who, origin, &format!("update user {name}"), vec![(None, m)])
             .await
@@ -241,7 +243,7 @@ impl Identity<'_> {
                 self.record_denied(
                     Some(&p),
                     origin,
-                    "auth.login_failed",
+                    AuditAction::AuthLoginFailed,
                     "POST",
                     "/v1/login",
                     "wrong user name or password",
@@ -273,13 +275,18 @@ impl Identity<'_> {
             name: name.to_owned(),
             bindings: user.bindings.clone(),
         };
-        let m = Mutation::CreateToken {
+        let m = Mutation::CreateToken(CreateToken {
             token: record,
             bootstrap: false,
-        };
+        });
         let c = self
             .kernel
-            .commit(&who, origin, "login", vec![(Some("auth.login".into()), m)])
+            .commit(
+                &who,
+                origin,
+                "login",
+                vec![(Some(AuditAction::AuthLogin), m)],
+            )
             .await?;
         Ok(CreatedToken {
             token: t.secret,
@@ -305,16 +312,18 @@ impl Identity<'_> {
         &self,
         who: Option<&Principal>,
         origin: &Origin,
-        action: &str,
+        action: AuditAction,
         method: &str,
         path: &str,
         reason: &str,
     ) {
         let actor = who.map_or_else(|| "anonymous".to_owned(), Principal::actor);
         let event = AuditEvent {
-            action: action.to_owned(),
+            action,
+            app: None,
+            env: None,
+            key: None,
             detail: json!({"method": method, "path": path.chars().take(512).collect::<String>()}),
-            ..AuditEvent::default()
         };
         let message = reason.chars().take(512).collect();
         if let Err(e) = self
@@ -322,7 +331,7 @@ impl Identity<'_> {
             .append_event(actor, origin, message, event)
             .await
         {
-            tracing::error!(error = %e, action, "could not record a denied request");
+            tracing::error!(error = %e, %action, "could not record a denied request");
         }
     }
 

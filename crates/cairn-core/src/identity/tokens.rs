@@ -9,6 +9,7 @@ use crate::identity::access::require_admin;
 use crate::identity::auth::{self, Origin, Principal};
 use crate::identity::Identity;
 use crate::{Error, Result};
+use cairn_store::{CreateToken, RevokeToken};
 
 /// A token just created: the secret is shown once.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -57,10 +58,10 @@ impl Identity<'_> {
             revoked_at: None,
             user: None,
         };
-        let m = Mutation::CreateToken {
+        let m = Mutation::CreateToken(CreateToken {
             token: record,
             bootstrap: false,
-        };
+        });
         let c = self
             .kernel
             .commit(
@@ -84,7 +85,7 @@ impl Identity<'_> {
         id: &str,
     ) -> Result<Committed> {
         require_admin(who, None)?;
-        let m = Mutation::RevokeToken { id: id.to_owned() };
+        let m = Mutation::RevokeToken(RevokeToken { id: id.to_owned() });
         self.kernel
             .commit(who, origin, &format!("revoke token {id}"), vec![(None, m)])
             .await

@@ -6,6 +6,7 @@ use cairn_store::{AuditContext, AuditEvent, Commit, Committed, Mutation, StoreEr
 
 use super::Kernel;
 use crate::{Error, Result};
+use cairn_store::AuditAction;
 
 /// Who makes a change, as audit records name it (a principal, a scheduler).
 pub trait Actor: Sync {
@@ -43,7 +44,7 @@ impl Kernel {
         who: &dyn Actor,
         origin: &Origin,
         message: &str,
-        mutations: Vec<(Option<String>, Mutation)>,
+        mutations: Vec<(Option<AuditAction>, Mutation)>,
     ) -> Result<Committed> {
         Ok(self
             .commit_guarded(who, origin, message, mutations, None)
@@ -89,7 +90,7 @@ impl Kernel {
         who: &dyn Actor,
         origin: &Origin,
         message: &str,
-        mutations: Vec<(Option<String>, Mutation)>,
+        mutations: Vec<(Option<AuditAction>, Mutation)>,
         guard: Option<cairn_store::Guard>,
     ) -> Result<std::result::Result<Committed, Stale>> {
         let commit = Commit {

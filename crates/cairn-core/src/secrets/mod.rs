@@ -36,6 +36,8 @@ use crate::kernel::Kernel;
 use crate::outbound::Outbound;
 use crate::webhooks::Webhooks;
 use crate::{Error, Result};
+use cairn_store::AuditAction;
+use cairn_store::{DeleteSecret, PutSecret, RewrapSecret};
 use cairn_store::{Guard, Read};
 
 /// The longest rotation interval and grace period: ten years.
@@ -671,7 +673,7 @@ impl Secrets<'_> {
             version,
         };
         let sealed = envelope::seal(&self.kek(), &id, value.as_bytes());
-        let m = Mutation::PutSecret {
+        let m = Mutation::PutSecret(PutSecret {
             scope: scope.clone(),
             name: name.to_owned(),
             version,
@@ -679,7 +681,7 @@ impl Secrets<'_> {
             policy,
             value_hash: self.secret_value_hash(value),
             expected_version,
-        };
+        });
         // Not planned again on a stale guard: the value may come from a hook.
         let committed = self
             .kernel
@@ -725,10 +727,10 @@ impl Secrets<'_> {
                     guard.read(Read::Secrets);
                     self.refuse_if_referenced(scope, name).await?;
                 }
-                let m = Mutation::DeleteSecret {
+                let m = Mutation::DeleteSecret(DeleteSecret {
                     scope: scope.clone(),
                     name: name.to_owned(),
-                };
+                });
                 let committed = self
                     .kernel
                     .commit_guarded(who, origin, message, vec![(None, m)], Some(guard))
@@ -919,7 +921,7 @@ impl Secrets<'_> {
         how: &str,
     ) -> Result<()> {
         let event = AuditEvent {
-            action: "secret.read".into(),
+            action: AuditAction::SecretRead,
             app: Some(scope.app_str().to_owned()),
             env: Some(scope.env_str().to_owned()),
             key: Some(name.to_owned()),
@@ -1054,13 +1056,13 @@ impl Secrets<'_> {
                             record.name, v.version
                         ))
                     })?;
-                let m = Mutation::RewrapSecret {
+                let m = Mutation::RewrapSecret(RewrapSecret {
                     scope: record.scope.clone(),
                     name: record.name.clone(),
                     version: v.version,
                     kek_id: sealed.kek_id,
                     wrapped_key: sealed.wrapped_key,
-                };
+                });
                 self.kernel
                     .commit(who, origin, message, vec![(None, m)])
                     .await?;

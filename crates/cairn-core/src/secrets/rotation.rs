@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 use crate::identity::auth::{Origin, Principal};
 use crate::secrets::{NewValue, NextVersion, Plaintext, Secrets};
 use crate::{Error, Result};
+use cairn_store::AuditAction;
 
 /// The lease the rotating replica holds.
 pub const LEASE: &str = "secret-rotation";
@@ -359,7 +360,7 @@ impl Secrets<'_> {
         tracing::error!(secret = %record.name, scope = %record.scope, attempts = item.attempts, error, "secret rotation failed");
         self.kernel.metrics().rotation_failed();
         let event = AuditEvent {
-            action: "secret.rotation_failed".into(),
+            action: AuditAction::SecretRotationFailed,
             app: Some(record.scope.app_str().to_owned()),
             env: Some(record.scope.env_str().to_owned()),
             key: Some(record.name.clone()),

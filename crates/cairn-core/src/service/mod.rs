@@ -27,6 +27,7 @@ use crate::secrets::Secrets;
 use crate::telemetry::Telemetry;
 use crate::webhooks::Webhooks;
 use crate::{Error, Result};
+use cairn_store::{CreateEnv, CreateToken};
 
 /// Environments a fresh server has.
 pub const DEFAULT_ENVS: [&str; 3] = ["dev", "staging", "prod"];
@@ -206,14 +207,14 @@ impl Service {
         let mutations = DEFAULT_ENVS
             .iter()
             .map(|name| {
-                let m = Mutation::CreateEnv {
+                let m = Mutation::CreateEnv(CreateEnv {
                     name: (*name).to_owned(),
                     description: String::new(),
                     protected: false,
                     required_approvals: 0,
                     auto_approve: true,
                     strict_flags: false,
-                };
+                });
                 (None, m)
             })
             .collect();
@@ -250,10 +251,10 @@ impl Service {
             revoked_at: None,
             user: None,
         };
-        let m = Mutation::CreateToken {
+        let m = Mutation::CreateToken(CreateToken {
             token: record,
             bootstrap: true,
-        };
+        });
         match self
             .kernel
             .commit(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use cairn_model::Scope;
 use cairn_store::testing::pg::TestPg;
 use cairn_store::testing::{self, commit, put};
+use cairn_store::CreateToken;
 use cairn_store::{Head, Mutation, Store, StoreError};
 use cairn_store_postgres::PostgresStore;
 use serde_json::json;
@@ -52,10 +53,10 @@ async fn bootstrap_token_once_across_replicas() {
             let token = testing::token(&format!("tok_{i}"), &format!("{i:064}"));
             commit(
                 &*s,
-                vec![Mutation::CreateToken {
+                vec![Mutation::CreateToken(CreateToken {
                     token,
                     bootstrap: true,
-                }],
+                })],
             )
             .await
         }));

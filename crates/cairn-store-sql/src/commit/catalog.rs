@@ -1,6 +1,6 @@
 //! The catalog inside a commit: apps, environments, schemas.
 
-use cairn_store::{Applied, StoreError, StoreResult};
+use cairn_store::{Applied, CreateApp, CreateEnv, PutSchema, StoreError, StoreResult, UpdateEnv};
 use serde_json::{json, Value};
 
 use super::{no_versions, AuditFacts, Tx};
@@ -8,12 +8,13 @@ use crate::dialect::Dialect;
 use crate::query::{query, query_as, query_scalar};
 use crate::rows::{micros, to_json_text};
 
-pub(super) struct EnvSettings {
-    pub(super) description: String,
-    pub(super) protected: bool,
-    pub(super) required_approvals: i32,
-    pub(super) auto_approve: bool,
-    pub(super) strict_flags: bool,
+/// An environment's stored settings.
+struct EnvSettings {
+    description: String,
+    protected: bool,
+    required_approvals: i32,
+    auto_approve: bool,
+    strict_flags: bool,
 }
 
 impl EnvSettings {
@@ -37,11 +38,8 @@ impl EnvSettings {
 }
 
 impl<D: Dialect> Tx<'_, D> {
-    pub(super) async fn create_app(
-        &mut self,
-        name: &str,
-        description: &str,
-    ) -> StoreResult<(Applied, AuditFacts)> {
+    pub(super) async fn create_app(&mut self, m: &CreateApp) -> StoreResult<(Applied, AuditFacts)> {
+        let (name, description) = (&m.name, &m.description);
         let exists: Option<i32> = query_scalar::<D, _>("SELECT 1 FROM apps WHERE name = $1")
             .bind(name)
             .fetch_optional(self.conn)
@@ -72,7 +70,7 @@ impl<D: Dialect> Tx<'_, D> {
         ))
     }
 
-    pub(super) async fn env_settings(&mut self, name: &str) -> StoreResult<Option<EnvSettings>> {
+    async fn env_settings(&mut self, name: &str) -> StoreResult<Option<EnvSettings>> {
         let row: Option<(String, bool, i32, bool, bool)> = query_as::<D, _>(
             "SELECT description, protected, required_approvals, auto_approve, strict_flags \
              FROM environments WHERE name = $1",
@@ -94,11 +92,15 @@ impl<D: Dialect> Tx<'_, D> {
         ))
     }
 
-    pub(super) async fn create_env(
-        &mut self,
-        name: &str,
-        s: EnvSettings,
-    ) -> StoreResult<(Applied, AuditFacts)> {
+    pub(super) async fn create_env(&mut self, m: &CreateEnv) -> StoreResult<(Applied, AuditFacts)> {
+        let name = &m.name;
+        let s = EnvSettings {
+            description: m.description.clone(),
+            protected: m.protected,
+            required_approvals: m.required_approvals,
+            auto_approve: m.auto_approve,
+            strict_flags: m.strict_flags,
+        };
         if self.env_settings(name).await?.is_some() {
             return Err(StoreError::AlreadyExists {
                 what: format!("environment {name}"),
@@ -123,11 +125,20 @@ impl<D: Dialect> Tx<'_, D> {
         Ok((no_versions(), s.facts(name)))
     }
 
-    pub(super) async fn update_env(
-        &mut self,
-        name: &str,
-        s: EnvSettings,
-    ) -> StoreResult<(Applied, AuditFacts)> {
+    pub(super) async fn update_env(&mut self, m: &UpdateEnv) -> StoreResult<(Applied, AuditFacts)> {
+        let name = &m.name;
+        let Some(mut s) = self.env_settings(name).await? else {
+            return Err(StoreError::NotFound {
+                what: format!("environment {name}"),
+            });
+        };
+        if let Some(d) = &m.description {
+            s.description = d.clone();
+        }
+        s.protected = m.protected.unwrap_or(s.protected);
+        s.required_approvals = m.required_approvals.unwrap_or(s.required_approvals);
+        s.auto_approve = m.auto_approve.unwrap_or(s.auto_approve);
+        s.strict_flags = m.strict_flags.unwrap_or(s.strict_flags);
         query::<D>(
             "UPDATE environments SET description = $2, protected = $3, required_approvals = $4, \
              auto_approve = $5, strict_flags = $6, revision = $7 WHERE name = $1",
@@ -145,12 +156,8 @@ impl<D: Dialect> Tx<'_, D> {
         Ok((no_versions(), s.facts(name)))
     }
 
-    pub(super) async fn put_schema(
-        &mut self,
-        app: &str,
-        pattern: &str,
-        schema: &Value,
-    ) -> StoreResult<(Applied, AuditFacts)> {
+    pub(super) async fn put_schema(&mut self, m: &PutSchema) -> StoreResult<(Applied, AuditFacts)> {
+        let (app, pattern) = (m.app.as_deref().unwrap_or(""), m.pattern.as_str());
         let previous: i64 = query_scalar::<D, _>(
             "SELECT COALESCE(MAX(version), 0) FROM schemas WHERE app = $1 AND pattern = $2",
         )
@@ -167,7 +174,7 @@ impl<D: Dialect> Tx<'_, D> {
         .bind(app)
         .bind(pattern)
         .bind(version)
-        .bind(to_json_text(schema)?)
+        .bind(to_json_text(&m.schema)?)
         .bind(self.revision())
         .bind(&self.context.actor)
         .bind(&self.context.message)

@@ -1,30 +1,19 @@
 //! Entry writes and deletes (tombstones) inside a commit.
 
-use cairn_model::{EntryKind, MergeMode, Scope};
-use cairn_store::{Applied, StoreError, StoreResult};
-use serde_json::{json, Value};
+use cairn_model::EntryKind;
+use cairn_store::{Applied, PutEntry, StoreError, StoreResult};
+use serde_json::json;
 
 use super::{AuditFacts, Tx};
 use crate::dialect::Dialect;
 use crate::query::{query, query_as};
 use crate::rows::{micros, to_json_text};
 
-pub(super) struct NewEntry<'a> {
-    pub(super) scope: &'a Scope,
-    pub(super) key: &'a str,
-    pub(super) kind: EntryKind,
-    pub(super) merge: MergeMode,
-    /// `None`: delete (a tombstone).
-    pub(super) value: Option<&'a Value>,
-    pub(super) checksum: &'a str,
-    pub(super) expected_version: Option<i64>,
-}
-
 impl<D: Dialect> Tx<'_, D> {
     pub(super) async fn put_entry(
         &mut self,
         position: i64,
-        e: NewEntry<'_>,
+        e: &PutEntry,
     ) -> StoreResult<(Applied, AuditFacts)> {
         let (app, env) = (e.scope.app_str(), e.scope.env_str());
         let current: Option<(i64, bool, String)> = query_as::<D, _>(
@@ -34,7 +23,7 @@ impl<D: Dialect> Tx<'_, D> {
         )
         .bind(app)
         .bind(env)
-        .bind(e.key)
+        .bind(&e.key)
         .fetch_optional(self.conn)
         .await
         .map_err(D::err("read entry"))?;
@@ -52,7 +41,7 @@ impl<D: Dialect> Tx<'_, D> {
             Some((_, false, k)) => EntryKind::parse(k),
             _ => None,
         };
-        let kind = match (live_kind, e.value) {
+        let kind = match (live_kind, &e.value) {
             (Some(k), None) => k,
             (Some(k), Some(_)) if k != e.kind => {
                 return Err(StoreError::KindConflict {
@@ -81,8 +70,12 @@ impl<D: Dialect> Tx<'_, D> {
             });
         }
         let version = latest + 1;
-        let value_text = e.value.map(to_json_text).transpose()?;
-        let checksum = if e.value.is_some() { e.checksum } else { "" };
+        let value_text = e.value.as_ref().map(to_json_text).transpose()?;
+        let checksum = if e.value.is_some() {
+            e.checksum.as_str()
+        } else {
+            ""
+        };
         query::<D>(
             "INSERT INTO entry_versions (app, env, key, version, kind, merge, value, checksum, \
              revision, position, actor, message, created_at) \
@@ -90,7 +83,7 @@ impl<D: Dialect> Tx<'_, D> {
         )
         .bind(app)
         .bind(env)
-        .bind(e.key)
+        .bind(&e.key)
         .bind(version)
         .bind(kind.as_str())
         .bind(e.merge.as_str())
@@ -111,7 +104,7 @@ impl<D: Dialect> Tx<'_, D> {
         )
         .bind(app)
         .bind(env)
-        .bind(e.key)
+        .bind(&e.key)
         .bind(version)
         .bind(e.value.is_none())
         .execute(self.conn)

@@ -1,20 +1,14 @@
 //! Tokens and users inside a commit.
 
-use cairn_store::{Applied, Binding, StoreError, StoreResult, TokenRecord};
+use cairn_store::{
+    Applied, CreateToken, PutUser, RevokeToken, StoreError, StoreResult, TokenRecord,
+};
 use serde_json::{json, Value};
 
 use super::{no_versions, AuditFacts, Tx};
 use crate::dialect::Dialect;
 use crate::query::{query, query_scalar};
 use crate::rows::{self, micros, opt_micros, TOKEN_COLS};
-
-pub(super) struct UserChange<'a> {
-    pub(super) name: &'a str,
-    pub(super) create: bool,
-    pub(super) password_hash: Option<&'a str>,
-    pub(super) bindings: Option<&'a Vec<Binding>>,
-    pub(super) disabled: Option<bool>,
-}
 
 fn token_detail(t: &TokenRecord) -> Value {
     json!({
@@ -29,10 +23,10 @@ fn token_detail(t: &TokenRecord) -> Value {
 impl<D: Dialect> Tx<'_, D> {
     pub(super) async fn create_token(
         &mut self,
-        t: &TokenRecord,
-        bootstrap: bool,
+        m: &CreateToken,
     ) -> StoreResult<(Applied, AuditFacts)> {
-        if bootstrap {
+        let t = &m.token;
+        if m.bootstrap {
             let any: Option<i32> = query_scalar::<D, _>("SELECT 1 FROM tokens LIMIT 1")
                 .fetch_optional(self.conn)
                 .await
@@ -83,7 +77,11 @@ impl<D: Dialect> Tx<'_, D> {
         ))
     }
 
-    pub(super) async fn revoke_token(&mut self, id: &str) -> StoreResult<(Applied, AuditFacts)> {
+    pub(super) async fn revoke_token(
+        &mut self,
+        m: &RevokeToken,
+    ) -> StoreResult<(Applied, AuditFacts)> {
+        let id = &m.id;
         let row = query::<D>(format!("SELECT {TOKEN_COLS} FROM tokens WHERE id = $1"))
             .bind(id)
             .fetch_optional(self.conn)
@@ -111,12 +109,9 @@ impl<D: Dialect> Tx<'_, D> {
         ))
     }
 
-    pub(super) async fn put_user(
-        &mut self,
-        u: UserChange<'_>,
-    ) -> StoreResult<(Applied, AuditFacts)> {
+    pub(super) async fn put_user(&mut self, u: &PutUser) -> StoreResult<(Applied, AuditFacts)> {
         let exists: Option<String> = query_scalar::<D, _>("SELECT name FROM users WHERE name = $1")
-            .bind(u.name)
+            .bind(&u.name)
             .fetch_optional(self.conn)
             .await
             .map_err(D::err("read user"))?;
@@ -135,6 +130,7 @@ impl<D: Dialect> Tx<'_, D> {
         }
         let bindings = u
             .bindings
+            .as_ref()
             .map(|b| serde_json::to_string(b).map_err(|e| StoreError::Backend(e.to_string())))
             .transpose()?;
         if u.create {
@@ -142,8 +138,8 @@ impl<D: Dialect> Tx<'_, D> {
                 "INSERT INTO users (name, password_hash, bindings, created_at, disabled, \
                  revision) VALUES ($1, $2, $3, $4, $5, $6)",
             )
-            .bind(u.name)
-            .bind(u.password_hash.unwrap_or_default())
+            .bind(&u.name)
+            .bind(u.password_hash.as_deref().unwrap_or_default())
             .bind(bindings.clone().unwrap_or_else(|| "[]".into()))
             .bind(micros(&self.at))
             .bind(u.disabled.unwrap_or(false))
@@ -157,8 +153,8 @@ impl<D: Dialect> Tx<'_, D> {
                  bindings = COALESCE($3, bindings), disabled = COALESCE($4, disabled), \
                  revision = $5 WHERE name = $1",
             )
-            .bind(u.name)
-            .bind(u.password_hash)
+            .bind(&u.name)
+            .bind(u.password_hash.as_deref())
             .bind(bindings.clone())
             .bind(u.disabled)
             .bind(self.revision())

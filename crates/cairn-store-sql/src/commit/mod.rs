@@ -143,7 +143,7 @@ async fn apply_all<D: Dialect>(
     let mut catalog = false;
     for (position, (action, mutation)) in commit.mutations.iter().enumerate() {
         let (one, facts) = tx.apply(position as i64, mutation).await?;
-        let action = action.as_deref().unwrap_or(mutation.default_action());
+        let action = action.unwrap_or_else(|| mutation.default_action()).as_str();
         chain.append(&mut tx, action, facts).await?;
         catalog |= mutation.is_catalog();
         applied.push(one);
@@ -156,7 +156,6 @@ async fn apply_all<D: Dialect>(
             .await
             .map_err(D::err("bump catalog revision"))?;
     }
-    D::end_commit(tx.conn, revision).await?;
     let committed = Committed {
         revision,
         at,
@@ -173,140 +172,20 @@ impl<D: Dialect> Tx<'_, D> {
         mutation: &Mutation,
     ) -> StoreResult<(Applied, AuditFacts)> {
         match mutation {
-            Mutation::PutEntry {
-                scope,
-                key,
-                kind,
-                merge,
-                value,
-                checksum,
-                expected_version,
-            } => {
-                let entry = entries::NewEntry {
-                    scope,
-                    key,
-                    kind: *kind,
-                    merge: *merge,
-                    value: value.as_ref(),
-                    checksum,
-                    expected_version: *expected_version,
-                };
-                self.put_entry(position, entry).await
-            }
-            Mutation::CreateApp { name, description } => self.create_app(name, description).await,
-            Mutation::CreateEnv {
-                name,
-                description,
-                protected,
-                required_approvals,
-                auto_approve,
-                strict_flags,
-            } => {
-                let settings = catalog::EnvSettings {
-                    description: description.clone(),
-                    protected: *protected,
-                    required_approvals: *required_approvals,
-                    auto_approve: *auto_approve,
-                    strict_flags: *strict_flags,
-                };
-                self.create_env(name, settings).await
-            }
-            Mutation::UpdateEnv {
-                name,
-                description,
-                protected,
-                required_approvals,
-                auto_approve,
-                strict_flags,
-            } => {
-                let Some(mut settings) = self.env_settings(name).await? else {
-                    return Err(StoreError::NotFound {
-                        what: format!("environment {name}"),
-                    });
-                };
-                if let Some(d) = description {
-                    settings.description = d.clone();
-                }
-                if let Some(p) = protected {
-                    settings.protected = *p;
-                }
-                if let Some(r) = required_approvals {
-                    settings.required_approvals = *r;
-                }
-                if let Some(a) = auto_approve {
-                    settings.auto_approve = *a;
-                }
-                if let Some(s) = strict_flags {
-                    settings.strict_flags = *s;
-                }
-                self.update_env(name, settings).await
-            }
-            Mutation::PutSchema {
-                app,
-                pattern,
-                schema,
-            } => {
-                self.put_schema(app.as_deref().unwrap_or(""), pattern, schema)
-                    .await
-            }
-            Mutation::CreateToken { token, bootstrap } => {
-                self.create_token(token, *bootstrap).await
-            }
-            Mutation::RevokeToken { id } => self.revoke_token(id).await,
-            Mutation::PutUser {
-                name,
-                create,
-                password_hash,
-                bindings,
-                disabled,
-            } => {
-                let change = identity::UserChange {
-                    name,
-                    create: *create,
-                    password_hash: password_hash.as_deref(),
-                    bindings: bindings.as_ref(),
-                    disabled: *disabled,
-                };
-                self.put_user(change).await
-            }
-            Mutation::PutSecret {
-                scope,
-                name,
-                version,
-                sealed,
-                policy,
-                value_hash,
-                expected_version,
-            } => {
-                let new = secrets::NewSecret {
-                    scope,
-                    name,
-                    version: *version,
-                    sealed,
-                    policy: policy.as_ref(),
-                    value_hash,
-                    expected_version: *expected_version,
-                };
-                self.put_secret(new).await
-            }
-            Mutation::DeleteSecret { scope, name } => self.delete_secret(scope, name).await,
-            Mutation::RewrapSecret {
-                scope,
-                name,
-                version,
-                kek_id,
-                wrapped_key,
-            } => {
-                self.rewrap_secret(scope, name, *version, kek_id, wrapped_key)
-                    .await
-            }
-            Mutation::CreateWebhook { webhook } => self.create_webhook(webhook).await,
-            Mutation::DeleteWebhook { id } => self.delete_webhook(id).await,
-            Mutation::RewrapWebhook {
-                id,
-                kek_id,
-                wrapped_key,
-            } => self.rewrap_webhook(id, kek_id, wrapped_key).await,
+            Mutation::PutEntry(m) => self.put_entry(position, m).await,
+            Mutation::CreateApp(m) => self.create_app(m).await,
+            Mutation::CreateEnv(m) => self.create_env(m).await,
+            Mutation::UpdateEnv(m) => self.update_env(m).await,
+            Mutation::PutSchema(m) => self.put_schema(m).await,
+            Mutation::CreateToken(m) => self.create_token(m).await,
+            Mutation::RevokeToken(m) => self.revoke_token(m).await,
+            Mutation::PutUser(m) => self.put_user(m).await,
+            Mutation::PutSecret(m) => self.put_secret(m).await,
+            Mutation::DeleteSecret(m) => self.delete_secret(m).await,
+            Mutation::RewrapSecret(m) => self.rewrap_secret(m).await,
+            Mutation::CreateWebhook(m) => self.create_webhook(m).await,
+            Mutation::DeleteWebhook(m) => self.delete_webhook(m).await,
+            Mutation::RewrapWebhook(m) => self.rewrap_webhook(m).await,
         }
     }
 }
@@ -356,7 +235,7 @@ async fn append_events<D: Dialect>(
             to_version: None,
             detail: e.detail,
         };
-        chain.append(&mut tx, &e.action, facts).await?;
+        chain.append(&mut tx, e.action.as_str(), facts).await?;
     }
     chain.write_head(&mut tx).await?;
     Ok(chain.written)

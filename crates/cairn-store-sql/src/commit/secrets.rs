@@ -1,24 +1,16 @@
 //! Secrets inside a commit: new versions (sealed), deletes, rewraps.
 
 use cairn_model::Scope;
-use cairn_store::{Applied, SealedSecret, SecretPolicy, SecretRecord, StoreError, StoreResult};
+use cairn_store::{
+    Applied, DeleteSecret, PutSecret, RewrapSecret, SecretPolicy, SecretRecord, StoreError,
+    StoreResult,
+};
 use serde_json::{json, Value};
 
 use super::{AuditFacts, Tx};
 use crate::dialect::Dialect;
 use crate::query::{query, query_scalar};
 use crate::rows::{self, micros, SECRET_COLS};
-
-pub(super) struct NewSecret<'a> {
-    pub(super) scope: &'a Scope,
-    pub(super) name: &'a str,
-    pub(super) version: i64,
-    pub(super) sealed: &'a SealedSecret,
-    /// `None` (a rotation): the stored policy stays.
-    pub(super) policy: Option<&'a SecretPolicy>,
-    pub(super) value_hash: &'a str,
-    pub(super) expected_version: Option<i64>,
-}
 
 fn secret_facts(scope: &Scope, name: &str, from: i64, to: i64, detail: Value) -> AuditFacts {
     AuditFacts {
@@ -32,17 +24,14 @@ fn secret_facts(scope: &Scope, name: &str, from: i64, to: i64, detail: Value) ->
 }
 
 impl<D: Dialect> Tx<'_, D> {
-    pub(super) async fn put_secret(
-        &mut self,
-        s: NewSecret<'_>,
-    ) -> StoreResult<(Applied, AuditFacts)> {
+    pub(super) async fn put_secret(&mut self, s: &PutSecret) -> StoreResult<(Applied, AuditFacts)> {
         let (app, env) = (s.scope.app_str(), s.scope.env_str());
         let current: Option<(SecretRecord, bool)> = query::<D>(format!(
             "SELECT {SECRET_COLS} FROM secrets WHERE app = $1 AND env = $2 AND name = $3"
         ))
         .bind(app)
         .bind(env)
-        .bind(s.name)
+        .bind(&s.name)
         .fetch_optional(self.conn)
         .await
         .map_err(D::err("read secret"))?
@@ -54,7 +43,7 @@ impl<D: Dialect> Tx<'_, D> {
         )
         .bind(app)
         .bind(env)
-        .bind(s.name)
+        .bind(&s.name)
         .fetch_one(self.conn)
         .await
         .map_err(D::err("read secret versions"))?;
@@ -76,7 +65,7 @@ impl<D: Dialect> Tx<'_, D> {
         if s.version != latest + 1 {
             return Err(conflict(s.version - 1, latest));
         }
-        let policy = match (s.policy, current) {
+        let policy = match (s.policy.as_ref(), current) {
             (Some(p), _) => p.clone(),
             (None, Some((r, _))) => r.policy,
             (None, None) => SecretPolicy::default(),
@@ -88,7 +77,7 @@ impl<D: Dialect> Tx<'_, D> {
         )
         .bind(app)
         .bind(env)
-        .bind(s.name)
+        .bind(&s.name)
         .bind(s.version)
         .bind(&s.sealed.kek_id)
         .bind(&s.sealed.wrapped_key)
@@ -114,7 +103,7 @@ impl<D: Dialect> Tx<'_, D> {
         )
         .bind(app)
         .bind(env)
-        .bind(s.name)
+        .bind(&s.name)
         .bind(s.version)
         .bind(policy.rotation_days)
         .bind(policy.grace_days)
@@ -132,8 +121,8 @@ impl<D: Dialect> Tx<'_, D> {
                 to_version: Some(s.version),
             },
             secret_facts(
-                s.scope,
-                s.name,
+                &s.scope,
+                &s.name,
                 live,
                 s.version,
                 json!({
@@ -151,9 +140,9 @@ impl<D: Dialect> Tx<'_, D> {
 
     pub(super) async fn delete_secret(
         &mut self,
-        scope: &Scope,
-        name: &str,
+        m: &DeleteSecret,
     ) -> StoreResult<(Applied, AuditFacts)> {
+        let (scope, name) = (&m.scope, m.name.as_str());
         let live: Option<i64> = query_scalar::<D, _>(
             "UPDATE secrets SET deleted = TRUE, revision = $4 \
              WHERE app = $1 AND env = $2 AND name = $3 AND NOT deleted RETURNING version",
@@ -181,12 +170,10 @@ impl<D: Dialect> Tx<'_, D> {
 
     pub(super) async fn rewrap_secret(
         &mut self,
-        scope: &Scope,
-        name: &str,
-        version: i64,
-        kek_id: &str,
-        wrapped_key: &[u8],
+        m: &RewrapSecret,
     ) -> StoreResult<(Applied, AuditFacts)> {
+        let (scope, name, version) = (&m.scope, m.name.as_str(), m.version);
+        let (kek_id, wrapped_key) = (m.kek_id.as_str(), m.wrapped_key.as_slice());
         let old: Option<String> = query_scalar::<D, _>(
             "SELECT kek_id FROM secret_versions \
              WHERE app = $1 AND env = $2 AND name = $3 AND version = $4",

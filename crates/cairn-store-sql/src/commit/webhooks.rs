@@ -1,7 +1,9 @@
 //! Webhook subscriptions inside a commit (the delivery queue is
 //! [`crate::webhooks`]).
 
-use cairn_store::{Applied, NewWebhook, SecretPolicy, StoreError, StoreResult};
+use cairn_store::{
+    Applied, DeleteWebhook, NewWebhook, RewrapWebhook, SecretPolicy, StoreError, StoreResult,
+};
 use serde_json::json;
 
 use super::{no_versions, AuditFacts, Tx};
@@ -86,7 +88,11 @@ impl<D: Dialect> Tx<'_, D> {
         ))
     }
 
-    pub(super) async fn delete_webhook(&mut self, id: &str) -> StoreResult<(Applied, AuditFacts)> {
+    pub(super) async fn delete_webhook(
+        &mut self,
+        m: &DeleteWebhook,
+    ) -> StoreResult<(Applied, AuditFacts)> {
+        let id = m.id.as_str();
         type Live = (String, Option<String>, Option<String>);
         let live: Option<Live> = query_as::<D, _>(
             "SELECT url, app, env FROM webhooks WHERE id = $1 AND deleted_at IS NULL",
@@ -133,10 +139,10 @@ impl<D: Dialect> Tx<'_, D> {
 
     pub(super) async fn rewrap_webhook(
         &mut self,
-        id: &str,
-        kek_id: &str,
-        wrapped_key: &[u8],
+        m: &RewrapWebhook,
     ) -> StoreResult<(Applied, AuditFacts)> {
+        let (id, kek_id, wrapped_key) =
+            (m.id.as_str(), m.kek_id.as_str(), m.wrapped_key.as_slice());
         let old: Option<String> = query_scalar::<D, _>("SELECT kek_id FROM webhooks WHERE id = $1")
             .bind(id)
             .fetch_optional(self.conn)

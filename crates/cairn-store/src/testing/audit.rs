@@ -7,6 +7,7 @@ use cairn_model::{checksum, Scope};
 use serde_json::json;
 
 use super::{delete, put, token};
+use crate::{AuditAction, CreateApp, CreateEnv, CreateToken, PutSchema, RevokeToken, UpdateEnv};
 use crate::{AuditContext, AuditFilter, AuditRecord, Commit, Committed, Mutation, Store};
 
 fn context(actor: &str) -> AuditContext {
@@ -20,7 +21,7 @@ fn context(actor: &str) -> AuditContext {
 }
 
 /// `(action override, mutation)`.
-type Step = (Option<String>, Mutation);
+type Step = (Option<AuditAction>, Mutation);
 
 /// Commits the history the audit cases read: 9 mutations in 8 commits.
 async fn history(s: &dyn Store) -> Vec<Committed> {
@@ -32,31 +33,34 @@ async fn history(s: &dyn Store) -> Vec<Committed> {
             "alice",
             vec![(
                 None,
-                Mutation::CreateApp {
+                Mutation::CreateApp(CreateApp {
                     name: "billing".into(),
                     description: "Billing".into(),
-                },
+                }),
             )],
         ),
         (
             "bob",
             vec![(
                 None,
-                Mutation::CreateEnv {
+                Mutation::CreateEnv(CreateEnv {
                     name: "prod".into(),
                     description: "Production".into(),
                     protected: true,
                     required_approvals: 2,
                     auto_approve: false,
                     strict_flags: false,
-                },
+                }),
             )],
         ),
         (
             "alice",
             vec![
                 (None, put(&bp, "db/pool", json!({"size": 5}))),
-                (Some("entry.rollback".into()), put(&g, "db/url", json!("x"))),
+                (
+                    Some(AuditAction::EntryRollback),
+                    put(&g, "db/url", json!("x")),
+                ),
             ],
         ),
         ("bob", vec![(None, delete(&g, "db/url", None))]),
@@ -64,39 +68,42 @@ async fn history(s: &dyn Store) -> Vec<Committed> {
             "alice",
             vec![(
                 None,
-                Mutation::PutSchema {
+                Mutation::PutSchema(PutSchema {
                     app: None,
                     pattern: "db/*".into(),
                     schema: json!({"type": "object"}),
-                },
+                }),
             )],
         ),
         (
             "carol",
             vec![(
                 None,
-                Mutation::CreateToken {
+                Mutation::CreateToken(CreateToken {
                     token: tok.clone(),
                     bootstrap: true,
-                },
+                }),
             )],
         ),
         (
             "carol",
-            vec![(None, Mutation::RevokeToken { id: tok.id.clone() })],
+            vec![(
+                None,
+                Mutation::RevokeToken(RevokeToken { id: tok.id.clone() }),
+            )],
         ),
         (
             "bob",
             vec![(
                 None,
-                Mutation::UpdateEnv {
+                Mutation::UpdateEnv(UpdateEnv {
                     name: "prod".into(),
                     description: None,
                     protected: Some(false),
                     required_approvals: None,
                     auto_approve: None,
                     strict_flags: None,
-                },
+                }),
             )],
         ),
     ];
@@ -441,16 +448,18 @@ pub(super) async fn audit_chain_is_sealed(s: Arc<dyn Store>) {
         &context("mallory"),
         vec![
             AuditEvent {
-                action: "auth.denied".into(),
+                action: AuditAction::AccessDenied,
                 app: Some("billing".into()),
                 env: None,
                 key: Some("db".into()),
                 detail: json!({"reason": "forbidden"}),
             },
             AuditEvent {
-                action: "auth.failed".into(),
+                action: AuditAction::AuthFailed,
+                app: None,
+                env: None,
+                key: None,
                 detail: json!({"reason": "bad token"}),
-                ..AuditEvent::default()
             },
         ],
         Some(key),
@@ -473,7 +482,7 @@ pub(super) async fn audit_chain_is_sealed(s: Arc<dyn Store>) {
     assert!(failed.is_err());
     let records = s.audit(&AuditFilter::default()).await.unwrap();
     assert_eq!(records.len(), 11);
-    assert_eq!(records[9].action, "auth.denied");
+    assert_eq!(records[9].action, "access.denied");
     assert_eq!(records[9].revision, None, "events take no revision");
     assert_eq!(records[10].actor, "mallory");
     let head = s.audit_head().await.unwrap();

@@ -7,7 +7,7 @@ use cairn_model::glob_match;
 use serde_json::json;
 
 use super::{ctx, TEST_AUDIT_KEY};
-use crate::{AuditEvent, AuditFilter, AuditRecord, AuditVisibility, ScopeGlob, Store};
+use crate::{AuditAction, AuditEvent, AuditFilter, AuditRecord, AuditVisibility, ScopeGlob, Store};
 
 /// Apps of the records: `None` and `""` are global. `bill_ops` and `50%`
 /// hold LIKE wildcards, `a[b]` a GLOB class: each must match only itself.
@@ -23,12 +23,12 @@ const APPS: [Option<&str>; 9] = [
     Some("a[b]"),
 ];
 const ENVS: [Option<&str>; 4] = [Some("prod"), Some("dev"), None, Some("")];
-const ACTIONS: [&str; 5] = [
-    "entry.set",
-    "schema.register",
-    "app.create",
-    "entry.delete",
-    "entryx.set",
+const ACTIONS: [AuditAction; 5] = [
+    AuditAction::EntrySet,
+    AuditAction::SchemaRegister,
+    AuditAction::AppCreate,
+    AuditAction::EntryDelete,
+    AuditAction::EnvCreate,
 ];
 
 /// Appends one record per (app, env, action), in an order that spreads the
@@ -39,7 +39,7 @@ async fn fill(s: &dyn Store) -> Vec<AuditRecord> {
         for env in ENVS {
             for (j, app) in APPS.iter().enumerate() {
                 events.push(AuditEvent {
-                    action: (*action).to_owned(),
+                    action: *action,
                     app: app.map(str::to_owned),
                     env: env.map(str::to_owned),
                     key: Some(format!("k{i}{j}")),
@@ -101,7 +101,7 @@ pub(super) async fn audit_visibility_is_filtered_in_the_query(s: Arc<dyn Store>)
     };
 
     // Hand-counted: 3 visible actions (entry.set, schema.register,
-    // entry.delete; not app.create, nor entryx.set which only shares letters).
+    // entry.delete; not app.create, nor env.create which shares a first letter).
     // billing/prod: apps billing + the 2 global forms, envs prod + the 2
     // every-env forms: 3 actions × 3 envs × 3 apps.
     let billing_prod = visibility(vec![glob("billing", "prod")]);

@@ -6,25 +6,26 @@ use serde_json::json;
 
 use super::{commit, commit_with, ctx, put, token};
 use crate::{Applied, AuditFilter, Head, Mutation, Role, Store, StoreError};
+use crate::{CreateApp, CreateEnv, CreateToken, PutSchema, PutUser, RevokeToken, UpdateEnv};
 
 fn create_env(name: &str, protected: bool, approvals: i32) -> Mutation {
-    Mutation::CreateEnv {
+    Mutation::CreateEnv(CreateEnv {
         name: name.into(),
         description: format!("{name} env"),
         protected,
         required_approvals: approvals,
         auto_approve: false,
         strict_flags: false,
-    }
+    })
 }
 
 pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
     let c1 = commit(
         &*s,
-        vec![Mutation::CreateApp {
+        vec![Mutation::CreateApp(CreateApp {
             name: "billing".into(),
             description: "Billing service".into(),
-        }],
+        })],
     )
     .await
     .unwrap();
@@ -56,10 +57,10 @@ pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
     );
     let dup = commit(
         &*s,
-        vec![Mutation::CreateApp {
+        vec![Mutation::CreateApp(CreateApp {
             name: "billing".into(),
             description: "again".into(),
-        }],
+        })],
     )
     .await;
     assert!(
@@ -88,14 +89,14 @@ pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
 
     let c3 = commit(
         &*s,
-        vec![Mutation::UpdateEnv {
+        vec![Mutation::UpdateEnv(UpdateEnv {
             name: "prod".into(),
             description: None,
             protected: None,
             required_approvals: Some(1),
             auto_approve: Some(true),
             strict_flags: Some(true),
-        }],
+        })],
     )
     .await
     .unwrap();
@@ -109,14 +110,14 @@ pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
     assert_eq!(updated.revision, c3.revision);
     let missing = commit(
         &*s,
-        vec![Mutation::UpdateEnv {
+        vec![Mutation::UpdateEnv(UpdateEnv {
             name: "staging".into(),
             description: Some("x".into()),
             protected: None,
             required_approvals: None,
             auto_approve: None,
             strict_flags: None,
-        }],
+        })],
     )
     .await;
     assert!(
@@ -139,10 +140,10 @@ pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
         &*s,
         vec![
             create_env("dev", false, 0),
-            Mutation::CreateApp {
+            Mutation::CreateApp(CreateApp {
                 name: "auth".into(),
                 description: String::new(),
-            },
+            }),
         ],
     )
     .await
@@ -157,10 +158,12 @@ pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
 
 pub(super) async fn schemas_are_versioned(s: Arc<dyn Store>) {
     let schema = |n: i64| json!({"type": "object", "properties": {"n": {"const": n}}});
-    let put_schema = |app: Option<&str>, pattern: &str, n: i64| Mutation::PutSchema {
-        app: app.map(str::to_owned),
-        pattern: pattern.into(),
-        schema: schema(n),
+    let put_schema = |app: Option<&str>, pattern: &str, n: i64| {
+        Mutation::PutSchema(PutSchema {
+            app: app.map(str::to_owned),
+            pattern: pattern.into(),
+            schema: schema(n),
+        })
     };
     let c1 = commit_with(&*s, ctx("alice", "v1"), vec![put_schema(None, "db/*", 1)])
         .await
@@ -247,10 +250,10 @@ pub(super) async fn tokens(s: Arc<dyn Store>) {
     t1.expires_at = Some(t1.created_at + chrono::Duration::days(30));
     let c1 = commit(
         &*s,
-        vec![Mutation::CreateToken {
+        vec![Mutation::CreateToken(CreateToken {
             token: t1.clone(),
             bootstrap: true,
-        }],
+        })],
     )
     .await
     .unwrap();
@@ -263,10 +266,10 @@ pub(super) async fn tokens(s: Arc<dyn Store>) {
     t2.env = "prod".into();
     let again = commit(
         &*s,
-        vec![Mutation::CreateToken {
+        vec![Mutation::CreateToken(CreateToken {
             token: t2.clone(),
             bootstrap: true,
-        }],
+        })],
     )
     .await;
     assert!(
@@ -276,20 +279,20 @@ pub(super) async fn tokens(s: Arc<dyn Store>) {
     assert_eq!(s.tokens().await.unwrap().len(), 1);
     commit(
         &*s,
-        vec![Mutation::CreateToken {
+        vec![Mutation::CreateToken(CreateToken {
             token: t2.clone(),
             bootstrap: false,
-        }],
+        })],
     )
     .await
     .unwrap();
     for clash in [token("tok_2", &"c".repeat(64)), token("tok_3", &t1.hash)] {
         let r = commit(
             &*s,
-            vec![Mutation::CreateToken {
+            vec![Mutation::CreateToken(CreateToken {
                 token: clash,
                 bootstrap: false,
-            }],
+            })],
         )
         .await;
         assert!(
@@ -301,22 +304,32 @@ pub(super) async fn tokens(s: Arc<dyn Store>) {
     all.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(all, vec![t1.clone(), t2.clone()]);
 
-    let revoked = commit(&*s, vec![Mutation::RevokeToken { id: "tok_2".into() }])
-        .await
-        .unwrap();
+    let revoked = commit(
+        &*s,
+        vec![Mutation::RevokeToken(RevokeToken { id: "tok_2".into() })],
+    )
+    .await
+    .unwrap();
     let got = s.token_by_hash(&t2.hash).await.unwrap().unwrap();
     assert_eq!(got.revoked_at, Some(revoked.at));
     assert_eq!(got.role, Role::Sdk);
     assert_eq!((got.app.as_str(), got.env.as_str()), ("billing", "prod"));
     // Revoking again succeeds and keeps the first revocation time.
-    commit(&*s, vec![Mutation::RevokeToken { id: "tok_2".into() }])
-        .await
-        .unwrap();
+    commit(
+        &*s,
+        vec![Mutation::RevokeToken(RevokeToken { id: "tok_2".into() })],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         s.token_by_hash(&t2.hash).await.unwrap().unwrap().revoked_at,
         Some(revoked.at)
     );
-    let missing = commit(&*s, vec![Mutation::RevokeToken { id: "tok_9".into() }]).await;
+    let missing = commit(
+        &*s,
+        vec![Mutation::RevokeToken(RevokeToken { id: "tok_9".into() })],
+    )
+    .await;
     assert!(
         matches!(missing, Err(StoreError::NotFound { .. })),
         "{missing:?}"
@@ -360,13 +373,13 @@ pub(super) async fn users(s: Arc<dyn Store>) {
         app: app.into(),
         env: env.into(),
     };
-    let create = Mutation::PutUser {
+    let create = Mutation::PutUser(PutUser {
         name: "alice".into(),
         create: true,
         password_hash: Some("$argon2id$v=19$fake".into()),
         bindings: Some(vec![b(Role::Operator, "billing", "staging")]),
         disabled: None,
-    };
+    });
     super::commit(&*s, vec![create.clone()]).await.unwrap();
     let again = super::commit(&*s, vec![create]).await;
     assert!(
@@ -381,7 +394,7 @@ pub(super) async fn users(s: Arc<dyn Store>) {
         vec![b(Role::Operator, "billing", "staging")]
     );
     assert!(!users[0].disabled);
-    let update = Mutation::PutUser {
+    let update = Mutation::PutUser(PutUser {
         name: "alice".into(),
         create: false,
         password_hash: None,
@@ -390,19 +403,19 @@ pub(super) async fn users(s: Arc<dyn Store>) {
             b(Role::Viewer, "*", "prod"),
         ]),
         disabled: Some(true),
-    };
+    });
     super::commit(&*s, vec![update]).await.unwrap();
     let u = &s.users().await.unwrap()[0];
     assert_eq!(u.password_hash, "$argon2id$v=19$fake", "password kept");
     assert_eq!(u.bindings.len(), 2);
     assert!(u.disabled);
-    let missing = Mutation::PutUser {
+    let missing = Mutation::PutUser(PutUser {
         name: "bob".into(),
         create: false,
         password_hash: None,
         bindings: None,
         disabled: Some(false),
-    };
+    });
     let r = super::commit(&*s, vec![missing]).await;
     assert!(
         matches!(r, Err(crate::StoreError::NotFound { .. })),
@@ -412,10 +425,10 @@ pub(super) async fn users(s: Arc<dyn Store>) {
     t.user = Some("alice".into());
     super::commit(
         &*s,
-        vec![Mutation::CreateToken {
+        vec![Mutation::CreateToken(CreateToken {
             token: t,
             bootstrap: false,
-        }],
+        })],
     )
     .await
     .unwrap();

@@ -9,6 +9,7 @@ use super::{commit, commit_with, ctx, delete, put, put_cas};
 use crate::{
     Applied, AuditFilter, Commit, EntryVersion, Head, Mutation, Snapshot, Store, StoreError,
 };
+use crate::{CreateApp, CreateEnv, PutEntry, PutSchema, RevokeToken, UpdateEnv};
 
 /// Everything a failed commit must leave unchanged.
 pub(super) async fn observe(
@@ -104,7 +105,7 @@ pub(super) async fn set_get_and_history(s: Arc<dyn Store>) {
     assert_eq!(c2.revision, 2);
     assert_eq!(c2.applied, applied(1, 2));
     // Same key in another scope is another entry.
-    let flag = Mutation::PutEntry {
+    let flag = Mutation::PutEntry(PutEntry {
         scope: bp.clone(),
         key: "db/pool".into(),
         kind: EntryKind::Flag,
@@ -112,7 +113,7 @@ pub(super) async fn set_get_and_history(s: Arc<dyn Store>) {
         value: Some(json!(7)),
         checksum: checksum(&json!(7)),
         expected_version: None,
-    };
+    });
     let c3 = commit(&*s, vec![flag]).await.unwrap();
     assert_eq!(c3.revision, 3);
     assert_eq!(c3.applied, applied(0, 1));
@@ -315,36 +316,38 @@ pub(super) async fn failed_commit_writes_nothing(s: Arc<dyn Store>) {
     let g = Scope::global();
     commit(
         &*s,
-        vec![Mutation::CreateApp {
+        vec![Mutation::CreateApp(CreateApp {
             name: "billing".into(),
             description: String::new(),
-        }],
+        })],
     )
     .await
     .unwrap();
     let before = observe(&*s).await;
     let catalog = s.load_catalog().await.unwrap();
-    let create_env = || Mutation::CreateEnv {
-        name: "prod".into(),
-        description: String::new(),
-        protected: false,
-        required_approvals: 0,
-        auto_approve: false,
-        strict_flags: false,
+    let create_env = || {
+        Mutation::CreateEnv(CreateEnv {
+            name: "prod".into(),
+            description: String::new(),
+            protected: false,
+            required_approvals: 0,
+            auto_approve: false,
+            strict_flags: false,
+        })
     };
     let attempts: Vec<(Vec<Mutation>, &str)> = vec![
         (
             vec![
                 put(&g, "x", json!(1)),
-                Mutation::CreateApp {
+                Mutation::CreateApp(CreateApp {
                     name: "shop".into(),
                     description: String::new(),
-                },
+                }),
                 put(&g, "y", json!(2)),
-                Mutation::CreateApp {
+                Mutation::CreateApp(CreateApp {
                     name: "billing".into(),
                     description: String::new(),
-                },
+                }),
             ],
             "exists",
         ),
@@ -359,27 +362,27 @@ pub(super) async fn failed_commit_writes_nothing(s: Arc<dyn Store>) {
         (
             vec![
                 create_env(),
-                Mutation::UpdateEnv {
+                Mutation::UpdateEnv(UpdateEnv {
                     name: "staging".into(),
                     description: None,
                     protected: Some(true),
                     required_approvals: None,
                     auto_approve: None,
                     strict_flags: None,
-                },
+                }),
             ],
             "notfound",
         ),
         (
             vec![
-                Mutation::PutSchema {
+                Mutation::PutSchema(PutSchema {
                     app: None,
                     pattern: "x/*".into(),
                     schema: json!({"type": "object"}),
-                },
-                Mutation::RevokeToken {
+                }),
+                Mutation::RevokeToken(RevokeToken {
                     id: "tok_nope".into(),
-                },
+                }),
             ],
             "notfound",
         ),
@@ -408,14 +411,14 @@ pub(super) async fn failed_commit_writes_nothing(s: Arc<dyn Store>) {
             put(&g, "x", json!(1)),
             put_cas(&g, "x", json!(2), Some(1)),
             create_env(),
-            Mutation::UpdateEnv {
+            Mutation::UpdateEnv(UpdateEnv {
                 name: "prod".into(),
                 description: None,
                 protected: Some(true),
                 required_approvals: None,
                 auto_approve: None,
                 strict_flags: None,
-            },
+            }),
         ],
     )
     .await
@@ -572,10 +575,10 @@ pub(super) async fn entry_changes_since_in_commit_order(s: Arc<dyn Store>) {
     .unwrap(); // r2
     commit(
         &*s,
-        vec![Mutation::CreateApp {
+        vec![Mutation::CreateApp(CreateApp {
             name: "billing".into(),
             description: String::new(),
-        }],
+        })],
     )
     .await
     .unwrap(); // r3: catalog only
@@ -626,18 +629,18 @@ pub(super) async fn load_has_live_entries_only(s: Arc<dyn Store>) {
     commit(
         &*s,
         vec![
-            Mutation::CreateApp {
+            Mutation::CreateApp(CreateApp {
                 name: "billing".into(),
                 description: "d".into(),
-            },
-            Mutation::CreateEnv {
+            }),
+            Mutation::CreateEnv(CreateEnv {
                 name: "prod".into(),
                 description: String::new(),
                 protected: true,
                 required_approvals: 1,
                 auto_approve: false,
                 strict_flags: false,
-            },
+            }),
             put(&g, "a", json!(1)),
             put(&g, "b", json!(1)),
             put(&bp, "a", json!({"x": 1})),
@@ -690,10 +693,10 @@ pub(super) async fn scope_revisions_include_deletes(s: Arc<dyn Store>) {
     commit(&*s, vec![delete(&bp, "a", None)]).await.unwrap(); // r3
     commit(
         &*s,
-        vec![Mutation::CreateApp {
+        vec![Mutation::CreateApp(CreateApp {
             name: "x".into(),
             description: String::new(),
-        }],
+        })],
     )
     .await
     .unwrap(); // r4: not an entry

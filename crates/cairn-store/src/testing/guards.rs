@@ -11,9 +11,10 @@ use serde_json::{json, Value};
 use super::entries::observe;
 use super::{commit, ctx, put, TEST_AUDIT_KEY};
 use crate::{Commit, Guard, Mutation, Read, SealedSecret, Store, StoreError};
+use crate::{CreateEnv, PutEntry, PutSchema, PutSecret};
 
 fn segment(scope: &Scope, key: &str, value: Value) -> Mutation {
-    Mutation::PutEntry {
+    Mutation::PutEntry(PutEntry {
         scope: scope.clone(),
         key: key.into(),
         kind: EntryKind::Segment,
@@ -21,7 +22,7 @@ fn segment(scope: &Scope, key: &str, value: Value) -> Mutation {
         checksum: checksum(&value),
         value: Some(value),
         expected_version: None,
-    }
+    })
 }
 
 async fn guarded(s: &dyn Store, guard: Guard, m: Mutation) -> Result<i64, StoreError> {
@@ -49,30 +50,30 @@ pub(super) async fn a_stale_plan_is_refused(s: Arc<dyn Store>) {
         .unwrap();
     commit(
         &*s,
-        vec![Mutation::PutSchema {
+        vec![Mutation::PutSchema(PutSchema {
             app: Some("shop".into()),
             pattern: "db/*".into(),
             schema: json!({"type": "string"}),
-        }],
+        })],
     )
     .await
     .unwrap();
     commit(
         &*s,
-        vec![Mutation::CreateEnv {
+        vec![Mutation::CreateEnv(CreateEnv {
             name: "qa".into(),
             description: String::new(),
             protected: false,
             required_approvals: 0,
             auto_approve: true,
             strict_flags: true,
-        }],
+        })],
     )
     .await
     .unwrap();
     commit(
         &*s,
-        vec![Mutation::PutSecret {
+        vec![Mutation::PutSecret(PutSecret {
             scope: Scope::global(),
             name: "db/pw".into(),
             version: 1,
@@ -84,7 +85,7 @@ pub(super) async fn a_stale_plan_is_refused(s: Arc<dyn Store>) {
             policy: None,
             value_hash: "h".into(),
             expected_version: Some(0),
-        }],
+        })],
     )
     .await
     .unwrap();

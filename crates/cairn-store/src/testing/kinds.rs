@@ -8,10 +8,11 @@ use serde_json::{json, Value};
 
 use super::entries::observe;
 use super::{commit, delete, put};
+use crate::PutEntry;
 use crate::{Mutation, Store, StoreError};
 
 fn put_kind(scope: &Scope, key: &str, kind: EntryKind, value: Value) -> Mutation {
-    Mutation::PutEntry {
+    Mutation::PutEntry(PutEntry {
         scope: scope.clone(),
         key: key.into(),
         kind,
@@ -19,7 +20,7 @@ fn put_kind(scope: &Scope, key: &str, kind: EntryKind, value: Value) -> Mutation
         checksum: checksum(&value),
         value: Some(value),
         expected_version: None,
-    }
+    })
 }
 
 fn flag() -> Value {
@@ -55,7 +56,7 @@ pub async fn one_kind_per_key(s: Arc<dyn Store>) {
     );
     // A delete named with another kind removes the config entry as a config entry.
     let mut del = delete(&g, "shared", None);
-    if let Mutation::PutEntry { kind, .. } = &mut del {
+    if let Mutation::PutEntry(PutEntry { kind, .. }) = &mut del {
         *kind = EntryKind::Flag;
     }
     commit(&*s, vec![del]).await.unwrap();

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use cairn_model::{checksum, EntryKind, MergeMode, Scope};
 use serde_json::Value;
 
+use crate::PutEntry;
 use crate::{AuditContext, Commit, Committed, Mutation, Store, StoreResult, TokenRecord};
 
 pub use concurrency::{concurrent_cas, concurrent_writers};
@@ -153,7 +154,7 @@ pub fn put(scope: &Scope, key: &str, value: Value) -> Mutation {
 
 /// A config entry write with `expected_version`.
 pub fn put_cas(scope: &Scope, key: &str, value: Value, expected: Option<i64>) -> Mutation {
-    Mutation::PutEntry {
+    Mutation::PutEntry(PutEntry {
         scope: scope.clone(),
         key: key.to_owned(),
         kind: EntryKind::Config,
@@ -161,12 +162,12 @@ pub fn put_cas(scope: &Scope, key: &str, value: Value, expected: Option<i64>) ->
         checksum: checksum(&value),
         value: Some(value),
         expected_version: expected,
-    }
+    })
 }
 
 /// A delete (tombstone) with `expected_version`.
 pub fn delete(scope: &Scope, key: &str, expected: Option<i64>) -> Mutation {
-    Mutation::PutEntry {
+    Mutation::PutEntry(PutEntry {
         scope: scope.clone(),
         key: key.to_owned(),
         kind: EntryKind::Config,
@@ -174,7 +175,7 @@ pub fn delete(scope: &Scope, key: &str, expected: Option<i64>) -> Mutation {
         value: None,
         checksum: String::new(),
         expected_version: expected,
-    }
+    })
 }
 
 /// A token record as a caller would build it (times at microsecond precision).

@@ -6,6 +6,7 @@ use cairn_model::Scope;
 
 use super::commit;
 use crate::{AuditFilter, Mutation, SealedSecret, SecretPolicy, Store, StoreError};
+use crate::{DeleteSecret, PutSecret, RewrapSecret};
 
 fn sealed(tag: u8) -> SealedSecret {
     SealedSecret {
@@ -16,7 +17,7 @@ fn sealed(tag: u8) -> SealedSecret {
 }
 
 fn put(scope: &Scope, version: i64, tag: u8, expected: Option<i64>) -> Mutation {
-    Mutation::PutSecret {
+    Mutation::PutSecret(PutSecret {
         scope: scope.clone(),
         name: "db/password".to_owned(),
         version,
@@ -30,7 +31,7 @@ fn put(scope: &Scope, version: i64, tag: u8, expected: Option<i64>) -> Mutation 
         }),
         value_hash: format!("hmac-{tag}"),
         expected_version: expected,
-    }
+    })
 }
 
 pub(super) async fn secrets_versions_delete_and_rewrap(s: Arc<dyn Store>) {
@@ -75,13 +76,13 @@ pub(super) async fn secrets_versions_delete_and_rewrap(s: Arc<dyn Store>) {
     // Rewrap in place: the ciphertext stays, the wrapped key and KEK change.
     commit(
         &*s,
-        vec![Mutation::RewrapSecret {
+        vec![Mutation::RewrapSecret(RewrapSecret {
             scope: scope.clone(),
             name: name.to_owned(),
             version: 1,
             kek_id: "kek_b".to_owned(),
             wrapped_key: vec![42; 60],
-        }],
+        })],
     )
     .await
     .unwrap();
@@ -91,13 +92,13 @@ pub(super) async fn secrets_versions_delete_and_rewrap(s: Arc<dyn Store>) {
     assert_eq!(v1.sealed.ciphertext, sealed(1).ciphertext);
     let missing = commit(
         &*s,
-        vec![Mutation::RewrapSecret {
+        vec![Mutation::RewrapSecret(RewrapSecret {
             scope: scope.clone(),
             name: name.to_owned(),
             version: 7,
             kek_id: "kek_b".to_owned(),
             wrapped_key: vec![42; 60],
-        }],
+        })],
     )
     .await;
     assert!(
@@ -106,9 +107,11 @@ pub(super) async fn secrets_versions_delete_and_rewrap(s: Arc<dyn Store>) {
     );
 
     // Delete hides it from the list; versions stay; re-create continues numbering.
-    let delete = || Mutation::DeleteSecret {
-        scope: scope.clone(),
-        name: name.to_owned(),
+    let delete = || {
+        Mutation::DeleteSecret(DeleteSecret {
+            scope: scope.clone(),
+            name: name.to_owned(),
+        })
     };
     commit(&*s, vec![delete()]).await.unwrap();
     assert!(s.secrets().await.unwrap().is_empty());
@@ -163,7 +166,7 @@ pub(super) async fn secret_policy_round_trips(s: Arc<dyn Store>) {
         hook_secret: Some("hooks/db".to_owned()),
     };
     let mut first = put(&scope, 1, 1, Some(0));
-    if let Mutation::PutSecret { policy: p, .. } = &mut first {
+    if let Mutation::PutSecret(PutSecret { policy: p, .. }) = &mut first {
         *p = Some(policy.clone());
     }
     commit(&*s, vec![first]).await.unwrap();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{commit, put, token};
+use crate::CreateToken;
 use crate::{
     AppliedState, AuditFilter, DeliveryAttempt, DeliveryOutcome, DeliveryStatus, FlagCount,
     Mutation, NewDelivery, NewWebhook, SealedSecret, Store, TokenRecord,
@@ -29,9 +30,11 @@ fn tok(id: &str, hash: char, created: &str, expires: Option<&str>) -> TokenRecor
 async fn create_tokens(s: &dyn Store, tokens: &[TokenRecord]) {
     let mutations = tokens
         .iter()
-        .map(|token| Mutation::CreateToken {
-            token: token.clone(),
-            bootstrap: false,
+        .map(|token| {
+            Mutation::CreateToken(CreateToken {
+                token: token.clone(),
+                bootstrap: false,
+            })
         })
         .collect();
     commit(s, mutations).await.unwrap();
@@ -87,7 +90,7 @@ async fn webhook(s: &dyn Store, id: &str) {
             ciphertext: vec![2],
         },
     };
-    commit(s, vec![Mutation::CreateWebhook { webhook }])
+    commit(s, vec![Mutation::CreateWebhook(webhook)])
         .await
         .unwrap();
 }

@@ -9,6 +9,7 @@ use crate::{
     AuditFilter, Commit, DeliveryAttempt, DeliveryOutcome, DeliveryStatus, Mutation, NewDelivery,
     NewWebhook, SealedSecret, Store, StoreError,
 };
+use crate::{DeleteWebhook, RewrapWebhook};
 use cairn_model::Scope;
 
 fn hook(id: &str) -> NewWebhook {
@@ -65,11 +66,9 @@ pub(super) async fn webhooks_subscriptions_and_delivery_queue(s: Arc<dyn Store>)
         .await
         .unwrap();
     assert!(s.webhooks().await.unwrap().is_empty());
-    s.commit(commit(Mutation::CreateWebhook {
-        webhook: hook("wh_1"),
-    }))
-    .await
-    .unwrap();
+    s.commit(commit(Mutation::CreateWebhook(hook("wh_1"))))
+        .await
+        .unwrap();
     let audit = s.audit(&AuditFilter::default()).await.unwrap();
     let created = audit.last().unwrap();
     assert_eq!(created.action, "webhook.create");
@@ -96,11 +95,11 @@ pub(super) async fn webhooks_subscriptions_and_delivery_queue(s: Arc<dyn Store>)
     assert_eq!(s.webhook("wh_nope").await.unwrap(), None);
 
     // Rekey: only the wrapped data key and its KEK id change.
-    s.commit(commit(Mutation::RewrapWebhook {
+    s.commit(commit(Mutation::RewrapWebhook(RewrapWebhook {
         id: "wh_1".into(),
         kek_id: "kek2".into(),
         wrapped_key: vec![4, 5, 6],
-    }))
+    })))
     .await
     .unwrap();
     let rewrapped = s.webhook("wh_1").await.unwrap().unwrap();
@@ -117,11 +116,11 @@ pub(super) async fn webhooks_subscriptions_and_delivery_queue(s: Arc<dyn Store>)
     assert_eq!(audit.last().unwrap().action, "webhook.rewrap");
     assert_eq!(audit.last().unwrap().detail["from_kek_id"], "kek1");
     assert!(matches!(
-        s.commit(commit(Mutation::RewrapWebhook {
+        s.commit(commit(Mutation::RewrapWebhook(RewrapWebhook {
             id: "wh_nope".into(),
             kek_id: "k".into(),
             wrapped_key: vec![],
-        }))
+        })))
         .await,
         Err(StoreError::NotFound { .. })
     ));
@@ -129,9 +128,7 @@ pub(super) async fn webhooks_subscriptions_and_delivery_queue(s: Arc<dyn Store>)
     // A taken id: AlreadyExists, nothing written (not even audit).
     let before = s.audit(&AuditFilter::default()).await.unwrap().len();
     match s
-        .commit(commit(Mutation::CreateWebhook {
-            webhook: hook("wh_1"),
-        }))
+        .commit(commit(Mutation::CreateWebhook(hook("wh_1"))))
         .await
     {
         Err(StoreError::AlreadyExists { .. }) => {}
@@ -240,9 +237,11 @@ pub(super) async fn webhooks_subscriptions_and_delivery_queue(s: Arc<dyn Store>)
         .enqueue_webhook_deliveries(c, c + 1, &[delivery("dlv_2", "wh_1", c + 1)])
         .await
         .unwrap());
-    s.commit(commit(Mutation::DeleteWebhook { id: "wh_1".into() }))
-        .await
-        .unwrap();
+    s.commit(commit(Mutation::DeleteWebhook(DeleteWebhook {
+        id: "wh_1".into(),
+    })))
+    .await
+    .unwrap();
     let deleted = s.audit(&AuditFilter::default()).await.unwrap();
     let deleted = deleted.last().unwrap();
     assert_eq!(deleted.action, "webhook.delete");
@@ -267,7 +266,9 @@ pub(super) async fn webhooks_subscriptions_and_delivery_queue(s: Arc<dyn Store>)
         .unwrap()
         .is_empty());
     match s
-        .commit(commit(Mutation::DeleteWebhook { id: "wh_1".into() }))
+        .commit(commit(Mutation::DeleteWebhook(DeleteWebhook {
+            id: "wh_1".into(),
+        })))
         .await
     {
         Err(StoreError::NotFound { .. }) => {}
@@ -312,7 +313,7 @@ pub(super) async fn webhooks_subscriptions_and_delivery_queue(s: Arc<dyn Store>)
             url: url.into(),
             ..hook(id)
         };
-        s.commit(commit(Mutation::CreateWebhook { webhook }))
+        s.commit(commit(Mutation::CreateWebhook(webhook)))
             .await
             .unwrap();
         let audit = s.audit(&AuditFilter::default()).await.unwrap();
