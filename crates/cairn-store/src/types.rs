@@ -216,9 +216,9 @@ pub struct AuditRecord {
     pub revision: Option<Revision>,
     pub at: DateTime<Utc>,
     pub actor: String,
-    /// The dotted name of an [`AuditAction`], as recorded (the chain covers
-    /// these bytes; a record written by a later version may name an action
-    /// this one does not know): [`AuditRecord::action`] reads it.
+    // The dotted name of an `AuditAction`, as recorded: the chain covers
+    // these bytes, and a record written by a later version may name an
+    // action this one does not know. `AuditRecord::action()` parses it.
     pub action: String,
     /// `""`/`None` app is global; `None` env is every environment.
     pub app: Option<String>,
