@@ -6,9 +6,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use cairn_model::Revision;
 use cairn_store::{ChangeListener, StoreError, StoreResult};
-use cairn_store_sql::{Arg, Col, Dialect, Open, Query, SqlRow};
+use cairn_store_sql::{Arg, Begun, Col, Dialect, Open, Query, SqlRow};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Decode, PgConnection, PgPool, Pool, Postgres, Row as _, Type};
@@ -164,16 +163,24 @@ impl Dialect for PgDialect {
     /// The same statement queues the hint for other replicas (`NOTIFY` with
     /// the revision), which PostgreSQL delivers only if this transaction
     /// commits, and in commit order: one round trip inside the lock, not two.
-    async fn begin_commit(conn: &mut PgConnection) -> StoreResult<(Revision, DateTime<Utc>)> {
-        sqlx::query_as(
-            "WITH m AS (UPDATE meta SET head = head + 1 WHERE id = 1 RETURNING head) \
-             SELECT m.head, date_trunc('microseconds', clock_timestamp()) \
+    /// `catalog_revision` is read from the row version the lock was taken
+    /// on (the newest), not from the statement's snapshot.
+    async fn begin_commit(conn: &mut PgConnection) -> StoreResult<Begun> {
+        let (revision, at, catalog_revision): (i64, DateTime<Utc>, i64) = sqlx::query_as(
+            "WITH m AS (UPDATE meta SET head = head + 1 WHERE id = 1 \
+             RETURNING head, catalog_revision) \
+             SELECT m.head, date_trunc('microseconds', clock_timestamp()), m.catalog_revision \
              FROM m, pg_notify($1, m.head::text)",
         )
         .bind(listen::CHANNEL)
         .fetch_one(conn)
         .await
-        .map_err(err("allocate revision"))
+        .map_err(err("allocate revision"))?;
+        Ok(Begun {
+            revision,
+            at,
+            catalog_revision,
+        })
     }
 
     /// The same row lock commits take: the chain stays linear across replicas.

@@ -18,6 +18,16 @@ use crate::query::{Query, SqlRow};
 /// A connection of dialect `D` (a pooled one, or the one a transaction holds).
 pub type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
 
+/// What [`Dialect::begin_commit`] allocated and saw, under the commit lock.
+#[derive(Debug, Clone, Copy)]
+pub struct Begun {
+    pub revision: Revision,
+    pub at: DateTime<Utc>,
+    /// The last revision that changed the catalog (apps, environments,
+    /// schemas, tokens, users), before this commit.
+    pub catalog_revision: Revision,
+}
+
 /// A SQL backend. Implemented by `cairn-store-sqlite` and `cairn-store-postgres`.
 pub trait Dialect: Clone + fmt::Debug + Send + Sync + Sized + 'static {
     /// The sqlx driver.
@@ -75,12 +85,12 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + Sized + 'static {
     /// allocates the next revision (gapless, in commit order, across every
     /// process sharing the database) under the lock that serializes
     /// committers until the transaction ends, and says when the commit
-    /// happens (times follow revisions).
+    /// happens (times follow revisions). Also returns the catalog revision
+    /// as of the lock (the guard needs to read no catalog table when it did
+    /// not move since the plan's basis).
     ///
     /// [`BEGIN_WRITE`]: Dialect::BEGIN_WRITE
-    fn begin_commit(
-        conn: &mut Conn<Self>,
-    ) -> impl Future<Output = StoreResult<(Revision, DateTime<Utc>)>> + Send;
+    fn begin_commit(conn: &mut Conn<Self>) -> impl Future<Output = StoreResult<Begun>> + Send;
 
     /// Takes the lock commits take, for audit records that are not changes
     /// (`Store::append_audit`), so the chain stays linear; says when.

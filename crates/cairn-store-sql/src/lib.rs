@@ -31,7 +31,7 @@ mod webhooks;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use dialect::{Conn, Dialect, Open};
+pub use dialect::{Begun, Conn, Dialect, Open};
 pub use query::{query, query_as, query_scalar, Arg, Col, Column, FromRow, Query, SqlRow};
 pub use rows::micros;
 pub use store::SqlStore;

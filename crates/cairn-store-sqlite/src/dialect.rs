@@ -5,9 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cairn_model::Revision;
 use cairn_store::{StoreError, StoreResult};
-use cairn_store_sql::{micros, Arg, Col, Dialect, Open, Query, SqlRow};
+use cairn_store_sql::{micros, Arg, Begun, Col, Dialect, Open, Query, SqlRow};
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
@@ -188,13 +187,18 @@ impl Dialect for SqliteDialect {
 
     /// The writer connection is the only one, and `BEGIN IMMEDIATE` holds
     /// the file's write lock: the process clock stamps the commit.
-    async fn begin_commit(conn: &mut SqliteConnection) -> StoreResult<(Revision, DateTime<Utc>)> {
-        let revision: i64 =
-            sqlx::query_scalar("UPDATE meta SET head = head + 1 WHERE id = 1 RETURNING head")
-                .fetch_one(conn)
-                .await
-                .map_err(err("allocate revision"))?;
-        Ok((revision, now()))
+    async fn begin_commit(conn: &mut SqliteConnection) -> StoreResult<Begun> {
+        let (revision, catalog_revision): (i64, i64) = sqlx::query_as(
+            "UPDATE meta SET head = head + 1 WHERE id = 1 RETURNING head, catalog_revision",
+        )
+        .fetch_one(conn)
+        .await
+        .map_err(err("allocate revision"))?;
+        Ok(Begun {
+            revision,
+            at: now(),
+            catalog_revision,
+        })
     }
 
     /// `BEGIN IMMEDIATE` took the write lock already.

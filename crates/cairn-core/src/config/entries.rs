@@ -178,10 +178,9 @@ impl Config<'_> {
         let mut mutations = Vec::with_capacity(items.len());
         for Prepared { item, checksum } in items {
             st.check_scope(&item.scope)?;
-            guard.read(Read::Entry {
-                scope: item.scope.clone(),
-                key: item.key.clone(),
-            });
+            // Nothing here depends on the entry's own current version: a
+            // concurrent write of the same key is the compare-and-set's
+            // business (`expected_version`), and its kind the store's.
             if let Some(value) = &item.value {
                 if item.kind == EntryKind::Config {
                     guard.read(Read::SchemasFor {

@@ -4,37 +4,53 @@
 use cairn_model::{EntryKind, Scope};
 use cairn_store::{Changes, Guard, StoreError, StoreResult};
 
-use crate::dialect::{Conn, Dialect};
+use crate::dialect::{Begun, Conn, Dialect};
 use crate::query::query_as;
 
 /// Refuse the commit (`StoreError::Stale`) if a change committed after the
 /// guard's basis touches what its plan read. Called under the lock that
 /// allocates the revision, so every earlier commit is visible and no later
-/// one can slip in before this one. `revision` is the one just allocated:
-/// when it follows the basis, nothing was committed in between (revisions are
-/// gapless and allocated under this lock) and nothing needs reading.
+/// one can slip in before this one. When the allocated revision follows the
+/// basis, nothing was committed in between (revisions are gapless and
+/// allocated under this lock) and nothing needs reading; nor do the catalog
+/// tables (schemas, environments) when the catalog revision the lock saw is
+/// not past the basis.
 pub(super) async fn check<D: Dialect>(
     conn: &mut Conn<D>,
     guard: &Guard,
-    revision: i64,
+    begun: &Begun,
 ) -> StoreResult<()> {
+    let revision = begun.revision;
     if revision == guard.basis + 1 {
         return Ok(());
     }
+    let catalog_moved = begun.catalog_revision > guard.basis;
     // One round trip inside the lock: every list the reads need, tagged.
+    // Both bounds, so that the planner picks the revision index even for a
+    // table it has no statistics of yet (`revision > $1` alone is estimated
+    // as a third of the table and scanned whole, under the lock).
     let needs = guard.needs();
     let mut parts = Vec::new();
     if needs.entries {
-        parts.push("SELECT 'e', app, env, key, kind FROM entry_versions WHERE revision > $1");
+        parts.push(
+            "SELECT 'e', app, env, key, kind FROM entry_versions \
+             WHERE revision > $1 AND revision < $2",
+        );
     }
-    if needs.schemas {
-        parts.push("SELECT 's', app, '', pattern, '' FROM schemas WHERE revision > $1");
+    if needs.schemas && catalog_moved {
+        parts.push(
+            "SELECT 's', app, '', pattern, '' FROM schemas WHERE revision > $1 AND revision < $2",
+        );
     }
     if needs.secrets {
-        parts.push("SELECT 'x', app, env, name, '' FROM secrets WHERE revision > $1");
+        parts.push(
+            "SELECT 'x', app, env, name, '' FROM secrets WHERE revision > $1 AND revision < $2",
+        );
     }
-    if needs.environments {
-        parts.push("SELECT 'v', '', '', name, '' FROM environments WHERE revision > $1");
+    if needs.environments && catalog_moved {
+        parts.push(
+            "SELECT 'v', '', '', name, '' FROM environments WHERE revision > $1 AND revision < $2",
+        );
     }
     let mut changes = Changes::default();
     if parts.is_empty() {
@@ -43,6 +59,7 @@ pub(super) async fn check<D: Dialect>(
     let rows: Vec<(String, String, String, String, String)> =
         query_as::<D, _>(parts.join(" UNION ALL "))
             .bind(guard.basis)
+            .bind(revision)
             .fetch_all(conn)
             .await
             .map_err(D::err("read changes since the basis"))?;

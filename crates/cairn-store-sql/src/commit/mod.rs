@@ -128,9 +128,10 @@ async fn apply_all<D: Dialect>(
     conn: &mut Conn<D>,
     commit: &Commit,
 ) -> StoreResult<(Committed, Vec<AuditRecord>)> {
-    let (revision, at) = D::begin_commit(conn).await?;
+    let begun = D::begin_commit(conn).await?;
+    let (revision, at) = (begun.revision, begun.at);
     if let Some(guard) = &commit.guard {
-        guard::check::<D>(conn, guard, revision).await?;
+        guard::check::<D>(conn, guard, &begun).await?;
     }
     let mut tx = Tx::<D> {
         conn,
