@@ -19,6 +19,7 @@
 //! database every backend's upgrade test builds with its previous migrations.
 
 mod audit;
+mod changes;
 mod commit;
 mod dialect;
 mod query;

@@ -7,10 +7,10 @@ use async_trait::async_trait;
 use cairn_model::{Revision, Scope};
 use cairn_store::{
     AppliedState, AuditContext, AuditEvent, AuditFilter, AuditHead, AuditKey, AuditRecord,
-    AuditSink, Catalog, ChangeListener, Commit, Committed, DeliveryAttempt, DeliveryOutcome,
-    DeliveryRecord, EntryVersion, FlagCount, Head, NewDelivery, SchemaRecord, SecretRecord,
-    SecretVersion, Snapshot, Store, StoreError, StoreResult, TokenRecord, UserRecord,
-    WebhookRecord,
+    AuditSink, Catalog, ChangeFilter, ChangeListener, ChangeRecord, Commit, Committed,
+    DeliveryAttempt, DeliveryOutcome, DeliveryRecord, EntryVersion, FlagCount, Head, NewDelivery,
+    SchemaRecord, SecretRecord, SecretVersion, Snapshot, Store, StoreError, StoreResult,
+    TokenRecord, UserRecord, WebhookRecord,
 };
 use chrono::{DateTime, Utc};
 use sqlx::pool::PoolConnection;
@@ -19,7 +19,7 @@ use sqlx::{Pool, Transaction};
 use crate::dialect::{Dialect, Open};
 use crate::query::{query, query_as, query_scalar};
 use crate::rows::{self, SECRET_COLS, SECRET_VERSION_COLS, TOKEN_COLS, USER_COLS};
-use crate::{audit, commit, read, telemetry, webhooks};
+use crate::{audit, changes, commit, read, telemetry, webhooks};
 
 /// The Cairn store over SQL dialect `D`. Cheap to clone (the pools are shared).
 #[derive(Debug, Clone)]
@@ -331,6 +331,14 @@ impl<D: Dialect> Store for SqlStore<D> {
 
     async fn prune_applied(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         telemetry::prune_applied::<D>(&mut *self.write().await?, &before).await
+    }
+
+    async fn change(&self, id: &str) -> StoreResult<Option<ChangeRecord>> {
+        changes::one::<D>(&mut *self.read().await?, id).await
+    }
+
+    async fn changes(&self, filter: &ChangeFilter) -> StoreResult<Vec<ChangeRecord>> {
+        changes::list::<D>(&mut *self.read().await?, filter).await
     }
 
     async fn webhooks(&self) -> StoreResult<Vec<WebhookRecord>> {

@@ -48,6 +48,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "time_micros",
         include_str!("../migrations/0010_time_micros.sql"),
     ),
+    (
+        11,
+        "changes",
+        include_str!("../migrations/0011_changes.sql"),
+    ),
 ];
 
 /// Applies every migration not applied yet. Safe to run on every open.

@@ -71,6 +71,20 @@ actions! {
     WebhookCreate => "webhook.create",
     WebhookDelete => "webhook.delete",
     WebhookRewrap => "webhook.rewrap",
+    /// A gated write became a change request.
+    ChangeRequest => "change.request",
+    /// A pending request's content changed (edit, rebase): approvals reset.
+    ChangeEdit => "change.edit",
+    ChangeApprove => "change.approve",
+    ChangeReject => "change.reject",
+    ChangeCancel => "change.cancel",
+    /// Its entries were written (in the same revision).
+    ChangeApply => "change.apply",
+    /// Applied past approval by an admin, with a reason.
+    ChangeForce => "change.force",
+    /// Applying found a moved entry or a value that no longer validates.
+    ChangeConflict => "change.conflict",
+    ChangeExpire => "change.expire",
 }
 
 impl fmt::Display for AuditAction {
@@ -111,6 +125,15 @@ mod tests {
         ("webhook.create", AuditAction::WebhookCreate),
         ("webhook.delete", AuditAction::WebhookDelete),
         ("webhook.rewrap", AuditAction::WebhookRewrap),
+        ("change.request", AuditAction::ChangeRequest),
+        ("change.edit", AuditAction::ChangeEdit),
+        ("change.approve", AuditAction::ChangeApprove),
+        ("change.reject", AuditAction::ChangeReject),
+        ("change.cancel", AuditAction::ChangeCancel),
+        ("change.apply", AuditAction::ChangeApply),
+        ("change.force", AuditAction::ChangeForce),
+        ("change.conflict", AuditAction::ChangeConflict),
+        ("change.expire", AuditAction::ChangeExpire),
     ];
 
     #[test]

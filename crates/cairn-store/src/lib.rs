@@ -14,6 +14,7 @@
 mod action;
 mod applied;
 pub mod chain;
+mod changes;
 pub mod guard;
 mod mutation;
 mod types;
@@ -25,6 +26,7 @@ pub mod testing;
 pub use action::AuditAction;
 pub use applied::AppliedState;
 pub use chain::AuditKey;
+pub use changes::{ChangeApproval, ChangeFilter, ChangeRecord, ChangeState};
 pub use guard::{Changes, Guard, Read};
 pub use mutation::*;
 pub use types::*;
@@ -64,6 +66,14 @@ pub enum StoreError {
     /// validate again and retry.
     #[error("a concurrent change ({what}) touched what this change was validated against")]
     Stale { what: String },
+    /// A change request's compare-and-set failed (another transition came
+    /// first). Nothing was written.
+    #[error("change {id} moved: expected version {expected}, current version {actual}")]
+    ChangeConflict {
+        id: String,
+        expected: i64,
+        actual: i64,
+    },
     /// The thing to change does not exist (delete of an absent entry, unknown token …).
     #[error("{what} not found")]
     NotFound { what: String },
@@ -223,6 +233,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every webhook subscription, deleted ones included (the dispatcher
     /// matches each audit record against the subscriptions live at its `seq`).
+    /// One change request.
+    async fn change(&self, id: &str) -> StoreResult<Option<ChangeRecord>>;
+
+    /// Change requests, newest first ([`ChangeFilter`]).
+    async fn changes(&self, filter: &ChangeFilter) -> StoreResult<Vec<ChangeRecord>>;
+
     async fn webhooks(&self) -> StoreResult<Vec<WebhookRecord>>;
 
     /// One subscription, deleted or not.

@@ -5,7 +5,10 @@
 use cairn_model::{EntryKind, MergeMode, Scope};
 use serde_json::Value;
 
-use crate::{AuditAction, Binding, NewWebhook, SealedSecret, SecretPolicy, TokenRecord};
+use crate::{
+    AuditAction, Binding, ChangeRecord, ChangeState, NewWebhook, SealedSecret, SecretPolicy,
+    TokenRecord,
+};
 
 /// One change inside a commit.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +28,7 @@ pub enum Mutation {
     CreateWebhook(NewWebhook),
     DeleteWebhook(DeleteWebhook),
     RewrapWebhook(RewrapWebhook),
+    PutChange(PutChange),
 }
 
 /// Write a new version of an entry; `value: None` writes a tombstone
@@ -158,6 +162,16 @@ pub struct RewrapWebhook {
     pub wrapped_key: Vec<u8>,
 }
 
+/// Write a change request: create it (`expected_version: 0`, `AlreadyExists`
+/// if the id is taken) or replace it (its stored version must be
+/// `expected_version`, else `Conflict`). `record.version` must be
+/// `expected_version + 1`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutChange {
+    pub record: ChangeRecord,
+    pub expected_version: i64,
+}
+
 impl Mutation {
     /// The audit action this mutation is recorded as.
     pub fn default_action(&self) -> AuditAction {
@@ -182,6 +196,19 @@ impl Mutation {
             Mutation::CreateWebhook(_) => AuditAction::WebhookCreate,
             Mutation::DeleteWebhook(_) => AuditAction::WebhookDelete,
             Mutation::RewrapWebhook(_) => AuditAction::WebhookRewrap,
+            Mutation::PutChange(PutChange {
+                expected_version: 0,
+                ..
+            }) => AuditAction::ChangeRequest,
+            Mutation::PutChange(PutChange { record, .. }) => match record.state {
+                ChangeState::Pending => AuditAction::ChangeEdit,
+                ChangeState::Scheduled => AuditAction::ChangeApprove,
+                ChangeState::Applied => AuditAction::ChangeApply,
+                ChangeState::Rejected => AuditAction::ChangeReject,
+                ChangeState::Cancelled => AuditAction::ChangeCancel,
+                ChangeState::Conflicted => AuditAction::ChangeConflict,
+                ChangeState::Expired => AuditAction::ChangeExpire,
+            },
         }
     }
 
@@ -197,6 +224,7 @@ impl Mutation {
                 | Mutation::CreateWebhook(_)
                 | Mutation::DeleteWebhook(_)
                 | Mutation::RewrapWebhook(_)
+                | Mutation::PutChange(_)
         )
     }
 }

@@ -109,6 +109,16 @@ pub fn event_of(r: &AuditRecord) -> Option<&'static str> {
         | A::WebhookCreate
         | A::WebhookDelete
         | A::WebhookRewrap => None,
+        // Announced (`change.requested` …) when change requests are served (#13).
+        A::ChangeRequest
+        | A::ChangeEdit
+        | A::ChangeApprove
+        | A::ChangeReject
+        | A::ChangeCancel
+        | A::ChangeApply
+        | A::ChangeForce
+        | A::ChangeConflict
+        | A::ChangeExpire => None,
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod catalog;
 mod chain;
+mod changes;
 mod entries;
 mod guard;
 mod identity;
@@ -187,6 +188,7 @@ impl<D: Dialect> Tx<'_, D> {
             Mutation::CreateWebhook(m) => self.create_webhook(m).await,
             Mutation::DeleteWebhook(m) => self.delete_webhook(m).await,
             Mutation::RewrapWebhook(m) => self.rewrap_webhook(m).await,
+            Mutation::PutChange(m) => self.put_change(m).await,
         }
     }
 }

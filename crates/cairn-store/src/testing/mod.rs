@@ -15,6 +15,7 @@ mod applied;
 mod audit;
 mod audit_visibility;
 mod catalog;
+mod changes;
 mod concurrency;
 mod entries;
 mod guards;
@@ -80,6 +81,10 @@ pub const CASES: &[(&str, CaseFn)] = cases![
     secrets::leases_with_huge_ttls_are_held,
     applied::applied_state_per_instance,
     webhooks::webhooks_subscriptions_and_delivery_queue,
+    changes::change_requests_are_compare_and_set,
+    changes::applying_a_change_is_atomic,
+    changes::change_requests_list_by_state_newest_first,
+    changes::change_transitions_are_audited,
     concurrency::concurrent_commits_are_serialized,
 ];
 
