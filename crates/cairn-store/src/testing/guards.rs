@@ -149,4 +149,43 @@ pub(super) async fn a_stale_plan_is_refused(s: Arc<dyn Store>) {
     };
     let at = guarded(&*s, all, put(&Scope::global(), "unrelated", json!(2))).await;
     assert_eq!(at.unwrap(), head + 1);
+
+    // Entries moved since this basis, the catalog did not (its last change,
+    // the environment above, is older): schema and environment reads hold,
+    // an entry read of what moved does not.
+    let basis = s.head().await.unwrap().revision;
+    commit(&*s, vec![put(&shop_prod, "db/url", json!("c"))])
+        .await
+        .unwrap();
+    let catalog_reads = Guard {
+        basis,
+        reads: vec![
+            Read::SchemasFor {
+                app: Some("shop".into()),
+                key: "db/host".into(),
+            },
+            Read::Environments,
+        ],
+    };
+    let held = guarded(
+        &*s,
+        catalog_reads,
+        put(&Scope::global(), "unrelated", json!(3)),
+    )
+    .await;
+    assert_eq!(held.unwrap(), basis + 2);
+    let entry_read = Guard {
+        basis,
+        reads: vec![Read::Entry {
+            scope: shop_prod.clone(),
+            key: "db/url".into(),
+        }],
+    };
+    let moved = guarded(
+        &*s,
+        entry_read,
+        put(&Scope::global(), "unrelated", json!(4)),
+    )
+    .await;
+    assert!(matches!(moved, Err(StoreError::Stale { .. })), "{moved:?}");
 }
