@@ -8,6 +8,7 @@
 //! re-exported here so that both sides name them from one place.
 
 mod catalog;
+mod changes;
 mod entries;
 mod flags;
 mod identity;
@@ -15,6 +16,8 @@ mod secrets;
 mod webhooks;
 
 pub use catalog::{CreateAppBody, EnvBody, RegisterSchemaBody, Revised, ValidateBody};
+
+pub use changes::{ApproveBody, ChangeRequested, ChangesQuery, EditChangeBody, RejectBody};
 
 pub use entries::{
     ChangeEntryBody, ChangeSetBody, FlagWarning, RollbackBody, SetEntryBody, WriteResult,
@@ -36,6 +39,6 @@ pub use webhooks::{DeliveriesQuery, WebhookDeleted};
 
 /// The store's records, as the server serializes them.
 pub use cairn_store::{
-    AuditRecord, Binding, DeliveryAttempt, DeliveryRecord, DeliveryStatus, EntryVersion, Role,
-    UserRecord,
+    AuditRecord, Binding, ChangeApproval, ChangeRecord, ChangeState, DeliveryAttempt,
+    DeliveryRecord, DeliveryStatus, EntryVersion, Role, UserRecord,
 };

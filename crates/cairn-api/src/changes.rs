@@ -1,0 +1,107 @@
+//! Change requests (DESIGN.md §7): the answer of a gated write and the
+//! bodies and queries of `/v1/changes` (list, show, approve, reject, cancel,
+//! rebase, edit). The record itself is `cairn_store::ChangeRecord`.
+
+use cairn_store::ChangeState;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ChangeEntryBody;
+
+/// `202 Accepted`: the write needs approval and became a change request
+/// (`Location: /v1/changes/{change_id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChangeRequested {
+    /// `chg_…`
+    pub change_id: String,
+    pub state: ChangeState,
+    /// Valid approvals so far (of the current content).
+    pub approvals: i32,
+    /// Distinct approvals it needs.
+    pub required: i32,
+    /// The protected environments whose approval it needs.
+    pub environments: Vec<String>,
+}
+
+/// `GET /v1/changes`: every filter narrows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ChangeState>,
+    /// Requests that need this environment's approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// Requests that change an entry of this app (or a scope that reaches it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+/// `POST /v1/changes/{id}/approve`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    #[serde(default)]
+    pub note: String,
+    /// Admins only: apply past the approvals still missing (needs `reason`).
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/changes/{id}/reject`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectBody {
+    pub reason: String,
+}
+
+/// `PATCH /v1/changes/{id}`: new content for a pending request (its
+/// approvals are reset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditChangeBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[schema(min_items = 1, max_items = 64)]
+    pub entries: Vec<ChangeEntryBody>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bodies_read_what_the_docs_show() {
+        let q: ChangesQuery =
+            serde_json::from_value(json!({"state": "pending", "env": "prod"})).unwrap();
+        assert_eq!(q.state, Some(ChangeState::Pending));
+        assert_eq!(q.env.as_deref(), Some("prod"));
+        let a: ApproveBody = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(a, ApproveBody::default());
+        // Unknown fields and unknown states are refused, not ignored.
+        assert!(serde_json::from_value::<ApproveBody>(json!({"forced": true})).is_err());
+        assert!(serde_json::from_value::<ChangesQuery>(json!({"state": "approved"})).is_err());
+        assert!(serde_json::from_value::<RejectBody>(json!({})).is_err());
+    }
+
+    #[test]
+    fn the_202_body_names_its_fields() {
+        let r = ChangeRequested {
+            change_id: "chg_1".into(),
+            state: ChangeState::Pending,
+            approvals: 0,
+            required: 2,
+            environments: vec!["prod".into()],
+        };
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            json!({"change_id": "chg_1", "state": "pending", "approvals": 0, "required": 2,
+                   "environments": ["prod"]})
+        );
+    }
+}
