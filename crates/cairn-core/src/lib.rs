@@ -15,10 +15,13 @@
 //! [`config::Config`]), `flags` ([`flags::Flags`]), `secrets` (+ rotation:
 //! [`secrets::Secrets`]), `webhooks` ([`webhooks::Webhooks`]), `identity`
 //! (tokens, users, login, OIDC, policy: [`identity::Identity`]), `audit`
-//! (the sink), `telemetry` (SDK reports: [`telemetry::Telemetry`]).
+//! (the sink), `telemetry` (SDK reports: [`telemetry::Telemetry`]),
+//! `approvals` (change requests for protected environments:
+//! [`approvals::Approvals`]).
 //! `service` is the façade: it builds the handles and runs the background
 //! jobs; features receive the kernel, never the façade.
 
+pub mod approvals;
 pub mod audit;
 pub mod config;
 pub mod crypto;
@@ -41,6 +44,7 @@ pub use kernel::{clock, metrics, state, watch};
 pub use secrets::rotation;
 pub use telemetry::applied;
 
+pub use approvals::Approvals;
 pub use auth::{Origin, Principal};
 pub use config::catalog::{EnvSettings, SchemaRegistered};
 pub use config::entries::{ChangeItem, Written};

@@ -24,6 +24,7 @@ const FEATURES: &[&str] = &[
     "identity",
     "audit",
     "telemetry",
+    "approvals",
 ];
 
 /// (kernel file, module it reaches): the inversions still to undo.

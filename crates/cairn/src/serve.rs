@@ -497,6 +497,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             allow_private_targets: settings.allow_private_targets,
             rotation_retry_base: settings.rotation_retry,
             clock: Arc::new(cairn_core::clock::SystemClock),
+            change_expiry: cairn_core::approvals::DEFAULT_EXPIRY,
         },
     )
     .await

@@ -30,17 +30,20 @@ pub struct Written {
 }
 
 /// A change item whose stateless checks passed, with its value's checksum.
-struct Prepared {
-    item: ChangeItem,
+pub(crate) struct Prepared {
+    pub(crate) item: ChangeItem,
     checksum: String,
 }
 
 /// A change set planned against memory: what to commit, the warnings to
 /// answer with, and what the plan read.
-struct EntryPlan {
-    mutations: Vec<(Option<AuditAction>, Mutation)>,
-    warnings: Vec<crate::flags::FlagWarning>,
-    guard: cairn_store::Guard,
+pub(crate) struct EntryPlan {
+    pub(crate) mutations: Vec<(Option<AuditAction>, Mutation)>,
+    pub(crate) warnings: Vec<crate::flags::FlagWarning>,
+    pub(crate) guard: cairn_store::Guard,
+    /// Each item's live version in the state the plan read (0: absent or
+    /// deleted), in the items' order: a change request's base versions.
+    pub(crate) bases: Vec<i64>,
 }
 
 /// One entry change inside a change set.
@@ -71,6 +74,35 @@ impl Config<'_> {
         items: Vec<ChangeItem>,
         action: Option<AuditAction>,
     ) -> Result<Written> {
+        // The values are checked and canonicalised once; only the checks
+        // that read the state are made again on a retry.
+        let items = &self.prepare(who, message, items)?;
+        self.kernel
+            .retrying(move || async move {
+                // Taken before anything is read, so every read below sees at
+                // least this revision and the guard covers whatever came after.
+                let basis = self.kernel.revision();
+                let plan = self.plan_checked(who, basis, items, action).await?;
+                let committed = self
+                    .kernel
+                    .commit_guarded(who, origin, message, plan.mutations, Some(plan.guard))
+                    .await?;
+                Ok(committed.map(|committed| Written {
+                    committed,
+                    warnings: plan.warnings,
+                }))
+            })
+            .await
+    }
+
+    /// Every check of a change set that reads no state: the message, its
+    /// size, then each item ([`Config::prepare_items`]).
+    pub(crate) fn prepare(
+        &self,
+        who: &Principal,
+        message: &str,
+        items: Vec<ChangeItem>,
+    ) -> Result<Vec<Prepared>> {
         validate_message(message)?;
         if items.is_empty() {
             return Err(Error::invalid(
@@ -87,34 +119,30 @@ impl Config<'_> {
                 ),
             });
         }
-        // The values are checked and canonicalised once; only the checks
-        // that read the state are made again on a retry.
-        let items = &self.prepare_items(who, items)?;
-        self.kernel
-            .retrying(move || async move {
-                // Taken before anything is read, so every read below sees at
-                // least this revision and the guard covers whatever came after.
-                let basis = self.kernel.revision();
-                // Secret references must name secrets that exist (422 otherwise);
-                // checked only where the caller may write, so that nobody else
-                // learns which secrets exist (the plan refuses them).
-                for Prepared { item, .. } in items {
-                    let (app, env) = (item.scope.app.as_deref(), item.scope.env.as_deref());
-                    if let (Some(value), true) = (&item.value, who.can(Action::Write, app, env)) {
-                        crate::secrets::check_references(self.kernel, &item.scope, value).await?;
-                    }
-                }
-                let plan = self.plan_entries(who, basis, items, action)?;
-                let committed = self
-                    .kernel
-                    .commit_guarded(who, origin, message, plan.mutations, Some(plan.guard))
-                    .await?;
-                Ok(committed.map(|committed| Written {
-                    committed,
-                    warnings: plan.warnings,
-                }))
-            })
-            .await
+        self.prepare_items(who, items)
+    }
+
+    /// Plan a prepared change set at `basis` with every check that reads
+    /// the state: secret references (through the store), then
+    /// [`Config::plan_entries`]. The one planning of the write path, shared
+    /// by direct writes and change requests (requested, then applied).
+    pub(crate) async fn plan_checked(
+        &self,
+        who: &Principal,
+        basis: Revision,
+        items: &[Prepared],
+        action: Option<AuditAction>,
+    ) -> Result<EntryPlan> {
+        // Secret references must name secrets that exist (422 otherwise);
+        // checked only where the caller may write, so that nobody else
+        // learns which secrets exist (the plan refuses them).
+        for Prepared { item, .. } in items {
+            let (app, env) = (item.scope.app.as_deref(), item.scope.env.as_deref());
+            if let (Some(value), true) = (&item.value, who.can(Action::Write, app, env)) {
+                crate::secrets::check_references(self.kernel, &item.scope, value).await?;
+            }
+        }
+        self.plan_entries(who, basis, items, action)
     }
 
     /// The checks of a change set that read no state: keys, duplicates,
@@ -176,8 +204,10 @@ impl Config<'_> {
         let st = self.kernel.read();
         let mut guard = cairn_store::Guard::new(basis);
         let mut mutations = Vec::with_capacity(items.len());
+        let mut bases = Vec::with_capacity(items.len());
         for Prepared { item, checksum } in items {
             st.check_scope(&item.scope)?;
+            bases.push(st.entry(&item.scope, &item.key).map_or(0, |e| e.version));
             // Nothing here depends on the entry's own current version: a
             // concurrent write of the same key is the compare-and-set's
             // business (`expected_version`), and its kind the store's.
@@ -231,6 +261,7 @@ impl Config<'_> {
             mutations,
             warnings,
             guard,
+            bases,
         })
     }
 

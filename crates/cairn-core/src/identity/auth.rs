@@ -37,6 +37,14 @@ impl Principal {
         }
     }
 
+    /// Who this principal is, for rules that compare principals (a
+    /// requester never approves their own change request): the user for a
+    /// user session (`user:<name>`, whichever login token it came with), the
+    /// token id for any other token (`token:tok_…`), the subject for a JWT.
+    pub fn identity(&self) -> &str {
+        &self.actor
+    }
+
     /// How this principal is named in audit records and version history.
     pub fn actor(&self) -> String {
         self.actor.clone()

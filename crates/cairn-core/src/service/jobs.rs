@@ -83,6 +83,29 @@ impl Service {
         )
     }
 
+    /// Apply due scheduled change requests and expire stale pending ones
+    /// every `every`, while this process holds the `change-scheduler` lease
+    /// (renewed each tick; it lapses after three missed ticks, at least 2 s).
+    /// Each transition is a compare-and-set on the request, so even two
+    /// holders (a lease lost mid-tick) apply a request once.
+    pub fn spawn_change_scheduler(
+        self: &Arc<Self>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let ttl = (every * 3).max(Duration::from_secs(2));
+        self.spawn_every(
+            every,
+            "the change-request scheduler failed; will retry",
+            move |svc| async move {
+                let holder = svc.scheduler.holder().to_owned();
+                svc.approvals()
+                    .scheduler_tick(&holder, ttl)
+                    .await
+                    .map(|_| ())
+            },
+        )
+    }
+
     /// Claim up to `limit` due webhook deliveries and attempt them
     /// concurrently, waiting for all. Returns how many were attempted.
     pub async fn deliver_due_webhooks(

@@ -14,6 +14,7 @@ use cairn_model::{Revision, DEFAULT_MAX_VALUE_BYTES};
 use cairn_store::{Mutation, Role, Store, TokenRecord};
 use chrono::{DateTime, Utc};
 
+use crate::approvals::Approvals;
 use crate::config::Config;
 use crate::crypto::keys::{Keyring, MasterKey, Purpose};
 use crate::flags::Flags;
@@ -57,6 +58,9 @@ pub struct Options {
     pub rotation_retry_base: Duration,
     /// What "now" is (see `crate::kernel::clock`); the wall clock unless a test moves its own.
     pub clock: Arc<dyn crate::kernel::clock::Clock>,
+    /// How long a pending change request waits for approvals before it
+    /// expires (DESIGN.md §7: 14 days by default).
+    pub change_expiry: Duration,
 }
 
 impl Default for Options {
@@ -73,6 +77,7 @@ impl Default for Options {
             allow_private_targets: false,
             rotation_retry_base: Duration::from_secs(30),
             clock: Arc::new(crate::kernel::clock::SystemClock),
+            change_expiry: crate::approvals::DEFAULT_EXPIRY,
         }
     }
 }
@@ -122,6 +127,12 @@ impl Service {
     /// SDK reports and the applied state of instances.
     pub fn telemetry(&self) -> Telemetry<'_> {
         Telemetry::new(&self.kernel)
+    }
+
+    /// Change requests for protected environments: gated writes, approvals,
+    /// applying, the scheduler's tick.
+    pub fn approvals(&self) -> Approvals<'_> {
+        Approvals::new(&self.kernel, self.config(), self.opts.change_expiry)
     }
 }
 

@@ -1,0 +1,148 @@
+//! What a request would change (DESIGN.md §7, `change show`): per entry the
+//! value before (live now) and after, and the resolved view of every
+//! (app, env) it reaches before and after — what applications would read.
+//! Pure over the in-memory state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use cairn_model::Scope;
+use cairn_store::{ChangeRecord, EntryVersion};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{gate, Approvals, ChangeContent};
+use crate::identity::auth::Principal;
+use crate::kernel::state::{ResolvedView, ScopeEntries, State};
+use crate::Result;
+
+/// One entry of a request, before and after.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntryPreview {
+    pub scope: Scope,
+    pub key: String,
+    pub base_version: i64,
+    /// The live version now (0: absent): differs from `base_version` when
+    /// the entry moved since the request (applying would conflict).
+    pub current_version: i64,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// One resolved view the request reaches, before and after.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ViewPreview {
+    pub app: String,
+    pub env: String,
+    pub before: BTreeMap<String, Value>,
+    pub after: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Preview {
+    pub entries: Vec<EntryPreview>,
+    pub views: Vec<ViewPreview>,
+}
+
+/// The preview of `content` against `st`.
+pub fn preview(st: &State, content: &ChangeContent) -> Preview {
+    let entries = content
+        .entries
+        .iter()
+        .map(|e| {
+            let live = st.entry(&e.scope, &e.key);
+            EntryPreview {
+                scope: e.scope.clone(),
+                key: e.key.clone(),
+                base_version: e.base_version,
+                current_version: live.map_or(0, |v| v.version),
+                before: live.and_then(|v| v.value.clone()),
+                after: e.value.clone(),
+            }
+        })
+        .collect();
+    let mut pairs = BTreeSet::new();
+    for e in &content.entries {
+        let apps: Vec<&String> = match &e.scope.app {
+            Some(a) => st
+                .apps
+                .get_key_value(a)
+                .map(|(k, _)| k)
+                .into_iter()
+                .collect(),
+            None => st.apps.keys().collect(),
+        };
+        for app in apps {
+            for env in gate::reached_envs(&st.envs, &e.scope) {
+                pairs.insert((app.clone(), env.name.clone()));
+            }
+        }
+    }
+    let views = pairs
+        .into_iter()
+        .map(|(app, env)| {
+            let before = st
+                .view(&app, &env)
+                .map(|v| v.values.clone())
+                .unwrap_or_default();
+            let after = view_after(st, content, &app, &env);
+            ViewPreview {
+                app,
+                env,
+                before,
+                after,
+            }
+        })
+        .collect();
+    Preview { entries, views }
+}
+
+/// The values of (app, env) with `content`'s entries written.
+fn view_after(
+    st: &State,
+    content: &ChangeContent,
+    app: &str,
+    env: &str,
+) -> BTreeMap<String, Value> {
+    let layers = Scope::layers(app, env).map(|scope| {
+        let mut entries: ScopeEntries = st.scopes.get(&scope).cloned().unwrap_or_default();
+        for e in content.entries.iter().filter(|e| e.scope == scope) {
+            match &e.value {
+                None => {
+                    entries.entries.remove(&e.key);
+                }
+                Some(value) => {
+                    entries.entries.insert(
+                        e.key.clone(),
+                        Arc::new(EntryVersion {
+                            scope: scope.clone(),
+                            key: e.key.clone(),
+                            version: e.base_version + 1,
+                            kind: e.kind,
+                            merge: e.merge,
+                            value: Some(value.clone()),
+                            checksum: String::new(),
+                            revision: 0,
+                            actor: String::new(),
+                            message: String::new(),
+                            created_at: chrono::DateTime::UNIX_EPOCH,
+                        }),
+                    );
+                }
+            }
+        }
+        entries
+    });
+    let [a, b, c, d] = &layers;
+    ResolvedView::build(app, env, [Some(a), Some(b), Some(c), Some(d)]).values
+}
+
+impl Approvals<'_> {
+    /// A request with its preview against the current state (`change show`).
+    pub async fn show(&self, who: &Principal, id: &str) -> Result<(ChangeRecord, Preview)> {
+        let record = self.get_record(who, id).await?;
+        let content = ChangeContent::parse(&record)?;
+        let preview = preview(&self.kernel.read(), &content);
+        Ok((record, preview))
+    }
+}
