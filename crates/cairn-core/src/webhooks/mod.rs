@@ -67,6 +67,12 @@ pub const EVENT_TYPES: &[&str] = &[
     "secret.rotation_failed",
     "app.created",
     "env.changed",
+    "change.requested",
+    "change.approved",
+    "change.rejected",
+    "change.applied",
+    "change.conflicted",
+    "change.expired",
 ];
 
 /// Shortest signing secret accepted.
@@ -109,16 +115,15 @@ pub fn event_of(r: &AuditRecord) -> Option<&'static str> {
         | A::WebhookCreate
         | A::WebhookDelete
         | A::WebhookRewrap => None,
-        // Announced (`change.requested` …) when change requests are served (#13).
-        A::ChangeRequest
-        | A::ChangeEdit
-        | A::ChangeApprove
-        | A::ChangeReject
-        | A::ChangeCancel
-        | A::ChangeApply
-        | A::ChangeForce
-        | A::ChangeConflict
-        | A::ChangeExpire => None,
+        A::ChangeRequest => Some("change.requested"),
+        A::ChangeApprove => Some("change.approved"),
+        A::ChangeReject => Some("change.rejected"),
+        // A forced apply is an apply (its payload says `forced`).
+        A::ChangeApply | A::ChangeForce => Some("change.applied"),
+        A::ChangeConflict => Some("change.conflicted"),
+        A::ChangeExpire => Some("change.expired"),
+        // Not announced (DESIGN.md §7 names the six above).
+        A::ChangeEdit | A::ChangeCancel => None,
     }
 }
 
@@ -308,6 +313,15 @@ fn payload(r: &AuditRecord, event: &str, delivery: &str, webhook: &str) -> Value
             "required_approvals",
             "auto_approve",
             "strict_flags",
+        ],
+        e if e.starts_with("change.") => &[
+            "state",
+            "environments",
+            "approvals",
+            "required_approvals",
+            "forced",
+            "reason",
+            "applied_revision",
         ],
         _ => &[],
     };
@@ -604,6 +618,15 @@ mod tests {
             ("entry.set", json!({"kind": "schema"}), None),
             ("secret.read", json!({}), None),
             ("secret.rewrap", json!({}), None),
+            ("change.request", json!({}), Some("change.requested")),
+            ("change.approve", json!({}), Some("change.approved")),
+            ("change.reject", json!({}), Some("change.rejected")),
+            ("change.apply", json!({}), Some("change.applied")),
+            ("change.force", json!({}), Some("change.applied")),
+            ("change.conflict", json!({}), Some("change.conflicted")),
+            ("change.expire", json!({}), Some("change.expired")),
+            ("change.edit", json!({}), None),
+            ("change.cancel", json!({}), None),
             // A name this version does not know (written by a later one).
             ("secret.rotate.scheduled", json!({}), None),
             ("token.create", json!({}), None),
@@ -695,5 +718,21 @@ mod tests {
             "a value's hash is not sent: {p}"
         );
         assert_eq!(p["app"], Value::Null);
+        let r = record(
+            "change.approve",
+            "",
+            "prod",
+            json!({"state": "scheduled", "environments": ["prod"], "approvals": 2,
+                   "required_approvals": 2, "content_hash": "sha256:c0ffee", "forced": false,
+                   "reason": null, "applied_revision": null}),
+        );
+        let p = payload(&r, "change.approved", "dlv_1", "wh_1");
+        assert_eq!(p["state"], "scheduled");
+        assert_eq!(p["approvals"], 2);
+        assert_eq!(p["environments"], json!(["prod"]));
+        assert!(
+            !p.to_string().contains("c0ffee"),
+            "the content's hash is not sent: {p}"
+        );
     }
 }

@@ -19,7 +19,8 @@ pub enum WebhookCmd {
         url: String,
         /// Comma-separated event types (config.changed, flag.changed, segment.changed,
         /// schema.changed, secret.created, secret.rotated, secret.deleted,
-        /// secret.rotation_failed, app.created, env.changed), or `*` for all.
+        /// secret.rotation_failed, app.created, env.changed, change.requested, change.approved,
+        /// change.rejected, change.applied, change.conflicted, change.expired), or `*` for all.
         #[arg(long, value_delimiter = ',', required = true)]
         events: Vec<String>,
         /// Only events affecting this app (global changes included).
