@@ -2,9 +2,13 @@
 //! bodies and queries of `/v1/changes` (list, show, approve, reject, cancel,
 //! rebase, edit). The record itself is `cairn_store::ChangeRecord`.
 
-use cairn_store::ChangeState;
+use std::collections::BTreeMap;
+
+use cairn_model::{EntryKind, Scope};
+use cairn_store::{ChangeRecord, ChangeState};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::ChangeEntryBody;
 
@@ -24,7 +28,8 @@ pub struct ChangeRequested {
 }
 
 /// `GET /v1/changes`: every filter narrows.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ChangesQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +73,56 @@ pub struct EditChangeBody {
     pub message: Option<String>,
     #[schema(min_items = 1, max_items = 64)]
     pub entries: Vec<ChangeEntryBody>,
+}
+
+/// `GET /v1/changes/{id}`: the request and what it would change, against
+/// the current state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChangeShown {
+    pub change: ChangeRecord,
+    pub preview: ChangePreview,
+}
+
+/// Every entry of a request before and after, and every resolved view it
+/// reaches before and after (what applications would read).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChangePreview {
+    pub entries: Vec<EntryChangePreview>,
+    pub views: Vec<ViewChangePreview>,
+}
+
+/// One entry of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EntryChangePreview {
+    pub scope: Scope,
+    pub key: String,
+    pub kind: EntryKind,
+    /// The version the request is based on (0: absent).
+    pub base_version: i64,
+    /// The live version now: differs from `base_version` when the entry
+    /// moved since (applying would conflict).
+    pub current_version: i64,
+    /// The live value now (absent: no entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<Value>,
+    /// The value it writes (absent: a delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<Value>,
+    /// Unified text diff of before → after (`null` stands for an absent side).
+    pub diff: String,
+}
+
+/// One resolved (app, env) view a request reaches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ViewChangePreview {
+    pub app: String,
+    pub env: String,
+    #[schema(value_type = Object)]
+    pub before: BTreeMap<String, Value>,
+    #[schema(value_type = Object)]
+    pub after: BTreeMap<String, Value>,
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! `POST /v1/changes`, `POST /v1/rollback/{key}`, and what they answer.
 
 use cairn_model::{EntryKind, MergeMode, Revision, Scope};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -20,6 +21,9 @@ pub struct SetEntryBody {
     /// Compare-and-set: the current version must be this (0 = must not exist).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<i64>,
+    /// Apply at this time once approved, when the write needs approval (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -51,6 +55,9 @@ pub struct ChangeSetBody {
     /// At most 64 entries, committed atomically as one revision.
     #[schema(min_items = 1, max_items = 64)]
     pub entries: Vec<ChangeEntryBody>,
+    /// Apply at this time once approved, when the write needs approval (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -62,6 +69,9 @@ pub struct RollbackBody {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<i64>,
+    /// Apply at this time once approved, when the write needs approval (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_at: Option<DateTime<Utc>>,
 }
 
 /// What a write did.

@@ -17,7 +17,10 @@ mod webhooks;
 
 pub use catalog::{CreateAppBody, EnvBody, RegisterSchemaBody, Revised, ValidateBody};
 
-pub use changes::{ApproveBody, ChangeRequested, ChangesQuery, EditChangeBody, RejectBody};
+pub use changes::{
+    ApproveBody, ChangePreview, ChangeRequested, ChangeShown, ChangesQuery, EditChangeBody,
+    EntryChangePreview, RejectBody, ViewChangePreview,
+};
 
 pub use entries::{
     ChangeEntryBody, ChangeSetBody, FlagWarning, RollbackBody, SetEntryBody, WriteResult,

@@ -56,6 +56,32 @@ pub const MATRIX: &[(&str, &str, Access)] = &[
     ("PUT", "/v1/entries/{*key}", Access::Needs(Action::Write)),
     ("DELETE", "/v1/entries/{*key}", Access::Needs(Action::Write)),
     ("POST", "/v1/changes", Access::Needs(Action::Write)),
+    // Change requests: readers list and show (filtered to what they may
+    // read); the transitions need a principal that may write somewhere, and
+    // core decides who (approvers, the requester, admins) per request.
+    ("GET", "/v1/changes", Access::Needs(Action::Read)),
+    ("GET", "/v1/changes/{id}", Access::Needs(Action::Read)),
+    ("PATCH", "/v1/changes/{id}", Access::Needs(Action::Write)),
+    (
+        "POST",
+        "/v1/changes/{id}/approve",
+        Access::Needs(Action::Write),
+    ),
+    (
+        "POST",
+        "/v1/changes/{id}/reject",
+        Access::Needs(Action::Write),
+    ),
+    (
+        "POST",
+        "/v1/changes/{id}/cancel",
+        Access::Needs(Action::Write),
+    ),
+    (
+        "POST",
+        "/v1/changes/{id}/rebase",
+        Access::Needs(Action::Write),
+    ),
     ("GET", "/v1/history/{*key}", Access::Needs(Action::Read)),
     ("GET", "/v1/diff/{*key}", Access::Needs(Action::Read)),
     ("POST", "/v1/rollback/{*key}", Access::Needs(Action::Write)),

@@ -61,7 +61,30 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
             "/v1/entries/{*key}",
             put(e::set_entry).get(e::get_entry).delete(e::delete_entry),
         )
-        .route("/v1/changes", post(e::change_set))
+        .route(
+            "/v1/changes",
+            post(e::change_set).get(routes::changes::list_changes),
+        )
+        .route(
+            "/v1/changes/{id}",
+            get(routes::changes::get_change).patch(routes::changes::edit_change),
+        )
+        .route(
+            "/v1/changes/{id}/approve",
+            post(routes::changes::approve_change),
+        )
+        .route(
+            "/v1/changes/{id}/reject",
+            post(routes::changes::reject_change),
+        )
+        .route(
+            "/v1/changes/{id}/cancel",
+            post(routes::changes::cancel_change),
+        )
+        .route(
+            "/v1/changes/{id}/rebase",
+            post(routes::changes::rebase_change),
+        )
         .route("/v1/history/{*key}", get(e::history))
         .route("/v1/diff/{*key}", get(e::diff))
         .route("/v1/rollback/{*key}", post(e::rollback))
@@ -139,6 +162,9 @@ pub fn router_with(svc: Arc<Service>, limits: ratelimit::Limits) -> Router {
         routes::entries::list_entries, routes::entries::get_entry, routes::entries::set_entry, routes::entries::delete_entry,
         routes::entries::change_set, routes::entries::history, routes::entries::diff, routes::entries::rollback,
         routes::entries::resolved,
+        routes::changes::list_changes, routes::changes::get_change, routes::changes::approve_change,
+        routes::changes::reject_change, routes::changes::cancel_change, routes::changes::rebase_change,
+        routes::changes::edit_change,
         routes::catalog::list_schemas, routes::catalog::schema_history, routes::catalog::register_schema, routes::catalog::validate,
         routes::catalog::audit,
         routes::catalog::list_tokens, routes::catalog::create_token, routes::catalog::revoke_token,

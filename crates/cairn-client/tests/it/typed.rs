@@ -36,6 +36,7 @@ async fn typed_entry_calls_round_trip_the_servers_wire_types() {
         merge: MergeMode::Merge,
         message: "typed".into(),
         expected_version,
+        apply_at: None,
     };
     let r = c
         .put_entry(shop, "db/pool", &put(json!({"max": 5}), Some(0)))
@@ -62,6 +63,7 @@ async fn typed_entry_calls_round_trip_the_servers_wire_types() {
         merge: MergeMode::Replace,
         message: String::new(),
         expected_version: None,
+        apply_at: None,
     };
     let r = c.put_entry(shop, "signupFlow", &flag).await.unwrap();
     assert_eq!(r.warnings.len(), 1, "{r:?}");
@@ -83,6 +85,7 @@ async fn typed_entry_calls_round_trip_the_servers_wire_types() {
     let set = ChangeSetBody {
         message: "both".into(),
         entries: vec![entry("a", json!(1)), entry("b", json!(2))],
+        apply_at: None,
     };
     let r = c.change_set(&set).await.unwrap();
     assert_eq!(r.changes.len(), 2);
@@ -96,6 +99,7 @@ async fn typed_entry_calls_round_trip_the_servers_wire_types() {
         version: 1,
         message: "back".into(),
         expected_version: Some(2),
+        apply_at: None,
     };
     let r = c.rollback(shop, "db/pool", &rb).await.unwrap();
     assert_eq!(

@@ -9,9 +9,11 @@ use axum::response::{IntoResponse, Response};
 pub use cairn_api::{
     ChangeEntryBody, ChangeSetBody, RollbackBody, SetEntryBody, WriteResult, WrittenEntry,
 };
+use cairn_core::approvals::{Outcome, RequestOptions};
 use cairn_core::{ChangeItem, Error, ResolvedView, Service, Written};
 use cairn_model::{EntryKind, Revision, Scope, ValueDiff};
-use cairn_store::EntryVersion;
+use cairn_store::{AuditAction, EntryVersion};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -68,6 +70,8 @@ pub struct DeleteQuery {
     /// Why (required).
     pub message: Option<String>,
     pub expected_version: Option<i64>,
+    /// When the delete needs approval: apply at this time once approved (RFC 3339).
+    pub apply_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -140,6 +144,16 @@ fn write_result(written: Written, targets: Vec<(Scope, String)>) -> WriteResult 
     }
 }
 
+/// What a gated write answers: `200` with the [`WriteResult`] when it was
+/// written, `202` with a [`cairn_api::ChangeRequested`] and `Location` when
+/// it became a change request.
+fn outcome_response(outcome: Outcome, targets: Vec<(Scope, String)>) -> Response {
+    match outcome {
+        Outcome::Written(w) => Json(write_result(w, targets)).into_response(),
+        Outcome::Requested(record) => crate::routes::changes::requested(&record),
+    }
+}
+
 /// List entries at exactly one scope.
 #[utoipa::path(get, path = "/v1/entries", params(ListQuery), tag = "entries",
     responses((status = 200, body = [EntryVersion]), (status = 404, body = Problem)), security(("bearer" = [])))]
@@ -192,7 +206,7 @@ pub async fn get_entry(
 
 /// Write a new version of an entry.
 #[utoipa::path(put, path = "/v1/entries/{key}", params(("key" = String, Path), ScopeQuery), request_body = SetEntryBody, tag = "entries",
-    responses((status = 200, body = WriteResult), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
+    responses((status = 200, body = WriteResult), (status = 202, body = cairn_api::ChangeRequested, description = "needs approval: a change request", headers(("Location" = String))), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
         (status = 413, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn set_entry(
     State(svc): State<Arc<Service>>,
@@ -200,7 +214,7 @@ pub async fn set_entry(
     P(key): P<String>,
     Q(q): Q<ScopeQuery>,
     Json(body): Json<SetEntryBody>,
-) -> ApiResult<Json<WriteResult>> {
+) -> ApiResult<Response> {
     let scope = q.scope()?;
     let item = ChangeItem {
         scope: scope.clone(),
@@ -210,51 +224,63 @@ pub async fn set_entry(
         value: Some(body.value),
         expected_version: body.expected_version,
     };
-    let committed = svc
-        .config()
-        .write_entries(&c.who, &c.origin, &body.message, vec![item], None)
+    let opts = RequestOptions {
+        apply_at: body.apply_at,
+    };
+    let outcome = svc
+        .approvals()
+        .write_entries(&c.who, &c.origin, &body.message, vec![item], None, opts)
         .await?;
-    Ok(Json(write_result(committed, vec![(scope, key)])))
+    Ok(outcome_response(outcome, vec![(scope, key)]))
 }
 
 /// Delete an entry (writes a tombstone version).
 #[utoipa::path(delete, path = "/v1/entries/{key}", params(("key" = String, Path), DeleteQuery), tag = "entries",
-    responses((status = 200, body = WriteResult), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = WriteResult), (status = 202, body = cairn_api::ChangeRequested, description = "needs approval: a change request", headers(("Location" = String))), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
 pub async fn delete_entry(
     State(svc): State<Arc<Service>>,
     c: Caller,
     P(key): P<String>,
     Q(q): Q<DeleteQuery>,
-) -> ApiResult<Json<WriteResult>> {
+) -> ApiResult<Response> {
     let scope = ScopeQuery {
         app: q.app,
         env: q.env,
     }
     .scope()?;
     let message = q.message.unwrap_or_default();
-    let committed = svc
-        .config()
-        .delete_entry(
-            &c.who,
-            &c.origin,
-            &scope,
-            &key,
-            &message,
-            q.expected_version,
-        )
+    // As `Config::delete_entry`, through the gate.
+    if message.trim().is_empty() {
+        return Err(Error::invalid("message", "a delete needs a message saying why").into());
+    }
+    let current = svc.config().get(&c.who, &scope, &key)?;
+    let item = ChangeItem {
+        scope: scope.clone(),
+        key: key.clone(),
+        kind: current.kind,
+        merge: current.merge,
+        value: None,
+        expected_version: q.expected_version,
+    };
+    let opts = RequestOptions {
+        apply_at: q.apply_at,
+    };
+    let outcome = svc
+        .approvals()
+        .write_entries(&c.who, &c.origin, &message, vec![item], None, opts)
         .await?;
-    Ok(Json(write_result(committed, vec![(scope, key)])))
+    Ok(outcome_response(outcome, vec![(scope, key)]))
 }
 
 /// Commit several entry changes atomically as one revision.
 #[utoipa::path(post, path = "/v1/changes", request_body = ChangeSetBody, tag = "entries",
-    responses((status = 200, body = WriteResult), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
+    responses((status = 200, body = WriteResult), (status = 202, body = cairn_api::ChangeRequested, description = "needs approval: a change request", headers(("Location" = String))), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
         (status = 413, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn change_set(
     State(svc): State<Arc<Service>>,
     c: Caller,
     Json(body): Json<ChangeSetBody>,
-) -> ApiResult<Json<WriteResult>> {
+) -> ApiResult<Response> {
     let mut items = Vec::with_capacity(body.entries.len());
     let mut targets = Vec::with_capacity(body.entries.len());
     for (i, e) in body.entries.into_iter().enumerate() {
@@ -283,11 +309,14 @@ pub async fn change_set(
             expected_version: e.expected_version,
         });
     }
-    let committed = svc
-        .config()
-        .write_entries(&c.who, &c.origin, &body.message, items, None)
+    let opts = RequestOptions {
+        apply_at: body.apply_at,
+    };
+    let outcome = svc
+        .approvals()
+        .write_entries(&c.who, &c.origin, &body.message, items, None, opts)
         .await?;
-    Ok(Json(write_result(committed, targets)))
+    Ok(outcome_response(outcome, targets))
 }
 
 /// Every version of an entry, oldest first.
@@ -325,7 +354,7 @@ pub async fn diff(
 
 /// Write a new version equal to an older one.
 #[utoipa::path(post, path = "/v1/rollback/{key}", params(("key" = String, Path), ScopeQuery), request_body = RollbackBody, tag = "entries",
-    responses((status = 200, body = WriteResult), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = WriteResult), (status = 202, body = cairn_api::ChangeRequested, description = "needs approval: a change request", headers(("Location" = String))), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn rollback(
     State(svc): State<Arc<Service>>,
@@ -333,21 +362,46 @@ pub async fn rollback(
     P(key): P<String>,
     Q(q): Q<ScopeQuery>,
     Json(body): Json<RollbackBody>,
-) -> ApiResult<Json<WriteResult>> {
+) -> ApiResult<Response> {
     let scope = q.scope()?;
-    let committed = svc
+    // As `Config::rollback`, through the gate.
+    if body.message.trim().is_empty() {
+        return Err(Error::invalid("message", "a rollback needs a message saying why").into());
+    }
+    let target = svc
         .config()
-        .rollback(
+        .entry_version(&c.who, &scope, &key, body.version)
+        .await?;
+    let Some(value) = target.value else {
+        return Err(Error::invalid(
+            "version",
+            format!("version {} of {key} is a delete", body.version),
+        )
+        .into());
+    };
+    let item = ChangeItem {
+        scope: scope.clone(),
+        key: key.clone(),
+        kind: target.kind,
+        merge: target.merge,
+        value: Some(value),
+        expected_version: body.expected_version,
+    };
+    let opts = RequestOptions {
+        apply_at: body.apply_at,
+    };
+    let outcome = svc
+        .approvals()
+        .write_entries(
             &c.who,
             &c.origin,
-            &scope,
-            &key,
-            body.version,
             &body.message,
-            body.expected_version,
+            vec![item],
+            Some(AuditAction::EntryRollback),
+            opts,
         )
         .await?;
-    Ok(Json(write_result(committed, vec![(scope, key)])))
+    Ok(outcome_response(outcome, vec![(scope, key)]))
 }
 
 /// The resolved configuration of (app, env). Honours `If-None-Match` (304).

@@ -1,4 +1,5 @@
 pub mod catalog;
+pub mod changes;
 pub mod entries;
 pub mod flags;
 pub mod identity;

@@ -99,6 +99,16 @@ const EXPECTED: &[(&str, &str, Row)] = &[
     ("PUT",    "/v1/entries/{*key}",                                      Roles([OK,  OK,  DENY, DENY, HIDE, DENY, DENY])),
     ("DELETE", "/v1/entries/{*key}",                                      Roles([OK,  OK,  DENY, DENY, HIDE, DENY, DENY])),
     ("POST",   "/v1/changes",                                             Roles([OK,  OK,  DENY, DENY, HIDE, DENY, DENY])),
+    // Change requests (made at billing/staging by another operator): readers
+    // list and show them; approvers (writers of every environment a request
+    // reaches) approve and reject; the requester or an admin edits, cancels, rebases.
+    ("GET",    "/v1/changes",                                             Roles([OK,  OK,  OK,  DENY, OK,   DENY, OK  ])),
+    ("GET",    "/v1/changes/{id}",                                        Roles([OK,  OK,  OK,  DENY, HIDE, DENY, OK  ])),
+    ("PATCH",  "/v1/changes/{id}",                                        Roles([OK,  DENY, DENY, DENY, HIDE, DENY, DENY])),
+    ("POST",   "/v1/changes/{id}/approve",                                Roles([OK,  OK,  DENY, DENY, HIDE, DENY, DENY])),
+    ("POST",   "/v1/changes/{id}/reject",                                 Roles([OK,  OK,  DENY, DENY, HIDE, DENY, DENY])),
+    ("POST",   "/v1/changes/{id}/cancel",                                 Roles([OK,  DENY, DENY, DENY, HIDE, DENY, DENY])),
+    ("POST",   "/v1/changes/{id}/rebase",                                 Roles([OK,  DENY, DENY, DENY, HIDE, DENY, DENY])),
     ("GET",    "/v1/history/{*key}",                                      Roles([OK,  OK,  OK,  DENY, HIDE, DENY, OK  ])),
     ("GET",    "/v1/diff/{*key}",                                         Roles([OK,  OK,  OK,  DENY, HIDE, DENY, OK  ])),
     ("POST",   "/v1/rollback/{*key}",                                     Roles([OK,  OK,  DENY, DENY, HIDE, DENY, DENY])),
@@ -366,6 +376,39 @@ pub(crate) async fn request(
             ),
             bs,
         ),
+        ("GET", "/v1/changes") => (path.into(), None, None),
+        ("GET", "/v1/changes/{id}") => (format!("/v1/changes/{}", walk_change(t).await), None, bs),
+        ("PATCH", "/v1/changes/{id}") => {
+            let id = walk_change(t).await;
+            let key = id_key(t, &id).await;
+            (
+                format!("/v1/changes/{id}"),
+                Some(
+                    json!({"entries": [{"app": "billing", "env": "staging", "key": key, "value": {"n": 3}}]}),
+                ),
+                bs,
+            )
+        }
+        ("POST", "/v1/changes/{id}/approve") => (
+            format!("/v1/changes/{}/approve", walk_change(t).await),
+            Some(json!({"note": "walk"})),
+            bs,
+        ),
+        ("POST", "/v1/changes/{id}/reject") => (
+            format!("/v1/changes/{}/reject", walk_change(t).await),
+            Some(json!({"reason": "walk"})),
+            bs,
+        ),
+        ("POST", "/v1/changes/{id}/cancel") => (
+            format!("/v1/changes/{}/cancel", walk_change(t).await),
+            None,
+            bs,
+        ),
+        ("POST", "/v1/changes/{id}/rebase") => (
+            format!("/v1/changes/{}/rebase", walk_change(t).await),
+            None,
+            bs,
+        ),
         ("GET", "/v1/history/{*key}") => {
             ("/v1/history/db?app=billing&env=staging".into(), None, bs)
         }
@@ -513,6 +556,47 @@ pub(crate) async fn request(
         ),
         other => panic!("the walk has no request for matrix row {other:?}: add one"),
     }
+}
+
+/// A pending change request at billing/staging, made by an operator of
+/// its own while staging is protected (one approval), staging unprotected
+/// again afterwards so the rest of the walk writes directly; its id.
+pub(crate) async fn walk_change(t: &TestApp) -> String {
+    let policy = |protected: bool| json!({"protected": protected, "required_approvals": 1, "auto_approve": !protected});
+    let r = t
+        .call(Method::PATCH, "/v1/envs/staging", Some(policy(true)))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let (requester, _) = token(
+        t,
+        json!({"name": unique("requester"), "role": "operator", "app": "billing", "env": "staging"}),
+    )
+    .await;
+    let key = unique("walk-change");
+    let r = t
+        .call_as(
+            &requester,
+            Method::PUT,
+            &format!("/v1/entries/{key}?app=billing&env=staging"),
+            Some(json!({"value": {"n": 1}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let r2 = t
+        .call(Method::PATCH, "/v1/envs/staging", Some(policy(false)))
+        .await;
+    assert_eq!(r2.status, StatusCode::OK, "{}", r2.body);
+    r.body["change_id"].as_str().unwrap().to_owned()
+}
+
+/// The key of the one entry of change `id`.
+async fn id_key(t: &TestApp, id: &str) -> String {
+    let r = t.get(&format!("/v1/changes/{id}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body["preview"]["entries"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// A secret at billing/staging with a generator, created by the admin once.

@@ -8,6 +8,7 @@ mod api_catalog;
 mod api_entries;
 mod api_schemas;
 mod audit_sink;
+mod changes;
 mod clock;
 mod flag_documents;
 mod flags;

@@ -150,6 +150,7 @@ impl Ctx {
                     },
                     message,
                     expected_version: expect_version,
+                    apply_at: None,
                 };
                 let r = self.client.put_entry(scope.at(), &key, &body).await?;
                 self.written(&r, |r| {
@@ -273,6 +274,7 @@ impl Ctx {
                     version,
                     message,
                     expected_version: expect_version,
+                    apply_at: None,
                 };
                 let r = self.client.rollback(scope.at(), &key, &body).await?;
                 self.written(&r, |r| {

@@ -284,7 +284,11 @@ impl Ctx {
                 } else {
                     message
                 };
-                let body = ChangeSetBody { message, entries };
+                let body = ChangeSetBody {
+                    message,
+                    entries,
+                    apply_at: None,
+                };
                 let r = self.client.change_set(&body).await?;
                 self.written(&r, |r| {
                     println!("imported {n} entries (revision {})", r.revision)
@@ -385,6 +389,7 @@ impl Ctx {
             merge: MergeMode::Replace,
             message: message.to_owned(),
             expected_version: expect_version,
+            apply_at: None,
         };
         let r = self.client.put_entry(scope.at(), key, &body).await?;
         self.written(&r, |r| {

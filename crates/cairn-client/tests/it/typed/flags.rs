@@ -30,6 +30,7 @@ async fn typed_flag_reads_round_trip() {
         merge: MergeMode::Replace,
         message: String::new(),
         expected_version: None,
+        apply_at: None,
     };
     let banner = json!({"state": "ENABLED", "variants": {"on": true, "off": false},
         "defaultVariant": "off", "metadata": {"owner": "growth"},

@@ -1,0 +1,459 @@
+//! Change requests over HTTP (DESIGN.md §7, issue #13): gated writes answer
+//! 202 with a request, nothing changes until the N-th distinct approval, and
+//! every other way to the protected view is refused or turned into a request.
+
+use axum::http::{header, Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::harness::{Resp, TestApp};
+
+struct Fixture {
+    t: TestApp,
+    /// Operators of prod (every app): the requester and two approvers.
+    req: String,
+    a1: String,
+    a2: String,
+    /// A viewer of billing/prod.
+    viewer: String,
+    /// An operator of payments/prod only.
+    other: String,
+}
+
+async fn token(t: &TestApp, name: &str, role: &str, app: Option<&str>, env: &str) -> String {
+    let mut body = json!({"name": name, "role": role, "env": env});
+    if let Some(app) = app {
+        body["app"] = json!(app);
+    }
+    let r = t.call(Method::POST, "/v1/tokens", Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body["token"].as_str().unwrap().to_owned()
+}
+
+/// billing and payments; `db` at billing/prod at versions 1 and 2; then prod
+/// protected with two approvals.
+async fn fixture() -> Fixture {
+    let t = TestApp::new().await;
+    for app in ["billing", "payments"] {
+        let r = t
+            .call(Method::POST, "/v1/apps", Some(json!({"name": app})))
+            .await;
+        assert!(r.status.is_success(), "{}", r.body);
+    }
+    t.set("db", "app=billing&env=prod", json!({"max": 10}))
+        .await;
+    t.set("db", "app=billing&env=prod", json!({"max": 20}))
+        .await;
+    let r = t
+        .call(
+            Method::PATCH,
+            "/v1/envs/prod",
+            Some(json!({"protected": true, "required_approvals": 2, "auto_approve": false})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    Fixture {
+        req: token(&t, "req", "operator", None, "prod").await,
+        a1: token(&t, "a1", "operator", None, "prod").await,
+        a2: token(&t, "a2", "operator", None, "prod").await,
+        viewer: token(&t, "viewer", "viewer", Some("billing"), "prod").await,
+        other: token(&t, "other", "operator", Some("payments"), "prod").await,
+        t,
+    }
+}
+
+impl Fixture {
+    async fn as_(&self, token: &str, method: Method, uri: &str, body: Option<Value>) -> Resp {
+        self.t.call_as(token, method, uri, body).await
+    }
+
+    async fn view(&self) -> Value {
+        let r = self.t.get("/v1/apps/billing/envs/prod/config").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body
+    }
+
+    /// Assert a 202 change request and return its id.
+    #[track_caller]
+    fn requested(&self, r: &Resp) -> String {
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        let id = r.body["change_id"].as_str().unwrap().to_owned();
+        assert!(id.starts_with("chg_"), "{id}");
+        assert_eq!(
+            r.headers.get(header::LOCATION).unwrap(),
+            &format!("/v1/changes/{id}")
+        );
+        assert_eq!(r.body["state"], "pending");
+        assert_eq!(r.body["approvals"], 0);
+        assert_eq!(r.body["required"], 2);
+        assert_eq!(r.body["environments"], json!(["prod"]));
+        id
+    }
+
+    async fn request_pool(&self, value: Value) -> String {
+        let r = self
+            .as_(
+                &self.req,
+                Method::PUT,
+                "/v1/entries/db?app=billing&env=prod",
+                Some(json!({"value": value, "message": "peak"})),
+            )
+            .await;
+        self.requested(&r)
+    }
+
+    async fn approve(&self, token: &str, id: &str) -> Resp {
+        self.as_(
+            token,
+            Method::POST,
+            &format!("/v1/changes/{id}/approve"),
+            Some(json!({"note": "ok"})),
+        )
+        .await
+    }
+
+    async fn state(&self, id: &str) -> Value {
+        let r = self.t.get(&format!("/v1/changes/{id}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["change"]["state"].clone()
+    }
+}
+
+fn ids(r: &Resp) -> Vec<String> {
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_protected_write_waits_for_two_other_approvals() {
+    let f = fixture().await;
+    let before = f.view().await;
+    let id = f.request_pool(json!({"max": 80})).await;
+    assert_eq!(f.view().await, before, "nothing changes while pending");
+
+    // Show: the entry and the view before and after.
+    let r = f.t.get(&format!("/v1/changes/{id}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["change"]["id"], id.as_str());
+    let e = &r.body["preview"]["entries"][0];
+    assert_eq!(e["key"], "db");
+    assert_eq!(e["kind"], "config");
+    assert_eq!(e["before"], json!({"max": 20}));
+    assert_eq!(e["after"], json!({"max": 80}));
+    assert!(e["diff"].as_str().unwrap().contains("80"), "{e}");
+    let views = r.body["preview"]["views"].as_array().unwrap();
+    let v = views
+        .iter()
+        .find(|v| v["app"] == "billing" && v["env"] == "prod")
+        .expect("billing/prod is reached");
+    assert_eq!(v["before"]["db"], json!({"max": 20}));
+    assert_eq!(v["after"]["db"], json!({"max": 80}));
+
+    // Lists.
+    assert!(ids(&f.t.get("/v1/changes?state=pending&env=prod").await).contains(&id));
+    assert!(ids(&f.t.get("/v1/changes?app=billing").await).contains(&id));
+    assert!(!ids(&f.t.get("/v1/changes?env=dev").await).contains(&id));
+    assert!(!ids(&f.t.get("/v1/changes?app=payments").await).contains(&id));
+    assert!(!ids(&f.t.get("/v1/changes?state=applied").await).contains(&id));
+    assert!(ids(&f.as_(&f.viewer, Method::GET, "/v1/changes", None).await).contains(&id));
+    assert!(!ids(&f.as_(&f.other, Method::GET, "/v1/changes", None).await).contains(&id));
+
+    // Refusals: the requester, a viewer, a token of another app.
+    f.approve(&f.req, &id)
+        .await
+        .assert_problem(403, "forbidden", None);
+    assert_eq!(
+        f.approve(&f.viewer, &id).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = f.approve(&f.other, &id).await;
+    assert!(
+        matches!(r.status.as_u16(), 403 | 404),
+        "another app's token approved: {} {}",
+        r.status,
+        r.body
+    );
+    assert_eq!(f.state(&id).await, "pending");
+
+    // One approval, then the same principal again: 409, counted once.
+    let r = f.approve(&f.a1, &id).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["state"], "pending");
+    assert_eq!(f.approve(&f.a1, &id).await.status, StatusCode::CONFLICT);
+    assert_eq!(
+        f.view().await,
+        before,
+        "one approval of two applies nothing"
+    );
+
+    // The second distinct approval applies it.
+    let r = f.approve(&f.a2, &id).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["state"], "applied");
+    assert_eq!(f.view().await["values"]["db"], json!({"max": 80}));
+    assert!(ids(&f.t.get("/v1/changes?state=applied&env=prod").await).contains(&id));
+    // Applied is final.
+    assert_eq!(f.approve(&f.a1, &id).await.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn every_way_to_the_protected_view_becomes_a_request() {
+    let f = fixture().await;
+    let before = f.view().await;
+    let admin = f.t.token.clone();
+    // Global and app-wide scopes reach prod.
+    let r = f
+        .as_(
+            &admin,
+            Method::PUT,
+            "/v1/entries/db",
+            Some(json!({"value": {"max": 1}})),
+        )
+        .await;
+    f.requested(&r);
+    let r = f
+        .as_(
+            &admin,
+            Method::PUT,
+            "/v1/entries/db?app=billing",
+            Some(json!({"value": {"max": 2}})),
+        )
+        .await;
+    f.requested(&r);
+    // Rollback and delete.
+    let r = f
+        .as_(
+            &f.req,
+            Method::POST,
+            "/v1/rollback/db?app=billing&env=prod",
+            Some(json!({"version": 1, "message": "back"})),
+        )
+        .await;
+    f.requested(&r);
+    let r = f
+        .as_(
+            &f.req,
+            Method::DELETE,
+            "/v1/entries/db?app=billing&env=prod&message=gone",
+            None,
+        )
+        .await;
+    f.requested(&r);
+    // A flag.
+    let r = f
+        .as_(
+            &f.req,
+            Method::PUT,
+            "/v1/entries/new-checkout?app=billing&env=prod",
+            Some(json!({"kind": "flag", "value": {"state": "ENABLED",
+                "variants": {"on": true, "off": false}, "defaultVariant": "on"}})),
+        )
+        .await;
+    f.requested(&r);
+    // A change set mixing dev and prod: one request for the whole set.
+    let r = f
+        .as_(
+            &admin,
+            Method::POST,
+            "/v1/changes",
+            Some(json!({"message": "both", "entries": [
+                {"app": "billing", "env": "dev", "key": "mixed", "value": 1},
+                {"app": "billing", "env": "prod", "key": "mixed", "value": 2}]})),
+        )
+        .await;
+    let mixed = f.requested(&r);
+    assert_eq!(
+        f.t.get("/v1/entries/mixed?app=billing&env=dev")
+            .await
+            .status,
+        StatusCode::NOT_FOUND,
+        "the unprotected half waits too"
+    );
+    let shown = f.t.get(&format!("/v1/changes/{mixed}")).await;
+    assert_eq!(
+        shown.body["preview"]["entries"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(f.view().await, before);
+    assert_eq!(
+        ids(&f.t.get("/v1/changes?state=pending&env=prod").await).len(),
+        6
+    );
+
+    // Unprotected writes answer exactly as before.
+    let r = f
+        .as_(
+            &admin,
+            Method::PUT,
+            "/v1/entries/db?app=billing&env=dev",
+            Some(json!({"value": 5})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["changes"][0]["version"], 1);
+    assert!(r.headers.get(header::LOCATION).is_none());
+
+    // `apply_at`: approved, it waits as scheduled.
+    let r = f
+        .as_(
+            &f.req,
+            Method::PUT,
+            "/v1/entries/later?app=billing&env=prod",
+            Some(json!({"value": 1, "apply_at": "2999-01-01T00:00:00Z"})),
+        )
+        .await;
+    let later = f.requested(&r);
+    assert_eq!(f.approve(&f.a1, &later).await.status, StatusCode::OK);
+    let r = f.approve(&f.a2, &later).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["state"], "scheduled");
+    assert_eq!(r.body["apply_at"], "2999-01-01T00:00:00Z");
+    assert_eq!(
+        f.t.get("/v1/entries/later?app=billing&env=prod")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn editing_after_an_approval_resets_it() {
+    let f = fixture().await;
+    let id = f.request_pool(json!({"max": 80})).await;
+    assert_eq!(f.approve(&f.a1, &id).await.status, StatusCode::OK);
+    let edit =
+        json!({"entries": [{"app": "billing", "env": "prod", "key": "db", "value": {"max": 90}}]});
+    // Only the requester (or an admin) edits.
+    assert_eq!(
+        f.as_(
+            &f.a2,
+            Method::PATCH,
+            &format!("/v1/changes/{id}"),
+            Some(edit.clone())
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    let r = f
+        .as_(
+            &f.req,
+            Method::PATCH,
+            &format!("/v1/changes/{id}"),
+            Some(edit),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["state"], "pending");
+    assert_eq!(r.body["approvals"], json!([]));
+    // a1's approval of the old content no longer counts: a2 alone applies nothing.
+    let r = f.approve(&f.a2, &id).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["state"], "pending");
+    assert_eq!(f.view().await["values"]["db"], json!({"max": 20}));
+    // a1 may approve the new content.
+    let r = f.approve(&f.a1, &id).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["state"], "applied");
+    assert_eq!(f.view().await["values"]["db"], json!({"max": 90}));
+}
+
+#[tokio::test]
+async fn reject_cancel_rebase_force_and_errors() {
+    let f = fixture().await;
+    let admin = f.t.token.clone();
+    // Reject needs a reason; then it is final.
+    let id = f.request_pool(json!({"max": 1})).await;
+    let reject = format!("/v1/changes/{id}/reject");
+    assert_eq!(
+        f.as_(&f.a1, Method::POST, &reject, Some(json!({"reason": " "})))
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let r = f
+        .as_(
+            &f.a1,
+            Method::POST,
+            &reject,
+            Some(json!({"reason": "not now"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["state"], "rejected");
+    assert_eq!(f.approve(&f.a2, &id).await.status, StatusCode::CONFLICT);
+
+    // Cancel: the requester (not an approver).
+    let id = f.request_pool(json!({"max": 2})).await;
+    let cancel = format!("/v1/changes/{id}/cancel");
+    assert_eq!(
+        f.as_(&f.a1, Method::POST, &cancel, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = f.as_(&f.req, Method::POST, &cancel, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["state"], "cancelled");
+
+    // Rebase a pending request: pending again.
+    let id = f.request_pool(json!({"max": 3})).await;
+    let r = f
+        .as_(
+            &f.req,
+            Method::POST,
+            &format!("/v1/changes/{id}/rebase"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["state"], "pending");
+
+    // Force: admins only, with a reason.
+    let approve = format!("/v1/changes/{id}/approve");
+    let force = |reason: Option<&str>| json!({"force": true, "reason": reason});
+    assert_eq!(
+        f.as_(&f.a1, Method::POST, &approve, Some(force(Some("incident"))))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        f.as_(&admin, Method::POST, &approve, Some(force(None)))
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let r = f
+        .as_(
+            &admin,
+            Method::POST,
+            &approve,
+            Some(force(Some("incident 4711"))),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["state"], "applied");
+    assert_eq!(r.body["forced"], true);
+    assert_eq!(f.view().await["values"]["db"], json!({"max": 3}));
+
+    // Unknown ids, a bad query.
+    f.t.get("/v1/changes/chg_nope")
+        .await
+        .assert_problem(404, "not_found", None);
+    assert_eq!(
+        f.approve(&f.a1, "chg_nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        f.t.get("/v1/changes?state=approved").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        f.t.get("/v1/changes?limit=0").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(ids(&f.t.get("/v1/changes?limit=1").await).len(), 1);
+}
