@@ -104,11 +104,9 @@ pub struct EntryChangePreview {
     pub current_version: i64,
     /// The live value now (absent: no entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub before: Option<Value>,
     /// The value it writes (absent: a delete).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub after: Option<Value>,
     /// Unified text diff of before → after (`null` stands for an absent side).
     pub diff: String,

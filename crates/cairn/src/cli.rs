@@ -4,8 +4,10 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
-use cairn_client::cairn_api::{FlagWarning, Revised, WriteResult};
-use cairn_client::{Client, ClientError};
+use cairn_client::cairn_api::{
+    ChangeRecord, ChangeRequested, ChangeState, FlagWarning, Revised, WriteResult,
+};
+use cairn_client::{Client, ClientError, WriteOutcome};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
@@ -14,12 +16,14 @@ use crate::output::{self, Format};
 use crate::serve::ServeArgs;
 
 mod catalog;
+mod change;
 mod entry;
 mod flag;
 mod identity;
 mod secret;
 mod webhook;
 pub use catalog::{AppCmd, EnvCmd, SchemaCmd};
+pub use change::ChangeCmd;
 pub use flag::FlagCmd;
 pub use identity::{TokenCmd, UserCmd};
 pub use secret::{AdminCmd, SecretCmd};
@@ -77,6 +81,26 @@ impl ScopeArgs {
     }
 }
 
+/// What a write does when it needs approval (a protected environment): it
+/// becomes a change request, printed as `change chg_… pending (0/2 approvals)`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GateArgs {
+    /// If the write becomes a change request, wait for its outcome: applied (exit 0), or
+    /// rejected, cancelled, conflicted or expired (exit 4).
+    #[arg(long)]
+    pub wait: bool,
+    /// If the write becomes a change request, apply it at this time once approved (RFC 3339,
+    /// e.g. 2026-12-24T06:00:00Z); until then it waits as `scheduled`.
+    #[arg(long = "apply-at", value_name = "TIME", value_parser = parse_rfc3339)]
+    pub apply_at: Option<DateTime<Utc>>,
+}
+
+fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| anyhow!("not an RFC 3339 time (e.g. 2026-12-24T06:00:00Z): {e}"))
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
@@ -84,6 +108,12 @@ pub enum Command {
     // (Entry commands: get, set, delete, list, resolve, versions, diff, rollback.)
     #[command(flatten)]
     Entry(entry::EntryCmd),
+    // (Change-request commands: pending, approve, reject.)
+    #[command(flatten)]
+    Approval(change::ApprovalCmd),
+    /// Change requests: show, cancel, rebase, edit (writes to a protected environment).
+    #[command(subcommand)]
+    Change(ChangeCmd),
     /// Print the changes of the resolved configuration of (app, env) as they happen.
     Watch(crate::realtime::WatchArgs),
     /// Keep a file equal to the resolved configuration (or its flags as a flagd document); run a
@@ -263,16 +293,61 @@ impl Ctx {
     }
 
     /// Print what a typed write answered: its warnings on stderr, then the
-    /// result (JSON, or `text`).
-    fn written(&self, r: &WriteResult, text: impl FnOnce(&WriteResult)) {
-        print_warnings(&r.warnings);
-        self.show(r, text);
+    /// result (JSON, or `text`); or, when it became a change request, its
+    /// line (`change chg_… pending (0/2 approvals)`), and with `--wait` its
+    /// outcome.
+    async fn written(
+        &self,
+        r: WriteOutcome,
+        gate: &GateArgs,
+        text: impl FnOnce(&WriteResult),
+    ) -> Result<()> {
+        match r {
+            WriteOutcome::Written(r) => {
+                print_warnings(&r.warnings);
+                self.show(&r, text);
+                Ok(())
+            }
+            WriteOutcome::Requested(c) => {
+                self.show(&c, |c| println!("{}", requested_line(c)));
+                if gate.wait {
+                    self.wait_change(&c.change_id).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Poll a change request until it is applied (Ok) or refused (exit 4).
+    async fn wait_change(&self, id: &str) -> Result<()> {
+        let mut last = None;
+        loop {
+            let shown = self.client.change(id).await?;
+            let r = shown.change;
+            if r.state.is_open() {
+                if last != Some((r.state, r.version)) {
+                    if last.is_some() && self.output == Format::Text {
+                        eprintln!("{}", change_line(&r));
+                    }
+                    last = Some((r.state, r.version));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                continue;
+            }
+            self.show(&r, |r| println!("{}", change_line(r)));
+            return match r.state {
+                ChangeState::Applied => Ok(()),
+                _ => Err(rejected(refusal(&r))),
+            };
+        }
     }
 
     async fn dispatch(&self, command: Command) -> Result<()> {
         match command {
             Command::Serve(_) => unreachable!("handled before"),
             Command::Entry(cmd) => self.entry(cmd).await?,
+            Command::Approval(cmd) => self.approval(cmd).await?,
+            Command::Change(cmd) => self.change(cmd).await?,
             Command::Identity(cmd) => self.identity(cmd).await?,
             Command::Token(cmd) => self.token(cmd).await?,
             Command::App(cmd) => self.app(cmd).await?,
@@ -304,6 +379,48 @@ fn rejected(detail: String) -> anyhow::Error {
         }),
     }
     .into()
+}
+
+/// The line of a write that became a change request.
+pub(crate) fn requested_line(c: &ChangeRequested) -> String {
+    format!(
+        "change {} {} ({}/{} approvals)",
+        c.change_id,
+        c.state.as_str(),
+        c.approvals,
+        c.required
+    )
+}
+
+/// `change chg_… pending (1/2 approvals)`, `change chg_… applied (revision 7)`.
+pub(crate) fn change_line(r: &ChangeRecord) -> String {
+    let n = cairn_client::valid_approvals(r);
+    let detail = match (r.state, r.applied_revision) {
+        (ChangeState::Applied, Some(rev)) => format!("revision {rev}"),
+        (ChangeState::Scheduled, _) => match r.apply_at {
+            Some(t) => format!(
+                "{n}/{} approvals, applies at {}",
+                r.required_approvals,
+                t.to_rfc3339()
+            ),
+            None => format!("{n}/{} approvals", r.required_approvals),
+        },
+        _ => format!("{n}/{} approvals", r.required_approvals),
+    };
+    let forced = if r.forced { ", forced" } else { "" };
+    format!("change {} {} ({detail}{forced})", r.id, r.state.as_str())
+}
+
+/// Why a change request ended without being applied.
+fn refusal(r: &ChangeRecord) -> String {
+    let mut s = format!("change {} {}", r.id, r.state.as_str());
+    if let Some(reason) = r.reason.as_deref().filter(|x| !x.is_empty()) {
+        s.push_str(&format!(": {reason}"));
+    }
+    if let Some(c) = &r.conflict {
+        s.push_str(&format!(" ({})", cell_str(c)));
+    }
+    s
 }
 
 /// Writes of flags and segments report rules that can never work.

@@ -1,10 +1,39 @@
 //! Typed calls of the entry routes.
 
-use cairn_api::EntryVersion;
-use reqwest::Method;
+use cairn_api::{ChangeRequested, EntryVersion, WriteResult};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
 
 use super::At;
-use crate::{key_path, present, Client, ClientError};
+use crate::{key_path, present, read_json, Client, ClientError};
+
+/// What a write did: written at once (`200`), or, where it needs approval
+/// (a protected environment, DESIGN.md §7), turned into a change request
+/// (`202`, `Location: /v1/changes/{change_id}`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum WriteOutcome {
+    Written(WriteResult),
+    Requested(ChangeRequested),
+}
+
+impl WriteOutcome {
+    /// The result of a write that was not gated (`None`: a change request).
+    pub fn written(self) -> Option<WriteResult> {
+        match self {
+            WriteOutcome::Written(r) => Some(r),
+            WriteOutcome::Requested(_) => None,
+        }
+    }
+
+    /// The change request a gated write became (`None`: written at once).
+    pub fn requested(&self) -> Option<&ChangeRequested> {
+        match self {
+            WriteOutcome::Written(_) => None,
+            WriteOutcome::Requested(c) => Some(c),
+        }
+    }
+}
 
 /// Typed calls of the entry routes, with the server's own wire types
 /// (`cairn_api`): one definition per type on both sides of the socket.
@@ -24,18 +53,31 @@ impl Client {
             .await
     }
 
+    /// A gated write: `200 WriteResult` or `202 ChangeRequested`.
+    async fn send_write(&self, rb: reqwest::RequestBuilder) -> Result<WriteOutcome, ClientError> {
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if resp.status() == StatusCode::ACCEPTED {
+            Ok(WriteOutcome::Requested(read_json(resp).await?))
+        } else {
+            Ok(WriteOutcome::Written(read_json(resp).await?))
+        }
+    }
+
     /// `PUT /v1/entries/{key}`.
     pub async fn put_entry(
         &self,
         at: At<'_>,
         key: &str,
         body: &cairn_api::SetEntryBody,
-    ) -> Result<cairn_api::WriteResult, ClientError> {
+    ) -> Result<WriteOutcome, ClientError> {
         let rb = self
             .request(Method::PUT, &format!("/v1/entries/{}", key_path(key)))
             .query(&present(&at.query()))
             .json(body);
-        self.send(rb).await
+        self.send_write(rb).await
     }
 
     /// `DELETE /v1/entries/{key}` (a tombstone version), with the reason.
@@ -45,22 +87,37 @@ impl Client {
         key: &str,
         message: &str,
         expected_version: Option<i64>,
-    ) -> Result<cairn_api::WriteResult, ClientError> {
+    ) -> Result<WriteOutcome, ClientError> {
+        self.delete_entry_at(at, key, message, expected_version, None)
+            .await
+    }
+
+    /// `DELETE /v1/entries/{key}`, applied at `apply_at` once approved when
+    /// it needs approval.
+    pub async fn delete_entry_at(
+        &self,
+        at: At<'_>,
+        key: &str,
+        message: &str,
+        expected_version: Option<i64>,
+        apply_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<WriteOutcome, ClientError> {
         let mut q = at.query();
         q.push(("message", Some(message.to_owned())));
         q.push(("expected_version", expected_version.map(|v| v.to_string())));
+        q.push(("apply_at", apply_at.map(|t| t.to_rfc3339())));
         let rb = self
             .request(Method::DELETE, &format!("/v1/entries/{}", key_path(key)))
             .query(&present(&q));
-        self.send(rb).await
+        self.send_write(rb).await
     }
 
     /// `POST /v1/changes`: several entries, one revision.
     pub async fn change_set(
         &self,
         body: &cairn_api::ChangeSetBody,
-    ) -> Result<cairn_api::WriteResult, ClientError> {
-        self.send(self.request(Method::POST, "/v1/changes").json(body))
+    ) -> Result<WriteOutcome, ClientError> {
+        self.send_write(self.request(Method::POST, "/v1/changes").json(body))
             .await
     }
 
@@ -70,11 +127,11 @@ impl Client {
         at: At<'_>,
         key: &str,
         body: &cairn_api::RollbackBody,
-    ) -> Result<cairn_api::WriteResult, ClientError> {
+    ) -> Result<WriteOutcome, ClientError> {
         let rb = self
             .request(Method::POST, &format!("/v1/rollback/{}", key_path(key)))
             .query(&present(&at.query()))
             .json(body);
-        self.send(rb).await
+        self.send_write(rb).await
     }
 }

@@ -6,12 +6,15 @@
 //! define a second time.
 
 mod catalog;
+mod changes;
 mod entries;
 mod flags;
 mod identity;
 mod secrets;
 mod webhooks;
 
+pub use changes::valid_approvals;
+pub use entries::WriteOutcome;
 pub use identity::AuditPage;
 
 /// Where an entry lives, as the API's query names it: no app is global, no

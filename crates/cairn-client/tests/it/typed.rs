@@ -41,7 +41,9 @@ async fn typed_entry_calls_round_trip_the_servers_wire_types() {
     let r = c
         .put_entry(shop, "db/pool", &put(json!({"max": 5}), Some(0)))
         .await
-        .unwrap();
+        .unwrap()
+        .written()
+        .expect("not gated");
     assert_eq!(r.changes.len(), 1);
     assert_eq!(
         (r.changes[0].version, r.changes[0].previous_version),
@@ -65,7 +67,12 @@ async fn typed_entry_calls_round_trip_the_servers_wire_types() {
         expected_version: None,
         apply_at: None,
     };
-    let r = c.put_entry(shop, "signupFlow", &flag).await.unwrap();
+    let r = c
+        .put_entry(shop, "signupFlow", &flag)
+        .await
+        .unwrap()
+        .written()
+        .expect("not gated");
     assert_eq!(r.warnings.len(), 1, "{r:?}");
     assert_eq!(
         (r.warnings[0].code.as_str(), r.warnings[0].key.as_str()),
@@ -87,7 +94,7 @@ async fn typed_entry_calls_round_trip_the_servers_wire_types() {
         entries: vec![entry("a", json!(1)), entry("b", json!(2))],
         apply_at: None,
     };
-    let r = c.change_set(&set).await.unwrap();
+    let r = c.change_set(&set).await.unwrap().written().unwrap();
     assert_eq!(r.changes.len(), 2);
     let keys: Vec<&str> = r.changes.iter().map(|w| w.key.as_str()).collect();
     assert_eq!(keys, ["a", "b"]);
@@ -101,7 +108,12 @@ async fn typed_entry_calls_round_trip_the_servers_wire_types() {
         expected_version: Some(2),
         apply_at: None,
     };
-    let r = c.rollback(shop, "db/pool", &rb).await.unwrap();
+    let r = c
+        .rollback(shop, "db/pool", &rb)
+        .await
+        .unwrap()
+        .written()
+        .unwrap();
     assert_eq!(
         (r.changes[0].version, r.changes[0].previous_version),
         (3, 2)
@@ -128,6 +140,8 @@ async fn typed_entry_calls_round_trip_the_servers_wire_types() {
     let r = c
         .delete_entry(shop, "db/pool", "gone", Some(3))
         .await
+        .unwrap()
+        .written()
         .unwrap();
     assert_eq!(r.changes[0].version, 4);
     let err = c.entry(shop, "db/pool", None, None).await.unwrap_err();

@@ -7,7 +7,7 @@ use cairn_client::key_path;
 use cairn_model::{EntryKind, MergeMode};
 use clap::Subcommand;
 
-use super::{cell_str, Ctx, ScopeArgs};
+use super::{cell_str, Ctx, GateArgs, ScopeArgs};
 use crate::input::read_value;
 use crate::output::{self, table};
 
@@ -42,6 +42,8 @@ pub enum EntryCmd {
         /// Replace the less specific scopes' value instead of merging into it.
         #[arg(long)]
         replace: bool,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Delete an entry (a tombstone version; history stays).
     Delete {
@@ -52,6 +54,8 @@ pub enum EntryCmd {
         message: String,
         #[arg(long = "expect-version")]
         expect_version: Option<i64>,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// List entries at one scope.
     List {
@@ -101,6 +105,8 @@ pub enum EntryCmd {
         message: String,
         #[arg(long = "expect-version")]
         expect_version: Option<i64>,
+        #[command(flatten)]
+        gate: GateArgs,
     },
 }
 
@@ -135,6 +141,7 @@ impl Ctx {
                 expect_version,
                 kind,
                 replace,
+                gate,
             } => {
                 let value = read_value(value.as_deref(), file.as_deref())?;
                 let Some(kind) = EntryKind::parse(&kind) else {
@@ -150,30 +157,33 @@ impl Ctx {
                     },
                     message,
                     expected_version: expect_version,
-                    apply_at: None,
+                    apply_at: gate.apply_at,
                 };
                 let r = self.client.put_entry(scope.at(), &key, &body).await?;
-                self.written(&r, |r| {
+                self.written(r, &gate, |r| {
                     println!("{key}: version {} (revision {})", version(r), r.revision)
-                });
+                })
+                .await?;
             }
             EntryCmd::Delete {
                 key,
                 scope,
                 message,
                 expect_version,
+                gate,
             } => {
                 let r = self
                     .client
-                    .delete_entry(scope.at(), &key, &message, expect_version)
+                    .delete_entry_at(scope.at(), &key, &message, expect_version, gate.apply_at)
                     .await?;
-                self.written(&r, |r| {
+                self.written(r, &gate, |r| {
                     println!(
                         "{key}: deleted as version {} (revision {})",
                         version(r),
                         r.revision
                     )
-                });
+                })
+                .await?;
             }
             EntryCmd::List {
                 scope,
@@ -269,22 +279,24 @@ impl Ctx {
                 scope,
                 message,
                 expect_version,
+                gate,
             } => {
                 let body = RollbackBody {
                     version,
                     message,
                     expected_version: expect_version,
-                    apply_at: None,
+                    apply_at: gate.apply_at,
                 };
                 let r = self.client.rollback(scope.at(), &key, &body).await?;
-                self.written(&r, |r| {
+                self.written(r, &gate, |r| {
                     println!(
                         "{key}: rolled back to the value of version {} as version {} (revision {})",
                         body.version,
                         self::version(r),
                         r.revision
                     )
-                });
+                })
+                .await?;
             }
         }
         Ok(())

@@ -10,7 +10,7 @@ use cairn_model::{EntryKind, MergeMode, FLAG_SET_KEY};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::{cell_str, Ctx, ScopeArgs};
+use super::{cell_str, Ctx, GateArgs, ScopeArgs};
 use crate::input::{read_input, read_value};
 use crate::output::{self, table};
 
@@ -29,6 +29,8 @@ pub enum FlagCmd {
         /// Compare-and-set: fail unless the current version is N (0: must not exist).
         #[arg(long = "expect-version")]
         expect_version: Option<i64>,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Read a flag definition at one scope.
     Get {
@@ -53,6 +55,8 @@ pub enum FlagCmd {
         env: String,
         #[arg(short = 'm', long = "message", default_value = "")]
         message: String,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Disable a flag in (app, env): a new version at that scope.
     Disable {
@@ -63,6 +67,8 @@ pub enum FlagCmd {
         env: String,
         #[arg(short = 'm', long = "message", default_value = "")]
         message: String,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Evaluate a flag in (app, env) (through OFREP); prints value, variant and reason.
     Eval {
@@ -85,6 +91,8 @@ pub enum FlagCmd {
         scope: ScopeArgs,
         #[arg(short = 'm', long = "message", default_value = "")]
         message: String,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Print the flagd document of (app, env) (what flagd syncs from the server).
     Export {
@@ -209,9 +217,10 @@ impl Ctx {
                 scope,
                 message,
                 expect_version,
+                gate,
             } => {
                 let value = read_value(value.as_deref(), file.as_deref())?;
-                self.put_flag(&key, &scope, value, &message, expect_version)
+                self.put_flag(&key, &scope, value, &message, expect_version, &gate)
                     .await?;
             }
             FlagCmd::Get { key, scope } => {
@@ -235,14 +244,19 @@ impl Ctx {
                 app,
                 env,
                 message,
-            } => self.set_state(&key, &app, &env, "ENABLED", message).await?,
+                gate,
+            } => {
+                self.set_state(&key, &app, &env, "ENABLED", message, &gate)
+                    .await?
+            }
             FlagCmd::Disable {
                 key,
                 app,
                 env,
                 message,
+                gate,
             } => {
-                self.set_state(&key, &app, &env, "DISABLED", message)
+                self.set_state(&key, &app, &env, "DISABLED", message, &gate)
                     .await?
             }
             FlagCmd::Eval {
@@ -275,6 +289,7 @@ impl Ctx {
                 file,
                 scope,
                 message,
+                gate,
             } => {
                 let doc = read_input(&file)?;
                 let entries = import_entries(&doc, &scope)?;
@@ -287,12 +302,13 @@ impl Ctx {
                 let body = ChangeSetBody {
                     message,
                     entries,
-                    apply_at: None,
+                    apply_at: gate.apply_at,
                 };
                 let r = self.client.change_set(&body).await?;
-                self.written(&r, |r| {
+                self.written(r, &gate, |r| {
                     println!("imported {n} entries (revision {})", r.revision)
-                });
+                })
+                .await?;
             }
             FlagCmd::Lint {
                 file: Some(file), ..
@@ -382,6 +398,7 @@ impl Ctx {
         value: Value,
         message: &str,
         expect_version: Option<i64>,
+        gate: &GateArgs,
     ) -> Result<()> {
         let body = SetEntryBody {
             value,
@@ -389,14 +406,14 @@ impl Ctx {
             merge: MergeMode::Replace,
             message: message.to_owned(),
             expected_version: expect_version,
-            apply_at: None,
+            apply_at: gate.apply_at,
         };
         let r = self.client.put_entry(scope.at(), key, &body).await?;
-        self.written(&r, |r| {
+        self.written(r, gate, |r| {
             let version = r.changes.first().map_or(0, |c| c.version);
             println!("{key}: version {version} (revision {})", r.revision)
-        });
-        Ok(())
+        })
+        .await
     }
 
     /// Write the flag as (app, env) resolves it, with `state` changed, at (app, env).
@@ -407,6 +424,7 @@ impl Ctx {
         env: &str,
         state: &str,
         message: String,
+        gate: &GateArgs,
     ) -> Result<()> {
         let doc = self.client.flagd_document(app, env).await?;
         let Some(mut def) = doc["flags"].get(key).cloned() else {
@@ -440,7 +458,7 @@ impl Ctx {
         } else {
             message
         };
-        self.put_flag(key, &scope, def, &message, Some(current))
+        self.put_flag(key, &scope, def, &message, Some(current), gate)
             .await
     }
 }
