@@ -533,3 +533,61 @@ async fn two_replicas_ticking_apply_once() {
         .unwrap();
     assert_eq!(history.len(), 1);
 }
+
+/// A metric line's value (`None`: the line is absent).
+fn metric(text: &str, line: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_open_requests_per_environment_and_approval_latency() {
+    let w = world().await;
+    let open =
+        |env: &str, state: &str| format!(r#"cairn_changes_open{{env="{env}",state="{state}"}}"#);
+    let text = w.svc.render_metrics().await;
+    assert_eq!(metric(&text, &open("prod", "pending")), Some(0.0), "{text}");
+    assert_eq!(
+        metric(&text, "cairn_change_approval_seconds_count"),
+        Some(0.0)
+    );
+
+    // A global write reaches prod (and dev, staging: not gated), so it
+    // waits for prod only.
+    let r = w
+        .request(&w.ann, vec![set(None, None, "a", json!(1))])
+        .await;
+    let s = w
+        .request(&w.ann, vec![set(Some("shop"), Some("prod"), "b", json!(2))])
+        .await;
+    let text = w.svc.render_metrics().await;
+    assert_eq!(metric(&text, &open("prod", "pending")), Some(2.0), "{text}");
+    assert_eq!(metric(&text, &open("dev", "pending")), Some(0.0), "{text}");
+    assert_eq!(
+        metric(&text, &open("prod", "scheduled")),
+        Some(0.0),
+        "{text}"
+    );
+
+    // Approved 90 s after it was requested: one observation, in the
+    // (64 s, 256 s] bucket.
+    w.clock.advance(Duration::seconds(90));
+    let a = w.svc.approvals();
+    a.approve(&w.bob, &O, &r.id, "").await.unwrap();
+    let done = a.approve(&w.cid, &O, &r.id, "").await.unwrap();
+    assert_eq!(done.state, ChangeState::Applied);
+    a.reject(&w.bob, &O, &s.id, "not now").await.unwrap();
+    let text = w.svc.render_metrics().await;
+    assert_eq!(metric(&text, &open("prod", "pending")), Some(0.0), "{text}");
+    assert_eq!(
+        metric(&text, "cairn_change_approval_seconds_count"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "cairn_change_approval_seconds_sum"),
+        Some(90.0)
+    );
+    let bucket = |le: &str| format!(r#"cairn_change_approval_seconds_bucket{{le="{le}"}}"#);
+    assert_eq!(metric(&text, &bucket("64.0")), Some(0.0), "{text}");
+    assert_eq!(metric(&text, &bucket("256.0")), Some(1.0), "{text}");
+}

@@ -261,7 +261,11 @@ impl Approvals<'_> {
             .try_apply(who, origin, &content, &applied, action)
             .await?
         {
-            Applying::Applied => Ok((self.reread(record).await?, true)),
+            Applying::Applied => {
+                let waited = (now - record.created_at).num_milliseconds() as f64 / 1000.0;
+                self.kernel.metrics().change_applied(waited);
+                Ok((self.reread(record).await?, true))
+            }
             Applying::Lost => Ok((self.reread(record).await?, false)),
             Applying::Failed(e) => {
                 let mut next = record.clone();

@@ -23,6 +23,8 @@ pub struct Metrics {
     http_seconds: Family<Labels, Histogram>,
     webhook_attempts: Family<Labels, Counter>,
     plan_retries: Counter,
+    changes_open: Family<Labels, Gauge>,
+    change_approval_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -78,8 +80,23 @@ impl Default for Metrics {
             "Writes planned and validated again because a concurrent change touched what their plan read",
             plan_retries.clone(),
         );
+        let changes_open = Family::<Labels, Gauge>::default();
+        registry.register(
+            "changes_open",
+            "Change requests waiting, by environment whose approval they need and state (pending, scheduled)",
+            changes_open.clone(),
+        );
+        // 1 s to about 12 days (requests expire after 14 days by default).
+        let change_approval_seconds = Histogram::new(exponential_buckets(1.0, 4.0, 11));
+        registry.register(
+            "change_approval_seconds",
+            "Time from a change request to its applying (approved or forced), as applied by this replica",
+            change_approval_seconds.clone(),
+        );
         Metrics {
             registry,
+            changes_open,
+            change_approval_seconds,
             plan_retries,
             webhook_attempts,
             rotations,
@@ -122,6 +139,25 @@ impl Metrics {
             .inc();
     }
 
+    /// The open change requests: `(env, state) → count`, every known
+    /// environment listed (with 0 when none waits).
+    pub fn set_open_changes<'a>(
+        &self,
+        counts: impl IntoIterator<Item = (&'a str, &'a str, usize)>,
+    ) {
+        self.changes_open.clear();
+        for (env, state, n) in counts {
+            self.changes_open
+                .get_or_create(&vec![("env", env.to_owned()), ("state", state.to_owned())])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// A change request applied `seconds` after it was requested.
+    pub fn change_applied(&self, seconds: f64) {
+        self.change_approval_seconds.observe(seconds.max(0.0));
+    }
+
     /// One answered request; `route` is the declared route pattern.
     pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let route_labels = vec![("method", method.to_owned()), ("route", route.to_owned())];
@@ -157,6 +193,9 @@ mod tests {
         m.http_request("GET", "/v1/apps", 200, 0.001);
         m.webhook_attempt("retry");
         m.webhook_attempt("delivered");
+        m.set_open_changes([("prod", "pending", 2), ("prod", "scheduled", 0)]);
+        m.change_applied(3.0);
+        m.change_applied(100.0);
         let text = m.render(42);
         assert!(text.contains("cairn_secret_rotations_total 1"), "{text}");
         assert!(
@@ -173,6 +212,27 @@ mod tests {
         );
         assert!(
             text.contains(r#"cairn_webhook_delivery_attempts_total{outcome="retry"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"cairn_changes_open{env="prod",state="pending"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"cairn_changes_open{env="prod",state="scheduled"} 0"#),
+            "{text}"
+        );
+        // 3 s falls in the 4 s bucket, 100 s in the 256 s one.
+        assert!(
+            text.contains(r#"cairn_change_approval_seconds_bucket{le="4.0"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"cairn_change_approval_seconds_bucket{le="256.0"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("cairn_change_approval_seconds_count 2"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");

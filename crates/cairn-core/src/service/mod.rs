@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_model::{Revision, DEFAULT_MAX_VALUE_BYTES};
-use cairn_store::{Mutation, Role, Store, TokenRecord};
+use cairn_store::{ChangeFilter, ChangeState, Mutation, Role, Store, TokenRecord};
 use chrono::{DateTime, Utc};
 
 use crate::approvals::Approvals;
@@ -294,8 +294,33 @@ impl Service {
         self.kernel.metrics()
     }
 
-    /// The text exposition of every metric (Prometheus `/metrics`).
-    pub fn render_metrics(&self) -> String {
+    /// The text exposition of every metric (Prometheus `/metrics`). The
+    /// open change requests are counted from the store (committed state,
+    /// the same on every replica), not from this replica's memory.
+    pub async fn render_metrics(&self) -> String {
+        let open = ChangeFilter {
+            states: vec![ChangeState::Pending, ChangeState::Scheduled],
+            limit: None,
+        };
+        match self.kernel.store().changes(&open).await {
+            Ok(records) => {
+                let envs: Vec<String> = self.kernel.read().envs.keys().cloned().collect();
+                let mut counts = std::collections::BTreeMap::new();
+                for env in &envs {
+                    for state in &open.states {
+                        counts.insert((env.as_str(), state.as_str()), 0usize);
+                    }
+                }
+                for r in &records {
+                    for env in &r.environments {
+                        *counts.entry((env.as_str(), r.state.as_str())).or_default() += 1;
+                    }
+                }
+                self.metrics()
+                    .set_open_changes(counts.into_iter().map(|((e, s), n)| (e, s, n)));
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot count the open change requests"),
+        }
         self.metrics().render(self.kernel.revision())
     }
 

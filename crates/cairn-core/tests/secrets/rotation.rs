@@ -233,9 +233,11 @@ async fn due_secrets_rotate_once_spread_and_overdue_ones_are_listed() {
     assert!(run.failed.is_empty());
     assert!(svc
         .render_metrics()
+        .await
         .contains("cairn_secret_rotations_total 5"));
     assert!(svc
         .render_metrics()
+        .await
         .contains("cairn_secrets_rotation_overdue 1"));
 
     // The new version is current, the old one readable in its grace period.
@@ -471,6 +473,7 @@ async fn failing_hooks_back_off_are_reported_and_recover() {
     assert!(!serde_json::to_string(&audit).unwrap().contains(HOOK_CANARY));
     assert!(svc
         .render_metrics()
+        .await
         .contains("cairn_secret_rotation_failures_total 2"));
     assert!(svc.identity().verify_audit(&admin).await.unwrap().ok);
 }

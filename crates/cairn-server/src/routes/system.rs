@@ -95,6 +95,6 @@ pub async fn metrics(
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        svc.render_metrics(),
+        svc.render_metrics().await,
     )
 }

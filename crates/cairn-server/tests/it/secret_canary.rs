@@ -185,7 +185,10 @@ async fn no_route_gives_a_secret_value_to_anyone_it_should_not() {
             serde_json::to_vec(&audit).unwrap(),
         ),
         ("audit file".to_owned(), std::fs::read(&audit_file).unwrap()),
-        ("metrics".to_owned(), t.svc.render_metrics().into_bytes()),
+        (
+            "metrics".to_owned(),
+            t.svc.render_metrics().await.into_bytes(),
+        ),
     ];
     for suffix in ["", "-wal", "-shm"] {
         let mut path = t.db_path().into_os_string();
