@@ -191,6 +191,10 @@ impl From<StoreError> for Error {
                 message: e.to_string(),
                 current_version: Some(version),
             },
+            StoreError::EnvConflict { actual, .. } => Error::Conflict {
+                message: e.to_string(),
+                current_version: Some(actual),
+            },
             StoreError::ChangeConflict { actual, .. } => Error::Conflict {
                 message: e.to_string(),
                 current_version: Some(actual),

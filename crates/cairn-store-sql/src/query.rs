@@ -145,6 +145,7 @@ tuple_from_row!(A 0, B 1);
 tuple_from_row!(A 0, B 1, C 2);
 tuple_from_row!(A 0, B 1, C 2, E 3);
 tuple_from_row!(A 0, B 1, C 2, E 3, F 4);
+tuple_from_row!(A 0, B 1, C 2, E 3, F 4, G 5, H 6);
 
 /// A statement of dialect `D` and its bound values.
 pub struct Query<'a, D> {

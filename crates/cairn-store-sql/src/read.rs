@@ -31,7 +31,7 @@ pub(crate) async fn catalog<D: Dialect>(conn: &mut Conn<D>) -> StoreResult<Catal
         .map_err(D::err("read apps"))?;
     let envs = query::<D>(
         "SELECT name, description, protected, required_approvals, auto_approve, strict_flags, \
-         created_at, revision FROM environments ORDER BY name",
+         approvers, created_at, revision FROM environments ORDER BY name",
     )
     .fetch_all(conn)
     .await

@@ -142,6 +142,7 @@ pub(crate) fn environment(row: &impl SqlRow) -> StoreResult<Environment> {
         required_approvals: col(row, "required_approvals")?,
         auto_approve: col(row, "auto_approve")?,
         strict_flags: col(row, "strict_flags")?,
+        approvers: json_col(row, "approvers")?,
         created_at: time_col(row, "created_at")?,
         revision: col(row, "revision")?,
     })

@@ -53,6 +53,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "changes",
         include_str!("../migrations/0011_changes.sql"),
     ),
+    (
+        12,
+        "approvers",
+        include_str!("../migrations/0012_approvers.sql"),
+    ),
 ];
 
 /// Applies every migration not applied yet. Safe to run on every open.

@@ -61,6 +61,9 @@ pub enum Read {
     Secrets,
     /// The settings of every environment (`strict_flags` was applied).
     Environments,
+    /// The settings of one environment (a change of its policy was based
+    /// on them).
+    Environment { name: String },
 }
 
 /// What was committed after a basis, as far as guards are concerned.
@@ -112,7 +115,7 @@ impl Guard {
                 | Read::Matching { .. } => n.entries = true,
                 Read::SchemasFor { .. } => n.schemas = true,
                 Read::Secret { .. } | Read::Secrets => n.secrets = true,
-                Read::Environments => n.environments = true,
+                Read::Environments | Read::Environment { .. } => n.environments = true,
             }
         }
         n
@@ -170,6 +173,11 @@ impl Read {
             Read::Environments => changes
                 .environments
                 .first()
+                .map(|e| format!("environment {e}")),
+            Read::Environment { name } => changes
+                .environments
+                .iter()
+                .find(|e| *e == name)
                 .map(|e| format!("environment {e}")),
         }
     }
@@ -287,6 +295,10 @@ mod tests {
         assert!(guard(vec![Read::Environments]).conflict(&envs).is_some());
         assert!(for_db.conflict(&envs).is_none());
         assert!(guard(vec![]).conflict(&envs).is_none());
+        let prod = |name: &str| Read::Environment { name: name.into() };
+        assert!(guard(vec![prod("prod")]).conflict(&envs).is_some());
+        assert!(guard(vec![prod("dev")]).conflict(&envs).is_none());
+        assert!(guard(vec![prod("dev")]).needs().environments);
         assert_eq!(
             guard(vec![Read::Environments]).needs(),
             Needs {

@@ -74,6 +74,14 @@ pub enum StoreError {
         expected: i64,
         actual: i64,
     },
+    /// An environment's compare-and-set failed: its settings changed since
+    /// the revision expected. Nothing was written.
+    #[error("environment {name} moved: expected its settings at revision {expected}, they changed at revision {actual}")]
+    EnvConflict {
+        name: String,
+        expected: Revision,
+        actual: Revision,
+    },
     /// The thing to change does not exist (delete of an absent entry, unknown token …).
     #[error("{what} not found")]
     NotFound { what: String },

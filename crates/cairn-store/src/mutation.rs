@@ -63,10 +63,12 @@ pub struct CreateEnv {
     pub required_approvals: i32,
     pub auto_approve: bool,
     pub strict_flags: bool,
+    /// Stored as given (the service validates them).
+    pub approvers: Vec<String>,
 }
 
 /// Change an environment's settings (`None` keeps one); `NotFound` if absent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct UpdateEnv {
     pub name: String,
     pub description: Option<String>,
@@ -74,6 +76,11 @@ pub struct UpdateEnv {
     pub required_approvals: Option<i32>,
     pub auto_approve: Option<bool>,
     pub strict_flags: Option<bool>,
+    pub approvers: Option<Vec<String>>,
+    /// `Some(r)`: the environment's `revision` (its last settings change)
+    /// must still be `r`, else [`crate::StoreError::EnvConflict`] (an
+    /// approved change of its policy applies only to what was approved).
+    pub expected_revision: Option<cairn_model::Revision>,
 }
 
 /// Register the next version of the schema at (app, pattern).

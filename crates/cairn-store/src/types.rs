@@ -32,6 +32,11 @@ pub struct Environment {
     /// Flag-lint warnings refuse writes of flags that reach this environment.
     #[serde(default)]
     pub strict_flags: bool,
+    /// Who may approve changes that need this environment's approval, each
+    /// `role:admin|operator|viewer` (that role or a higher one, in this
+    /// environment) or `user:NAME`; empty: whoever may write there.
+    #[serde(default)]
+    pub approvers: Vec<String>,
     pub created_at: DateTime<Utc>,
     /// Revision of the last change to this environment's settings.
     pub revision: Revision,

@@ -72,6 +72,7 @@ mod tests {
                 required_approvals: required,
                 auto_approve: auto,
                 strict_flags: false,
+                approvers: Vec::new(),
                 created_at: chrono::DateTime::UNIX_EPOCH,
                 revision: 0,
             },

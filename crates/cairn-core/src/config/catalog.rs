@@ -72,6 +72,7 @@ impl Config<'_> {
                 .unwrap_or(if s.protected == Some(true) { 1 } else { 0 }),
             auto_approve: s.auto_approve.unwrap_or(s.protected != Some(true)),
             strict_flags: s.strict_flags.unwrap_or(false),
+            approvers: Vec::new(),
         });
         self.kernel
             .commit(
@@ -103,6 +104,7 @@ impl Config<'_> {
             required_approvals: s.required_approvals,
             auto_approve: s.auto_approve,
             strict_flags: s.strict_flags,
+            ..UpdateEnv::default()
         });
         self.kernel
             .commit(

@@ -225,6 +225,7 @@ impl Service {
                     required_approvals: 0,
                     auto_approve: true,
                     strict_flags: false,
+                    approvers: Vec::new(),
                 });
                 (None, m)
             })

@@ -15,17 +15,28 @@ struct EnvSettings {
     required_approvals: i32,
     auto_approve: bool,
     strict_flags: bool,
+    approvers: Vec<String>,
 }
 
 impl EnvSettings {
     fn detail(&self) -> Value {
-        json!({
+        let mut d = json!({
             "description": self.description,
             "protected": self.protected,
             "required_approvals": self.required_approvals,
             "auto_approve": self.auto_approve,
             "strict_flags": self.strict_flags,
-        })
+        });
+        // Only when named: records of environments without a list read as
+        // they did before approvers existed.
+        if !self.approvers.is_empty() {
+            d["approvers"] = json!(self.approvers);
+        }
+        d
+    }
+
+    fn approvers_text(&self) -> StoreResult<String> {
+        to_json_text(&json!(self.approvers))
     }
 
     fn facts(&self, name: &str) -> AuditFacts {
@@ -70,26 +81,43 @@ impl<D: Dialect> Tx<'_, D> {
         ))
     }
 
-    async fn env_settings(&mut self, name: &str) -> StoreResult<Option<EnvSettings>> {
-        let row: Option<(String, bool, i32, bool, bool)> = query_as::<D, _>(
-            "SELECT description, protected, required_approvals, auto_approve, strict_flags \
-             FROM environments WHERE name = $1",
+    /// An environment's settings and the revision they last changed at.
+    async fn env_settings(&mut self, name: &str) -> StoreResult<Option<(EnvSettings, i64)>> {
+        type Row = (String, bool, i32, bool, bool, String, i64);
+        let row: Option<Row> = query_as::<D, _>(
+            "SELECT description, protected, required_approvals, auto_approve, strict_flags, \
+             approvers, revision FROM environments WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(self.conn)
         .await
         .map_err(D::err("read environment"))?;
-        Ok(row.map(
-            |(description, protected, required_approvals, auto_approve, strict_flags)| {
-                EnvSettings {
-                    description,
-                    protected,
-                    required_approvals,
-                    auto_approve,
-                    strict_flags,
-                }
+        row.map(
+            |(
+                description,
+                protected,
+                required_approvals,
+                auto_approve,
+                strict_flags,
+                approvers,
+                revision,
+            )| {
+                let approvers = serde_json::from_str(&approvers)
+                    .map_err(|e| StoreError::Backend(format!("column approvers: {e}")))?;
+                Ok((
+                    EnvSettings {
+                        description,
+                        protected,
+                        required_approvals,
+                        auto_approve,
+                        strict_flags,
+                        approvers,
+                    },
+                    revision,
+                ))
             },
-        ))
+        )
+        .transpose()
     }
 
     pub(super) async fn create_env(&mut self, m: &CreateEnv) -> StoreResult<(Applied, AuditFacts)> {
@@ -100,6 +128,7 @@ impl<D: Dialect> Tx<'_, D> {
             required_approvals: m.required_approvals,
             auto_approve: m.auto_approve,
             strict_flags: m.strict_flags,
+            approvers: m.approvers.clone(),
         };
         if self.env_settings(name).await?.is_some() {
             return Err(StoreError::AlreadyExists {
@@ -108,8 +137,8 @@ impl<D: Dialect> Tx<'_, D> {
         }
         query::<D>(
             "INSERT INTO environments (name, description, protected, required_approvals, \
-             auto_approve, strict_flags, created_at, revision) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             auto_approve, strict_flags, approvers, created_at, revision) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(name)
         .bind(&s.description)
@@ -117,6 +146,7 @@ impl<D: Dialect> Tx<'_, D> {
         .bind(s.required_approvals)
         .bind(s.auto_approve)
         .bind(s.strict_flags)
+        .bind(s.approvers_text()?)
         .bind(micros(&self.at))
         .bind(self.revision())
         .execute(self.conn)
@@ -127,11 +157,20 @@ impl<D: Dialect> Tx<'_, D> {
 
     pub(super) async fn update_env(&mut self, m: &UpdateEnv) -> StoreResult<(Applied, AuditFacts)> {
         let name = &m.name;
-        let Some(mut s) = self.env_settings(name).await? else {
+        let Some((mut s, revision)) = self.env_settings(name).await? else {
             return Err(StoreError::NotFound {
                 what: format!("environment {name}"),
             });
         };
+        if let Some(expected) = m.expected_revision {
+            if expected != revision {
+                return Err(StoreError::EnvConflict {
+                    name: name.clone(),
+                    expected,
+                    actual: revision,
+                });
+            }
+        }
         if let Some(d) = &m.description {
             s.description = d.clone();
         }
@@ -139,9 +178,12 @@ impl<D: Dialect> Tx<'_, D> {
         s.required_approvals = m.required_approvals.unwrap_or(s.required_approvals);
         s.auto_approve = m.auto_approve.unwrap_or(s.auto_approve);
         s.strict_flags = m.strict_flags.unwrap_or(s.strict_flags);
+        if let Some(a) = &m.approvers {
+            s.approvers = a.clone();
+        }
         query::<D>(
             "UPDATE environments SET description = $2, protected = $3, required_approvals = $4, \
-             auto_approve = $5, strict_flags = $6, revision = $7 WHERE name = $1",
+             auto_approve = $5, strict_flags = $6, approvers = $7, revision = $8 WHERE name = $1",
         )
         .bind(name)
         .bind(&s.description)
@@ -149,6 +191,7 @@ impl<D: Dialect> Tx<'_, D> {
         .bind(s.required_approvals)
         .bind(s.auto_approve)
         .bind(s.strict_flags)
+        .bind(s.approvers_text()?)
         .bind(self.revision())
         .execute(self.conn)
         .await

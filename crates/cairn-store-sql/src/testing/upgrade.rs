@@ -137,6 +137,7 @@ fn catalog() -> Catalog {
             required_approvals: 2,
             auto_approve: false,
             strict_flags: true,
+            approvers: Vec::new(),
             created_at: t(T_ENV),
             revision: 2,
         }],

@@ -50,6 +50,7 @@ async fn history(s: &dyn Store) -> Vec<Committed> {
                     required_approvals: 2,
                     auto_approve: false,
                     strict_flags: false,
+                    approvers: Vec::new(),
                 }),
             )],
         ),
@@ -103,6 +104,7 @@ async fn history(s: &dyn Store) -> Vec<Committed> {
                     required_approvals: None,
                     auto_approve: None,
                     strict_flags: None,
+                    ..UpdateEnv::default()
                 }),
             )],
         ),

@@ -16,7 +16,122 @@ fn create_env(name: &str, protected: bool, approvals: i32) -> Mutation {
         required_approvals: approvals,
         auto_approve: false,
         strict_flags: false,
+        approvers: Vec::new(),
     })
+}
+
+/// An environment's approvers round-trip (migration 0012: environments
+/// created before it read `[]`), and `UpdateEnv.expected_revision` is a
+/// compare-and-set on the revision its settings last changed at.
+pub(super) async fn environment_approvers_and_compare_and_set(s: Arc<dyn Store>) {
+    let approvers = vec!["role:admin".to_owned(), "user:ann".to_owned()];
+    let created = commit(
+        &*s,
+        vec![
+            Mutation::CreateEnv(CreateEnv {
+                approvers: approvers.clone(),
+                ..match create_env("prod", true, 2) {
+                    Mutation::CreateEnv(c) => c,
+                    _ => unreachable!(),
+                }
+            }),
+            create_env("dev", false, 0),
+        ],
+    )
+    .await
+    .unwrap();
+    let env = |name: &'static str| {
+        let s = s.clone();
+        async move {
+            s.load_catalog()
+                .await
+                .unwrap()
+                .envs
+                .into_iter()
+                .find(|e| e.name == name)
+                .unwrap()
+        }
+    };
+    assert_eq!(env("prod").await.approvers, approvers);
+    assert_eq!(env("dev").await.approvers, Vec::<String>::new());
+    assert_eq!(env("prod").await.revision, created.revision);
+
+    // Another environment's change does not move prod's revision.
+    commit(
+        &*s,
+        vec![Mutation::UpdateEnv(UpdateEnv {
+            name: "dev".into(),
+            approvers: Some(vec!["user:bob".into()]),
+            ..UpdateEnv::default()
+        })],
+    )
+    .await
+    .unwrap();
+    assert_eq!(env("dev").await.approvers, vec!["user:bob".to_owned()]);
+    let cas = |expected: i64| {
+        Mutation::UpdateEnv(UpdateEnv {
+            name: "prod".into(),
+            protected: Some(false),
+            approvers: Some(Vec::new()),
+            expected_revision: Some(expected),
+            ..UpdateEnv::default()
+        })
+    };
+    // A stale expectation writes nothing: not the settings, not the revision.
+    let head = s.head().await.unwrap();
+    let stale = commit(&*s, vec![cas(created.revision - 1)]).await;
+    match stale {
+        Err(StoreError::EnvConflict {
+            name,
+            expected,
+            actual,
+        }) => assert_eq!(
+            (name.as_str(), expected, actual),
+            ("prod", created.revision - 1, created.revision)
+        ),
+        other => panic!("expected an environment conflict, got {other:?}"),
+    }
+    assert_eq!(s.head().await.unwrap(), head);
+    let prod = env("prod").await;
+    assert!(prod.protected);
+    assert_eq!(prod.approvers, approvers);
+    // The current one applies; keeping the list (`None`) keeps it.
+    let c = commit(&*s, vec![cas(created.revision)]).await.unwrap();
+    let prod = env("prod").await;
+    assert!(!prod.protected);
+    assert!(prod.approvers.is_empty());
+    assert_eq!(prod.revision, c.revision);
+    commit(
+        &*s,
+        vec![Mutation::UpdateEnv(UpdateEnv {
+            name: "prod".into(),
+            approvers: Some(approvers.clone()),
+            ..UpdateEnv::default()
+        })],
+    )
+    .await
+    .unwrap();
+    commit(
+        &*s,
+        vec![Mutation::UpdateEnv(UpdateEnv {
+            name: "prod".into(),
+            description: Some("production".into()),
+            ..UpdateEnv::default()
+        })],
+    )
+    .await
+    .unwrap();
+    assert_eq!(env("prod").await.approvers, approvers);
+    // The audit record of a change names the list.
+    let records = s
+        .audit(&AuditFilter {
+            action: Some("env.update".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let last = records.last().unwrap();
+    assert_eq!(last.detail["approvers"], json!(approvers));
 }
 
 pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
@@ -96,6 +211,7 @@ pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
             required_approvals: Some(1),
             auto_approve: Some(true),
             strict_flags: Some(true),
+            ..UpdateEnv::default()
         })],
     )
     .await
@@ -117,6 +233,7 @@ pub(super) async fn apps_and_environments(s: Arc<dyn Store>) {
             required_approvals: None,
             auto_approve: None,
             strict_flags: None,
+            ..UpdateEnv::default()
         })],
     )
     .await;

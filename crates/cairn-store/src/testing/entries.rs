@@ -333,6 +333,7 @@ pub(super) async fn failed_commit_writes_nothing(s: Arc<dyn Store>) {
             required_approvals: 0,
             auto_approve: false,
             strict_flags: false,
+            approvers: Vec::new(),
         })
     };
     let attempts: Vec<(Vec<Mutation>, &str)> = vec![
@@ -369,6 +370,7 @@ pub(super) async fn failed_commit_writes_nothing(s: Arc<dyn Store>) {
                     required_approvals: None,
                     auto_approve: None,
                     strict_flags: None,
+                    ..UpdateEnv::default()
                 }),
             ],
             "notfound",
@@ -418,6 +420,7 @@ pub(super) async fn failed_commit_writes_nothing(s: Arc<dyn Store>) {
                 required_approvals: None,
                 auto_approve: None,
                 strict_flags: None,
+                ..UpdateEnv::default()
             }),
         ],
     )
@@ -640,6 +643,7 @@ pub(super) async fn load_has_live_entries_only(s: Arc<dyn Store>) {
                 required_approvals: 1,
                 auto_approve: false,
                 strict_flags: false,
+                approvers: Vec::new(),
             }),
             put(&g, "a", json!(1)),
             put(&g, "b", json!(1)),

@@ -67,6 +67,7 @@ pub(super) async fn a_stale_plan_is_refused(s: Arc<dyn Store>) {
             required_approvals: 0,
             auto_approve: true,
             strict_flags: true,
+            approvers: Vec::new(),
         })],
     )
     .await
@@ -102,6 +103,8 @@ pub(super) async fn a_stale_plan_is_refused(s: Arc<dyn Store>) {
         (Read::SchemasFor { app: Some("shop".into()), key: "web/host".into() }, false),
         (Read::SchemasFor { app: Some("other".into()), key: "db/host".into() }, false),
         (Read::Environments, true),
+        (Read::Environment { name: "qa".into() }, true),
+        (Read::Environment { name: "prod".into() }, false),
         (Read::Secret { name: "db/pw".into(), from: shop_prod.clone() }, true),
         (Read::Secret { name: "db/user".into(), from: shop_prod.clone() }, false),
         (Read::Secrets, true),

@@ -64,6 +64,7 @@ pub const CASES: &[(&str, CaseFn)] = cases![
     kinds::one_kind_per_key,
     guards::a_stale_plan_is_refused,
     catalog::apps_and_environments,
+    catalog::environment_approvers_and_compare_and_set,
     catalog::schemas_are_versioned,
     catalog::tokens,
     catalog::users,
