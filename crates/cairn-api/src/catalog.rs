@@ -38,6 +38,14 @@ pub struct EnvBody {
     /// flag writes that reach this environment (422), instead of being reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict_flags: Option<bool>,
+    /// Who may approve changes that need this environment's approval:
+    /// `role:admin`, `role:operator`, `role:viewer` (that role or a higher
+    /// one in this environment) or `user:NAME`. Empty: whoever may write
+    /// there (operators and admins). It narrows, never widens: approving
+    /// still needs write access in every environment a change reaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 64)]
+    pub approvers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

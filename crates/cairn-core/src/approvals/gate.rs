@@ -1,12 +1,15 @@
 //! Which writes need approval (DESIGN.md §7), as pure functions of the
 //! environments' settings: a write reaches the resolved views of the
 //! environments its scope is part of, and it is gated when one of them is
-//! protected without `auto_approve`; the strictest policy wins.
+//! protected without `auto_approve`; the strictest policy wins. And who may
+//! approve for an environment that names its approvers ([`Approver`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_model::Scope;
-use cairn_store::Environment;
+use cairn_store::{Binding, Environment};
+
+pub use crate::identity::policy::Approver;
 
 /// A gated change: the protected environments it reaches and the distinct
 /// approvals it needs.
@@ -58,9 +61,23 @@ pub fn gate<'s>(
     })
 }
 
+/// May the principal `identity` with `bindings` approve for `env` as far as
+/// its `approvers` list goes? An empty list names no one in particular
+/// (yes); otherwise one item must match. Items that do not parse (never
+/// stored by the service) match no one.
+pub fn approver_allowed(env: &Environment, identity: &str, bindings: &[Binding]) -> bool {
+    env.approvers.is_empty()
+        || env
+            .approvers
+            .iter()
+            .filter_map(|a| Approver::parse(a).ok())
+            .any(|a| a.matches(identity, bindings, &env.name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_store::Role;
 
     fn env(name: &str, protected: bool, required: i32, auto: bool) -> (String, Environment) {
         (
@@ -130,6 +147,95 @@ mod tests {
                 required,
             });
             assert_eq!(got, want, "{scopes:?}");
+        }
+    }
+
+    #[test]
+    fn approver_items_parse_by_table() {
+        let ok = |r: Role| Ok(Approver::Role(r));
+        let table: Vec<(&str, Result<Approver, ()>)> = vec![
+            ("role:admin", ok(Role::Admin)),
+            ("role:operator", ok(Role::Operator)),
+            ("role:viewer", ok(Role::Viewer)),
+            ("user:ann", Ok(Approver::User("ann".into()))),
+            (
+                "user:ann.lee@corp",
+                Ok(Approver::User("ann.lee@corp".into())),
+            ),
+            ("role:sdk", Err(())),
+            ("role:owner", Err(())),
+            ("role:", Err(())),
+            ("user:", Err(())),
+            ("user:Ann", Err(())),
+            ("user:ann ", Err(())),
+            (" user:ann", Err(())),
+            ("group:ops", Err(())),
+            ("token:tok_1", Err(())),
+            ("ann", Err(())),
+            ("", Err(())),
+        ];
+        for (item, want) in table {
+            let got = Approver::parse(item);
+            assert_eq!(got.clone().map_err(|_| ()), want, "{item:?}");
+            if let Err(message) = got {
+                assert!(message.contains(&format!("{item:?}")), "{message}");
+            }
+        }
+    }
+
+    fn b(role: Role, env: &str) -> Binding {
+        Binding {
+            role,
+            app: "*".into(),
+            env: env.into(),
+        }
+    }
+
+    #[test]
+    fn who_matches_an_approvers_list_by_table() {
+        let mut prod = env("prod", true, 2, false).1;
+        let admin = [b(Role::Admin, "*")];
+        let operator = [b(Role::Operator, "*")];
+        let operator_in_prod = [b(Role::Operator, "prod")];
+        let operator_in_dev = [b(Role::Operator, "dev")];
+        let operator_in_pr = [b(Role::Operator, "pr*")];
+        let viewer = [b(Role::Viewer, "*")];
+        let sdk = [b(Role::Sdk, "prod")];
+        // (approvers, identity, bindings, may approve)
+        type Row<'a> = (&'a [&'a str], &'a str, &'a [Binding], bool);
+        let table: Vec<Row> = vec![
+            // No list: the list says nothing (write access decides).
+            (&[], "user:ann", &viewer, true),
+            (&["role:admin"], "user:adm", &admin, true),
+            (&["role:admin"], "user:ann", &operator, false),
+            // A higher role satisfies a lower one.
+            (&["role:operator"], "user:adm", &admin, true),
+            (&["role:operator"], "user:ann", &operator, true),
+            (&["role:operator"], "user:ann", &operator_in_prod, true),
+            (&["role:operator"], "user:ann", &operator_in_pr, true),
+            (&["role:operator"], "user:ann", &operator_in_dev, false),
+            (&["role:operator"], "user:vic", &viewer, false),
+            (&["role:viewer"], "user:vic", &viewer, true),
+            (&["role:viewer"], "token:tok_sdk", &sdk, false),
+            // Users by name, whatever their role; tokens and JWTs are not users.
+            (&["user:ann"], "user:ann", &operator, true),
+            (&["user:ann"], "user:bob", &operator, false),
+            (&["user:ann"], "user:anne", &operator, false),
+            (&["user:ann"], "jwt:ann", &operator, false),
+            (&["user:ann"], "token:ann", &admin, false),
+            (&["role:admin", "user:ann"], "user:ann", &operator, true),
+            (&["role:admin", "user:ann"], "user:bob", &operator, false),
+            (&["role:admin", "user:ann"], "token:tok_1", &admin, true),
+            // An item that does not parse matches no one.
+            (&["group:ops"], "user:ann", &admin, false),
+        ];
+        for (list, identity, bindings, want) in table {
+            prod.approvers = list.iter().map(|s| s.to_string()).collect();
+            assert_eq!(
+                approver_allowed(&prod, identity, bindings),
+                want,
+                "{list:?} {identity} {bindings:?}"
+            );
         }
     }
 

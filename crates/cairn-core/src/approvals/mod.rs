@@ -1,8 +1,9 @@
 //! Change requests and approvals for protected environments (DESIGN.md §7,
 //! issue #13): the gate (`gate`), gated writes and edits (`request`), the
 //! transitions — approve, reject, cancel, rebase, force, apply, and the
-//! scheduler's tick (`transitions`) — and the before/after preview
-//! (`preview`).
+//! scheduler's tick (`transitions`) — the before/after preview
+//! (`preview`), and changes to an environment's own policy, gated by that
+//! policy (`environment`).
 //!
 //! One write path: a request is planned by the configuration write path
 //! (`Config::prepare` + `Config::plan_checked`), stored as a
@@ -12,6 +13,7 @@
 //! in one commit. Every transition is a compare-and-set on the record's
 //! version, so two replicas never apply one request twice.
 
+mod environment;
 pub mod gate;
 pub mod preview;
 mod request;
@@ -30,8 +32,9 @@ use crate::identity::policy::Action;
 use crate::kernel::Kernel;
 use crate::{Error, Result};
 
+pub use environment::EnvChange;
 pub use gate::Gate;
-pub use preview::{EntryPreview, Preview, ViewPreview};
+pub use preview::{EntryPreview, EnvPreview, Preview, ViewPreview};
 pub use transitions::TickRun;
 
 /// How long a pending request waits for approvals by default.
@@ -60,11 +63,13 @@ impl<'a> Approvals<'a> {
     }
 }
 
-/// What a gated write did.
+/// What a gated write did: `W` is what the direct write answers
+/// (`Written` for entries, `Committed` for an environment's settings).
 #[derive(Debug, Clone)]
-pub enum Outcome {
-    /// Not gated: written at once, exactly like `Config::write_entries`.
-    Written(Written),
+pub enum Outcome<W = Written> {
+    /// Not gated: written at once, exactly like the direct write
+    /// (`Config::write_entries`, `Config::update_env`).
+    Written(W),
     /// Gated: stored as a pending change request.
     Requested(Box<ChangeRecord>),
 }
@@ -76,8 +81,9 @@ pub struct RequestOptions {
     pub apply_at: Option<DateTime<Utc>>,
 }
 
-/// What a request of entries stores as its `content` (the approvals are
-/// bound to the hash of its canonical JSON).
+/// What a request stores as its `content` (the approvals are bound to the
+/// hash of its canonical JSON): entries, or a change of an environment's
+/// settings (`entries` empty).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeContent {
     pub entries: Vec<ContentEntry>,
@@ -85,6 +91,10 @@ pub struct ChangeContent {
     /// not the default one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    /// A change of an environment's own policy. Absent from entry requests,
+    /// whose content (and hash) reads as it did before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<EnvChange>,
 }
 
 /// One entry of a request: what to write, and the version it was based on.
@@ -177,6 +187,28 @@ fn allowed_everywhere(
             None => envs.iter().all(|env| who.can(action, app, Some(env))),
         }
     })
+}
+
+/// May `who` approve for every environment `record` is gated by, as far as
+/// their `approvers` lists go ([`gate::approver_allowed`], at approval time)?
+/// The strictest: every list must name them.
+fn check_approvers(
+    envs: &std::collections::BTreeMap<String, cairn_store::Environment>,
+    who: &Principal,
+    record: &ChangeRecord,
+) -> Result<()> {
+    for env in record.environments.iter().filter_map(|e| envs.get(e)) {
+        if !gate::approver_allowed(env, who.identity(), &who.bindings) {
+            return Err(Error::Forbidden(format!(
+                "{} may not approve change {}: environment {} is approved only by {}",
+                who.actor(),
+                record.id,
+                env.name,
+                env.approvers.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn random_id() -> String {

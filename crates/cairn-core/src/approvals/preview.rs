@@ -1,17 +1,18 @@
 //! What a request would change (DESIGN.md §7, `change show`): per entry the
 //! value before (live now) and after, and the resolved view of every
-//! (app, env) it reaches before and after — what applications would read.
+//! (app, env) it reaches before and after — what applications would read;
+//! for a change of an environment's policy, its settings before and after.
 //! Pure over the in-memory state.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use cairn_model::Scope;
-use cairn_store::{ChangeRecord, EntryVersion};
+use cairn_model::{Revision, Scope};
+use cairn_store::{ChangeRecord, EntryVersion, Environment};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{gate, Approvals, ChangeContent};
+use super::{gate, Approvals, ChangeContent, EnvChange};
 use crate::identity::auth::Principal;
 use crate::kernel::state::{ResolvedView, ScopeEntries, State};
 use crate::Result;
@@ -38,10 +39,35 @@ pub struct ViewPreview {
     pub after: BTreeMap<String, Value>,
 }
 
+/// An environment's settings, now and with the change applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvPreview {
+    pub name: String,
+    pub base_revision: Revision,
+    /// The revision its settings are at now (`None`: it no longer exists);
+    /// differs from `base_revision` when they moved (applying would conflict).
+    pub current_revision: Option<Revision>,
+    pub before: Option<Environment>,
+    pub after: Option<Environment>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Preview {
     pub entries: Vec<EntryPreview>,
     pub views: Vec<ViewPreview>,
+    /// A change of an environment's policy.
+    pub environment: Option<EnvPreview>,
+}
+
+fn env_preview(st: &State, change: &EnvChange) -> EnvPreview {
+    let before = st.envs.get(&change.name).cloned();
+    EnvPreview {
+        name: change.name.clone(),
+        base_revision: change.base_revision,
+        current_revision: before.as_ref().map(|e| e.revision),
+        after: before.as_ref().map(|e| change.applied_to(e)),
+        before,
+    }
 }
 
 /// The preview of `content` against `st`.
@@ -94,7 +120,11 @@ pub fn preview(st: &State, content: &ChangeContent) -> Preview {
             }
         })
         .collect();
-    Preview { entries, views }
+    Preview {
+        entries,
+        views,
+        environment: content.environment.as_ref().map(|c| env_preview(st, c)),
+    }
 }
 
 /// The values of (app, env) with `content`'s entries written.

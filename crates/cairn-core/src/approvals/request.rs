@@ -99,6 +99,16 @@ impl Approvals<'_> {
         self.require_requester_or_admin(who, &current)?;
         require_state(&current, &[ChangeState::Pending], "pending")?;
         let content = ChangeContent::parse(&current)?;
+        if let Some(env) = &content.environment {
+            return Err(Error::invalid(
+                "entries",
+                format!(
+                    "change {id} changes environment {}'s settings, not entries: cancel it and \
+                     request the change again",
+                    env.name
+                ),
+            ));
+        }
         let action = content.audit_action();
         self.replan(
             who,
@@ -123,6 +133,9 @@ impl Approvals<'_> {
             "pending or conflicted",
         )?;
         let content = ChangeContent::parse(&current)?;
+        if let Some(env) = content.environment {
+            return self.rebase_env(who, origin, &current, env).await;
+        }
         let mut items = content.items();
         for i in &mut items {
             i.expected_version = None;
@@ -163,17 +176,21 @@ impl Approvals<'_> {
     }
 
     /// Reading a request needs reading each entry in every environment it
-    /// is gated by (the views it is about).
+    /// is gated by (the views it is about); an environment change, reading
+    /// in that environment.
     fn can_read(&self, who: &Principal, record: &ChangeRecord) -> bool {
         ChangeContent::parse(record).is_ok_and(|c| {
-            c.entries.iter().all(|e| {
-                let app = e.scope.app.as_deref();
-                record
-                    .environments
-                    .iter()
-                    .filter(|env| e.scope.env.as_ref().is_none_or(|own| own == *env))
-                    .all(|env| who.can(Action::Read, app, Some(env)))
-            })
+            c.environment
+                .as_ref()
+                .is_none_or(|env| who.can(Action::Read, None, Some(&env.name)))
+                && c.entries.iter().all(|e| {
+                    let app = e.scope.app.as_deref();
+                    record
+                        .environments
+                        .iter()
+                        .filter(|env| e.scope.env.as_ref().is_none_or(|own| own == *env))
+                        .all(|env| who.can(Action::Read, app, Some(env)))
+                })
         })
     }
 
@@ -285,6 +302,7 @@ impl Approvals<'_> {
                 let content = ChangeContent {
                     entries,
                     action: action.map(|a| a.as_str().to_owned()),
+                    environment: None,
                 };
                 let gate = {
                     let st = self.kernel.read();

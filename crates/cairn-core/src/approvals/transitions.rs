@@ -12,7 +12,8 @@ use cairn_store::{
 };
 
 use super::{
-    allowed_everywhere, require_reason, require_state, valid_approvals, Approvals, ChangeContent,
+    allowed_everywhere, check_approvers, require_reason, require_state, valid_approvals, Approvals,
+    ChangeContent,
 };
 use crate::identity::auth::{Origin, Principal};
 use crate::identity::policy::Action;
@@ -291,6 +292,12 @@ impl Approvals<'_> {
         applied: &ChangeRecord,
         action: AuditAction,
     ) -> Result<Applying> {
+        if let Some(change) = &content.environment {
+            let result = self
+                .commit_env_change(who, origin, change, applied, action)
+                .await;
+            return self.applying(applied, result).await;
+        }
         // Who may write was checked when the content was requested (edited,
         // rebased); applying re-checks the content itself, as the server.
         let system = &Principal::system();
@@ -336,6 +343,17 @@ impl Approvals<'_> {
                 Ok(Ok(committed))
             })
             .await?;
+        self.applying(applied, result).await
+    }
+
+    /// How an attempt to commit `applied` went: a conflict is the record's
+    /// own compare-and-set (lost to another replica or approver) or the
+    /// content's (it does not apply as it is).
+    async fn applying(
+        &self,
+        applied: &ChangeRecord,
+        result: std::result::Result<Committed, Error>,
+    ) -> Result<Applying> {
         match result {
             Ok(_) => Ok(Applying::Applied),
             Err(e) if e.code() == ErrorCode::Conflict => {
@@ -394,7 +412,8 @@ impl Approvals<'_> {
             )));
         }
         let content = ChangeContent::parse(record)?;
-        let envs: Vec<String> = self.kernel.read().envs.keys().cloned().collect();
+        let st = self.kernel.read();
+        let envs: Vec<String> = st.envs.keys().cloned().collect();
         if !allowed_everywhere(who, Action::Write, &content, &envs) {
             return Err(Error::Forbidden(format!(
                 "{} may not approve change {}: approving needs write access in every \
@@ -403,7 +422,15 @@ impl Approvals<'_> {
                 record.id
             )));
         }
-        Ok(())
+        if content.environment.is_some() && !who.can(Action::Admin, None, None) {
+            return Err(Error::Forbidden(format!(
+                "{} may not approve change {}: it changes an environment's policy, which needs \
+                 the admin role",
+                who.actor(),
+                record.id
+            )));
+        }
+        check_approvers(&st.envs, who, record)
     }
 }
 

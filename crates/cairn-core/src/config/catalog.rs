@@ -23,6 +23,21 @@ pub struct EnvSettings {
     pub auto_approve: Option<bool>,
     /// Flag-lint warnings refuse flag writes that reach the environment.
     pub strict_flags: Option<bool>,
+    /// Who may approve changes that need its approval
+    /// ([`crate::identity::policy::Approver`]); empty: whoever may write there.
+    pub approvers: Option<Vec<String>>,
+}
+
+impl EnvSettings {
+    /// Does it change the environment's policy (anything but its
+    /// description)? On a gated environment that needs its approval.
+    pub fn changes_policy(&self) -> bool {
+        self.protected.is_some()
+            || self.required_approvals.is_some()
+            || self.auto_approve.is_some()
+            || self.strict_flags.is_some()
+            || self.approvers.is_some()
+    }
 }
 
 /// The outcome of registering a schema.
@@ -72,7 +87,7 @@ impl Config<'_> {
                 .unwrap_or(if s.protected == Some(true) { 1 } else { 0 }),
             auto_approve: s.auto_approve.unwrap_or(s.protected != Some(true)),
             strict_flags: s.strict_flags.unwrap_or(false),
-            approvers: Vec::new(),
+            approvers: s.approvers.unwrap_or_default(),
         });
         self.kernel
             .commit(
@@ -91,12 +106,7 @@ impl Config<'_> {
         name: &str,
         s: EnvSettings,
     ) -> Result<Committed> {
-        require_admin(who, None)?;
-        validate_env(name)?;
-        validate_env_settings(&s)?;
-        if s == EnvSettings::default() {
-            return Err(Error::invalid("settings", "nothing to change"));
-        }
+        self.check_env_update(who, name, &s)?;
         let m = Mutation::UpdateEnv(UpdateEnv {
             name: name.to_owned(),
             description: s.description,
@@ -104,7 +114,8 @@ impl Config<'_> {
             required_approvals: s.required_approvals,
             auto_approve: s.auto_approve,
             strict_flags: s.strict_flags,
-            ..UpdateEnv::default()
+            approvers: s.approvers,
+            expected_revision: None,
         });
         self.kernel
             .commit(
@@ -114,6 +125,24 @@ impl Config<'_> {
                 vec![(None, m)],
             )
             .await
+    }
+
+    /// What a change of an environment's settings needs, however it is
+    /// written (at once, or requested when the environment is gated): the
+    /// admin role, a valid name and settings, something to change.
+    pub(crate) fn check_env_update(
+        &self,
+        who: &Principal,
+        name: &str,
+        s: &EnvSettings,
+    ) -> Result<()> {
+        require_admin(who, None)?;
+        validate_env(name)?;
+        validate_env_settings(s)?;
+        if *s == EnvSettings::default() {
+            return Err(Error::invalid("settings", "nothing to change"));
+        }
+        Ok(())
     }
 
     /// Register the next version of the schema at (app, pattern). Stored
@@ -297,5 +326,20 @@ pub(crate) fn validate_env_settings(s: &EnvSettings) -> Result<()> {
             message: "at most 1024 bytes".into(),
         });
     }
+    if let Some(approvers) = &s.approvers {
+        if approvers.len() > MAX_APPROVERS {
+            return Err(Error::TooLarge {
+                field: "approvers".into(),
+                message: format!("at most {MAX_APPROVERS} approvers"),
+            });
+        }
+        for (i, a) in approvers.iter().enumerate() {
+            crate::identity::policy::Approver::parse(a)
+                .map_err(|message| Error::invalid(format!("approvers[{i}]"), message))?;
+        }
+    }
     Ok(())
 }
+
+/// The longest `approvers` list of an environment.
+pub const MAX_APPROVERS: usize = 64;

@@ -73,13 +73,17 @@ fn password_matches(hash: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn validate_user_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
+/// A user name: 1-64 characters of a-z, 0-9, '_', '-', '.', '@'.
+pub(crate) fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.' | b'@')
-        });
-    if ok {
+        })
+}
+
+fn validate_user_name(name: &str) -> Result<()> {
+    if valid_user_name(name) {
         Ok(())
     } else {
         Err(Error::invalid(

@@ -72,6 +72,67 @@ pub fn allowed(bindings: &[Binding], action: Action, app: Option<&str>, env: Opt
     })
 }
 
+/// One item of an environment's `approvers` list.
+///
+/// - `role:admin`, `role:operator`, `role:viewer`: a principal holding that
+///   role or a higher one (viewer < operator < admin) through a binding
+///   whose environment pattern covers the environment (an SDK token never).
+/// - `user:NAME`: that user, whichever token they act with (a login token
+///   acts as `user:NAME`, [`crate::Principal::identity`]). The user need not
+///   exist yet.
+///
+/// The list narrows who may approve; it never widens it: approving still
+/// needs write access in every environment the change reaches (an
+/// environment's own policy: the admin role).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approver {
+    Role(Role),
+    User(String),
+}
+
+impl Approver {
+    /// Parse one item; the error says what is accepted.
+    pub fn parse(item: &str) -> Result<Approver, String> {
+        let refuse = || {
+            format!(
+                "{item:?} is not an approver: use role:admin, role:operator, role:viewer or \
+                 user:NAME"
+            )
+        };
+        match item.split_once(':') {
+            Some(("role", r)) => match Role::parse(r) {
+                Some(Role::Sdk) | None => Err(refuse()),
+                Some(role) => Ok(Approver::Role(role)),
+            },
+            Some(("user", name)) if super::valid_user_name(name) => {
+                Ok(Approver::User(name.to_owned()))
+            }
+            _ => Err(refuse()),
+        }
+    }
+
+    /// Does the principal `identity` with `bindings` match this item for
+    /// environment `env`?
+    pub fn matches(&self, identity: &str, bindings: &[Binding], env: &str) -> bool {
+        match self {
+            Approver::User(name) => identity.strip_prefix("user:") == Some(name.as_str()),
+            Approver::Role(role) => bindings
+                .iter()
+                .any(|b| rank(b.role) >= rank(*role) && (b.env == "*" || glob_match(&b.env, env))),
+        }
+    }
+}
+
+/// viewer < operator < admin; an SDK token holds no role that approves.
+fn rank(role: Role) -> u8 {
+    match role {
+        Role::Sdk => 0,
+        Role::Viewer => 1,
+        Role::Operator => 2,
+        Role::Admin => 3,
+    }
+}
+
 /// Is `action` allowed anywhere at all (the coarse, per-endpoint check)?
 pub fn allowed_somewhere(bindings: &[Binding], action: Action) -> bool {
     bindings.iter().any(|b| role_allows(b.role, action))

@@ -24,6 +24,7 @@ fn settings(b: EnvBody) -> EnvSettings {
         required_approvals: b.required_approvals,
         auto_approve: b.auto_approve,
         strict_flags: b.strict_flags,
+        approvers: b.approvers,
     }
 }
 

@@ -33,6 +33,11 @@ pub struct EnvFlags {
     /// Flag-lint warnings refuse flag writes reaching this environment.
     #[arg(long)]
     pub strict_flags: Option<bool>,
+    /// Who may approve its changes, comma-separated: role:admin, role:operator, role:viewer
+    /// (that role or higher in this environment) or user:NAME; "" for anyone who may write
+    /// there (the default).
+    #[arg(long, value_name = "LIST")]
+    pub approvers: Option<String>,
 }
 
 impl EnvFlags {
@@ -44,8 +49,18 @@ impl EnvFlags {
             required_approvals: self.required_approvals,
             auto_approve: self.auto_approve,
             strict_flags: self.strict_flags,
+            approvers: self.approvers.as_deref().map(approver_list),
         }
     }
+}
+
+/// `role:admin, user:ann` → `["role:admin", "user:ann"]`; `""` → `[]`.
+fn approver_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[derive(Debug, Subcommand)]
