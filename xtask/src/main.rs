@@ -7,12 +7,16 @@
 //! - `bench-watch`: write-to-event latency with N open watch streams (one
 //!   replica on SQLite, or `--across-replicas` on PostgreSQL), and
 //!   memory per open stream.
+//! - `bench-approvals`: a change request's calls (request, show, approve,
+//!   the approval that applies) next to a direct write, on SQLite and on
+//!   PostgreSQL.
 //!
 //! What they measured, and how, is written up in `docs/benchmarks.md`.
 
 // A command-line tool: printing is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench_approvals;
 mod bench_http;
 mod bench_watch;
 mod bench_writes;
@@ -93,6 +97,19 @@ enum Task {
         #[arg(long)]
         client_process: bool,
     },
+    /// Change-request calls (request, show, approve, approve → applied) next to a direct write.
+    BenchApprovals {
+        /// Backends to measure.
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+        backend: Vec<Backend>,
+        /// Rounds (each: a direct write, a request, show, two approvals).
+        #[arg(long, default_value_t = 300)]
+        rounds: usize,
+        /// Directory for the SQLite file and the PostgreSQL cluster (default: the
+        /// system temp dir; a real disk, not tmpfs).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// (Used by `bench-watch --client-process`.) Open N watch streams and
     /// print `ready` once all are open, then `ev <revision> <unix nanos>` per event.
     #[command(hide = true)]
@@ -158,6 +175,18 @@ async fn main() -> anyhow::Result<()> {
                 rounds,
                 across_replicas,
                 client_process,
+            })
+            .await
+        }
+        Task::BenchApprovals {
+            backend,
+            rounds,
+            dir,
+        } => {
+            bench_approvals::run(bench_approvals::Args {
+                backends: backend,
+                rounds,
+                dir: dir.unwrap_or_else(std::env::temp_dir),
             })
             .await
         }
