@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
 use cairn_client::cairn_api::{
-    ChangeRecord, ChangeRequested, ChangeState, FlagWarning, Revised, WriteResult,
+    ApproveBody, ChangeRecord, ChangeRequested, ChangeState, FlagWarning, Revised, WriteResult,
 };
 use cairn_client::{Client, ClientError, WriteOutcome};
 use chrono::{DateTime, Utc};
@@ -93,6 +93,18 @@ pub struct GateArgs {
     /// e.g. 2026-12-24T06:00:00Z); until then it waits as `scheduled`.
     #[arg(long = "apply-at", value_name = "TIME", value_parser = parse_rfc3339)]
     pub apply_at: Option<DateTime<Utc>>,
+    /// Admins: if the write becomes a change request, apply it at once past its approvals
+    /// (needs --reason; the request is recorded `forced` in the audit log). Exit 4 if it
+    /// conflicts, 5 if you may not force.
+    #[arg(
+        long = "force-approval",
+        requires = "reason",
+        conflicts_with = "apply_at"
+    )]
+    pub force_approval: bool,
+    /// Why --force-approval is used (e.g. "incident 4711").
+    #[arg(long, requires = "force_approval")]
+    pub reason: Option<String>,
 }
 
 fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>> {
@@ -310,11 +322,31 @@ impl Ctx {
             }
             WriteOutcome::Requested(c) => {
                 self.show(&c, |c| println!("{}", requested_line(c)));
+                if let (true, Some(reason)) = (gate.force_approval, &gate.reason) {
+                    return self.force_change(&c.change_id, reason).await;
+                }
                 if gate.wait {
                     self.wait_change(&c.change_id).await?;
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// `--force-approval`: apply the request now as an admin, with the
+    /// reason (the server answers 403 to anyone else), and print the outcome;
+    /// a request that conflicts instead exits 4.
+    async fn force_change(&self, id: &str, reason: &str) -> Result<()> {
+        let body = ApproveBody {
+            note: String::new(),
+            force: true,
+            reason: Some(reason.to_owned()),
+        };
+        let r = self.client.approve_change(id, &body).await?;
+        self.show(&r, |r| println!("{}", change_line(r)));
+        match r.state {
+            ChangeState::Applied => Ok(()),
+            _ => Err(rejected(refusal(&r))),
         }
     }
 

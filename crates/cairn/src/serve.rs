@@ -52,6 +52,15 @@ pub struct ServeArgs {
     /// failure up to an hour (default 30000).
     #[arg(long, env = "CAIRN_ROTATION_RETRY_MS")]
     pub rotation_retry_ms: Option<u64>,
+    /// How long a pending change request waits for its approvals before it
+    /// expires, e.g. 14d, 36h, 90m (s, m, h, d, w; default 14d).
+    #[arg(long, env = "CAIRN_CHANGE_EXPIRY", value_parser = parse_duration)]
+    pub change_expiry: Option<Duration>,
+    /// How often the change-request scheduler applies approved requests whose
+    /// --apply-at has come and expires stale pending ones, in ms (default 1000).
+    /// One replica at a time does it (a lease in the database).
+    #[arg(long, env = "CAIRN_CHANGE_CHECK_MS")]
+    pub change_check_ms: Option<u64>,
     /// File holding the master key (32 bytes, base64 or hex). `CAIRN_MASTER_KEY`
     /// gives the key itself. Without either, the key is generated into
     /// DATA_DIR/master.key (SQLite only; replicas on PostgreSQL must share one).
@@ -126,6 +135,8 @@ struct FileConfig {
     sync_interval_ms: Option<u64>,
     rotation_check_ms: Option<u64>,
     rotation_retry_ms: Option<u64>,
+    change_expiry: Option<String>,
+    change_check_ms: Option<u64>,
     master_key_file: Option<PathBuf>,
     previous_master_key_file: Option<PathBuf>,
     audit_file: Option<PathBuf>,
@@ -156,6 +167,10 @@ pub struct Settings {
     pub sync_interval: Duration,
     pub rotation_check: Duration,
     pub rotation_retry: Duration,
+    /// A pending change request expires after this long.
+    pub change_expiry: Duration,
+    /// The change-request scheduler's period.
+    pub change_check: Duration,
     pub master_key_file: Option<PathBuf>,
     pub previous_master_key_file: Option<PathBuf>,
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -264,6 +279,19 @@ impl ServeArgs {
                     .or(file.rotation_retry_ms)
                     .unwrap_or(30_000),
             ),
+            change_expiry: match (self.change_expiry, &file.change_expiry) {
+                (Some(d), _) => d,
+                (None, Some(text)) => {
+                    parse_duration(text).context("change_expiry in the configuration file")?
+                }
+                (None, None) => cairn_core::approvals::DEFAULT_EXPIRY,
+            },
+            change_check: Duration::from_millis(
+                self.change_check_ms
+                    .or(file.change_check_ms)
+                    .unwrap_or(1000)
+                    .max(10),
+            ),
             master_key_file: self.master_key_file.clone().or(file.master_key_file),
             previous_master_key_file: self
                 .previous_master_key_file
@@ -331,6 +359,18 @@ impl ServeArgs {
                 || file.allow_private_targets.unwrap_or(false),
         })
     }
+}
+
+/// `14d`, `36h`, `90m`, `45s`, `2w` (the CLI's durations, `cli::parse_age`),
+/// at least one second.
+fn parse_duration(s: &str) -> Result<Duration> {
+    let d = crate::cli::parse_age(s)?
+        .to_std()
+        .map_err(|_| anyhow::anyhow!("bad duration {s:?}: it must not be negative"))?;
+    if d < Duration::from_secs(1) {
+        bail!("bad duration {s:?}: at least 1s");
+    }
+    Ok(d)
 }
 
 /// A rate per second: `value` or `default`, finite and not negative.
@@ -497,7 +537,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             allow_private_targets: settings.allow_private_targets,
             rotation_retry_base: settings.rotation_retry,
             clock: Arc::new(cairn_core::clock::SystemClock),
-            change_expiry: cairn_core::approvals::DEFAULT_EXPIRY,
+            change_expiry: settings.change_expiry,
         },
     )
     .await
@@ -514,6 +554,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     svc.spawn_count_flusher(Duration::from_secs(30));
     svc.spawn_rotation_scheduler(settings.rotation_check);
+    // Applies approved requests whose apply_at has come and expires stale
+    // pending ones, on one replica at a time (the change-scheduler lease).
+    svc.spawn_change_scheduler(settings.change_check);
     // Instances silent for 30 days are forgotten (restarts report under new ids).
     svc.spawn_applied_pruner(Duration::from_secs(30 * 86_400));
     svc.spawn_webhook_dispatcher(cairn_core::webhooks::WebhookSettings::default());
@@ -648,5 +691,34 @@ mod tests {
             let e = settings_of(&[bad]).expect_err("refused");
             assert!(e.to_string().contains("0 or more"), "{e}");
         }
+    }
+
+    #[test]
+    fn change_expiry_and_scheduler_period() {
+        const DAY: u64 = 86_400;
+        let s = settings_of(&[]).unwrap();
+        assert_eq!(s.change_expiry, Duration::from_secs(14 * DAY));
+        assert_eq!(s.change_check, Duration::from_secs(1));
+        let s = settings_of(&["--change-expiry", "36h", "--change-check-ms", "250"]).unwrap();
+        assert_eq!(s.change_expiry, Duration::from_secs(36 * 3600));
+        assert_eq!(s.change_check, Duration::from_millis(250));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cairn.toml");
+        std::fs::write(&file, "change_expiry = \"2w\"\nchange_check_ms = 5000\n").unwrap();
+        let file = file.to_string_lossy().into_owned();
+        let s = settings_of(&["--config", &file]).unwrap();
+        assert_eq!(s.change_expiry, Duration::from_secs(14 * DAY));
+        assert_eq!(s.change_check, Duration::from_secs(5));
+        let s = settings_of(&["--config", &file, "--change-expiry", "90m"]).unwrap();
+        assert_eq!(s.change_expiry, Duration::from_secs(90 * 60), "flags win");
+        for bad in ["0s", "3y", "-1d", "soon"] {
+            assert!(
+                settings_of(&["--change-expiry", bad]).is_err(),
+                "{bad} accepted"
+            );
+        }
+        std::fs::write(&file, "change_expiry = \"forever\"\n").unwrap();
+        let e = settings_of(&["--config", &file]).expect_err("refused");
+        assert!(format!("{e:#}").contains("change_expiry"), "{e:#}");
     }
 }

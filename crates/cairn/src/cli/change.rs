@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::{change_line, Ctx};
+use super::{change_line, refusal, rejected, Ctx};
 use crate::input::read_input;
 use crate::output::table;
 
@@ -36,7 +36,8 @@ pub enum ApprovalCmd {
         limit: Option<i64>,
     },
     /// Approve a change request (never your own; once per principal). After the last
-    /// approval it applies, as one revision.
+    /// approval it applies, as one revision (exit 4 if it conflicts instead: an entry moved
+    /// since the request; rebase it).
     Approve {
         /// The change request (`chg_…`).
         id: String,
@@ -339,6 +340,14 @@ impl Ctx {
                 };
                 let r = self.client.approve_change(&id, &body).await?;
                 self.show(&r, |r| println!("{}", change_line(r)));
+                if r.state == ChangeState::Conflicted {
+                    // Approved, but nothing was written: an entry moved
+                    // since the request (or no longer validates).
+                    return Err(rejected(format!(
+                        "{}: rebase it (cairn change rebase {id})",
+                        refusal(&r)
+                    )));
+                }
             }
             ApprovalCmd::Reject { id, reason } => {
                 let r = self

@@ -1,6 +1,9 @@
 //! End-to-end tests: the real `cairn` binary as server and CLI.
 //!
 //! - `tour`: the README's five-minute tour through the CLI, with exit codes.
+//! - `approvals_cli`: change requests for a protected environment (request, approve, `--wait`,
+//!   `--apply-at`, edit, conflict and rebase, `--force-approval`, bypass paths); two replicas on
+//!   PostgreSQL.
 //! - `restart`: stop and start on the same data directory.
 //! - `postgres`: two server processes on one PostgreSQL database.
 //! - `secrets_cli`: the secret commands as admin, operator and viewer; a canary search.
@@ -11,6 +14,7 @@
 //! - `ofrep_js`, `flagd_js` (helpers in `js`): the published OpenFeature JavaScript clients
 //!   (OFREP provider; flagd in-process provider on the file `cairn agent --format flagd` keeps).
 
+mod approvals_cli;
 mod crash;
 mod degraded;
 mod flagd_js;

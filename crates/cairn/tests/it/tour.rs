@@ -59,15 +59,7 @@ fn tour_apps_envs_four_scopes_resolve_history_and_rollback() {
     // Apps and environments.
     let out = cli.ok(&["app", "create", "billing"]);
     assert!(out.stdout.starts_with("app billing created"), "{out}");
-    cli.ok(&[
-        "env",
-        "create",
-        "qa",
-        "--protected",
-        "true",
-        "--required-approvals",
-        "2",
-    ]);
+    cli.ok(&["env", "create", "qa"]);
     let apps = cli.ok(&["app", "list"]);
     assert!(
         apps.stdout.lines().any(|l| l.starts_with("billing")),
@@ -86,8 +78,7 @@ fn tour_apps_envs_four_scopes_resolve_history_and_rollback() {
         .as_array()
         .and_then(|a| a.iter().find(|e| e["name"] == "qa"))
         .unwrap_or_else(|| panic!("no qa in {envs}"));
-    assert_eq!(qa["protected"], true, "{qa}");
-    assert_eq!(qa["required_approvals"], 2, "{qa}");
+    assert_eq!(qa["protected"], false, "{qa}");
     assert_eq!(qa["description"], "quality", "{qa}");
     // Creating it again is a conflict.
     cli.expect(4, &["app", "create", "billing"]);
@@ -409,6 +400,192 @@ fn tour_apps_envs_four_scopes_resolve_history_and_rollback() {
         get(&["get", "database/pool", "--app", "billing", "--version", "2"]),
         json!({"max": 80})
     );
+
+    tour_protected_prod(&f);
+}
+
+/// `change chg_… pending (0/2 approvals)`: the id of the change request a
+/// gated write printed, checked against the whole line.
+pub fn requested_id(stdout: &str, approvals: &str) -> String {
+    let id = stdout
+        .strip_prefix("change ")
+        .and_then(|rest| rest.split_once(' '))
+        .map(|(id, _)| id.to_owned())
+        .unwrap_or_else(|| panic!("not a change request line: {stdout:?}"));
+    assert!(
+        id.len() == 28 && id.starts_with("chg_") && id[4..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id:?} in {stdout:?}"
+    );
+    assert_eq!(
+        stdout,
+        format!("change {id} pending ({approvals} approvals)\n"),
+        "the request line"
+    );
+    id
+}
+
+/// A user with one binding, and a CLI with its login token.
+pub fn user_cli(f: &Fixture, name: &str, role: &str) -> Cli {
+    let password = format!("{name}'s long passphrase");
+    let out = f
+        .cli
+        .run_stdin(&["user", "create", name, "--role", role], Some(&password));
+    assert_eq!(out.code, 0, "{out}");
+    let out = f.cli.run_stdin(&["login", name], Some(&password));
+    assert_eq!(out.code, 0, "{out}");
+    f.cli.with_token(out.stdout.trim())
+}
+
+/// The tour's protected environment (README): a write that reaches prod
+/// becomes a change request, nothing changes until two principals other
+/// than its requester approved it, then it applies as one revision.
+fn tour_protected_prod(f: &Fixture) {
+    let cli = &f.cli;
+    let prod = || cli.json(&["resolve", "--app", "billing", "--env", "prod"]);
+    let dev = || cli.json(&["resolve", "--app", "billing", "--env", "dev"]);
+    let (prod_before, dev_before) = (prod(), dev());
+    assert_eq!(
+        prod_before["values"]["database/pool"],
+        json!({"max": 20, "host": "prod-db"}),
+        "{prod_before}"
+    );
+
+    let out = cli.ok(&[
+        "env",
+        "set",
+        "prod",
+        "--protected",
+        "true",
+        "--required-approvals",
+        "2",
+        "--auto-approve",
+        "false",
+    ]);
+    assert!(
+        out.stdout
+            .starts_with("environment prod updated (revision "),
+        "{out}"
+    );
+    let ann = user_cli(f, "ann", "operator");
+    let bob = user_cli(f, "bob", "operator");
+
+    // The request: exit 0, its line, and prod reads what it read before.
+    let out = ann.ok(&[
+        "set",
+        "database/pool",
+        "--env",
+        "prod",
+        "--value",
+        r#"{"host":"prod-db","max":80}"#,
+        "-m",
+        "peak",
+    ]);
+    let id = requested_id(&out.stdout, "0/2");
+    assert_eq!(prod(), prod_before, "prod's view moved before any approval");
+    assert_eq!(
+        cli.ok(&["get", "database/pool", "--env", "prod"]).json(),
+        json!({"host": "prod-db"})
+    );
+
+    // pending: one row, the request's.
+    let pending = cli.ok(&["pending"]);
+    let lines: Vec<&str> = pending.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{pending}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "ID",
+            "STATE",
+            "REQUESTER",
+            "AGE",
+            "APPROVALS",
+            "ENVIRONMENTS",
+            "MESSAGE"
+        ],
+        "{pending}"
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row.len(), 7, "{pending}");
+    assert_eq!(
+        [row[0], row[1], row[2], row[4], row[5], row[6]],
+        [id.as_str(), "pending", "user:ann", "0/2", "prod", "peak"],
+        "{pending}"
+    );
+    assert!(row[3].ends_with('s'), "age in seconds: {pending}");
+
+    // change show: the entry before/after, every reached view before/after.
+    let shown = cli.ok(&["change", "show", &id]);
+    let text = &shown.stdout;
+    let has = |line: &str| text.lines().any(|l| l == line);
+    for line in [
+        format!("change {id} pending (0/2 approvals)"),
+        "message: peak".into(),
+        "environments: prod".into(),
+        "approvals:".into(),
+        "  (none)".into(),
+        "  global/prod database/pool (config), based on version 1".into(),
+        r#"    before: {"host":"prod-db"}"#.into(),
+        r#"    after:  {"host":"prod-db","max":80}"#.into(),
+        "resolved views (what applications read):".into(),
+        "  billing/prod".into(),
+        r#"    before: {"cache/ttl":60,"database/pool":{"host":"prod-db","max":20}}"#.into(),
+        r#"    after:  {"cache/ttl":60,"database/pool":{"host":"prod-db","max":80}}"#.into(),
+    ] {
+        assert!(has(&line), "no line {line:?} in:\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("requested by user:ann at ")),
+        "{text}"
+    );
+    assert!(!text.contains("billing/dev"), "dev is not reached:\n{text}");
+
+    // The requester may not approve their own request (403: exit 5).
+    let out = ann.expect(5, &["approve", &id]);
+    assert!(
+        out.stderr
+            .contains("a requester cannot approve their own request"),
+        "{out}"
+    );
+    let out = bob.ok(&["approve", &id, "-m", "ok"]);
+    assert_eq!(out.stdout, format!("change {id} pending (1/2 approvals)\n"));
+    assert_eq!(prod(), prod_before, "one approval of two applies nothing");
+    let out = cli.ok(&["approve", &id]);
+    let after = prod();
+    let revision = revision_of(&after);
+    assert_eq!(
+        out.stdout,
+        format!("change {id} applied (revision {revision})\n")
+    );
+    assert_eq!(
+        after["values"]["database/pool"],
+        json!({"host": "prod-db", "max": 80}),
+        "{after}"
+    );
+    assert_eq!(dev(), dev_before, "dev is not touched");
+    assert_eq!(cli.json(&["pending"]), json!([]));
+
+    // A write at the global scope reaches prod too: a request as well.
+    let out = cli.ok(&[
+        "set",
+        "database/pool",
+        "--value",
+        r#"{"max":25,"idle":5}"#,
+        "-m",
+        "smaller pools",
+    ]);
+    let global = requested_id(&out.stdout, "0/2");
+    assert_eq!((prod(), dev()), (after, dev_before), "nothing applied");
+    let pending = cli.json(&["pending"]);
+    assert_eq!(pending[0]["id"], global.as_str(), "{pending}");
+    assert_eq!(pending[0]["environments"], json!(["prod"]), "{pending}");
+    let out = cli.ok(&["change", "cancel", &global]);
+    assert_eq!(
+        out.stdout,
+        format!("change {global} cancelled (0/2 approvals)\n")
+    );
+    assert_eq!(cli.json(&["pending"]), json!([]));
 }
 
 #[test]
