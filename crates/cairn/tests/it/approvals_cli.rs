@@ -670,6 +670,72 @@ fn every_path_that_reaches_prod_becomes_a_request() {
     }
 }
 
+#[test]
+fn a_pending_request_expires_after_change_expiry_and_wait_exits_4() {
+    let data = tempfile::tempdir().expect("data dir");
+    let server = Server::start(
+        data.path(),
+        ServeOpts {
+            extra: ["--change-expiry", "3s", "--change-check-ms", "200"]
+                .map(String::from)
+                .to_vec(),
+            ..ServeOpts::default()
+        },
+    );
+    let admin = server.cli(&server.admin_token());
+    protect_prod(&admin);
+    let p = People::new(&admin);
+    let waiting = spawn(
+        &p.ann,
+        &[
+            "set",
+            "k",
+            "--env",
+            "prod",
+            "--value",
+            "1",
+            "-m",
+            "soon stale",
+            "--wait",
+        ],
+    );
+    let id = poll(Duration::from_secs(20), "the waiting request", || {
+        pending_with_message(&admin, "soon stale")
+    });
+    let record = &shown(&admin, &id)["change"];
+    let time = |field: &str| -> DateTime<Utc> {
+        serde_json::from_value(record[field].clone()).expect("a time")
+    };
+    assert_eq!(
+        time("expires_at") - time("created_at"),
+        chrono::Duration::seconds(3),
+        "{record}"
+    );
+    // The scheduler expires it; the waiting CLI reports that, exit 4.
+    poll(SCHEDULED, "the request to expire", || {
+        if waiting.is_finished() {
+            Ok(())
+        } else {
+            Err(state(&admin, &id))
+        }
+    });
+    let out = waiting.join().expect("the waiting CLI");
+    assert_eq!(out.code, 4, "{out}");
+    assert!(
+        out.stderr.contains(&format!("change {id} expired")),
+        "{out}"
+    );
+    assert_eq!(state(&admin, &id), "expired");
+    assert!(Utc::now() >= time("expires_at"));
+    assert_eq!(
+        change_actions(&admin, &id),
+        ["change.request", "change.expire"]
+    );
+    admin.expect(3, &["get", "k", "--env", "prod"]);
+    // An expired request is approved no more.
+    p.bob.expect(4, &["approve", &id]);
+}
+
 /// Two replicas on one PostgreSQL database.
 struct Replicas {
     a: Server,
