@@ -84,11 +84,81 @@ pub struct ChangeShown {
 }
 
 /// Every entry of a request before and after, and every resolved view it
-/// reaches before and after (what applications would read).
+/// reaches before and after (what applications would read); for a change of
+/// an environment's policy (no entries, no views), its settings before and
+/// after.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChangePreview {
     pub entries: Vec<EntryChangePreview>,
     pub views: Vec<ViewChangePreview>,
+    /// Present when the request changes an environment's settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<EnvChangePreview>,
+}
+
+/// A requested change of an environment's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EnvChangePreview {
+    pub name: String,
+    /// The revision its settings were at when requested (rebased).
+    pub base_revision: i64,
+    /// The revision they are at now (absent: the environment is gone):
+    /// differs from `base_revision` when they moved (applying would conflict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<i64>,
+    /// Its settings now (absent: the environment is gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<EnvPolicy>,
+    /// Its settings once applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<EnvPolicy>,
+    /// The settings that differ between `before` and `after`.
+    pub changed: Vec<String>,
+}
+
+/// An environment's settings (those of `cairn_store::Environment` a change
+/// can set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EnvPolicy {
+    pub description: String,
+    pub protected: bool,
+    pub required_approvals: i32,
+    pub auto_approve: bool,
+    pub strict_flags: bool,
+    pub approvers: Vec<String>,
+}
+
+impl EnvPolicy {
+    pub fn of(env: &cairn_store::Environment) -> Self {
+        EnvPolicy {
+            description: env.description.clone(),
+            protected: env.protected,
+            required_approvals: env.required_approvals,
+            auto_approve: env.auto_approve,
+            strict_flags: env.strict_flags,
+            approvers: env.approvers.clone(),
+        }
+    }
+
+    /// The names of the settings that differ from `other`.
+    pub fn changed(&self, other: &EnvPolicy) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut diff = |name: &str, differs: bool| {
+            if differs {
+                out.push(name.to_owned());
+            }
+        };
+        diff("description", self.description != other.description);
+        diff("protected", self.protected != other.protected);
+        diff(
+            "required_approvals",
+            self.required_approvals != other.required_approvals,
+        );
+        diff("auto_approve", self.auto_approve != other.auto_approve);
+        diff("strict_flags", self.strict_flags != other.strict_flags);
+        diff("approvers", self.approvers != other.approvers);
+        out
+    }
 }
 
 /// One entry of a request.
@@ -140,6 +210,34 @@ mod tests {
         assert!(serde_json::from_value::<ApproveBody>(json!({"forced": true})).is_err());
         assert!(serde_json::from_value::<ChangesQuery>(json!({"state": "approved"})).is_err());
         assert!(serde_json::from_value::<RejectBody>(json!({})).is_err());
+    }
+
+    #[test]
+    fn a_preview_without_an_environment_reads_as_before() {
+        // What servers answered before environment changes existed.
+        let old = json!({"entries": [], "views": []});
+        let p: ChangePreview = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(p.environment, None);
+        assert_eq!(serde_json::to_value(&p).unwrap(), old);
+    }
+
+    #[test]
+    fn the_settings_a_change_moves_by_name() {
+        let before = EnvPolicy {
+            description: "Production".into(),
+            protected: true,
+            required_approvals: 2,
+            auto_approve: false,
+            strict_flags: false,
+            approvers: vec!["role:admin".into()],
+        };
+        let after = EnvPolicy {
+            protected: false,
+            approvers: vec![],
+            ..before.clone()
+        };
+        assert_eq!(before.changed(&after), ["protected", "approvers"]);
+        assert!(before.changed(&before).is_empty());
     }
 
     #[test]

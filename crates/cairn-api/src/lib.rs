@@ -19,7 +19,7 @@ pub use catalog::{CreateAppBody, EnvBody, RegisterSchemaBody, Revised, ValidateB
 
 pub use changes::{
     ApproveBody, ChangePreview, ChangeRequested, ChangeShown, ChangesQuery, EditChangeBody,
-    EntryChangePreview, RejectBody, ViewChangePreview,
+    EntryChangePreview, EnvChangePreview, EnvPolicy, RejectBody, ViewChangePreview,
 };
 
 pub use entries::{

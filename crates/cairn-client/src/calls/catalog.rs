@@ -3,6 +3,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
+use super::WriteOutcome;
 use crate::{key_path, Client, ClientError};
 
 /// Typed calls of the catalog routes (apps, environments, schemas).
@@ -25,14 +26,15 @@ impl Client {
             .await
     }
 
-    /// `PATCH /v1/envs/{env}`: change its settings (and policy).
+    /// `PATCH /v1/envs/{env}`: change its settings (and policy). A change
+    /// of a gated environment's policy needs its approval: a change request.
     pub async fn update_env(
         &self,
         name: &str,
         body: &cairn_api::EnvBody,
-    ) -> Result<cairn_api::Revised, ClientError> {
+    ) -> Result<WriteOutcome<cairn_api::Revised>, ClientError> {
         let path = format!("/v1/envs/{}", key_path(name));
-        self.send(self.request(Method::PATCH, &path).json(body))
+        self.send_write(self.request(Method::PATCH, &path).json(body))
             .await
     }
 

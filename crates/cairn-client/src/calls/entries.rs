@@ -7,19 +7,21 @@ use serde::Serialize;
 use super::At;
 use crate::{key_path, present, read_json, Client, ClientError};
 
-/// What a write did: written at once (`200`), or, where it needs approval
-/// (a protected environment, DESIGN.md §7), turned into a change request
-/// (`202`, `Location: /v1/changes/{change_id}`).
+/// What a write did: written at once (`200`, answering a `W`: the
+/// [`WriteResult`] of entry writes, the `Revised` of an environment's
+/// settings), or, where it needs approval (a protected environment,
+/// DESIGN.md §7), turned into a change request (`202`,
+/// `Location: /v1/changes/{change_id}`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
-pub enum WriteOutcome {
-    Written(WriteResult),
+pub enum WriteOutcome<W = WriteResult> {
+    Written(W),
     Requested(ChangeRequested),
 }
 
-impl WriteOutcome {
+impl<W> WriteOutcome<W> {
     /// The result of a write that was not gated (`None`: a change request).
-    pub fn written(self) -> Option<WriteResult> {
+    pub fn written(self) -> Option<W> {
         match self {
             WriteOutcome::Written(r) => Some(r),
             WriteOutcome::Requested(_) => None,
@@ -53,8 +55,11 @@ impl Client {
             .await
     }
 
-    /// A gated write: `200 WriteResult` or `202 ChangeRequested`.
-    async fn send_write(&self, rb: reqwest::RequestBuilder) -> Result<WriteOutcome, ClientError> {
+    /// A gated write: `200` with a `W` or `202 ChangeRequested`.
+    pub(super) async fn send_write<W: serde::de::DeserializeOwned>(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<WriteOutcome<W>, ClientError> {
         let resp = rb
             .send()
             .await

@@ -174,20 +174,39 @@ async fn typed_catalog_calls_round_trip() {
     };
     let r2 = c.create_env(&qa).await.unwrap();
     assert_eq!(r2.revision, r1.revision + 1);
+    // A description is written at once (200: a `Revised`) ...
+    let described = EnvBody {
+        description: Some("quality".into()),
+        ..EnvBody::default()
+    };
+    let r3 = c
+        .update_env("qa", &described)
+        .await
+        .unwrap()
+        .written()
+        .expect("written at once");
+    assert_eq!(r3.revision, r2.revision + 1);
+    // ... a change of gated qa's policy becomes a change request (202).
     let strict = EnvBody {
         strict_flags: Some(true),
         ..EnvBody::default()
     };
-    let r3 = c.update_env("qa", &strict).await.unwrap();
-    assert_eq!(r3.revision, r2.revision + 1);
+    let out = c.update_env("qa", &strict).await.unwrap();
+    let requested = out.requested().expect("a change request").clone();
+    assert_eq!(
+        (requested.required, requested.environments.clone()),
+        (2, vec!["qa".to_owned()])
+    );
+    assert!(requested.change_id.starts_with("chg_"));
     let env: serde_json::Value = c.get("/v1/envs/qa", &[]).await.unwrap();
     assert_eq!(
         (
             &env["protected"],
             &env["required_approvals"],
-            &env["strict_flags"]
+            &env["strict_flags"],
+            &env["description"]
         ),
-        (&json!(true), &json!(2), &json!(true))
+        (&json!(true), &json!(2), &json!(false), &json!("quality"))
     );
     assert_eq!(head(&env), r3.revision);
     // An environment that exists already: 409, nothing changed.

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cairn_core::approvals::{Outcome, RequestOptions};
 use cairn_core::{CreatedToken, EnvSettings, Error, SchemaRegistered, Service, Violation};
 use cairn_model::Scope;
 use cairn_store::{App, AuditFilter, AuditRecord, Environment, SchemaRecord, TokenRecord};
@@ -106,24 +108,42 @@ pub async fn create_env(
     ))
 }
 
+/// Change an environment's settings (admins). On a gated environment
+/// (protected, not auto-approved) a change of its policy — `protected`,
+/// `required_approvals`, `auto_approve`, `strict_flags`, `approvers` —
+/// needs that environment's approval: it becomes a change request (`202`),
+/// approved by admins its `approvers` name. A description alone is written
+/// at once.
 #[utoipa::path(patch, path = "/v1/envs/{env}", params(("env" = String, Path)), request_body = EnvBody, tag = "catalog",
-    responses((status = 200, body = Revised), (status = 400, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = Revised),
+        (status = 202, body = cairn_api::ChangeRequested, description = "a change of a gated environment's policy: a change request", headers(("Location" = String))),
+        (status = 400, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
 pub async fn update_env(
     State(svc): State<Arc<Service>>,
     c: Caller,
     P(env): P<String>,
     Json(b): Json<EnvBody>,
-) -> ApiResult<Json<Revised>> {
+) -> ApiResult<Response> {
     if b.name.as_ref().is_some_and(|n| *n != env) {
         return Err(Error::invalid("name", "environments cannot be renamed").into());
     }
-    let committed = svc
-        .config()
-        .update_env(&c.who, &c.origin, &env, settings(b))
+    let outcome = svc
+        .approvals()
+        .update_env(
+            &c.who,
+            &c.origin,
+            &env,
+            settings(b),
+            RequestOptions::default(),
+        )
         .await?;
-    Ok(Json(Revised {
-        revision: committed.revision,
-    }))
+    Ok(match outcome {
+        Outcome::Written(committed) => Json(Revised {
+            revision: committed.revision,
+        })
+        .into_response(),
+        Outcome::Requested(record) => crate::routes::changes::requested(&record),
+    })
 }
 
 #[utoipa::path(get, path = "/v1/schemas", tag = "schemas", responses((status = 200, body = [SchemaRecord])), security(("bearer" = [])))]

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 pub use cairn_api::{
     ApproveBody, ChangePreview, ChangeRequested, ChangeShown, ChangesQuery, EditChangeBody,
-    EntryChangePreview, RejectBody, ViewChangePreview,
+    EntryChangePreview, EnvChangePreview, EnvPolicy, RejectBody, ViewChangePreview,
 };
 use cairn_core::approvals::{valid_approvals, ChangeContent, Preview};
 use cairn_core::{ChangeItem, Error, Service};
@@ -125,14 +125,35 @@ fn shown(record: ChangeRecord, preview: Preview) -> ChangeShown {
             after: v.after,
         })
         .collect();
+    let environment = preview.environment.map(|e| {
+        let before = e.before.as_ref().map(EnvPolicy::of);
+        let after = e.after.as_ref().map(EnvPolicy::of);
+        let changed = match (&before, &after) {
+            (Some(b), Some(a)) => b.changed(a),
+            _ => Vec::new(),
+        };
+        EnvChangePreview {
+            name: e.name,
+            base_revision: e.base_revision,
+            current_revision: e.current_revision,
+            before,
+            after,
+            changed,
+        }
+    });
     ChangeShown {
         change: record,
-        preview: ChangePreview { entries, views },
+        preview: ChangePreview {
+            entries,
+            views,
+            environment,
+        },
     }
 }
 
 /// A change request with what it would change: each entry before and after
-/// (and its diff), and every resolved view it reaches before and after.
+/// (and its diff), and every resolved view it reaches before and after; for
+/// a change of an environment's policy, its settings before and after.
 #[utoipa::path(get, path = "/v1/changes/{id}", params(("id" = String, Path, description = "chg_…")), tag = "changes",
     responses((status = 200, body = ChangeShown), (status = 404, body = Problem)), security(("bearer" = [])))]
 pub async fn get_change(

@@ -560,7 +560,9 @@ pub(crate) async fn request(
 
 /// A pending change request at billing/staging, made by an operator of
 /// its own while staging is protected (one approval), staging unprotected
-/// again afterwards so the rest of the walk writes directly; its id.
+/// again afterwards so the rest of the walk writes directly (a change of
+/// staging's policy, itself gated: requested, then forced by the admin);
+/// its id.
 pub(crate) async fn walk_change(t: &TestApp) -> String {
     let policy = |protected: bool| json!({"protected": protected, "required_approvals": 1, "auto_approve": !protected});
     let r = t
@@ -585,7 +587,16 @@ pub(crate) async fn walk_change(t: &TestApp) -> String {
     let r2 = t
         .call(Method::PATCH, "/v1/envs/staging", Some(policy(false)))
         .await;
-    assert_eq!(r2.status, StatusCode::OK, "{}", r2.body);
+    assert_eq!(r2.status, StatusCode::ACCEPTED, "{}", r2.body);
+    let unprotect = r2.body["change_id"].as_str().unwrap();
+    let r3 = t
+        .call(
+            Method::POST,
+            &format!("/v1/changes/{unprotect}/approve"),
+            Some(json!({"force": true, "reason": "the walk writes directly"})),
+        )
+        .await;
+    assert_eq!(r3.body["state"], "applied", "{}", r3.body);
     r.body["change_id"].as_str().unwrap().to_owned()
 }
 

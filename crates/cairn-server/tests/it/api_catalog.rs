@@ -62,6 +62,17 @@ async fn apps_and_environments() {
     assert_eq!(qa.body["protected"], true);
     assert_eq!(qa.body["required_approvals"], 2);
     assert_eq!(qa.body["auto_approve"], false);
+    // qa is gated now: its description is written at once, a change of its
+    // policy needs its approval (tests/it/changes.rs).
+    let r = t
+        .call(
+            Method::PATCH,
+            "/v1/envs/qa",
+            Some(json!({"description": "quality"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(t.get("/v1/envs/qa").await.body["description"], "quality");
     let r = t
         .call(
             Method::PATCH,
@@ -69,8 +80,8 @@ async fn apps_and_environments() {
             Some(json!({"required_approvals": 1})),
         )
         .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(t.get("/v1/envs/qa").await.body["required_approvals"], 1);
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(t.get("/v1/envs/qa").await.body["required_approvals"], 2);
     let before = t.fingerprint().await;
     t.call(
         Method::PATCH,

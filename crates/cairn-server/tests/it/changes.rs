@@ -457,3 +457,202 @@ async fn reject_cancel_rebase_force_and_errors() {
     );
     assert_eq!(ids(&f.t.get("/v1/changes?limit=1").await).len(), 1);
 }
+
+/// The bypass through the environment's own policy: unprotecting prod (or
+/// lowering its approvals, naming approvers) is itself a request needing
+/// prod's approvals, by admins; prod stays protected and keeps gating writes
+/// until it applies.
+#[tokio::test]
+async fn changing_the_environments_policy_to_unprotected_is_a_request() {
+    let f = fixture().await;
+    let adm1 = token(&f.t, "adm1", "admin", None, "*").await;
+    let adm2 = token(&f.t, "adm2", "admin", None, "*").await;
+    let before = f.t.get("/v1/envs/prod").await.body;
+    let r =
+        f.t.call(
+            Method::PATCH,
+            "/v1/envs/prod",
+            Some(json!({"protected": false})),
+        )
+        .await;
+    let id = f.requested(&r);
+    assert_eq!(f.t.get("/v1/envs/prod").await.body, before);
+    // prod still gates entry writes.
+    f.request_pool(json!({"max": 99})).await;
+    // Every policy field is gated; the description alone is not.
+    for body in [
+        json!({"required_approvals": 0}),
+        json!({"auto_approve": true}),
+        json!({"approvers": ["user:mallory"]}),
+        json!({"strict_flags": true, "description": "x"}),
+    ] {
+        let r = f.t.call(Method::PATCH, "/v1/envs/prod", Some(body)).await;
+        f.requested(&r);
+    }
+    let r =
+        f.t.call(
+            Method::PATCH,
+            "/v1/envs/prod",
+            Some(json!({"description": "Production"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body["revision"].is_i64(), "{}", r.body);
+    let now = f.t.get("/v1/envs/prod").await.body;
+    assert_eq!(
+        (
+            &now["protected"],
+            &now["required_approvals"],
+            &now["approvers"]
+        ),
+        (&json!(true), &json!(2), &json!([]))
+    );
+    // A bad approver is refused, naming it; nothing is requested.
+    let pending = ids(&f.t.get("/v1/changes?state=pending").await).len();
+    f.t.call(
+        Method::PATCH,
+        "/v1/envs/prod",
+        Some(json!({"approvers": ["role:admin", "group:ops"]})),
+    )
+    .await
+    .assert_problem(400, "invalid", Some("approvers[1]"));
+    assert_eq!(
+        ids(&f.t.get("/v1/changes?state=pending").await).len(),
+        pending
+    );
+
+    // The preview shows prod's settings before and after.
+    let shown = f.t.get(&format!("/v1/changes/{id}")).await.body;
+    let env = &shown["preview"]["environment"];
+    assert_eq!(env["name"], "prod");
+    assert_eq!(env["before"]["protected"], true);
+    assert_eq!(env["after"]["protected"], false);
+    assert_eq!(env["changed"], json!(["protected"]));
+    assert_eq!(env["base_revision"], before["revision"]);
+    assert_ne!(env["current_revision"], env["base_revision"]);
+
+    // Operators of prod may not approve a policy change; the requester
+    // (the bootstrap admin) neither.
+    let r = f.approve(&f.a1, &id).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("admin role"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        f.approve(&f.t.token, &id).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Two admins approve: the description moved meanwhile, so it conflicts
+    // and prod stays protected; rebased and approved again, it applies.
+    assert_eq!(f.approve(&adm1, &id).await.status, StatusCode::OK);
+    let r = f.approve(&adm2, &id).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["state"], "conflicted");
+    assert_eq!(f.t.get("/v1/envs/prod").await.body["protected"], true);
+    let r =
+        f.t.call(Method::POST, &format!("/v1/changes/{id}/rebase"), None)
+            .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(f.approve(&adm1, &id).await.status, StatusCode::OK);
+    let r = f.approve(&adm2, &id).await;
+    assert_eq!(r.body["state"], "applied", "{}", r.body);
+    let prod = f.t.get("/v1/envs/prod").await.body;
+    assert_eq!(prod["protected"], false);
+    assert_eq!(prod["description"], "Production");
+    // prod is open now: a write answers 200.
+    let r = f
+        .as_(
+            &f.req,
+            Method::PUT,
+            "/v1/entries/db?app=billing&env=prod",
+            Some(json!({"value": {"max": 30}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+/// An environment's approvers narrow who may approve: prod names one user.
+#[tokio::test]
+async fn approvers_name_who_may_approve() {
+    let f = fixture().await;
+    // A user with operator rights in prod, a viewer of staging, and their
+    // login token.
+    let r =
+        f.t.call(
+            Method::POST,
+            "/v1/users",
+            Some(json!({"name": "ann", "password": "correct horse battery",
+                "bindings": [{"role": "operator", "app": "*", "env": "prod"},
+                    {"role": "viewer", "app": "*", "env": "staging"}]})),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let r =
+        f.t.call(
+            Method::POST,
+            "/v1/login",
+            Some(json!({"name": "ann", "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let ann = r.body["token"].as_str().unwrap().to_owned();
+    // Naming approvers on gated prod is itself a request; staging is open.
+    let r =
+        f.t.call(
+            Method::PATCH,
+            "/v1/envs/staging",
+            Some(
+                json!({"protected": true, "required_approvals": 1, "auto_approve": false,
+                "approvers": ["user:ann"]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r =
+        f.t.call(
+            Method::PUT,
+            "/v1/entries/db?app=billing&env=staging",
+            Some(json!({"value": 1})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(
+        (&r.body["required"], &r.body["environments"]),
+        (&json!(1), &json!(["staging"]))
+    );
+    let id = r.body["change_id"].as_str().unwrap().to_owned();
+    // An operator token of staging is not ann.
+    let op = token(&f.t, "op", "operator", None, "staging").await;
+    let r = f.approve(&op, &id).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("staging is approved only by user:ann"),
+        "{}",
+        r.body
+    );
+    // ann may not write in staging: the list never widens.
+    let r = f.approve(&ann, &id).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("write access"),
+        "{}",
+        r.body
+    );
+    // With a binding there, she approves and it applies.
+    let r =
+        f.t.call(
+            Method::PATCH,
+            "/v1/users/ann",
+            Some(json!({"bindings": [{"role": "operator", "app": "*", "env": "*"}]})),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let r = f.approve(&ann, &id).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["state"], "applied");
+}

@@ -3,9 +3,10 @@
 
 use anyhow::Result;
 use cairn_client::cairn_api::{CreateAppBody, EnvBody, RegisterSchemaBody, ValidateBody};
+use cairn_client::WriteOutcome;
 use clap::Subcommand;
 
-use super::{cell_str, rejected, Ctx, ScopeArgs};
+use super::{cell_str, rejected, requested_line, Ctx, ScopeArgs};
 use crate::input::read_input;
 use crate::output::table;
 
@@ -71,11 +72,18 @@ pub enum EnvCmd {
         flags: EnvFlags,
     },
     List,
-    /// Change an environment's settings.
+    /// Change an environment's settings. On a protected environment (not auto-approved) a
+    /// change of its policy (anything but --description) needs its approval: it becomes a
+    /// change request, printed as `change chg_… pending (0/2 approvals)`, approved by admins
+    /// its approvers name.
     Set {
         name: String,
         #[command(flatten)]
         flags: EnvFlags,
+        /// If the change becomes a change request, wait for its outcome: applied (exit 0), or
+        /// rejected, cancelled, conflicted or expired (exit 4).
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -148,11 +156,18 @@ impl Ctx {
                     println!("environment {name} created (revision {})", r.revision)
                 });
             }
-            EnvCmd::Set { name, flags } => {
-                let r = self.client.update_env(&name, &flags.body(None)).await?;
-                self.revised(&r, |r| {
-                    println!("environment {name} updated (revision {})", r.revision)
-                });
+            EnvCmd::Set { name, flags, wait } => {
+                match self.client.update_env(&name, &flags.body(None)).await? {
+                    WriteOutcome::Written(r) => self.revised(&r, |r| {
+                        println!("environment {name} updated (revision {})", r.revision)
+                    }),
+                    WriteOutcome::Requested(c) => {
+                        self.show(&c, |c| println!("{}", requested_line(c)));
+                        if wait {
+                            self.wait_change(&c.change_id).await?;
+                        }
+                    }
+                }
             }
             EnvCmd::List => {
                 let r = self.get("/v1/envs", &[]).await?;
@@ -165,6 +180,7 @@ impl Ctx {
                             ("APPROVALS", "required_approvals"),
                             ("AUTO_APPROVE", "auto_approve"),
                             ("STRICT_FLAGS", "strict_flags"),
+                            ("APPROVERS", "approvers"),
                             ("DESCRIPTION", "description"),
                         ],
                     )

@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 use cairn_client::cairn_api::{
     ApproveBody, ChangeEntryBody, ChangeRecord, ChangeShown, ChangeState, ChangesQuery,
-    EditChangeBody, RejectBody,
+    EditChangeBody, EnvChangePreview, RejectBody,
 };
 use cairn_model::{EntryKind, MergeMode};
 use chrono::{DateTime, Utc};
@@ -205,6 +205,9 @@ pub(super) fn show_text(s: &ChangeShown) -> String {
             a.at.to_rfc3339()
         ));
     }
+    if let Some(env) = &s.preview.environment {
+        out.push_str(&env_section(env));
+    }
     out.push_str("entries:\n");
     for e in &s.preview.entries {
         let moved = if e.base_version != e.current_version {
@@ -235,6 +238,37 @@ pub(super) fn show_text(s: &ChangeShown) -> String {
         out.push_str(&format!("    after:  {after}\n"));
         let diff = cairn_model::diff_values(&before, &after, "before", "after");
         out.push_str(&indent(&diff.text, "    "));
+    }
+    out
+}
+
+/// A change of an environment's settings: each setting it moves, before
+/// and after.
+fn env_section(env: &EnvChangePreview) -> String {
+    let moved = match env.current_revision {
+        Some(now) if now != env.base_revision => {
+            format!(" — moved since (now revision {now}): applying conflicts, rebase it")
+        }
+        None => " — the environment no longer exists".to_owned(),
+        _ => String::new(),
+    };
+    let mut out = format!(
+        "environment {} settings, based on revision {}{moved}:\n",
+        env.name, env.base_revision
+    );
+    let (Some(before), Some(after)) = (&env.before, &env.after) else {
+        return out;
+    };
+    let (before, after) = (json!(before), json!(after));
+    for name in &env.changed {
+        out.push_str(&format!(
+            "  {name}: {} -> {}\n",
+            before[name.as_str()],
+            after[name.as_str()]
+        ));
+    }
+    if env.changed.is_empty() {
+        out.push_str("  (no setting changes)\n");
     }
     out
 }
@@ -408,5 +442,42 @@ impl Ctx {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+    use cairn_client::cairn_api::EnvPolicy;
+
+    #[test]
+    fn an_environment_change_shows_the_settings_it_moves() {
+        let before = EnvPolicy {
+            description: "Production".into(),
+            protected: true,
+            required_approvals: 2,
+            auto_approve: false,
+            strict_flags: false,
+            approvers: vec!["role:admin".into()],
+        };
+        let after = EnvPolicy {
+            protected: false,
+            approvers: vec![],
+            ..before.clone()
+        };
+        let env = EnvChangePreview {
+            name: "prod".into(),
+            base_revision: 7,
+            current_revision: Some(9),
+            changed: vec!["protected".into(), "approvers".into()],
+            before: Some(before),
+            after: Some(after),
+        };
+        assert_eq!(
+            env_section(&env),
+            "environment prod settings, based on revision 7 — moved since (now revision 9): \
+             applying conflicts, rebase it:\n  protected: true -> false\n  approvers: \
+             [\"role:admin\"] -> []\n"
+        );
     }
 }
