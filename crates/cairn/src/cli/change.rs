@@ -206,7 +206,9 @@ pub(super) fn show_text(s: &ChangeShown) -> String {
         ));
     }
     if let Some(env) = &s.preview.environment {
+        // A change of an environment's settings has no entries and no views.
         out.push_str(&env_section(env));
+        return out;
     }
     out.push_str("entries:\n");
     for e in &s.preview.entries {
