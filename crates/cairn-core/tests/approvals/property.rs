@@ -1,5 +1,6 @@
 //! Random sequences of principals and operations (requests, approvals,
-//! edits, rebases, direct writes, rejects, cancels, forces, time passing):
+//! edits, rebases, direct writes, rejects, cancels, forces, time passing,
+//! and requests to change prod's own policy, which only admins approve):
 //! no request is ever applied without N distinct approvals of its current
 //! content, none by its requester — or forced by an admin with a reason —
 //! and what an applied request wrote equals the content approved. The
@@ -63,10 +64,21 @@ enum Op {
     Tick {
         days: u8,
     },
+    /// Change prod's `strict_flags` (its policy: a request, approved by
+    /// admins only).
+    EnvRequest {
+        who: usize,
+        strict: bool,
+    },
 }
 
+/// Indexes into `people`: the viewer and the admins (three, so that a
+/// change of prod's policy can gather two approvals besides its requester).
+const VIEWER: usize = 3;
+const ADMINS: [usize; 3] = [4, 5, 6];
+
 fn op() -> impl Strategy<Value = Op> {
-    let who = 0..5usize;
+    let who = 0..7usize;
     // Mostly the latest requests, so that some gather their approvals.
     let req = 0..3usize;
     prop_oneof![
@@ -82,6 +94,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (who.clone(), req.clone(), any::<bool>())
             .prop_map(|(who, req, reason)| Op::Force { who, req, reason }),
         1 => (0..10u8).prop_map(|days| Op::Tick { days }),
+        2 => (who.clone(), any::<bool>()).prop_map(|(who, strict)| Op::EnvRequest { who, strict }),
     ]
 }
 
@@ -111,7 +124,9 @@ struct Log {
 async fn run(ops: Vec<Op>) {
     let w = world().await;
     let a = w.svc.approvals();
-    let people = [&w.ann, &w.bob, &w.cid, &w.vic, &w.adm];
+    let adm2 = super::user("adm2", cairn_store::Role::Admin);
+    let adm3 = super::user("adm3", cairn_store::Role::Admin);
+    let people = [&w.ann, &w.bob, &w.cid, &w.vic, &w.adm, &adm2, &adm3];
     let mut log = Log::default();
     for op in ops {
         // The i-th latest request.
@@ -138,7 +153,7 @@ async fn run(ops: Vec<Op>) {
                     .await;
                 match (who, r) {
                     // A viewer may not write at all.
-                    (3, r) => assert!(matches!(r, Err(Error::Forbidden(_))), "{r:?}"),
+                    (VIEWER, r) => assert!(matches!(r, Err(Error::Forbidden(_))), "{r:?}"),
                     (_, Ok(cairn_core::approvals::Outcome::Requested(r))) => log.ids.push(r.id),
                     (_, r) => panic!("every target reaches prod: {r:?}"),
                 }
@@ -148,7 +163,11 @@ async fn run(ops: Vec<Op>) {
                 let before = a.get(&w.adm, &id).await.unwrap();
                 let p = people[who];
                 let r = a.approve(p, &O, &id, "").await;
-                if p.actor == before.requester || who == 3 {
+                let env_change = !before.content["environment"].is_null();
+                if p.actor == before.requester
+                    || who == VIEWER
+                    || (env_change && !ADMINS.contains(&who))
+                {
                     assert!(matches!(r, Err(Error::Forbidden(_))), "{r:?}");
                 } else if before.state != ChangeState::Pending
                     || log
@@ -203,18 +222,38 @@ async fn run(ops: Vec<Op>) {
                     .await;
                 match r {
                     Ok(r) => {
-                        assert!(who == 4 && reason, "forced by {who} reason {reason}");
+                        assert!(
+                            ADMINS.contains(&who) && reason,
+                            "forced by {who} reason {reason}"
+                        );
                         if r.state == ChangeState::Applied {
                             log.forced.insert(id);
                         }
                     }
-                    Err(Error::Forbidden(_)) => assert_ne!(who, 4),
+                    Err(Error::Forbidden(_)) => assert!(!ADMINS.contains(&who)),
                     Err(_) => {}
                 }
             }
             Op::Tick { days } => {
                 w.clock.advance(Duration::days(days.into()));
                 a.tick(w.svc.now()).await.unwrap();
+            }
+            Op::EnvRequest { who, strict } => {
+                let s = cairn_core::EnvSettings {
+                    strict_flags: Some(strict),
+                    ..cairn_core::EnvSettings::default()
+                };
+                let r = a
+                    .update_env(people[who], &O, "prod", s, RequestOptions::default())
+                    .await;
+                match r {
+                    Ok(cairn_core::approvals::Outcome::Requested(r)) => {
+                        assert!(ADMINS.contains(&who));
+                        log.ids.push(r.id);
+                    }
+                    Err(Error::Forbidden(_)) => assert!(!ADMINS.contains(&who)),
+                    r => panic!("prod is gated: {r:?}"),
+                }
             }
         }
         check(&w, &log).await;
@@ -251,6 +290,16 @@ async fn check(w: &World, log: &Log) {
             );
         }
         let rev = r.applied_revision.expect("applied revision");
+        let env = &r.content["environment"];
+        if !env.is_null() {
+            // Applied on the settings it was based on; if nothing changed
+            // prod since, prod reads what it set.
+            assert!(env["base_revision"].as_i64().unwrap() < rev);
+            let prod = w.svc.config().env(&w.adm, "prod").unwrap();
+            if prod.revision == rev {
+                assert_eq!(json!(prod.strict_flags), env["strict_flags"]);
+            }
+        }
         for e in r.content["entries"].as_array().unwrap() {
             let scope: Scope = serde_json::from_value(e["scope"].clone()).unwrap();
             let key = e["key"].as_str().unwrap();
