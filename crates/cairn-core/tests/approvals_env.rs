@@ -468,3 +468,56 @@ async fn a_bad_approver_is_refused_and_nothing_changes() {
         .unwrap();
     assert!(open.is_empty(), "no request stored: {open:?}");
 }
+
+/// `env set prod --protected true` on an environment created open (the
+/// built-in ones auto-approve) turns approvals on: the next write waits.
+#[tokio::test]
+async fn protecting_an_open_environment_turns_auto_approval_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
+    let svc = Service::open(store, Options::default()).await.unwrap().0;
+    let adm = user("adm", Role::Admin);
+    let before = svc.config().env(&adm, "prod").unwrap();
+    assert!(!before.protected && before.auto_approve, "{before:?}");
+    let protect = EnvSettings {
+        protected: Some(true),
+        required_approvals: Some(2),
+        ..EnvSettings::default()
+    };
+    let out = svc
+        .approvals()
+        .update_env(&adm, &O, "prod", protect, RequestOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, Outcome::Written(_)),
+        "an open env is changed at once"
+    );
+    let prod = svc.config().env(&adm, "prod").unwrap();
+    assert!(prod.protected && !prod.auto_approve, "{prod:?}");
+    assert_eq!(prod.required_approvals, 2);
+    let write = svc
+        .approvals()
+        .write_entries(
+            &adm,
+            &O,
+            "m",
+            vec![ChangeItem {
+                scope: Scope::new(None, Some("prod")),
+                key: "a".into(),
+                kind: EntryKind::Config,
+                merge: MergeMode::Merge,
+                value: Some(serde_json::json!(1)),
+                expected_version: None,
+            }],
+            None,
+            RequestOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(write, Outcome::Requested(_)),
+        "prod now gates writes"
+    );
+}

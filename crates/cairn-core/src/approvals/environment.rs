@@ -131,6 +131,7 @@ impl Approvals<'_> {
         s: EnvSettings,
         opts: RequestOptions,
     ) -> Result<Outcome<Committed>> {
+        let s = s.with_protection_default();
         self.config.check_env_update(who, name, &s)?;
         let gated = self
             .kernel

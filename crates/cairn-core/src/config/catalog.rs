@@ -29,6 +29,16 @@ pub struct EnvSettings {
 }
 
 impl EnvSettings {
+    /// `protected: true` without `auto_approve` means gated, on an update as
+    /// on a create: `env set prod --protected true` turns approvals on even
+    /// for an environment created open (whose `auto_approve` is true).
+    pub fn with_protection_default(mut self) -> Self {
+        if self.protected == Some(true) && self.auto_approve.is_none() {
+            self.auto_approve = Some(false);
+        }
+        self
+    }
+
     /// Does it change the environment's policy (anything but its
     /// description)? On a gated environment that needs its approval.
     pub fn changes_policy(&self) -> bool {
@@ -106,6 +116,7 @@ impl Config<'_> {
         name: &str,
         s: EnvSettings,
     ) -> Result<Committed> {
+        let s = s.with_protection_default();
         self.check_env_update(who, name, &s)?;
         let m = Mutation::UpdateEnv(UpdateEnv {
             name: name.to_owned(),

@@ -81,8 +81,6 @@ fn protect_prod(cli: &Cli) {
         "true",
         "--required-approvals",
         "2",
-        "--auto-approve",
-        "false",
     ]);
 }
 

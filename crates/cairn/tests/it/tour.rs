@@ -458,8 +458,6 @@ fn tour_protected_prod(f: &Fixture) {
         "true",
         "--required-approvals",
         "2",
-        "--auto-approve",
-        "false",
     ]);
     assert!(
         out.stdout
