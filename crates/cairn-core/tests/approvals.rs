@@ -194,6 +194,37 @@ async fn request_two_approvals_applied_as_one_revision() {
             .unwrap();
         assert_eq!((e.revision, e.version), (rev, 1), "{key}");
     }
+    // The last approval and the apply are one commit: two audit records
+    // of the request at the revision that applied it.
+    let page = w
+        .svc
+        .identity()
+        .audit(
+            &w.adm,
+            &cairn_store::AuditFilter {
+                key: Some(r.id.clone()),
+                ..cairn_store::AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut trail: Vec<(String, Option<i64>)> = page
+        .records
+        .iter()
+        .map(|a| (a.action.clone(), a.revision))
+        .collect();
+    trail.sort_by_key(|t| t.1);
+    let first = trail[0].1;
+    assert_eq!(
+        trail,
+        [
+            ("change.request".to_owned(), first),
+            ("change.approve".to_owned(), trail[1].1),
+            ("change.approve".to_owned(), Some(rev)),
+            ("change.apply".to_owned(), Some(rev)),
+        ]
+    );
+    assert!(trail[1].1 < Some(rev) && first < trail[1].1, "{trail:?}");
     // Closed: nothing more to approve.
     assert!(is_conflict(a.approve(&w.adm, &O, &r.id, "").await));
 }

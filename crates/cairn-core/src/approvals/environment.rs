@@ -281,8 +281,9 @@ impl Approvals<'_> {
     }
 
     /// Apply an approved (or forced) environment change: its settings,
-    /// checked again, compare-and-set on its base revision, and `applied`
-    /// (the record, compare-and-set on its version) in one commit. An error
+    /// checked again, compare-and-set on its base revision, and the
+    /// record's steps (the completing approval, if any, then `applied`, each
+    /// compare-and-set on its version) in one commit. An error
     /// says why it does not apply (the caller tells a lost race on the
     /// record from a conflict of the environment).
     pub(super) async fn commit_env_change(
@@ -290,23 +291,13 @@ impl Approvals<'_> {
         who: &dyn Actor,
         origin: &Origin,
         change: &EnvChange,
-        applied: &ChangeRecord,
-        action: AuditAction,
+        message: &str,
+        record_steps: Vec<(Option<AuditAction>, Mutation)>,
     ) -> Result<Committed> {
         validate_env_settings(&change.settings())?;
-        let mutations = vec![
-            (None, change.mutation()),
-            (
-                Some(action),
-                Mutation::PutChange(PutChange {
-                    record: applied.clone(),
-                    expected_version: applied.version - 1,
-                }),
-            ),
-        ];
-        self.kernel
-            .commit(who, origin, &applied.message, mutations)
-            .await
+        let mut mutations = vec![(None, change.mutation())];
+        mutations.extend(record_steps);
+        self.kernel.commit(who, origin, message, mutations).await
     }
 }
 

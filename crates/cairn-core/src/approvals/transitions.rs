@@ -28,6 +28,25 @@ pub struct TickRun {
     pub expired: Vec<String>,
 }
 
+/// The record's own mutations in the commit that applies it (an approval
+/// first, when it completes the request, then the applied state), and the
+/// version stored when it began (the record's compare-and-set).
+struct RecordSteps {
+    mutations: Vec<(Option<AuditAction>, Mutation)>,
+    stored_version: i64,
+}
+
+/// `record` as the successor of the version before it.
+fn put_change(record: &ChangeRecord, action: AuditAction) -> (Option<AuditAction>, Mutation) {
+    (
+        Some(action),
+        Mutation::PutChange(PutChange {
+            record: record.clone(),
+            expected_version: record.version - 1,
+        }),
+    )
+}
+
 /// How applying a request's entries went.
 enum Applying {
     Applied,
@@ -74,16 +93,28 @@ impl Approvals<'_> {
         });
         let approved = valid_approvals(&next) >= current.required_approvals.max(1) as usize;
         if approved {
-            // Approved: waiting for its time (then applied right below if due).
+            // Approved: waiting for its time, or applied at once if due.
             next.state = ChangeState::Scheduled;
         }
-        let next = self
-            .put(who, origin, &current, next, AuditAction::ChangeApprove, now)
-            .await?;
         if approved && next.apply_at.is_none_or(|t| t <= now) {
-            return Ok(self.apply(who, origin, &next, now).await?.0);
+            // The approval and the apply in one commit (two audit records,
+            // one revision).
+            next.version = current.version + 1;
+            next.updated_at = now;
+            let (r, moved) = self.apply(who, origin, &current, Some(next), now).await?;
+            if !moved {
+                return Err(Error::Conflict {
+                    message: format!(
+                        "change {id} changed while it was being approved (now {}); look at it again",
+                        r.state.as_str()
+                    ),
+                    current_version: Some(r.version),
+                });
+            }
+            return Ok(r);
         }
-        Ok(next)
+        self.put(who, origin, &current, next, AuditAction::ChangeApprove, now)
+            .await
     }
 
     /// Reject an open request, with a reason (principals who may approve it).
@@ -160,7 +191,10 @@ impl Approvals<'_> {
         let mut forced = current.clone();
         forced.forced = true;
         forced.reason = Some(reason.to_owned());
-        Ok(self.apply(who, origin, &forced, self.kernel.now()).await?.0)
+        Ok(self
+            .apply(who, origin, &forced, None, self.kernel.now())
+            .await?
+            .0)
     }
 
     /// Apply due scheduled requests and expire pending ones past their
@@ -182,7 +216,7 @@ impl Approvals<'_> {
         for record in open {
             let done = match record.state {
                 ChangeState::Scheduled if record.apply_at.is_none_or(|t| t <= now) => {
-                    self.apply(&system, &origin, &record, now).await
+                    self.apply(&system, &origin, &record, None, now).await
                 }
                 ChangeState::Pending if record.expires_at <= now => {
                     let mut next = record.clone();
@@ -241,11 +275,16 @@ impl Approvals<'_> {
     /// record alone becomes `conflicted` with the reason, nothing else is
     /// written. A record that moved meanwhile is returned as it now is,
     /// with `false` (this call did not move it).
+    ///
+    /// `approval`: the approval that completes `record` (its successor,
+    /// not stored yet), committed in the same commit, before the applied
+    /// state; when applying fails it is stored alone, then the conflict.
     pub(super) async fn apply(
         &self,
         who: &dyn Actor,
         origin: &Origin,
         record: &ChangeRecord,
+        approval: Option<ChangeRecord>,
         now: DateTime<Utc>,
     ) -> Result<(ChangeRecord, bool)> {
         let content = ChangeContent::parse(record)?;
@@ -254,12 +293,22 @@ impl Approvals<'_> {
         } else {
             AuditAction::ChangeApply
         };
-        let mut applied = record.clone();
-        applied.version = record.version + 1;
+        let base = approval.as_ref().unwrap_or(record);
+        let mut applied = base.clone();
+        applied.version = base.version + 1;
         applied.state = ChangeState::Applied;
         applied.updated_at = now;
+        let mut steps = Vec::new();
+        if let Some(a) = &approval {
+            steps.push(put_change(a, AuditAction::ChangeApprove));
+        }
+        steps.push(put_change(&applied, action));
+        let steps = RecordSteps {
+            mutations: steps,
+            stored_version: record.version,
+        };
         match self
-            .try_apply(who, origin, &content, &applied, action)
+            .try_apply(who, origin, &content, &applied, steps)
             .await?
         {
             Applying::Applied => {
@@ -269,6 +318,13 @@ impl Approvals<'_> {
             }
             Applying::Lost => Ok((self.reread(record).await?, false)),
             Applying::Failed(e) => {
+                let record = &match approval {
+                    Some(a) => {
+                        self.put(who, origin, record, a, AuditAction::ChangeApprove, now)
+                            .await?
+                    }
+                    None => record.clone(),
+                };
                 let mut next = record.clone();
                 next.state = ChangeState::Conflicted;
                 next.forced = false;
@@ -290,13 +346,14 @@ impl Approvals<'_> {
         origin: &Origin,
         content: &ChangeContent,
         applied: &ChangeRecord,
-        action: AuditAction,
+        steps: RecordSteps,
     ) -> Result<Applying> {
+        let stored_version = steps.stored_version;
         if let Some(change) = &content.environment {
             let result = self
-                .commit_env_change(who, origin, change, applied, action)
+                .commit_env_change(who, origin, change, &applied.message, steps.mutations)
                 .await;
-            return self.applying(applied, result).await;
+            return self.applying(&applied.id, stored_version, result).await;
         }
         // Who may write was checked when the content was requested (edited,
         // rebased); applying re-checks the content itself, as the server.
@@ -310,6 +367,7 @@ impl Approvals<'_> {
             Err(e) => return Err(e),
         };
         let (prepared, entry_action) = (&prepared, content.audit_action());
+        let record_steps = &steps.mutations;
         let result = self
             .kernel
             .retrying(move || async move {
@@ -324,13 +382,7 @@ impl Approvals<'_> {
                     Err(e) => return Err(e),
                 };
                 let mut mutations = plan.mutations;
-                mutations.push((
-                    Some(action),
-                    Mutation::PutChange(PutChange {
-                        record: applied.clone(),
-                        expected_version: applied.version - 1,
-                    }),
-                ));
+                mutations.extend(record_steps.iter().cloned());
                 let committed: std::result::Result<Committed, Error> = match self
                     .kernel
                     .commit_guarded(who, origin, &applied.message, mutations, Some(plan.guard))
@@ -343,7 +395,7 @@ impl Approvals<'_> {
                 Ok(Ok(committed))
             })
             .await?;
-        self.applying(applied, result).await
+        self.applying(&applied.id, stored_version, result).await
     }
 
     /// How an attempt to commit `applied` went: a conflict is the record's
@@ -351,15 +403,16 @@ impl Approvals<'_> {
     /// content's (it does not apply as it is).
     async fn applying(
         &self,
-        applied: &ChangeRecord,
+        id: &str,
+        stored_version: i64,
         result: std::result::Result<Committed, Error>,
     ) -> Result<Applying> {
         match result {
             Ok(_) => Ok(Applying::Applied),
             Err(e) if e.code() == ErrorCode::Conflict => {
                 // The record's own compare-and-set, or an entry's?
-                let now = self.kernel.store().change(&applied.id).await?;
-                if now.is_some_and(|r| r.version != applied.version - 1) {
+                let now = self.kernel.store().change(id).await?;
+                if now.is_some_and(|r| r.version != stored_version) {
                     Ok(Applying::Lost)
                 } else {
                     Ok(Applying::Failed(e))

@@ -239,3 +239,70 @@ pub(super) async fn change_transitions_are_audited(s: Arc<dyn Store>) {
     // The content (values) is not copied into the audit log.
     assert!(last.detail.get("content").is_none());
 }
+
+/// The approval that completes a request and its applied state in one
+/// commit: two successive versions of one record, each compare-and-set on
+/// the one before (the second sees the first), one audit record each; a
+/// stale first step writes neither.
+pub(super) async fn approval_and_apply_in_one_commit(s: Arc<dyn Store>) {
+    let s = &*s;
+    let g = Scope::global();
+    let r1 = record("chg_f", 0);
+    commit(s, vec![put_change(&r1, 0)]).await.unwrap();
+
+    // Stale: based on version 2, which does not exist yet.
+    let head = s.head().await.unwrap();
+    let wrong = next(&next(&r1, ChangeState::Scheduled), ChangeState::Scheduled);
+    let stale = commit(
+        s,
+        vec![
+            put_change(&wrong, 2),
+            put_change(&next(&wrong, ChangeState::Applied), 3),
+        ],
+    )
+    .await;
+    assert!(
+        matches!(stale, Err(StoreError::ChangeConflict { actual: 1, .. })),
+        "{stale:?}"
+    );
+    assert_eq!(s.head().await.unwrap(), head);
+    assert_eq!(s.change("chg_f").await.unwrap().as_ref(), Some(&r1));
+
+    let approved = next(&r1, ChangeState::Scheduled);
+    let applied = next(&approved, ChangeState::Applied);
+    let c = commit(
+        s,
+        vec![
+            put_change(&approved, 1),
+            put_cas(&g, "db/pool", json!({"max": 80}), Some(0)),
+            put_change(&applied, 2),
+        ],
+    )
+    .await
+    .unwrap();
+    let stored = s.change("chg_f").await.unwrap().expect("stored");
+    assert_eq!(
+        (stored.version, stored.state, stored.applied_revision),
+        (3, ChangeState::Applied, Some(c.revision))
+    );
+    let audit = s
+        .audit(&AuditFilter {
+            key: Some("chg_f".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut steps: Vec<(Option<i64>, Option<i64>, Option<i64>)> = audit
+        .iter()
+        .map(|a| (a.revision, a.from_version, a.to_version))
+        .collect();
+    steps.sort();
+    assert_eq!(
+        steps,
+        [
+            (Some(c.revision - 1), Some(0), Some(1)),
+            (Some(c.revision), Some(1), Some(2)),
+            (Some(c.revision), Some(2), Some(3)),
+        ]
+    );
+}

@@ -86,6 +86,7 @@ pub const CASES: &[(&str, CaseFn)] = cases![
     changes::applying_a_change_is_atomic,
     changes::change_requests_list_by_state_newest_first,
     changes::change_transitions_are_audited,
+    changes::approval_and_apply_in_one_commit,
     concurrency::concurrent_commits_are_serialized,
 ];
 
