@@ -16,7 +16,7 @@ use cairn_store::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{gate, random_id, Approvals, ChangeContent, Outcome, RequestOptions};
+use super::{gate, new_record, random_id, Approvals, ChangeContent, Outcome, RequestOptions};
 use crate::config::catalog::{validate_env_settings, EnvSettings};
 use crate::identity::auth::{Origin, Principal};
 use crate::kernel::Actor;
@@ -147,7 +147,7 @@ impl Approvals<'_> {
         let now = self.kernel.now();
         let id = random_id();
         let message = format!("update environment {name}");
-        let (s, id, message) = (&s, &id, &message);
+        let (s, id, message, opts) = (&s, &id, &message, &opts);
         let record = self
             .kernel
             .retrying(move || async move {
@@ -158,27 +158,7 @@ impl Approvals<'_> {
                 let env = env.ok_or_else(|| Error::not_found(format!("environment '{name}'")))?;
                 let content = content_of(EnvChange::new(name, env.revision, s));
                 let gate = own_gate(&env);
-                let record = ChangeRecord {
-                    id: id.clone(),
-                    version: 1,
-                    state: ChangeState::Pending,
-                    requester: who.identity().to_owned(),
-                    requester_actor: who.actor(),
-                    message: message.clone(),
-                    content_hash: content.hash(),
-                    content: content.to_value(),
-                    environments: gate.environments,
-                    required_approvals: gate.required,
-                    approvals: Vec::new(),
-                    reason: None,
-                    forced: false,
-                    apply_at: opts.apply_at,
-                    expires_at: now + self.expiry,
-                    created_at: now,
-                    updated_at: now,
-                    applied_revision: None,
-                    conflict: None,
-                };
+                let record = new_record(id, who, message, &content, gate, opts, now, self.expiry);
                 self.commit_env_record(
                     who,
                     origin,

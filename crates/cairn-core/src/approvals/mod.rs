@@ -211,6 +211,41 @@ fn check_approvers(
     Ok(())
 }
 
+/// A new pending request: version 1, no approvals yet.
+#[allow(clippy::too_many_arguments)] // each is a field of the new record
+fn new_record(
+    id: &str,
+    who: &Principal,
+    message: &str,
+    content: &ChangeContent,
+    gate: gate::Gate,
+    opts: &RequestOptions,
+    now: DateTime<Utc>,
+    expiry: chrono::Duration,
+) -> ChangeRecord {
+    ChangeRecord {
+        id: id.to_owned(),
+        version: 1,
+        state: ChangeState::Pending,
+        requester: who.identity().to_owned(),
+        requester_actor: who.actor(),
+        message: message.to_owned(),
+        content_hash: content.hash(),
+        content: content.to_value(),
+        environments: gate.environments,
+        required_approvals: gate.required,
+        approvals: Vec::new(),
+        reason: None,
+        forced: false,
+        apply_at: opts.apply_at,
+        expires_at: now + expiry,
+        created_at: now,
+        updated_at: now,
+        applied_revision: None,
+        conflict: None,
+    }
+}
+
 fn random_id() -> String {
     use rand::RngCore;
     let mut b = [0u8; 12];

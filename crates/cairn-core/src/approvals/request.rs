@@ -9,7 +9,8 @@ use cairn_store::{
 };
 
 use super::{
-    gate, random_id, require_state, Approvals, ChangeContent, ContentEntry, Outcome, RequestOptions,
+    gate, new_record, random_id, require_state, Approvals, ChangeContent, ContentEntry, Outcome,
+    RequestOptions,
 };
 use crate::config::entries::ChangeItem;
 use crate::identity::auth::{Origin, Principal};
@@ -50,27 +51,7 @@ impl Approvals<'_> {
                 environments: Vec::new(),
                 required: 1,
             });
-            ChangeRecord {
-                id: id.clone(),
-                version: 1,
-                state: ChangeState::Pending,
-                requester: who.identity().to_owned(),
-                requester_actor: who.actor(),
-                message: message.to_owned(),
-                content_hash: content.hash(),
-                content: content.to_value(),
-                environments: gate.environments,
-                required_approvals: gate.required,
-                approvals: Vec::new(),
-                reason: None,
-                forced: false,
-                apply_at: opts.apply_at,
-                expires_at: now + self.expiry,
-                created_at: now,
-                updated_at: now,
-                applied_revision: None,
-                conflict: None,
-            }
+            new_record(&id, who, message, &content, gate, &opts, now, self.expiry)
         };
         let record = self
             .planned_as(

@@ -13,8 +13,7 @@ pub use cairn_api::{
     EntryChangePreview, EnvChangePreview, EnvPolicy, RejectBody, ViewChangePreview,
 };
 use cairn_core::approvals::{valid_approvals, ChangeContent, Preview};
-use cairn_core::{ChangeItem, Error, Service};
-use cairn_model::Scope;
+use cairn_core::{Error, Service};
 use cairn_store::{ChangeFilter, ChangeRecord};
 use serde_json::Value;
 
@@ -249,32 +248,7 @@ pub async fn edit_change(
 ) -> ApiResult<Json<ChangeRecord>> {
     // The request keeps the message it was made with (`Approvals::edit`
     // takes none); `message` is accepted for the CLI's `-m` and not stored.
-    let mut items = Vec::with_capacity(body.entries.len());
-    for (i, e) in body.entries.into_iter().enumerate() {
-        let scope = Scope::parse(e.app.as_deref(), e.env.as_deref()).map_err(Error::from)?;
-        let value = match (e.delete, e.value) {
-            (true, None) => None,
-            (false, Some(v)) => Some(v),
-            (true, Some(_)) => {
-                return Err(Error::invalid(
-                    format!("entries[{i}].value"),
-                    "a delete carries no value",
-                )
-                .into())
-            }
-            (false, None) => {
-                return Err(Error::invalid(format!("entries[{i}].value"), "missing value").into())
-            }
-        };
-        items.push(ChangeItem {
-            scope,
-            key: e.key,
-            kind: e.kind,
-            merge: e.merge,
-            value,
-            expected_version: e.expected_version,
-        });
-    }
+    let items = super::entries::change_items(body.entries)?;
     Ok(Json(
         svc.approvals().edit(&c.who, &c.origin, &id, items).await?,
     ))

@@ -281,10 +281,28 @@ pub async fn change_set(
     c: Caller,
     Json(body): Json<ChangeSetBody>,
 ) -> ApiResult<Response> {
-    let mut items = Vec::with_capacity(body.entries.len());
-    let mut targets = Vec::with_capacity(body.entries.len());
-    for (i, e) in body.entries.into_iter().enumerate() {
-        let scope = Scope::parse(e.app.as_deref(), e.env.as_deref()).map_err(Error::from)?;
+    let items = change_items(body.entries)?;
+    let targets = items
+        .iter()
+        .map(|i| (i.scope.clone(), i.key.clone()))
+        .collect();
+    let opts = RequestOptions {
+        apply_at: body.apply_at,
+    };
+    let outcome = svc
+        .approvals()
+        .write_entries(&c.who, &c.origin, &body.message, items, None, opts)
+        .await?;
+    Ok(outcome_response(outcome, targets))
+}
+
+/// The entries of a change set (`POST /v1/changes`, `PATCH /v1/changes/{id}`)
+/// as the write path takes them: a delete carries no value, anything else
+/// one (400 naming `entries[i].value`).
+pub(super) fn change_items(entries: Vec<ChangeEntryBody>) -> Result<Vec<ChangeItem>, Error> {
+    let mut items = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        let scope = Scope::parse(e.app.as_deref(), e.env.as_deref())?;
         let value = match (e.delete, e.value) {
             (true, None) => None,
             (false, Some(v)) => Some(v),
@@ -292,14 +310,15 @@ pub async fn change_set(
                 return Err(Error::invalid(
                     format!("entries[{i}].value"),
                     "a delete carries no value",
-                )
-                .into())
+                ))
             }
             (false, None) => {
-                return Err(Error::invalid(format!("entries[{i}].value"), "missing value").into())
+                return Err(Error::invalid(
+                    format!("entries[{i}].value"),
+                    "missing value",
+                ))
             }
         };
-        targets.push((scope.clone(), e.key.clone()));
         items.push(ChangeItem {
             scope,
             key: e.key,
@@ -309,14 +328,7 @@ pub async fn change_set(
             expected_version: e.expected_version,
         });
     }
-    let opts = RequestOptions {
-        apply_at: body.apply_at,
-    };
-    let outcome = svc
-        .approvals()
-        .write_entries(&c.who, &c.origin, &body.message, items, None, opts)
-        .await?;
-    Ok(outcome_response(outcome, targets))
+    Ok(items)
 }
 
 /// Every version of an entry, oldest first.
