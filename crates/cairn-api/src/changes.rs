@@ -94,6 +94,22 @@ pub struct ChangePreview {
     /// Present when the request changes an environment's settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<EnvChangePreview>,
+    /// Would it apply if approved now (planned against today's committed
+    /// state: schemas, references, flags, base versions; nothing written)?
+    /// Present for pending, scheduled and conflicted requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<ApplyCheck>,
+}
+
+/// Whether a request would apply now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ApplyCheck {
+    pub applies: bool,
+    /// Why not: `{code, message, violations[]}` (the same shape as a
+    /// conflicted request's `conflict`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub problem: Option<Value>,
 }
 
 /// A requested change of an environment's settings.

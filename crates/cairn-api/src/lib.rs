@@ -18,8 +18,8 @@ mod webhooks;
 pub use catalog::{CreateAppBody, EnvBody, RegisterSchemaBody, Revised, ValidateBody};
 
 pub use changes::{
-    ApproveBody, ChangePreview, ChangeRequested, ChangeShown, ChangesQuery, EditChangeBody,
-    EntryChangePreview, EnvChangePreview, EnvPolicy, RejectBody, ViewChangePreview,
+    ApplyCheck, ApproveBody, ChangePreview, ChangeRequested, ChangeShown, ChangesQuery,
+    EditChangeBody, EntryChangePreview, EnvChangePreview, EnvPolicy, RejectBody, ViewChangePreview,
 };
 
 pub use entries::{

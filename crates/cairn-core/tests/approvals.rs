@@ -333,6 +333,9 @@ async fn invalid_requests_store_nothing_and_apply_revalidates() {
             vec![set(Some("shop"), Some("prod"), "other/a", json!(5))],
         )
         .await;
+    let (_, p) = a.show(&w.bob, &r.id).await.unwrap();
+    let check = p.check.expect("an open request is checked");
+    assert!(check.applies && check.problem.is_none(), "{check:?}");
     w.svc
         .config()
         .register_schema(
@@ -346,12 +349,24 @@ async fn invalid_requests_store_nothing_and_apply_revalidates() {
         )
         .await
         .unwrap();
+    // The reviewer sees it would not apply, and why, before approving.
+    let before = w.svc.revision();
+    let (_, p) = a.show(&w.bob, &r.id).await.unwrap();
+    let check = p.check.expect("checked");
+    assert!(!check.applies, "{check:?}");
+    let problem = check.problem.expect("why");
+    assert_eq!(problem["code"], json!("schema_violation"), "{problem}");
+    assert_eq!(problem["violations"][0]["pointer"], json!(""), "{problem}");
+    assert_eq!(w.svc.revision(), before, "checking writes nothing");
     a.approve(&w.bob, &O, &r.id, "").await.unwrap();
     let done = a.approve(&w.cid, &O, &r.id, "").await.unwrap();
     assert_eq!(done.state, ChangeState::Conflicted);
     let conflict = done.conflict.expect("reason");
     assert_eq!(conflict["code"], json!("schema_violation"), "{conflict}");
     assert_eq!(w.view("shop", "prod", "other/a"), None);
+    // Conflicted: still checked (for a rebase); applied or rejected: not.
+    let (_, p) = a.show(&w.adm, &r.id).await.unwrap();
+    assert_eq!(p.check.map(|c| c.applies), Some(false));
 }
 
 #[tokio::test]
@@ -416,6 +431,9 @@ async fn a_moved_entry_conflicts_then_rebase_and_apply() {
         .await
         .unwrap();
     let rev = w.svc.revision();
+    let (_, p) = a.show(&w.bob, &r.id).await.unwrap();
+    let problem = p.check.and_then(|c| c.problem).expect("would not apply");
+    assert_eq!(problem["code"], json!("conflict"), "{problem}");
     a.approve(&w.bob, &O, &r.id, "").await.unwrap();
     let c = a.approve(&w.cid, &O, &r.id, "").await.unwrap();
     assert_eq!(c.state, ChangeState::Conflicted);

@@ -34,7 +34,7 @@ use crate::{Error, Result};
 
 pub use environment::EnvChange;
 pub use gate::Gate;
-pub use preview::{EntryPreview, EnvPreview, Preview, ViewPreview};
+pub use preview::{Check, EntryPreview, EnvPreview, Preview, ViewPreview};
 pub use transitions::TickRun;
 
 /// How long a pending request waits for approvals by default.
@@ -244,6 +244,16 @@ fn new_record(
         applied_revision: None,
         conflict: None,
     }
+}
+
+/// Why a request does not apply: `{code, message, violations}` (a
+/// conflicted request's `conflict`, and `change show`'s check).
+fn problem(e: &Error) -> Value {
+    serde_json::json!({
+        "code": e.code(),
+        "message": e.to_string(),
+        "violations": e.violations(),
+    })
 }
 
 fn random_id() -> String {

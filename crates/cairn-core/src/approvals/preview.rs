@@ -8,14 +8,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use cairn_model::{Revision, Scope};
-use cairn_store::{ChangeRecord, EntryVersion, Environment};
+use cairn_store::{ChangeRecord, ChangeState, EntryVersion, Environment};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{gate, Approvals, ChangeContent, EnvChange};
+use super::{gate, problem, Approvals, ChangeContent, EnvChange};
+use crate::config::catalog::validate_env_settings;
 use crate::identity::auth::Principal;
 use crate::kernel::state::{ResolvedView, ScopeEntries, State};
-use crate::Result;
+use crate::{Error, ErrorCode, Result};
 
 /// One entry of a request, before and after.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,6 +58,20 @@ pub struct Preview {
     pub views: Vec<ViewPreview>,
     /// A change of an environment's policy.
     pub environment: Option<EnvPreview>,
+    /// Would it apply now (open and conflicted requests only; `None`
+    /// otherwise)?
+    pub check: Option<Check>,
+}
+
+/// Whether a request would apply if approved now: planned against the
+/// committed state of today (schemas, references, flags, base versions)
+/// without writing anything.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    pub applies: bool,
+    /// Why not: `{code, message, violations}`, as a conflicted request's
+    /// `conflict`.
+    pub problem: Option<Value>,
 }
 
 fn env_preview(st: &State, change: &EnvChange) -> EnvPreview {
@@ -124,6 +139,7 @@ pub fn preview(st: &State, content: &ChangeContent) -> Preview {
         entries,
         views,
         environment: content.environment.as_ref().map(|c| env_preview(st, c)),
+        check: None,
     }
 }
 
@@ -168,11 +184,81 @@ fn view_after(
 }
 
 impl Approvals<'_> {
-    /// A request with its preview against the current state (`change show`).
+    /// A request with its preview against the current state (`change
+    /// show`), and for an open or conflicted one whether it would apply now.
     pub async fn show(&self, who: &Principal, id: &str) -> Result<(ChangeRecord, Preview)> {
         let record = self.get_record(who, id).await?;
         let content = ChangeContent::parse(&record)?;
-        let preview = preview(&self.kernel.read(), &content);
+        let mut preview = preview(&self.kernel.read(), &content);
+        if record.state.is_open() || record.state == ChangeState::Conflicted {
+            preview.check = Some(self.check(&record, &content, &preview.entries).await?);
+        }
         Ok((record, preview))
+    }
+
+    /// Plan `content` as applying would (compare-and-set on its base
+    /// versions, every validation against committed state), commit nothing.
+    async fn check(
+        &self,
+        record: &ChangeRecord,
+        content: &ChangeContent,
+        entries: &[EntryPreview],
+    ) -> Result<Check> {
+        let moved = entries.iter().find(|e| e.base_version != e.current_version);
+        let result = match (&content.environment, moved) {
+            (_, Some(e)) => Err(Error::Conflict {
+                message: format!(
+                    "{} at {} moved since the request (version {} → {}): rebase it",
+                    e.key, e.scope, e.base_version, e.current_version
+                ),
+                current_version: Some(e.current_version),
+            }),
+            (Some(change), None) => validate_env_settings(&change.settings()).and_then(|()| {
+                match self.kernel.read().envs.get(&change.name) {
+                    Some(env) if env.revision == change.base_revision => Ok(()),
+                    Some(env) => Err(Error::Conflict {
+                        message: format!(
+                            "environment '{}' changed since the request (revision {} → {}): \
+                             rebase it",
+                            change.name, change.base_revision, env.revision
+                        ),
+                        current_version: None,
+                    }),
+                    None => Err(Error::not_found(format!("environment '{}'", change.name))),
+                }
+            }),
+            (None, None) => {
+                let system = Principal::system();
+                match self
+                    .config
+                    .prepare(&system, &record.message, content.items())
+                {
+                    Ok(prepared) => self
+                        .config
+                        .plan_checked(
+                            &system,
+                            self.kernel.revision(),
+                            &prepared,
+                            content.audit_action(),
+                        )
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match result {
+            Ok(()) => Ok(Check {
+                applies: true,
+                problem: None,
+            }),
+            Err(e) if e.code() != ErrorCode::Internal && e.code() != ErrorCode::Unavailable => {
+                Ok(Check {
+                    applies: false,
+                    problem: Some(problem(&e)),
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }

@@ -4,7 +4,6 @@
 //! (apply what is due, expire what waited too long).
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use cairn_store::{
     AuditAction, ChangeApproval, ChangeFilter, ChangeRecord, ChangeState, Committed, Mutation,
@@ -328,11 +327,7 @@ impl Approvals<'_> {
                 let mut next = record.clone();
                 next.state = ChangeState::Conflicted;
                 next.forced = false;
-                next.conflict = Some(json!({
-                    "code": e.code(),
-                    "message": e.to_string(),
-                    "violations": e.violations(),
-                }));
+                next.conflict = Some(super::problem(&e));
                 self.put(who, origin, record, next, AuditAction::ChangeConflict, now)
                     .await
                     .map(|r| (r, true))

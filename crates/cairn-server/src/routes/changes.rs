@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 pub use cairn_api::{
-    ApproveBody, ChangePreview, ChangeRequested, ChangeShown, ChangesQuery, EditChangeBody,
-    EntryChangePreview, EnvChangePreview, EnvPolicy, RejectBody, ViewChangePreview,
+    ApplyCheck, ApproveBody, ChangePreview, ChangeRequested, ChangeShown, ChangesQuery,
+    EditChangeBody, EntryChangePreview, EnvChangePreview, EnvPolicy, RejectBody, ViewChangePreview,
 };
 use cairn_core::approvals::{valid_approvals, ChangeContent, Preview};
 use cairn_core::{Error, Service};
@@ -146,6 +146,10 @@ fn shown(record: ChangeRecord, preview: Preview) -> ChangeShown {
             entries,
             views,
             environment,
+            check: preview.check.map(|c| ApplyCheck {
+                applies: c.applies,
+                problem: c.problem,
+            }),
         },
     }
 }

@@ -152,6 +152,7 @@ async fn a_protected_write_waits_for_two_other_approvals() {
         .expect("billing/prod is reached");
     assert_eq!(v["before"]["db"], json!({"max": 20}));
     assert_eq!(v["after"]["db"], json!({"max": 80}));
+    assert_eq!(r.body["preview"]["check"], json!({"applies": true}));
 
     // Lists.
     assert!(ids(&f.t.get("/v1/changes?state=pending&env=prod").await).contains(&id));
@@ -196,8 +197,11 @@ async fn a_protected_write_waits_for_two_other_approvals() {
     assert_eq!(r.body["state"], "applied");
     assert_eq!(f.view().await["values"]["db"], json!({"max": 80}));
     assert!(ids(&f.t.get("/v1/changes?state=applied&env=prod").await).contains(&id));
-    // Applied is final.
+    // Applied is final, and no longer checked.
     assert_eq!(f.approve(&f.a1, &id).await.status, StatusCode::CONFLICT);
+    let r = f.t.get(&format!("/v1/changes/{id}")).await;
+    assert_eq!(r.body["change"]["state"], "applied");
+    assert!(r.body["preview"].get("check").is_none(), "{}", r.body);
 }
 
 #[tokio::test]

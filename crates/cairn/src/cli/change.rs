@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use cairn_client::cairn_api::{
-    ApproveBody, ChangeEntryBody, ChangeRecord, ChangeShown, ChangeState, ChangesQuery,
+    ApplyCheck, ApproveBody, ChangeEntryBody, ChangeRecord, ChangeShown, ChangeState, ChangesQuery,
     EditChangeBody, EnvChangePreview, RejectBody,
 };
 use cairn_model::{EntryKind, MergeMode};
@@ -159,6 +159,40 @@ fn indent(text: &str, by: &str) -> String {
         .collect::<String>()
 }
 
+/// `check: applies now`, or why it would not, with each schema violation.
+fn check_text(check: &ApplyCheck) -> String {
+    if check.applies {
+        return "check: applies now (planned against today's schemas, references and versions)\n"
+            .to_owned();
+    }
+    let problem = check.problem.as_ref();
+    let field = |name: &str| {
+        problem
+            .and_then(|p| p[name].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut out = format!(
+        "check: would NOT apply now: {} ({})\n",
+        field("message"),
+        field("code")
+    );
+    let violations = problem
+        .and_then(|p| p["violations"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    for v in violations {
+        out.push_str(&format!(
+            "  {} {}: {} ({})\n",
+            v["entry"].as_str().unwrap_or_default(),
+            v["pointer"].as_str().unwrap_or_default(),
+            v["message"].as_str().unwrap_or_default(),
+            v["schema"].as_str().unwrap_or_default()
+        ));
+    }
+    out
+}
+
 /// `cairn change show` as text.
 pub(super) fn show_text(s: &ChangeShown) -> String {
     let r = &s.change;
@@ -183,6 +217,9 @@ pub(super) fn show_text(s: &ChangeShown) -> String {
     }
     if let Some(c) = &r.conflict {
         out.push_str(&format!("conflict: {c}\n"));
+    }
+    if let Some(check) = &s.preview.check {
+        out.push_str(&check_text(check));
     }
     out.push_str("approvals:\n");
     if r.approvals.is_empty() {

@@ -564,7 +564,19 @@ fn a_write_meanwhile_conflicts_rebase_then_applies_and_force_is_audited() {
         ["change.request", "change.force"]
     );
 
-    // The first request's entry moved: its last approval conflicts (exit 4).
+    // The first request's entry moved: `change show` says it would not
+    // apply, and its last approval conflicts (exit 4).
+    let text = p.carol.ok(&["change", "show", &id]).stdout;
+    let check = text
+        .lines()
+        .find(|l| l.starts_with("check: "))
+        .unwrap_or_else(|| panic!("no check line in\n{text}"));
+    assert_eq!(
+        check,
+        // The request was `set … --env prod` (no app): scope global/prod.
+        "check: would NOT apply now: database/pool at global/prod moved since the request \
+         (version 2 → 3): rebase it (conflict)"
+    );
     let out = p.carol.expect(4, &["approve", &id]);
     assert_eq!(
         out.stdout,
