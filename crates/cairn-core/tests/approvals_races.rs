@@ -18,6 +18,8 @@ const O: Origin = Origin {
     user_agent: None,
 };
 const ROUNDS: usize = 8;
+/// Rounds of the write-vs-protection race (each is cheap).
+const RACE_ROUNDS: usize = 40;
 
 fn user(name: &str, role: Role) -> Principal {
     Principal {
@@ -237,6 +239,79 @@ mod sqlite {
         let (svcs, _, _dir) = services().await;
         competing_requests_race(svcs).await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_write_racing_protection() {
+        let (svcs, _, _dir) = services().await;
+        a_write_racing_protection_is_never_direct_after_it(svcs).await;
+    }
+}
+
+/// A write at prod races prod becoming protected (one per replica): a write
+/// answered as written committed before the protection; one that commits
+/// after it is a request instead. Never a direct write to a protected prod.
+async fn a_write_racing_protection_is_never_direct_after_it(svcs: [Arc<Service>; 2]) {
+    let (ann, adm) = (user("ann", Role::Operator), user("adm", Role::Admin));
+    let (mut written, mut requested) = (0, 0);
+    for round in 0..RACE_ROUNDS {
+        // Open again, directly (the ungated write path).
+        let open = EnvSettings {
+            protected: Some(false),
+            ..EnvSettings::default()
+        };
+        svcs[1]
+            .config()
+            .update_env(&adm, &O, "prod", open)
+            .await
+            .unwrap();
+        for s in &svcs {
+            s.sync().await.unwrap();
+        }
+        let protect = EnvSettings {
+            protected: Some(true),
+            required_approvals: Some(2),
+            ..EnvSettings::default()
+        };
+        let (a0, a1) = (svcs[0].approvals(), svcs[1].approvals());
+        let (write, protected) = tokio::join!(
+            a0.write_entries(
+                &ann,
+                &O,
+                "race",
+                vec![set("k", json!(round))],
+                None,
+                RequestOptions::default(),
+            ),
+            a1.update_env(&adm, &O, "prod", protect, RequestOptions::default()),
+        );
+        assert!(
+            matches!(protected.unwrap(), Outcome::Written(_)),
+            "round {round}"
+        );
+        svcs[0].sync().await.unwrap();
+        let prod = svcs[0].config().env(&adm, "prod").unwrap();
+        assert!(
+            prod.protected && !prod.auto_approve,
+            "round {round}: {prod:?}"
+        );
+        match write.unwrap() {
+            Outcome::Written(w) => {
+                assert!(
+                    w.committed.revision < prod.revision,
+                    "round {round}: written directly at revision {} after prod was \
+                     protected at revision {}",
+                    w.committed.revision,
+                    prod.revision
+                );
+                written += 1;
+            }
+            Outcome::Requested(r) => {
+                assert_eq!(r.environments, ["prod"], "round {round}");
+                requested += 1;
+            }
+        }
+    }
+    assert_eq!(written + requested, RACE_ROUNDS);
 }
 
 mod postgres {
@@ -265,5 +340,13 @@ mod postgres {
             return;
         };
         competing_requests_race(svcs).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_write_on_one_replica_racing_protection_on_the_other() {
+        let Some((svcs, _)) = services().await else {
+            return;
+        };
+        a_write_racing_protection_is_never_direct_after_it(svcs).await;
     }
 }

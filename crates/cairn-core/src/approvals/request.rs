@@ -12,7 +12,7 @@ use super::{
     gate, new_record, random_id, require_state, Approvals, ChangeContent, ContentEntry, Outcome,
     RequestOptions,
 };
-use crate::config::entries::ChangeItem;
+use crate::config::entries::{ChangeItem, Written};
 use crate::identity::auth::{Origin, Principal};
 use crate::identity::policy::Action;
 use crate::{Error, Result};
@@ -31,17 +31,13 @@ impl Approvals<'_> {
         action: Option<AuditAction>,
         opts: RequestOptions,
     ) -> Result<Outcome> {
-        let gated = {
-            let st = self.kernel.read();
-            gate::gate(&st.envs, items.iter().map(|i| &i.scope))
+        let items = match self
+            .write_ungated(who, origin, message, items, action)
+            .await?
+        {
+            Ok(written) => return Ok(Outcome::Written(written)),
+            Err(items) => items,
         };
-        if gated.is_none() {
-            return Ok(Outcome::Written(
-                self.config
-                    .write_entries(who, origin, message, items, action)
-                    .await?,
-            ));
-        }
         let now = self.kernel.now();
         let id = random_id();
         let build = move |content: ChangeContent, gate: Option<gate::Gate>| {
@@ -65,6 +61,64 @@ impl Approvals<'_> {
             )
             .await?;
         Ok(Outcome::Requested(Box::new(record)))
+    }
+
+    /// Write `items` directly if they reach no gated environment, exactly
+    /// like `Config::write_entries`, with the environments' settings among
+    /// what the plan read: should one become gated before the commit, it is
+    /// planned again, and then it is not written but handed back (`Err`)
+    /// to become a request. Never a direct write to an environment that
+    /// was protected when it committed.
+    async fn write_ungated(
+        &self,
+        who: &Principal,
+        origin: &Origin,
+        message: &str,
+        items: Vec<ChangeItem>,
+        action: Option<AuditAction>,
+    ) -> Result<std::result::Result<Written, Vec<ChangeItem>>> {
+        let gated = |items: &mut dyn Iterator<Item = &ChangeItem>| {
+            gate::gate(&self.kernel.read().envs, items.map(|i| &i.scope)).is_some()
+        };
+        if gated(&mut items.iter()) {
+            return Ok(Err(items));
+        }
+        let prepared = self.config.prepare(who, message, items)?;
+        let written = {
+            let prepared = &prepared;
+            self.kernel
+                .retrying(move || async move {
+                    // Taken before the gate and the plan read anything.
+                    let basis = self.kernel.revision();
+                    if gated(&mut prepared.iter().map(|p| &p.item)) {
+                        return Ok(Ok(None));
+                    }
+                    let mut plan = self
+                        .config
+                        .plan_checked(who, basis, prepared, action)
+                        .await?;
+                    // The settings of the environments it reaches (every
+                    // one, new ones too, for a scope of all of them).
+                    for p in prepared {
+                        plan.guard.read(match &p.item.scope.env {
+                            Some(name) => Read::Environment { name: name.clone() },
+                            None => Read::Environments,
+                        });
+                    }
+                    let committed = self
+                        .kernel
+                        .commit_guarded(who, origin, message, plan.mutations, Some(plan.guard))
+                        .await?;
+                    Ok(committed.map(|committed| {
+                        Some(Written {
+                            committed,
+                            warnings: plan.warnings,
+                        })
+                    }))
+                })
+                .await?
+        };
+        Ok(written.ok_or_else(|| prepared.into_iter().map(|p| p.item).collect()))
     }
 
     /// Replace the entries of a pending request (the requester or an
