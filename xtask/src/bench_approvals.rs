@@ -1,7 +1,8 @@
 //! `bench-approvals`: what a change request costs on top of a direct write,
 //! through the real service (`Service::approvals`, `Service::config`), on
 //! SQLite and on PostgreSQL with fsync on. Each round, in turn: a direct
-//! write at an open environment (the reference), a gated write at a
+//! write at an open environment (the reference), the same through the
+//! gate (what the API does), a gated write at a
 //! protected one (the request is stored and audited), `show` (the
 //! before/after preview with the resolved views), the first approval, and
 //! the second approval, which applies the request as one revision
@@ -33,8 +34,9 @@ pub struct Args {
 /// Distinct keys the rounds cycle through.
 const KEYS: usize = 64;
 
-const STEPS: [&str; 5] = [
-    "direct write (dev)",
+const STEPS: [&str; 6] = [
+    "direct write (dev), Config::write_entries",
+    "direct write (dev) through the gate",
     "request (gated write, prod)",
     "show (preview)",
     "approve 1 of 2",
@@ -151,8 +153,25 @@ async fn bench_store(store: Arc<dyn Store>, rounds: usize) -> anyhow::Result<Vec
             !direct.committed.applied.is_empty(),
             "the direct write wrote nothing"
         );
-        let requested = timed(
+        // What the API does: the gate, and the reached environments' settings guarded.
+        let ungated = timed(
             &mut steps[1],
+            a.write_entries(
+                &ann,
+                &origin,
+                "direct, gated path",
+                vec![item("dev", i + 1)],
+                None,
+                RequestOptions::default(),
+            ),
+        )
+        .await?;
+        ensure!(
+            matches!(ungated, Outcome::Written(_)),
+            "a write at open dev was gated"
+        );
+        let requested = timed(
+            &mut steps[2],
             a.write_entries(
                 &ann,
                 &origin,
@@ -166,15 +185,15 @@ async fn bench_store(store: Arc<dyn Store>, rounds: usize) -> anyhow::Result<Vec
         let Outcome::Requested(r) = requested else {
             bail!("a write at protected prod was not gated");
         };
-        let (_, preview) = timed(&mut steps[2], a.show(&bob, &r.id)).await?;
+        let (_, preview) = timed(&mut steps[3], a.show(&bob, &r.id)).await?;
         ensure!(preview.entries.len() == 1, "the preview lost the entry");
-        let one = timed(&mut steps[3], a.approve(&bob, &origin, &r.id, "")).await?;
+        let one = timed(&mut steps[4], a.approve(&bob, &origin, &r.id, "")).await?;
         ensure!(
             one.state == ChangeState::Pending,
             "applied after one approval"
         );
         let before = svc.revision();
-        let two = timed(&mut steps[4], a.approve(&cid, &origin, &r.id, "")).await?;
+        let two = timed(&mut steps[5], a.approve(&cid, &origin, &r.id, "")).await?;
         ensure!(
             two.state == ChangeState::Applied && two.applied_revision > Some(before),
             "the second approval did not apply it: {:?}",
