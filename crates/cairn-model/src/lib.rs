@@ -10,6 +10,7 @@ mod error;
 mod glob;
 mod names;
 mod resolve;
+pub mod rollout;
 
 pub use canonical::{canonical_json, checksum, checksum_bytes};
 pub use diff::{diff_values, ValueDiff};
