@@ -231,8 +231,8 @@ pub fn gets_new(salt: &str, key: &str, client: Option<&str>, share: u32) -> bool
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::Strategy;
+    use super::*;
     use proptest::prelude::*;
     use proptest::strategy::Strategy as _;
 
