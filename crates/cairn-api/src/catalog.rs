@@ -46,6 +46,10 @@ pub struct EnvBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_items = 64)]
     pub approvers: Option<Vec<String>>,
+    /// Updating only: when the change becomes a change request (a gated
+    /// environment's policy), apply it at this time once approved (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -320,17 +320,21 @@ impl Ctx {
                 self.show(&r, text);
                 Ok(())
             }
-            WriteOutcome::Requested(c) => {
-                self.show(&c, |c| println!("{}", requested_line(c)));
-                if let (true, Some(reason)) = (gate.force_approval, &gate.reason) {
-                    return self.force_change(&c.change_id, reason).await;
-                }
-                if gate.wait {
-                    self.wait_change(&c.change_id).await?;
-                }
-                Ok(())
-            }
+            WriteOutcome::Requested(c) => self.requested(&c, gate).await,
         }
+    }
+
+    /// A write that became a change request: its line, then, as `gate`
+    /// asks, forced at once or waited for.
+    async fn requested(&self, c: &ChangeRequested, gate: &GateArgs) -> Result<()> {
+        self.show(c, |c| println!("{}", requested_line(c)));
+        if let (true, Some(reason)) = (gate.force_approval, &gate.reason) {
+            return self.force_change(&c.change_id, reason).await;
+        }
+        if gate.wait {
+            self.wait_change(&c.change_id).await?;
+        }
+        Ok(())
     }
 
     /// `--force-approval`: apply the request now as an admin, with the

@@ -96,6 +96,13 @@ pub async fn create_env(
         .name
         .take()
         .ok_or_else(|| Error::invalid("name", "missing"))?;
+    if b.apply_at.is_some() {
+        return Err(Error::invalid(
+            "apply_at",
+            "a new environment is created at once; apply_at is for changing a gated one",
+        )
+        .into());
+    }
     let committed = svc
         .config()
         .create_env(&c.who, &c.origin, &name, settings(b))
@@ -127,15 +134,12 @@ pub async fn update_env(
     if b.name.as_ref().is_some_and(|n| *n != env) {
         return Err(Error::invalid("name", "environments cannot be renamed").into());
     }
+    let opts = RequestOptions {
+        apply_at: b.apply_at,
+    };
     let outcome = svc
         .approvals()
-        .update_env(
-            &c.who,
-            &c.origin,
-            &env,
-            settings(b),
-            RequestOptions::default(),
-        )
+        .update_env(&c.who, &c.origin, &env, settings(b), opts)
         .await?;
     Ok(match outcome {
         Outcome::Written(committed) => Json(Revised {

@@ -660,3 +660,39 @@ async fn approvers_name_who_may_approve() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["state"], "applied");
 }
+
+#[tokio::test]
+async fn a_policy_change_can_wait_for_its_time_and_creating_takes_none() {
+    let f = fixture().await;
+    let adm1 = token(&f.t, "adm1", "admin", None, "*").await;
+    let adm2 = token(&f.t, "adm2", "admin", None, "*").await;
+    let r =
+        f.t.call(
+            Method::PATCH,
+            "/v1/envs/prod",
+            Some(json!({"strict_flags": true, "apply_at": "2999-01-01T00:00:00Z"})),
+        )
+        .await;
+    let id = f.requested(&r);
+    assert_eq!(f.approve(&adm1, &id).await.status, StatusCode::OK);
+    let r = f.approve(&adm2, &id).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        (&r.body["state"], &r.body["apply_at"]),
+        (&json!("scheduled"), &json!("2999-01-01T00:00:00Z"))
+    );
+    assert_eq!(f.t.get("/v1/envs/prod").await.body["strict_flags"], false);
+
+    // A new environment is created at once: apply_at is refused, nothing created.
+    f.t.call(
+        Method::POST,
+        "/v1/envs",
+        Some(json!({"name": "later", "apply_at": "2999-01-01T00:00:00Z"})),
+    )
+    .await
+    .assert_problem(400, "invalid", Some("apply_at"));
+    assert_eq!(
+        f.t.get("/v1/envs/later").await.status,
+        StatusCode::NOT_FOUND
+    );
+}

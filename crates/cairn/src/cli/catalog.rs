@@ -6,7 +6,7 @@ use cairn_client::cairn_api::{CreateAppBody, EnvBody, RegisterSchemaBody, Valida
 use cairn_client::WriteOutcome;
 use clap::Subcommand;
 
-use super::{cell_str, rejected, requested_line, Ctx, ScopeArgs};
+use super::{cell_str, rejected, Ctx, GateArgs, ScopeArgs};
 use crate::input::read_input;
 use crate::output::table;
 
@@ -51,6 +51,7 @@ impl EnvFlags {
             auto_approve: self.auto_approve,
             strict_flags: self.strict_flags,
             approvers: self.approvers.as_deref().map(approver_list),
+            apply_at: None,
         }
     }
 }
@@ -80,10 +81,8 @@ pub enum EnvCmd {
         name: String,
         #[command(flatten)]
         flags: EnvFlags,
-        /// If the change becomes a change request, wait for its outcome: applied (exit 0), or
-        /// rejected, cancelled, conflicted or expired (exit 4).
-        #[arg(long)]
-        wait: bool,
+        #[command(flatten)]
+        gate: GateArgs,
     },
 }
 
@@ -156,17 +155,16 @@ impl Ctx {
                     println!("environment {name} created (revision {})", r.revision)
                 });
             }
-            EnvCmd::Set { name, flags, wait } => {
-                match self.client.update_env(&name, &flags.body(None)).await? {
+            EnvCmd::Set { name, flags, gate } => {
+                let body = EnvBody {
+                    apply_at: gate.apply_at,
+                    ..flags.body(None)
+                };
+                match self.client.update_env(&name, &body).await? {
                     WriteOutcome::Written(r) => self.revised(&r, |r| {
                         println!("environment {name} updated (revision {})", r.revision)
                     }),
-                    WriteOutcome::Requested(c) => {
-                        self.show(&c, |c| println!("{}", requested_line(c)));
-                        if wait {
-                            self.wait_change(&c.change_id).await?;
-                        }
-                    }
+                    WriteOutcome::Requested(c) => self.requested(&c, &gate).await?,
                 }
             }
             EnvCmd::List => {

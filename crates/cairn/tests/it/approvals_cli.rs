@@ -935,3 +935,58 @@ fn postgres_requested_on_one_replica_approved_on_the_other_applied_once() {
         assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions}");
     }
 }
+
+/// `env set` on protected prod takes the gate's flags: `--force-approval
+/// --reason` (admins) applies the policy change at once, audited forced;
+/// `--apply-at` makes it wait as scheduled once approved.
+#[test]
+fn env_set_takes_force_approval_and_apply_at() {
+    let (_f, p) = protected_server();
+    let strict = |p: &People| -> Value {
+        let envs = p.admin.json(&["env", "list"]);
+        envs.as_array()
+            .and_then(|a| a.iter().find(|e| e["name"] == "prod"))
+            .map(|e| e["strict_flags"].clone())
+            .unwrap_or_else(|| panic!("no prod in {envs}"))
+    };
+    let out = p.admin.ok(&[
+        "env",
+        "set",
+        "prod",
+        "--strict-flags",
+        "true",
+        "--force-approval",
+        "--reason",
+        "incident 4712",
+    ]);
+    let (first, second) = out.stdout.split_once('\n').expect("two lines");
+    let forced = requested_id(&format!("{first}\n"), "0/2");
+    let revision = applied_revision(&p.admin, &forced);
+    assert_eq!(
+        second,
+        format!("change {forced} applied (revision {revision}, forced)\n")
+    );
+    assert_eq!(strict(&p), json!(true));
+    assert_eq!(
+        change_actions(&p.admin, &forced),
+        ["change.request", "change.force"]
+    );
+
+    let (_, at) = seconds_ahead(3600);
+    let out = p.admin.ok(&[
+        "env",
+        "set",
+        "prod",
+        "--strict-flags",
+        "false",
+        "--apply-at",
+        &at,
+    ]);
+    let later = requested_id(&out.stdout, "0/2");
+    let shown = shown(&p.admin, &later);
+    assert_eq!(
+        shown["change"]["apply_at"].as_str().map(|s| &s[..19]),
+        Some(&at[..19])
+    );
+    assert_eq!(strict(&p), json!(true), "not before it is approved and due");
+}
