@@ -17,7 +17,7 @@ pub mod openfeature;
 pub mod sdk;
 pub mod sse;
 
-pub use calls::{valid_approvals, At, AuditPage, WriteOutcome};
+pub use calls::{At, AuditPage, WriteOutcome};
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;

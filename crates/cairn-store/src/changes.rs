@@ -117,6 +117,23 @@ pub struct ChangeRecord {
     pub conflict: Option<Value>,
 }
 
+impl ChangeRecord {
+    /// The approvals that count: of the current content, not by the
+    /// requester, one per principal. The one definition server, service and
+    /// clients count with.
+    pub fn valid_approvals(&self) -> usize {
+        let mut who: Vec<&str> = self
+            .approvals
+            .iter()
+            .filter(|a| a.content_hash == self.content_hash && a.principal != self.requester)
+            .map(|a| a.principal.as_str())
+            .collect();
+        who.sort_unstable();
+        who.dedup();
+        who.len()
+    }
+}
+
 /// Which change requests to list ([`crate::Store::changes`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChangeFilter {

@@ -430,7 +430,7 @@ pub(crate) fn requested_line(c: &ChangeRequested) -> String {
 
 /// `change chg_… pending (1/2 approvals)`, `change chg_… applied (revision 7)`.
 pub(crate) fn change_line(r: &ChangeRecord) -> String {
-    let n = cairn_client::valid_approvals(r);
+    let n = r.valid_approvals();
     let detail = match (r.state, r.applied_revision) {
         (ChangeState::Applied, Some(rev)) => format!("revision {rev}"),
         (ChangeState::Scheduled, _) => match r.apply_at {

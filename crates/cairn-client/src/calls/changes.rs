@@ -69,17 +69,3 @@ impl Client {
             .await
     }
 }
-
-/// Valid approvals of a request: of its current content, not by its
-/// requester, one per principal (as the server counts them).
-pub fn valid_approvals(record: &ChangeRecord) -> usize {
-    let mut who: Vec<&str> = record
-        .approvals
-        .iter()
-        .filter(|a| a.content_hash == record.content_hash && a.principal != record.requester)
-        .map(|a| a.principal.as_str())
-        .collect();
-    who.sort_unstable();
-    who.dedup();
-    who.len()
-}

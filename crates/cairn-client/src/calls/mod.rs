@@ -13,7 +13,6 @@ mod identity;
 mod secrets;
 mod webhooks;
 
-pub use changes::valid_approvals;
 pub use entries::WriteOutcome;
 pub use identity::AuditPage;
 

@@ -157,21 +157,6 @@ impl ChangeContent {
     }
 }
 
-/// Approvals of `record` that count: bound to its current content, one per
-/// principal.
-pub fn valid_approvals(record: &ChangeRecord) -> usize {
-    let mut who: Vec<&str> = record
-        .approvals
-        .iter()
-        .filter(|a| a.content_hash == record.content_hash)
-        .filter(|a| a.principal != record.requester)
-        .map(|a| a.principal.as_str())
-        .collect();
-    who.sort_unstable();
-    who.dedup();
-    who.len()
-}
-
 /// May `who` do `action` in every environment each entry reaches (the
 /// environments of its scope, `environments` if given)?
 fn allowed_everywhere(

@@ -11,8 +11,7 @@ use cairn_store::{
 };
 
 use super::{
-    allowed_everywhere, check_approvers, require_reason, require_state, valid_approvals, Approvals,
-    ChangeContent,
+    allowed_everywhere, check_approvers, require_reason, require_state, Approvals, ChangeContent,
 };
 use crate::identity::auth::{Origin, Principal};
 use crate::identity::policy::Action;
@@ -90,7 +89,7 @@ impl Approvals<'_> {
             note: note.to_owned(),
             content_hash: current.content_hash.clone(),
         });
-        let approved = valid_approvals(&next) >= current.required_approvals.max(1) as usize;
+        let approved = next.valid_approvals() >= current.required_approvals.max(1) as usize;
         if approved {
             // Approved: waiting for its time, or applied at once if due.
             next.state = ChangeState::Scheduled;

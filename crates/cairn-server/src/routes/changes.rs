@@ -12,7 +12,7 @@ pub use cairn_api::{
     ApplyCheck, ApproveBody, ChangePreview, ChangeRequested, ChangeShown, ChangesQuery,
     EditChangeBody, EntryChangePreview, EnvChangePreview, EnvPolicy, RejectBody, ViewChangePreview,
 };
-use cairn_core::approvals::{valid_approvals, ChangeContent, Preview};
+use cairn_core::approvals::{ChangeContent, Preview};
 use cairn_core::{Error, Service};
 use cairn_store::{ChangeFilter, ChangeRecord};
 use serde_json::Value;
@@ -25,7 +25,7 @@ pub(crate) fn requested(record: &ChangeRecord) -> Response {
     let body = ChangeRequested {
         change_id: record.id.clone(),
         state: record.state,
-        approvals: i32::try_from(valid_approvals(record)).unwrap_or(i32::MAX),
+        approvals: i32::try_from(record.valid_approvals()).unwrap_or(i32::MAX),
         required: record.required_approvals,
         environments: record.environments.clone(),
     };

@@ -84,11 +84,7 @@ impl<D: Dialect> Tx<'_, D> {
             [one] => Some(one.clone()),
             _ => None,
         };
-        let approvals = r
-            .approvals
-            .iter()
-            .filter(|a| a.content_hash == r.content_hash)
-            .count();
+        let approvals = r.valid_approvals();
         Ok((
             Applied {
                 from_version: Some(m.expected_version),

@@ -130,7 +130,7 @@ pub(super) fn pending_rows(records: &[ChangeRecord], now: DateTime<Utc>) -> Valu
                     "state": r.state.as_str(),
                     "requester": r.requester,
                     "age": age(r.created_at, now),
-                    "approvals": format!("{}/{}", cairn_client::valid_approvals(r), r.required_approvals),
+                    "approvals": format!("{}/{}", r.valid_approvals(), r.required_approvals),
                     "environments": r.environments.join(","),
                     "message": r.message,
                 })
